@@ -1,0 +1,26 @@
+// Package connectors holds what every SaaS connector shares with the collector: the result of
+// a connect-flow check. Each connector lives in a subpackage (connectors/greenhouse) and knows
+// nothing of NATS or ClickHouse; the collector declares the small interfaces it needs.
+package connectors
+
+// CheckStatus is the outcome of one connect-flow check.
+type CheckStatus string
+
+// Check statuses, as documented in the HTTP API.
+const (
+	CheckOK      CheckStatus = "ok"
+	CheckFailed  CheckStatus = "failed"
+	CheckSkipped CheckStatus = "skipped" // not run because an earlier check failed
+)
+
+// Check is the result of one connect-flow check. Code is a stable machine-readable string when
+// Status is failed; Message says what is wrong and what the customer's admin should do.
+type Check struct {
+	Name    string      `json:"name"`
+	Status  CheckStatus `json:"status"`
+	Code    string      `json:"code,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// Failed reports whether the check ran and failed.
+func (c Check) Failed() bool { return c.Status == CheckFailed }

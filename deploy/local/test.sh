@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# test.sh: runs the whole test suite on a fresh Debian machine with Go installed.
+# It installs Debian's ClickHouse when it is missing, starts a throwaway server for the run
+# (NATS is embedded in the tests), runs go vet and every test, and cleans up.
+# Extra arguments go to `go test` (e.g. -run TestEndToEnd).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "test.sh: Go 1.26 or newer is required (https://go.dev/doc/install)" >&2
+  exit 1
+fi
+deploy/local/clickhouse.sh install
+
+work=$(mktemp -d)
+trap 'deploy/local/clickhouse.sh stop "$work/clickhouse"; rm -rf "$work"' EXIT
+CLICKHOUSE_ADDR=$(deploy/local/clickhouse.sh start "$work/clickhouse")
+export CLICKHOUSE_ADDR
+echo "test.sh: ClickHouse at $CLICKHOUSE_ADDR" >&2
+
+go vet ./...
+go test -count=1 -timeout 45m "$@" ./...
