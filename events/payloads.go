@@ -41,24 +41,25 @@ func (t Type) Topic() string {
 // LicenseRecord is a user as the collector sees them: identity, status, license and usage.
 // It is the data of saas.user.changed and a row of the licenses API.
 type LicenseRecord struct {
-	TenantID       string     `json:"tenant_id"`
-	App            string     `json:"app"`
-	UserID         int64      `json:"user_id"`
-	Name           string     `json:"name"`
-	Email          string     `json:"email"`
-	Status         string     `json:"status"`       // active, deactivated, removed
-	Licensed       bool       `json:"licensed"`     // active and not a service account
-	LicenseType    string     `json:"license_type"` // site_admin, job_admin, basic
-	SiteAdmin      bool       `json:"site_admin"`
-	ServiceAccount bool       `json:"service_account"`
-	CreatedAt      time.Time  `json:"created_at"`
-	UpdatedAt      time.Time  `json:"updated_at"`
-	FirstSeenAt    time.Time  `json:"first_seen_at"`
-	LastSeenAt     time.Time  `json:"last_seen_at"`
-	RemovedAt      *time.Time `json:"removed_at"`
-	LastActivityAt *time.Time `json:"last_activity_at"`
-	Usage          string     `json:"usage"`            // active, inactive, unknown
-	Reason         string     `json:"reason,omitempty"` // for inactive and unknown
+	TenantID         string     `json:"tenant_id"`
+	App              string     `json:"app"`
+	UserID           int64      `json:"user_id"`
+	Name             string     `json:"name"`
+	Email            string     `json:"email"`
+	Status           string     `json:"status"`       // active, deactivated, removed
+	Licensed         bool       `json:"licensed"`     // active and not a service account
+	LicenseType      string     `json:"license_type"` // site_admin, job_admin, basic
+	SiteAdmin        bool       `json:"site_admin"`
+	ServiceAccount   bool       `json:"service_account"`
+	CreatedAt        time.Time  `json:"created_at"`
+	UpdatedAt        time.Time  `json:"updated_at"`
+	FirstSeenAt      time.Time  `json:"first_seen_at"`
+	LastSeenAt       time.Time  `json:"last_seen_at"`
+	RemovedAt        *time.Time `json:"removed_at"`
+	LastActivityAt   *time.Time `json:"last_activity_at"`
+	LastActivityType string     `json:"last_activity_type,omitempty"` // event type of the newest activity
+	Usage            string     `json:"usage,omitempty"`              // active, inactive, unknown; only for license holders
+	Reason           string     `json:"reason,omitempty"`             // for inactive and unknown
 }
 
 // UserChanged is the data of saas.user.changed: the full record after the change and the

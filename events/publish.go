@@ -1,0 +1,234 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Retry pacing between publish rounds.
+const (
+	retryBackoffMin = 50 * time.Millisecond
+	retryBackoffMax = 2 * time.Second
+)
+
+// PublishError is returned by Publish when not every message was acknowledged. The messages
+// it counts may or may not be stored; publishing the same envelopes again is safe because the
+// server drops a message whose id it has already stored within the duplicate window.
+type PublishError struct {
+	Total   int   // messages in the Publish call
+	Unacked int   // of those, not acknowledged when Publish returned
+	Err     error // why Publish gave up: the context's error or a permanent publish error
+	Last    error // the last per-message failure seen, if any (timeouts, disconnects, …)
+}
+
+// Error says how many messages were not acknowledged and why.
+func (e *PublishError) Error() string {
+	msg := fmt.Sprintf("publish events: %d of %d messages not acknowledged", e.Unacked, e.Total)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	if e.Last != nil && !errors.Is(e.Err, e.Last) {
+		msg += " (last failure: " + e.Last.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap returns the reason and the last failure, for errors.Is and errors.As.
+func (e *PublishError) Unwrap() []error {
+	var errs []error
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	if e.Last != nil {
+		errs = append(errs, e.Last)
+	}
+	return errs
+}
+
+// Publish publishes envs asynchronously, each with Nats-Msg-Id = its ID, keeping at most
+// MaxInFlight messages un-acknowledged across all callers, and waits for every ack. Messages
+// that fail or time out are published again with the same id (the server deduplicates) until
+// all are acknowledged or ctx ends; an ack flagged duplicate counts as success. It returns nil
+// only when every message is acknowledged. Otherwise it returns a *PublishError saying how many
+// were not (wrapping ctx.Err() when the context ended), or, before publishing anything, an
+// error wrapping ErrInvalidEnvelope for an envelope that fails Validate.
+//
+// Within one call, messages are sent in order, so on a healthy connection a subject's messages
+// are stored in the order given; a message that had to be retried may land after later ones.
+func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	msgs := make([]*nats.Msg, len(envs))
+	for i := range envs {
+		env := &envs[i]
+		if err := env.Validate(); err != nil {
+			return fmt.Errorf("publish events: event %d (%q): %w", i, env.ID, err)
+		}
+		data, err := json.Marshal(env)
+		if err != nil {
+			return fmt.Errorf("publish events: encode event %q: %w", env.ID, err)
+		}
+		msgs[i] = &nats.Msg{
+			Subject: Subject(env.Tenant, env.Type),
+			Data:    data,
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{env.ID}},
+		}
+	}
+
+	pending := make([]int, len(msgs))
+	for i := range pending {
+		pending[i] = i
+	}
+	var acked atomic.Int64
+	var last error
+	backoff := retryBackoffMin
+	for round := 0; ; round++ {
+		if round > 0 {
+			b.stats.retried.Add(uint64(len(pending)))
+		}
+		failed, roundErr, permanent, err := b.publishRound(ctx, msgs, pending, &acked)
+		if roundErr != nil {
+			last = roundErr
+		}
+		if err == nil && permanent == nil && len(failed) == 0 {
+			return nil
+		}
+		reason := err
+		if reason == nil {
+			reason = permanent
+		}
+		if reason == nil {
+			// Every failure this round was transient: wait a little and go again.
+			b.log.Debug().Int("failed", len(failed)).Int("total", len(msgs)).Int("round", round+1).
+				AnErr("last_error", roundErr).Msg("republishing unacknowledged events")
+			pending = failed
+			timer := time.NewTimer(backoff)
+			select {
+			case <-timer.C:
+				backoff = min(2*backoff, retryBackoffMax)
+				continue
+			case <-ctx.Done():
+				timer.Stop()
+				reason = ctx.Err()
+			}
+		}
+		unacked := len(msgs) - int(acked.Load())
+		b.stats.failed.Add(uint64(unacked))
+		return &PublishError{Total: len(msgs), Unacked: unacked, Err: reason, Last: last}
+	}
+}
+
+// inflight is one published message whose ack is awaited.
+type inflight struct {
+	idx int
+	paf jetstream.PubAckFuture
+}
+
+// publishRound publishes msgs[idx...] once and waits for their acks. It returns the indices
+// that failed transiently, the last failure, a permanent failure if one was seen, and ctx.Err()
+// when the context ended first (then the awaiting goroutine finishes in the background: every
+// future resolves within the ack timeout, and only then frees its in-flight slot).
+func (b *Bus) publishRound(ctx context.Context, msgs []*nats.Msg, idx []int, acked *atomic.Int64) ([]int, error, error, error) {
+	var (
+		mu              sync.Mutex // guards failed, last and permanent
+		failed          []int
+		last, permanent error
+		ctxErr          error
+		queue           = make(chan inflight, min(len(idx), cap(b.sem)))
+		done            = make(chan struct{})
+		record          = func(i int, err error) {
+			mu.Lock()
+			failed = append(failed, i)
+			last = err
+			mu.Unlock()
+		}
+	)
+	go func() {
+		defer close(done)
+		for it := range queue {
+			select {
+			case ack := <-it.paf.Ok():
+				acked.Add(1)
+				b.stats.acked.Add(1)
+				if ack.Duplicate {
+					b.stats.duplicates.Add(1)
+				}
+			case err := <-it.paf.Err():
+				if isPermanent(err) {
+					mu.Lock()
+					permanent = fmt.Errorf("message %q: %w", it.paf.Msg().Header.Get(jetstream.MsgIDHeader), err)
+					mu.Unlock()
+				} else {
+					record(it.idx, err)
+				}
+			}
+			<-b.sem
+		}
+	}()
+
+submit:
+	for n, i := range idx {
+		select {
+		case b.sem <- struct{}{}:
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+			break submit
+		}
+		paf, err := b.js.PublishMsgAsync(msgs[i])
+		if err != nil {
+			<-b.sem
+			if isPermanent(err) {
+				mu.Lock()
+				permanent = fmt.Errorf("message %q: %w", msgs[i].Header.Get(jetstream.MsgIDHeader), err)
+				mu.Unlock()
+				break submit
+			}
+			record(i, err)
+			if errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+				// The connection is down or saturated: the rest of this round would fail the same
+				// way. Mark them failed and let the retry backoff pace the next attempt.
+				mu.Lock()
+				failed = append(failed, idx[n+1:]...)
+				mu.Unlock()
+				break submit
+			}
+			continue
+		}
+		queue <- inflight{idx: i, paf: paf}
+	}
+	close(queue)
+	if ctxErr == nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			ctxErr = ctx.Err()
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if ctxErr != nil {
+		return nil, last, permanent, ctxErr
+	}
+	return slices.Clone(failed), last, permanent, nil
+}
+
+// isPermanent reports whether a publish error cannot go away by publishing the same message
+// again on the same connection.
+func isPermanent(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrInvalidMsg) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}
