@@ -29,7 +29,6 @@ const modifyAttempts = 64
 // "greenhouse.acme". Revisions are the bucket's stream sequences and drive compare-and-set.
 // A KV is safe for concurrent use.
 type KV[T any] struct {
-	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	bucket string
 	err    error // set when the bucket name was unknown
@@ -43,7 +42,7 @@ func BucketKV[T any](b *Bus, name string) *KV[T] {
 	if !ok {
 		return &KV[T]{bucket: name, err: fmt.Errorf("kv: unknown bucket %q (want one of %s)", name, strings.Join(Buckets(), ", "))}
 	}
-	return &KV[T]{js: b.js, kv: kv, bucket: kv.Bucket()}
+	return &KV[T]{kv: kv, bucket: kv.Bucket()}
 }
 
 // Bucket returns the JetStream bucket name, e.g. "saas_connections".
@@ -120,7 +119,7 @@ func (k *KV[T]) Put(ctx context.Context, key string, v T) (uint64, error) {
 
 // Delete deletes key: only if its latest revision is rev, or unconditionally when rev is 0.
 // It returns an error wrapping ErrConflict on a wrong revision. The bucket keeps history 1,
-// so the previous value is no longer readable; Erase also overwrites it on disk.
+// so the previous value is no longer readable.
 func (k *KV[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	if k.err != nil {
 		return k.err
@@ -135,33 +134,15 @@ func (k *KV[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	return nil
 }
 
-// Erase removes every stored revision of key with a secure delete (the server overwrites the
-// message on disk) and then purges the key, leaving only a delete marker. Use it for values
-// holding sealed secrets when a tenant disconnects. Erasing an absent key is not an error.
-func (k *KV[T]) Erase(ctx context.Context, key string) error {
+// Purge deletes key and every stored revision of it, leaving only a delete marker; Get then
+// returns ErrNotFound. Use it when a tenant disconnects. Only sealed values ever reach the
+// disk; the server reclaims the space of purged messages when it compacts the file block.
+func (k *KV[T]) Purge(ctx context.Context, key string) error {
 	if k.err != nil {
 		return k.err
 	}
-	entries, err := k.kv.History(ctx, key)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return k.wrap("erase", key, err)
-	}
-	var stream jetstream.Stream
-	for _, e := range entries {
-		if e.Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		if stream == nil {
-			if stream, err = k.js.Stream(ctx, "KV_"+k.bucket); err != nil {
-				return k.wrap("erase", key, err)
-			}
-		}
-		if err := stream.SecureDeleteMsg(ctx, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return k.wrap("erase", key, err)
-		}
-	}
 	if err := k.kv.Purge(ctx, key); err != nil {
-		return k.wrap("erase", key, err)
+		return k.wrap("purge", key, err)
 	}
 	return nil
 }
