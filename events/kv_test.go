@@ -242,4 +242,3 @@ func TestNoPlaintextSecretOnDisk(t *testing.T) {
 	assert.False(t, bytes.Contains(disk, []byte(secret)), "the plaintext secret is not on disk")
 	assert.False(t, bytes.Contains(disk, []byte(purgedSecret)), "nor the purged tenant's")
 }
-
