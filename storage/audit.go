@@ -1,0 +1,326 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// AuditEventRow is one Audit Log event of a tenant. EventID is the stable hash of the event
+// (docs/architecture.md, exactness rule 2); the key (tenant_id, event_time, event_id) makes a
+// re-inserted event a duplicate that readers and merges drop.
+type AuditEventRow struct {
+	TenantID, EventID string
+	EventTime         time.Time
+	EventType, TargetType, TargetID,
+	PerformerType, PerformerID, PerformerName, PerformerEmail, PerformerIP,
+	RequestID, RequestType, Meta string
+}
+
+const insertAuditSQL = `INSERT INTO {db}.audit_events (tenant_id, event_id, event_time, event_type, target_type, target_id,
+ performer_type, performer_id, performer_name, performer_email, performer_ip, request_id, request_type, meta, ingested_at)`
+
+// InsertAuditEvents writes rows and returns once they are durable in ClickHouse. Concurrent
+// callers (many tenants) are group-committed: their rows are batched into one INSERT that is
+// sent when Config.AuditBatchRows rows are pending or Config.AuditFlushInterval has passed,
+// and on Close. Memory is bounded by Config.AuditBufferRows: a caller blocks while the buffer
+// is full. A batch whose INSERT fails with a retryable error (connection refused or lost,
+// timeouts, overload) is retried with backoff, with the same rows, for as long as any of its
+// callers' contexts lives; the rows are idempotent by key, so a retry of an INSERT that did
+// land adds nothing readers see. Each caller gets the error of its own batch, ctx.Err() when
+// its context ends first, or ErrClosed after Close.
+func (s *Store) InsertAuditEvents(ctx context.Context, rows []AuditEventRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := s.audit.write(ctx, rows); err != nil {
+		return fmt.Errorf("insert %d audit events: %w", len(rows), err)
+	}
+	return nil
+}
+
+// auditReq is one caller's chunk of rows and where its outcome goes.
+type auditReq struct {
+	ctx  context.Context
+	rows []AuditEventRow
+	done chan error // buffered 1; receives exactly one value
+}
+
+type auditWriter struct {
+	s       *Store
+	reqs    chan *auditReq
+	batches chan []*auditReq
+	room    *semaphore.Weighted // rows accepted but not yet finished
+	quit    chan struct{}       // closed by close: flush what is pending, then stop
+	abort   chan struct{}       // closed CloseTimeout after quit: stop retrying
+	life    context.Context     // canceled on abort; parent of every INSERT attempt
+	cancel  context.CancelFunc
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	inserts, rows, retries atomic.Uint64
+}
+
+// AuditStats counts the audit writer's work since Open.
+type AuditStats struct {
+	Inserts uint64 // successful INSERTs (each a group-committed batch)
+	Rows    uint64 // rows in those INSERTs
+	Retries uint64 // failed INSERT attempts that were retried
+}
+
+// AuditStats returns the audit writer's counters.
+func (s *Store) AuditStats() AuditStats {
+	return AuditStats{Inserts: s.audit.inserts.Load(), Rows: s.audit.rows.Load(), Retries: s.audit.retries.Load()}
+}
+
+func newAuditWriter(s *Store) *auditWriter {
+	life, cancel := context.WithCancel(context.Background())
+	w := &auditWriter{
+		s:       s,
+		reqs:    make(chan *auditReq),
+		batches: make(chan []*auditReq),
+		room:    semaphore.NewWeighted(int64(s.cfg.AuditBufferRows)),
+		quit:    make(chan struct{}),
+		abort:   make(chan struct{}),
+		life:    life,
+		cancel:  cancel,
+	}
+	w.wg.Add(1 + s.cfg.AuditWorkers)
+	go w.accumulate()
+	for range s.cfg.AuditWorkers {
+		go w.work()
+	}
+	return w
+}
+
+// write splits rows into chunks of at most a batch, hands each to the accumulator once there
+// is room, and waits for all of them.
+func (w *auditWriter) write(ctx context.Context, rows []AuditEventRow) error {
+	n := w.s.cfg.AuditBatchRows
+	var pending []*auditReq
+	for start := 0; start < len(rows); start += n {
+		chunk := rows[start:min(start+n, len(rows))]
+		if err := w.room.Acquire(ctx, int64(len(chunk))); err != nil {
+			return err
+		}
+		r := &auditReq{ctx: ctx, rows: chunk, done: make(chan error, 1)}
+		select {
+		case w.reqs <- r:
+			pending = append(pending, r)
+		case <-ctx.Done():
+			w.room.Release(int64(len(chunk)))
+			return ctx.Err()
+		case <-w.quit:
+			w.room.Release(int64(len(chunk)))
+			return ErrClosed
+		}
+	}
+	var first error
+	for _, r := range pending {
+		select {
+		case err := <-r.done:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return first
+}
+
+// accumulate groups requests into batches of about AuditBatchRows rows; a batch leaves when it
+// is full or when its oldest request has waited AuditFlushInterval.
+func (w *auditWriter) accumulate() {
+	defer w.wg.Done()
+	defer close(w.batches)
+	var (
+		batch []*auditReq
+		rows  int
+		timer = time.NewTimer(time.Hour)
+		armed bool
+	)
+	timer.Stop()
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		w.batches <- batch
+		batch, rows = nil, 0
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+	}
+	for {
+		select {
+		case r := <-w.reqs:
+			if rows > 0 && rows+len(r.rows) > w.s.cfg.AuditBatchRows {
+				flush()
+			}
+			batch = append(batch, r)
+			rows += len(r.rows)
+			if rows >= w.s.cfg.AuditBatchRows {
+				flush()
+			} else if !armed {
+				timer.Reset(w.s.cfg.AuditFlushInterval)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			flush()
+		case <-w.quit:
+			flush()
+			return
+		}
+	}
+}
+
+func (w *auditWriter) work() {
+	defer w.wg.Done()
+	for batch := range w.batches {
+		w.insert(batch)
+	}
+}
+
+// finish reports err to r and returns its rows' room.
+func (w *auditWriter) finish(r *auditReq, err error) {
+	r.done <- err
+	w.room.Release(int64(len(r.rows)))
+}
+
+// insert writes one batch, retrying retryable failures with backoff while a caller waits.
+func (w *auditWriter) insert(batch []*auditReq) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		live := batch[:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				w.finish(r, err)
+				continue
+			}
+			live = append(live, r)
+		}
+		batch = live
+		if len(batch) == 0 {
+			return
+		}
+		select {
+		case <-w.abort:
+			for _, r := range batch {
+				w.finish(r, ErrClosed)
+			}
+			return
+		default:
+		}
+		err := w.send(batch)
+		if err == nil {
+			w.inserts.Add(1)
+			for _, r := range batch {
+				w.rows.Add(uint64(len(r.rows)))
+				w.finish(r, nil)
+			}
+			return
+		}
+		if w.life.Err() == nil && !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+			for _, r := range batch {
+				w.finish(r, err)
+			}
+			return
+		}
+		n := 0
+		for _, r := range batch {
+			n += len(r.rows)
+		}
+		w.retries.Add(1)
+		w.s.log.Warn().Err(err).Int("rows", n).Int("attempt", attempt).Dur("retry_in", backoff).Msg("audit insert failed; retrying")
+		t := time.NewTimer(backoff + rand.N(backoff/2))
+		select {
+		case <-t.C:
+		case <-w.abort:
+			t.Stop()
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// send runs one INSERT of every row of batch, column by column.
+func (w *auditWriter) send(batch []*auditReq) error {
+	ctx, cancel := context.WithTimeout(w.life, w.s.cfg.InsertTimeout)
+	defer cancel()
+	n := 0
+	for _, r := range batch {
+		n += len(r.rows)
+	}
+	var (
+		tenant, id, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta = make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n)
+		at       = make([]time.Time, 0, n)
+		ingested = make([]time.Time, n)
+	)
+	now := time.Now().UTC().Truncate(time.Second)
+	for i := range ingested {
+		ingested[i] = now
+	}
+	for _, r := range batch {
+		for i := range r.rows {
+			e := &r.rows[i]
+			tenant = append(tenant, e.TenantID)
+			id = append(id, e.EventID)
+			at = append(at, e.EventTime)
+			typ = append(typ, e.EventType)
+			ttype = append(ttype, e.TargetType)
+			tid = append(tid, e.TargetID)
+			ptype = append(ptype, e.PerformerType)
+			pid = append(pid, e.PerformerID)
+			pname = append(pname, e.PerformerName)
+			pemail = append(pemail, e.PerformerEmail)
+			pip = append(pip, e.PerformerIP)
+			reqID = append(reqID, e.RequestID)
+			reqType = append(reqType, e.RequestType)
+			meta = append(meta, e.Meta)
+		}
+	}
+	b, err := w.s.conn.PrepareBatch(ctx, w.s.sql(insertAuditSQL))
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer func() { _ = b.Close() }()
+	for i, col := range []any{tenant, id, at, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta, ingested} {
+		if err := b.Column(i).Append(col); err != nil {
+			return fmt.Errorf("append column %d: %w", i, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// close flushes the pending requests and waits for the workers; after CloseTimeout, retries
+// stop and the callers of unwritten rows get ErrClosed.
+func (w *auditWriter) close() {
+	w.once.Do(func() {
+		close(w.quit)
+		done := make(chan struct{})
+		go func() { w.wg.Wait(); close(done) }()
+		t := time.NewTimer(w.s.cfg.CloseTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+			close(w.abort)
+			w.cancel()
+			<-done
+		}
+		w.cancel()
+	})
+}

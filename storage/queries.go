@@ -1,0 +1,301 @@
+package storage
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+//go:embed queries/*.sql
+var queriesFS embed.FS
+
+// loadQueries reads every embedded dashboard query (queries/NAME.sql) without its comment
+// lines, with {db} replaced, keyed by NAME.
+func (s *Store) loadQueries() error {
+	entries, err := queriesFS.ReadDir("queries")
+	if err != nil {
+		return fmt.Errorf("read queries: %w", err)
+	}
+	s.queries = make(map[string]string, len(entries))
+	for _, e := range entries {
+		body, err := queriesFS.ReadFile("queries/" + e.Name())
+		if err != nil {
+			return fmt.Errorf("read query %s: %w", e.Name(), err)
+		}
+		var b strings.Builder
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "--") {
+				continue
+			}
+			b.WriteString(line)
+			b.WriteByte('\n')
+		}
+		s.queries[strings.TrimSuffix(e.Name(), ".sql")] = s.sql(b.String())
+	}
+	return nil
+}
+
+// query returns the loaded dashboard query name.
+func (s *Store) query(name string) string { return s.queries[name] }
+
+func named(tenant, app string, more ...any) []any {
+	args := []any{clickhouse.Named("tenant", tenant), clickhouse.Named("app", app)}
+	for i := 0; i+1 < len(more); i += 2 {
+		args = append(args, clickhouse.Named(more[i].(string), more[i+1]))
+	}
+	return args
+}
+
+// dayRange returns the UTC dates (YYYY-MM-DD) of the first day overlapping [from, to) and of
+// the day after the last one.
+func dayRange(from, to time.Time) (string, string) {
+	const day = 24 * time.Hour
+	f := from.UTC().Truncate(day)
+	t := to.UTC().Truncate(day)
+	if t.Before(to) {
+		t = t.Add(day)
+	}
+	return f.Format(time.DateOnly), t.Format(time.DateOnly)
+}
+
+// LicenseCountsOverTime returns the license-count snapshots of tenant and app with ts in
+// [from, to), ordered by ts, license type and status.
+func (s *Store) LicenseCountsOverTime(ctx context.Context, tenant, app string, from, to time.Time) ([]LicenseCountRow, error) {
+	rows, err := s.conn.Query(ctx, s.query("license_counts_over_time"), named(tenant, app, "from", unix(from), "to", unix(to))...)
+	if err != nil {
+		return nil, fmt.Errorf("query license counts of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []LicenseCountRow
+	for rows.Next() {
+		r := LicenseCountRow{TenantID: tenant, App: app}
+		if err := rows.Scan(&r.TS, &r.LicenseType, &r.Status, &r.Users); err != nil {
+			return nil, fmt.Errorf("query license counts of tenant %q: %w", tenant, err)
+		}
+		r.TS = r.TS.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query license counts of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// UsageParams are the inputs of the usage rule (PRODUCT.md 3).
+type UsageParams struct {
+	Now               time.Time
+	InactiveAfterDays int
+	// CoverageStart is from when the tenant's Audit Log is known complete in storage; zero
+	// means no usage data at all (every license is then active or unknown).
+	CoverageStart time.Time
+}
+
+// threshold returns T = Now − InactiveAfterDays days as bound Unix seconds, and whether the
+// Audit Log covers the whole window (CoverageStart non-zero and ≤ T).
+func (p UsageParams) threshold() (int64, int) {
+	t := p.Now.Add(-time.Duration(p.InactiveAfterDays) * 24 * time.Hour)
+	covered := 0
+	if !p.CoverageStart.IsZero() && !p.CoverageStart.After(t) {
+		covered = 1
+	}
+	return unix(t), covered
+}
+
+// Reasons of an inactive license.
+const (
+	ReasonNoRecentActivity = "no_recent_activity"
+	ReasonNeverActive      = "never_active"
+)
+
+// InactiveLicense is a license holder without activity in the window, with the evidence.
+type InactiveLicense struct {
+	UserID                   int64
+	Name, Email, LicenseType string
+	CreatedAt                time.Time
+	LastActivityAt           *time.Time
+	LastActivityType, Reason string // Reason: ReasonNoRecentActivity or ReasonNeverActive
+}
+
+// InactiveLicenses lists the inactive licenses of tenant and app under p (PRODUCT.md 3):
+// active, non-service users whose last activity is before T = Now − InactiveAfterDays days (or
+// who never acted), created before T, provided the Audit Log is complete from CoverageStart ≤
+// T; otherwise nobody is inactive (unknown). Never-active users come first, then the oldest
+// activity.
+func (s *Store) InactiveLicenses(ctx context.Context, tenant, app string, p UsageParams) ([]InactiveLicense, error) {
+	t, covered := p.threshold()
+	rows, err := s.conn.Query(ctx, s.query("inactive_licenses"), named(tenant, app, "threshold", t, "covered", covered)...)
+	if err != nil {
+		return nil, fmt.Errorf("query inactive licenses of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []InactiveLicense
+	for rows.Next() {
+		var (
+			l  InactiveLicense
+			la *time.Time
+		)
+		if err := rows.Scan(&l.UserID, &l.Name, &l.Email, &l.LicenseType, &l.CreatedAt, &la, &l.LastActivityType, &l.Reason); err != nil {
+			return nil, fmt.Errorf("query inactive licenses of tenant %q: %w", tenant, err)
+		}
+		l.CreatedAt, l.LastActivityAt = fromDB(l.CreatedAt), fromDBPtr(la)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query inactive licenses of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// Utilisation summarises the licenses of a tenant and app. Users counts every user not
+// removed (including deactivated users and service accounts); Licenses the active,
+// non-service users; Active + Inactive + Unknown = Licenses; ByType counts licenses per
+// license type; Ratio = Active / Licenses (0 without licenses).
+type Utilisation struct {
+	Users, Licenses, Active, Inactive, Unknown int
+	ByType                                     map[string]int
+	Ratio                                      float64
+}
+
+// Utilisation computes the license utilisation of tenant and app under p, with the same rule
+// as InactiveLicenses.
+func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsageParams) (Utilisation, error) {
+	t, covered := p.threshold()
+	u := Utilisation{ByType: map[string]int{}}
+	rows, err := s.conn.Query(ctx, s.query("utilisation"), named(tenant, app, "threshold", t, "covered", covered)...)
+	if err != nil {
+		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			typ                               string
+			users, licenses, active, inactive uint64
+		)
+		if err := rows.Scan(&typ, &users, &licenses, &active, &inactive); err != nil {
+			return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
+		}
+		u.Users += int(users)
+		u.Licenses += int(licenses)
+		u.Active += int(active)
+		u.Inactive += int(inactive)
+		if licenses > 0 {
+			u.ByType[typ] = int(licenses)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
+	}
+	u.Unknown = u.Licenses - u.Active - u.Inactive
+	if u.Licenses > 0 {
+		u.Ratio = float64(u.Active) / float64(u.Licenses)
+	}
+	return u, nil
+}
+
+// DailyActivityRow is one user's activity on one UTC day.
+type DailyActivityRow struct {
+	UserID      int64
+	Day         time.Time // UTC midnight
+	Events      uint32
+	LastEventAt time.Time
+}
+
+// DailyActivity returns the deduplicated daily activity of tenant and app for the UTC days
+// overlapping [from, to), ordered by day and user.
+func (s *Store) DailyActivity(ctx context.Context, tenant, app string, from, to time.Time) ([]DailyActivityRow, error) {
+	fd, td := dayRange(from, to)
+	rows, err := s.conn.Query(ctx, s.query("daily_activity"), named(tenant, app, "from_day", fd, "to_day", td)...)
+	if err != nil {
+		return nil, fmt.Errorf("query daily activity of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []DailyActivityRow
+	for rows.Next() {
+		var r DailyActivityRow
+		if err := rows.Scan(&r.UserID, &r.Day, &r.Events, &r.LastEventAt); err != nil {
+			return nil, fmt.Errorf("query daily activity of tenant %q: %w", tenant, err)
+		}
+		r.Day = time.Date(r.Day.Year(), r.Day.Month(), r.Day.Day(), 0, 0, 0, 0, time.UTC)
+		r.LastEventAt = r.LastEventAt.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query daily activity of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// TopUser is a user's activity total over a range of days.
+type TopUser struct {
+	UserID      int64
+	Name, Email string
+	Events      uint64
+	LastEventAt time.Time
+}
+
+// TopUsers returns the limit most active users of tenant and app over the UTC days
+// overlapping [from, to), by distinct events (ties by user id), with their current name and
+// email (empty when the user is not in users).
+func (s *Store) TopUsers(ctx context.Context, tenant, app string, from, to time.Time, limit int) ([]TopUser, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	fd, td := dayRange(from, to)
+	rows, err := s.conn.Query(ctx, s.query("top_users"), named(tenant, app, "from_day", fd, "to_day", td, "limit", limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("query top users of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []TopUser
+	for rows.Next() {
+		var u TopUser
+		if err := rows.Scan(&u.UserID, &u.Name, &u.Email, &u.Events, &u.LastEventAt); err != nil {
+			return nil, fmt.Errorf("query top users of tenant %q: %w", tenant, err)
+		}
+		u.LastEventAt = u.LastEventAt.UTC()
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query top users of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// SyncHealth returns the latest limit sync runs of tenant and app, newest first.
+func (s *Store) SyncHealth(ctx context.Context, tenant, app string, limit int) ([]SyncRunRow, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := s.conn.Query(ctx, s.query("sync_health"), named(tenant, app, "limit", limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("query sync health of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []SyncRunRow
+	for rows.Next() {
+		r := SyncRunRow{TenantID: tenant, App: app}
+		if err := rows.Scan(&r.RunID, &r.Kind, &r.StartedAt, &r.FinishedAt, &r.Status, &r.Users, &r.Events, &r.Requests,
+			&r.Throttled, &r.ErrorCode, &r.ErrorMessage); err != nil {
+			return nil, fmt.Errorf("query sync health of tenant %q: %w", tenant, err)
+		}
+		r.StartedAt, r.FinishedAt = fromDB(r.StartedAt), fromDB(r.FinishedAt)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query sync health of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
+
+// CountAuditEvents returns the number of distinct audit events stored for tenant.
+func (s *Store) CountAuditEvents(ctx context.Context, tenant string) (uint64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, s.query("count_audit_events"), clickhouse.Named("tenant", tenant)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count audit events of tenant %q: %w", tenant, err)
+	}
+	return n, nil
+}

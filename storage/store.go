@@ -1,0 +1,233 @@
+// Package storage owns the ClickHouse side of the collector: the embedded, versioned schema
+// migrations, the batch writers (audit events with group commit, users, license counts, sync
+// runs, connection events, daily activity) and the dashboard queries.
+//
+// Every table is a ReplacingMergeTree keyed so that a replayed write lands on the same key:
+// writers are idempotent and readers deduplicate (FINAL or uniqExact). All DateTime columns are
+// DateTime('UTC'), and every time passed into a query is bound as Unix seconds, so neither the
+// server's nor the client's time zone shifts a value. The SQL runs on ClickHouse 18.16 and on
+// current releases; docs/schema.md documents the schema and the queries.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/rs/zerolog"
+)
+
+// DefaultDatabase is the database used when Config.Database is empty.
+const DefaultDatabase = "saas"
+
+// AuditApp is the app whose Audit Log audit_events holds; rows derived from audit events
+// (user_activity_daily) carry it in their app column.
+const AuditApp = "greenhouse"
+
+// ErrClosed is returned by writers called after (or interrupted by) Close.
+var ErrClosed = errors.New("storage: store closed")
+
+// Config configures a Store. Only Addr is required.
+type Config struct {
+	// Addr lists native-protocol addresses (host:port) of the ClickHouse servers.
+	Addr []string
+	// Database holds the tables; created when missing. Default "saas".
+	Database string
+	// Username and Password authenticate; empty Username means "default".
+	Username, Password string
+	// DialTimeout bounds a connection attempt. Default 5 s.
+	DialTimeout time.Duration
+	// MaxOpenConns bounds the connection pool. Default 8.
+	MaxOpenConns int
+	// Logger receives one line per failed flush attempt and per migration; default Nop.
+	Logger zerolog.Logger
+
+	// AuditBatchRows is the group-commit batch size of InsertAuditEvents. Default 50,000.
+	AuditBatchRows int
+	// AuditFlushInterval is how long a pending audit row waits for more before it is flushed.
+	// Default 200 ms.
+	AuditFlushInterval time.Duration
+	// AuditBufferRows bounds the audit rows accepted but not yet written; callers block
+	// (backpressure) when it is full. Default 4 × AuditBatchRows.
+	AuditBufferRows int
+	// AuditWorkers is the number of concurrent audit INSERTs. Default 2.
+	AuditWorkers int
+	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
+	InsertTimeout time.Duration
+	// CloseTimeout bounds how long Close keeps retrying pending audit rows while ClickHouse
+	// is unreachable; the callers of rows still unwritten then get ErrClosed. Default 30 s.
+	CloseTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Database == "" {
+		c.Database = DefaultDatabase
+	}
+	if c.Username == "" {
+		c.Username = "default"
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 5 * time.Second
+	}
+	if c.MaxOpenConns <= 0 {
+		c.MaxOpenConns = 8
+	}
+	if c.AuditBatchRows <= 0 {
+		c.AuditBatchRows = 50_000
+	}
+	if c.AuditFlushInterval <= 0 {
+		c.AuditFlushInterval = 200 * time.Millisecond
+	}
+	if c.AuditBufferRows < c.AuditBatchRows {
+		c.AuditBufferRows = 4 * c.AuditBatchRows
+	}
+	if c.AuditWorkers <= 0 {
+		c.AuditWorkers = 2
+	}
+	if c.InsertTimeout <= 0 {
+		c.InsertTimeout = 2 * time.Minute
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+	return c
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// Store is a connection pool to ClickHouse plus the audit-event group-commit writer. It is
+// safe for concurrent use.
+type Store struct {
+	conn  driver.Conn
+	cfg   Config
+	db    string // the quoted database name, used to qualify every table
+	log   zerolog.Logger
+	audit *auditWriter
+	// queries holds the dashboard queries by name, loaded once in Open.
+	queries map[string]string
+}
+
+// Open connects to ClickHouse over the native protocol, pings it and creates the database
+// when it is missing. It does not migrate: call Migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.withDefaults()
+	if len(cfg.Addr) == 0 {
+		return nil, errors.New("open clickhouse: no address")
+	}
+	if !identRE.MatchString(cfg.Database) {
+		return nil, fmt.Errorf("open clickhouse: invalid database name %q", cfg.Database)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Protocol:        clickhouse.Native,
+		Addr:            cfg.Addr,
+		Auth:            clickhouse.Auth{Username: cfg.Username, Password: cfg.Password},
+		DialTimeout:     cfg.DialTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		ClientInfo:      clickhouse.ClientInfo{Products: []struct{ Name, Version string }{{Name: "greenhouse-collector", Version: "1"}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %s: %w", strings.Join(cfg.Addr, ","), err)
+	}
+	s := &Store{conn: conn, cfg: cfg, db: "`" + cfg.Database + "`", log: cfg.Logger}
+	if err := s.loadQueries(); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("ping clickhouse %s: %w", strings.Join(cfg.Addr, ","), err)
+	}
+	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil && exceptionCode(err) != codeDatabaseAlreadyExists {
+		_ = conn.Close()
+		return nil, fmt.Errorf("create database %s: %w", cfg.Database, err)
+	}
+	s.audit = newAuditWriter(s)
+	return s, nil
+}
+
+// Ping checks that ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("ping clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Close flushes the pending audit events (retrying for at most Config.CloseTimeout while
+// ClickHouse is unreachable) and closes the connections.
+func (s *Store) Close() error {
+	s.audit.close()
+	if err := s.conn.Close(); err != nil {
+		return fmt.Errorf("close clickhouse: %w", err)
+	}
+	return nil
+}
+
+// Database returns the name of the database holding the tables.
+func (s *Store) Database() string { return s.cfg.Database }
+
+// sql replaces the {db} placeholder of a statement with the quoted database name.
+func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{db}", s.db) }
+
+// ClickHouse error codes this package reacts to.
+const (
+	codeDuplicateColumn       = 15
+	codeTableAlreadyExists    = 57
+	codeDatabaseAlreadyExists = 82
+)
+
+// exceptionCode returns the server error code of err, or 0 when err is not a server exception.
+func exceptionCode(err error) int32 {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return ex.Code
+	}
+	return 0
+}
+
+// retryableCodes are server exceptions that say "try again later" rather than "this INSERT
+// is wrong": timeouts, overload, too many parts, memory pressure, read-only replicas,
+// network trouble between servers.
+var retryableCodes = map[int32]bool{
+	3: true, 159: true, 164: true, 202: true, 203: true, 209: true, 210: true, 236: true,
+	241: true, 242: true, 252: true, 285: true, 319: true, 425: true, 999: true,
+}
+
+// retryable reports whether a failed write may succeed when repeated: any error that is not
+// a server exception (connection refused or reset, EOF, timeouts) and the server exceptions
+// in retryableCodes.
+func retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return retryableCodes[ex.Code]
+	}
+	return true
+}
+
+// unix returns t as Unix seconds rounded up, the form every time is bound in (see the
+// package doc). Stored times are whole seconds, so for a stored x: x >= t ⇔ x >= unix(t) and
+// x < t ⇔ x < unix(t); rounding up keeps half-open ranges exact for fractional bounds.
+func unix(t time.Time) int64 {
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,283 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// userChunk is how many user rows go into one INSERT.
+const userChunk = 10_000
+
+// epoch is what a zero time.Time is stored as (DateTime starts at 1970); it reads back as zero.
+var epoch = time.Unix(0, 0).UTC()
+
+// toDB clamps t into DateTime's range: the zero time (and anything before 1970) becomes epoch.
+func toDB(t time.Time) time.Time {
+	if t.Before(epoch) {
+		return epoch
+	}
+	return t
+}
+
+// fromDB turns a stored DateTime back into a UTC time, epoch into the zero time.
+func fromDB(t time.Time) time.Time {
+	if t.Unix() <= 0 {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+func toDBPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := toDB(*t)
+	return &v
+}
+
+func fromDBPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.UTC()
+	return &v
+}
+
+// UserRow is one version of a user's state (the users table). The row with the highest
+// Version is the current state; Revision increases on every change of the user.
+type UserRow struct {
+	TenantID, App                                 string
+	UserID                                        int64
+	Name, Email, Status, LicenseType              string
+	SiteAdmin, ServiceAccount                     bool
+	CreatedAt, UpdatedAt, FirstSeenAt, LastSeenAt time.Time
+	RemovedAt, LastActivityAt                     *time.Time
+	LastActivityType                              string
+	Revision                                      uint32
+	Version                                       uint64
+}
+
+const userColumns = `tenant_id, app, user_id, name, email, status, license_type, site_admin, service_account,
+ created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type, revision, version`
+
+// UpsertUsers writes user rows in INSERTs of up to 10,000 rows; they are durable when it
+// returns nil. Writing the same row again is harmless: the highest version wins.
+func (s *Store) UpsertUsers(ctx context.Context, rows []UserRow) error {
+	for start := 0; start < len(rows); start += userChunk {
+		chunk := rows[start:min(start+userChunk, len(rows))]
+		err := s.batch(ctx, "INSERT INTO {db}.users ("+userColumns+")", len(chunk), func(i int) []any {
+			u := &chunk[i]
+			return []any{u.TenantID, u.App, u.UserID, u.Name, u.Email, u.Status, u.LicenseType, b2u(u.SiteAdmin), b2u(u.ServiceAccount),
+				toDB(u.CreatedAt), toDB(u.UpdatedAt), toDB(u.FirstSeenAt), toDB(u.LastSeenAt), toDBPtr(u.RemovedAt), toDBPtr(u.LastActivityAt),
+				u.LastActivityType, u.Revision, u.Version}
+		})
+		if err != nil {
+			return fmt.Errorf("upsert %d users: %w", len(chunk), err)
+		}
+	}
+	return nil
+}
+
+// CurrentUsers calls fn with the current state (FINAL) of every user of tenant and app, in
+// user_id order, streaming the result. It stops at and returns fn's first error.
+func (s *Store) CurrentUsers(ctx context.Context, tenant, app string, fn func(UserRow) error) error {
+	rows, err := s.conn.Query(ctx, s.sql("SELECT "+userColumns+" FROM {db}.users FINAL WHERE tenant_id = ? AND app = ? ORDER BY user_id"), tenant, app)
+	if err != nil {
+		return fmt.Errorf("read users of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	for rows.Next() {
+		var (
+			u           UserRow
+			admin, svc  uint8
+			removed, la *time.Time
+		)
+		if err := rows.Scan(&u.TenantID, &u.App, &u.UserID, &u.Name, &u.Email, &u.Status, &u.LicenseType, &admin, &svc,
+			&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version); err != nil {
+			return fmt.Errorf("read users of tenant %q: %w", tenant, err)
+		}
+		u.SiteAdmin, u.ServiceAccount = admin == 1, svc == 1
+		u.CreatedAt, u.UpdatedAt, u.FirstSeenAt, u.LastSeenAt = fromDB(u.CreatedAt), fromDB(u.UpdatedAt), fromDB(u.FirstSeenAt), fromDB(u.LastSeenAt)
+		u.RemovedAt, u.LastActivityAt = fromDBPtr(removed), fromDBPtr(la)
+		if err := fn(u); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read users of tenant %q: %w", tenant, err)
+	}
+	return nil
+}
+
+// LicenseCountRow is the number of users of one license type and status at a sync (ts).
+type LicenseCountRow struct {
+	TenantID, App       string
+	TS                  time.Time
+	LicenseType, Status string
+	Users               uint32
+}
+
+// InsertLicenseCounts writes a license-count snapshot; a replayed snapshot (same ts) replaces
+// itself.
+func (s *Store) InsertLicenseCounts(ctx context.Context, rows []LicenseCountRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	err := s.batch(ctx, "INSERT INTO {db}.license_counts (tenant_id, app, ts, license_type, status, users)", len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users}
+	})
+	if err != nil {
+		return fmt.Errorf("insert %d license counts: %w", len(rows), err)
+	}
+	return nil
+}
+
+// SyncRunRow is the summary of one sync run.
+type SyncRunRow struct {
+	TenantID, App, RunID, Kind         string
+	StartedAt, FinishedAt              time.Time
+	Status                             string
+	Users, Events, Requests, Throttled uint32
+	ErrorCode, ErrorMessage            string
+}
+
+const syncRunColumns = `tenant_id, app, run_id, kind, started_at, finished_at, status, users, events, requests, throttled, error_code, error_message`
+
+// InsertSyncRun writes one sync run's summary.
+func (s *Store) InsertSyncRun(ctx context.Context, row SyncRunRow) error {
+	err := s.batch(ctx, "INSERT INTO {db}.sync_runs ("+syncRunColumns+")", 1, func(int) []any {
+		return []any{row.TenantID, row.App, row.RunID, row.Kind, toDB(row.StartedAt), toDB(row.FinishedAt), row.Status,
+			row.Users, row.Events, row.Requests, row.Throttled, row.ErrorCode, row.ErrorMessage}
+	})
+	if err != nil {
+		return fmt.Errorf("insert sync run %s of tenant %q: %w", row.RunID, row.TenantID, err)
+	}
+	return nil
+}
+
+// ConnectionEventRow is one change of a connection's state or checks. Checks is the checks
+// array as JSON; Changed names what changed.
+type ConnectionEventRow struct {
+	TenantID, App   string
+	TS              time.Time
+	EventID, State  string
+	UsageData       bool
+	Checks, Changed string
+}
+
+// InsertConnectionEvent writes one connection event.
+func (s *Store) InsertConnectionEvent(ctx context.Context, row ConnectionEventRow) error {
+	err := s.batch(ctx, "INSERT INTO {db}.connection_events (tenant_id, app, ts, event_id, state, usage_data, checks, changed)", 1, func(int) []any {
+		return []any{row.TenantID, row.App, toDB(row.TS), row.EventID, row.State, b2u(row.UsageData), row.Checks, row.Changed}
+	})
+	if err != nil {
+		return fmt.Errorf("insert connection event of tenant %q: %w", row.TenantID, err)
+	}
+	return nil
+}
+
+// batch runs one INSERT of n rows; row(i) returns the values of row i in column order.
+func (s *Store) batch(ctx context.Context, insert string, n int, row func(i int) []any) error {
+	b, err := s.conn.PrepareBatch(ctx, s.sql(insert))
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer func() { _ = b.Close() }()
+	for i := range n {
+		if err := b.Append(row(i)...); err != nil {
+			return fmt.Errorf("append row %d: %w", i, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+const refreshDailySQL = `INSERT INTO {db}.user_activity_daily (tenant_id, app, user_id, day, events, last_event_at, version)
+SELECT tenant_id, ? AS app, toInt64OrZero(performer_id) AS uid, toDate(event_time) AS d,
+       toUInt32(uniqExact(event_id)), max(event_time), toUInt64(?)
+FROM {db}.audit_events
+WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
+  AND toDate(event_time) IN (%s)
+  AND performer_type = 'user' AND toInt64OrZero(performer_id) != 0
+GROUP BY tenant_id, uid, d`
+
+// RefreshDailyActivity recomputes user_activity_daily for tenant and the given UTC days from
+// audit_events: per user performer (performer_type 'user', user_id = the numeric
+// performer_id) and day, the distinct events and the newest event time. Rows carry the write
+// time in ns as version, so a replay recomputes the same figures and replaces the old rows.
+func (s *Store) RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error {
+	if len(days) == 0 {
+		return nil
+	}
+	set := map[string]time.Time{}
+	for _, d := range days {
+		d = d.UTC().Truncate(24 * time.Hour)
+		set[d.Format("2006-01-02")] = d
+	}
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	first, last := set[keys[0]], set[keys[len(keys)-1]]
+	list := "'" + strings.Join(keys, "','") + "'"
+	q := s.sql(fmt.Sprintf(refreshDailySQL, list))
+	if err := s.conn.Exec(ctx, q, AuditApp, uint64(time.Now().UnixNano()), tenant, unix(first), unix(last.Add(24*time.Hour))); err != nil {
+		return fmt.Errorf("refresh daily activity of tenant %q: %w", tenant, err)
+	}
+	return nil
+}
+
+// UserActivity is a user performer's activity within a time range of audit events.
+type UserActivity struct {
+	UserID        int64
+	Events        uint64    // distinct events
+	LastEventAt   time.Time // newest event time
+	LastEventType string    // the type of that newest event
+}
+
+const userActivitySQL = `SELECT toInt64OrZero(performer_id) AS uid, uniqExact(event_id), max(event_time),
+       argMax(event_type, tuple(event_time, event_id))
+FROM {db}.audit_events
+WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
+  AND performer_type = 'user' AND toInt64OrZero(performer_id) != 0 %s
+GROUP BY uid
+ORDER BY uid`
+
+// UserActivity returns, per user performer with events of tenant in [from, to), the distinct
+// event count and the newest event with its type (ties broken by event_id). When ids is not
+// empty only those users are returned.
+func (s *Store) UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]UserActivity, error) {
+	filter := ""
+	if len(ids) > 0 {
+		parts := make([]string, len(ids))
+		for i, id := range ids {
+			parts[i] = fmt.Sprint(id)
+		}
+		filter = "AND toInt64OrZero(performer_id) IN (" + strings.Join(parts, ",") + ")"
+	}
+	rows, err := s.conn.Query(ctx, s.sql(fmt.Sprintf(userActivitySQL, filter)), tenant, unix(from), unix(to))
+	if err != nil {
+		return nil, fmt.Errorf("read user activity of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []UserActivity
+	for rows.Next() {
+		var a UserActivity
+		if err := rows.Scan(&a.UserID, &a.Events, &a.LastEventAt, &a.LastEventType); err != nil {
+			return nil, fmt.Errorf("read user activity of tenant %q: %w", tenant, err)
+		}
+		a.LastEventAt = a.LastEventAt.UTC()
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read user activity of tenant %q: %w", tenant, err)
+	}
+	return out, nil
+}
