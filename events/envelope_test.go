@@ -155,3 +155,18 @@ func TestSubject(t *testing.T) {
 		})
 	}
 }
+
+// TestDocsQuoteExamples: docs/events.md quotes every example file verbatim.
+func TestDocsQuoteExamples(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "events.md"))
+	require.NoError(t, err)
+	for _, typ := range events.Types() {
+		name := events.ExampleName(typ)
+		t.Run(name, func(t *testing.T) {
+			raw, err := os.ReadFile(filepath.Join("..", "testdata", "events", name))
+			require.NoError(t, err)
+			assert.Contains(t, string(doc), "```json\n"+strings.TrimRight(string(raw), "\n")+"\n```",
+				"docs/events.md must quote testdata/events/%s verbatim", name)
+		})
+	}
+}
