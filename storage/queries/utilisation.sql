@@ -2,10 +2,10 @@
 -- how many of those are active (activity at or after T) or inactive (no activity since T,
 -- created before T, Audit Log complete since at or before T); the rest are unknown.
 SELECT license_type,
-       count() AS users,
-       countIf(licensed) AS licenses,
-       countIf(licensed AND active) AS active,
-       countIf(licensed AND NOT active AND judgeable) AS inactive
+       count() AS n_users,
+       countIf(licensed) AS n_licenses,
+       countIf(licensed AND active) AS n_active,
+       countIf(licensed AND NOT active AND judgeable) AS n_inactive
 FROM (
     SELECT license_type,
            (status = 'active' AND service_account = 0) AS licensed,
