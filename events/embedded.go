@@ -62,10 +62,17 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	logger := &serverLogger{log: cfg.Logger.With().Str("component", "nats-server").Logger()}
 	srv.SetLoggerV2(logger, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(embeddedReadyTimeout) {
+	// Poll readiness in short steps so that a fatal start error (such as a port in use, which
+	// the server only logs) fails at once instead of after the whole timeout.
+	deadline := time.Now().Add(embeddedReadyTimeout)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		fatal := logger.fatal()
+		if fatal == "" && time.Now().Before(deadline) {
+			continue
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		if fatal := logger.fatal(); fatal != "" {
+		if fatal != "" {
 			return nil, fmt.Errorf("start embedded nats on %s:%d: %s", cfg.Host, cfg.Port, fatal)
 		}
 		return nil, fmt.Errorf("start embedded nats on %s:%d: not ready after %s", cfg.Host, cfg.Port, embeddedReadyTimeout)

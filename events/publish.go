@@ -92,6 +92,10 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 		}
 	}
 
+	if b.nc.IsClosed() {
+		b.stats.failed.Add(uint64(len(msgs)))
+		return &PublishError{Total: len(msgs), Unacked: len(msgs), Err: nats.ErrConnectionClosed}
+	}
 	pending := make([]int, len(msgs))
 	for i := range pending {
 		pending[i] = i
@@ -113,6 +117,9 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 		reason := err
 		if reason == nil {
 			reason = permanent
+		}
+		if reason == nil && b.nc.IsClosed() {
+			reason = nats.ErrConnectionClosed
 		}
 		if reason == nil {
 			// Every failure this round was transient: wait a little and go again.
