@@ -177,7 +177,17 @@ func (s *Server) Start() error {
 	}
 }
 
-// Stop stops the server (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
+// Kill ends the server with SIGKILL (a crash) and waits for it to exit.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after 5 s) and waits for it to exit.
 func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
@@ -191,7 +201,7 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
-	case <-time.After(10 * time.Second):
+	case <-time.After(5 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
