@@ -1,0 +1,122 @@
+package collector
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+)
+
+// Alert names (PRODUCT.md 3).
+const (
+	AlertLicenseInactive = "license_inactive"
+	AlertLicenseActive   = "license_active"
+	AlertLicenseFreed    = "license_freed"
+)
+
+// alertState is a tenant's alert memory, kept in JetStream KV so that an alert fires once per
+// transition across restarts and replicas. Only users that ever had an inactive/active
+// transition are recorded, so its size follows the number of inactive licenses, not the
+// organisation's size. license_freed needs no memory: it is tied to the user's revision.
+type alertState struct {
+	Users map[string]alertUser `json:"users"`
+}
+
+type alertUser struct {
+	Inactive bool   `json:"inactive"`
+	Seq      uint32 `json:"seq"` // number of transitions so far
+}
+
+// transition is one alert to publish.
+type transition struct {
+	alert string
+	seq   uint64
+	rec   events.LicenseRecord
+}
+
+// evaluate compares a user's current record with the alert memory, updates the memory and
+// returns the transition to publish, if any:
+//   - a license holder classified inactive who was not flagged: license_inactive;
+//   - a flagged user classified active again: license_active;
+//   - a flagged user who no longer holds a license is unflagged silently (license_freed is
+//     published by the users diff).
+//
+// usage unknown changes nothing.
+func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
+	if s.Users == nil {
+		s.Users = map[string]alertUser{}
+	}
+	key := strconv.FormatInt(rec.UserID, 10)
+	st := s.Users[key]
+	switch {
+	case !rec.Licensed:
+		if st.Inactive {
+			st.Inactive = false
+			s.Users[key] = st
+		}
+		return transition{}, false
+	case rec.Usage == UsageInactive && !st.Inactive:
+		st.Inactive = true
+		st.Seq++
+		s.Users[key] = st
+		return transition{alert: AlertLicenseInactive, seq: uint64(st.Seq), rec: rec}, true
+	case rec.Usage == UsageActive && st.Inactive:
+		st.Inactive = false
+		st.Seq++
+		s.Users[key] = st
+		return transition{alert: AlertLicenseActive, seq: uint64(st.Seq), rec: rec}, true
+	}
+	return transition{}, false
+}
+
+// alertEventID is the deterministic id of an alert: one per user, kind and transition.
+func alertEventID(tenant string, userID int64, alert string, seq uint64) string {
+	return fmt.Sprintf("%s:alert:%d:%s:%d", tenant, userID, alert, seq)
+}
+
+// alertType maps an alert name to its CloudEvents type.
+func alertType(alert string) events.Type {
+	switch alert {
+	case AlertLicenseInactive:
+		return events.TypeAlertLicenseInactive
+	case AlertLicenseActive:
+		return events.TypeAlertLicenseActive
+	default:
+		return events.TypeAlertLicenseFreed
+	}
+}
+
+// alertEnvelope builds the envelope of one transition.
+func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now time.Time) (events.Envelope, error) {
+	rec := tr.rec
+	reason := rec.Reason
+	switch tr.alert {
+	case AlertLicenseActive:
+		reason = "activity_resumed"
+	case AlertLicenseFreed:
+		reason = rec.Status
+	}
+	data := events.Alert{
+		TenantID:    rec.TenantID,
+		App:         appName,
+		Alert:       tr.alert,
+		UserID:      rec.UserID,
+		Name:        rec.Name,
+		Email:       rec.Email,
+		LicenseType: rec.LicenseType,
+		Status:      rec.Status,
+		Reason:      reason,
+		Evidence: events.Evidence{
+			LastActivityAt:    rec.LastActivityAt,
+			LastEventType:     rec.LastActivityType,
+			InactiveAfterDays: p.InactiveAfterDays,
+			CreatedAt:         rec.CreatedAt,
+			ObservedSince:     observedSince,
+		},
+		Transition: tr.seq,
+		DetectedAt: now,
+	}
+	return events.NewEnvelope(rec.TenantID, alertType(tr.alert), alertEventID(rec.TenantID, rec.UserID, tr.alert, tr.seq),
+		fmt.Sprintf("users/%d", rec.UserID), now, data)
+}

@@ -1,0 +1,648 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 64 << 10
+
+// apiError is the body of every 4xx/5xx answer: {"error": {"code", "message", "field"}}.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Handler returns the HTTP API.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(pattern string, auth bool, h http.HandlerFunc) {
+		name := pattern[strings.IndexByte(pattern, ' ')+1:]
+		var handler http.Handler = h
+		if auth {
+			handler = s.requireToken(h)
+		}
+		mux.Handle(pattern, s.instrument(name, handler))
+	}
+	const conn = "/v1/tenants/{tenant_id}/connections/greenhouse"
+	route("PUT "+conn, true, s.putConnection)
+	route("GET "+conn, true, s.getConnection)
+	route("DELETE "+conn, true, s.deleteConnection)
+	route("POST "+conn+"/sync", true, s.syncNow)
+	route("GET /v1/connections", true, s.listConnections)
+	route("GET /v1/tenants/{tenant_id}/licenses", true, s.licenses)
+	route("GET /v1/tenants/{tenant_id}/usage/summary", true, s.summary)
+	route("GET /healthz", false, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	route("GET /readyz", false, s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	return mux
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
+
+func (s *Service) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				s.log.Error().Str("route", route).Str("panic", fmt.Sprint(v)).Msg("api handler panicked")
+				writeError(rec, http.StatusInternalServerError, apiError{Code: "internal", Message: "internal error"})
+			}
+			s.metrics.apiRequests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc()
+		}()
+		h.ServeHTTP(rec, r)
+	})
+}
+
+// requireToken checks the bearer token in constant time.
+func (s *Service) requireToken(h http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.APIToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="collector"`)
+			writeError(w, http.StatusUnauthorized, apiError{Code: "unauthorized", Message: "missing or wrong bearer token"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, e apiError) {
+	writeJSON(w, code, map[string]apiError{"error": e})
+}
+
+// tenantParam validates the tenant_id path parameter, answering 400 itself when it is bad.
+func tenantParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	tenant := r.PathValue("tenant_id")
+	if err := ValidateTenantID(tenant); err != nil {
+		writeError(w, http.StatusBadRequest, apiError{Code: "invalid_tenant_id", Message: err.Error(), Field: "tenant_id"})
+		return "", false
+	}
+	return tenant, true
+}
+
+// connectRequest is the body of PUT …/connections/greenhouse. Pointers tell absent from zero.
+type connectRequest struct {
+	ClientID     *string           `json:"client_id"`
+	ClientSecret *string           `json:"client_secret"`
+	AdminUserID  *int64            `json:"admin_user_id"`
+	APIKey       *string           `json:"api_key"` // a legacy v1/v2 Harvest key: refused with legacy_api_key
+	Endpoints    *events.Endpoints `json:"endpoints"`
+	Settings     *settingsRequest  `json:"settings"`
+}
+
+type settingsRequest struct {
+	InactiveAfterDays *int    `json:"inactive_after_days"`
+	UsersInterval     *string `json:"users_interval"`
+	AuditInterval     *string `json:"audit_interval"`
+}
+
+var legacyKey = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+
+// decodeStrict decodes one JSON object with no unknown fields into v, mapping every failure to
+// a 400 body that names the field.
+func decodeStrict(r *http.Request, w http.ResponseWriter, v any) *apiError {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{Code: "body_too_large", Message: fmt.Sprintf("the body is larger than %d bytes", maxBody)}
+		}
+		return &apiError{Code: "invalid_body", Message: "the body could not be read"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var (
+			ute *json.UnmarshalTypeError
+			se  *json.SyntaxError
+		)
+		switch {
+		case errors.As(err, &ute):
+			return &apiError{Code: "invalid_field", Field: ute.Field, Message: fmt.Sprintf("%s must be a JSON %s, not %s", ute.Field, jsonKind(ute.Type.Kind().String()), ute.Value)}
+		case errors.As(err, &se):
+			return &apiError{Code: "invalid_json", Message: fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return &apiError{Code: "unknown_field", Field: f, Message: fmt.Sprintf("unknown field %q", f)}
+		case errors.Is(err, io.EOF):
+			return &apiError{Code: "invalid_json", Message: "the body is empty; a JSON object is expected"}
+		}
+		return &apiError{Code: "invalid_json", Message: "the body is not a valid JSON object"}
+	}
+	if dec.More() {
+		return &apiError{Code: "invalid_json", Message: "the body holds more than one JSON value"}
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int64", "int", "int32":
+		return "integer"
+	case "ptr", "struct":
+		return "object"
+	}
+	return k
+}
+
+// validateEndpoint checks one base URL override.
+func (s *Service) validateEndpoint(field, raw string) *apiError {
+	if raw == "" {
+		return nil
+	}
+	if !s.cfg.AllowEndpointOverride {
+		return &apiError{Code: "endpoint_override_disabled", Field: field, Message: "Greenhouse base URL overrides are disabled by the operator"}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return &apiError{Code: "invalid_field", Field: field, Message: "must be an absolute URL such as https://harvest.greenhouse.io"}
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return &apiError{Code: "invalid_field", Field: field, Message: "must not carry credentials, a query or a fragment"}
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !s.cfg.AllowInsecureEndpoints {
+			return &apiError{Code: "insecure_endpoint", Field: field, Message: "plain http is refused; the operator has not enabled insecure endpoints"}
+		}
+	default:
+		return &apiError{Code: "invalid_field", Field: field, Message: "scheme must be https"}
+	}
+	return nil
+}
+
+// validateConnect checks a connect request and returns the effective settings.
+func (s *Service) validateConnect(req connectRequest) (events.Settings, *apiError) {
+	set := events.Settings{
+		InactiveAfterDays: s.cfg.DefaultInactiveAfterDays,
+		UsersInterval:     durationString(s.cfg.DefaultUsersInterval),
+		AuditInterval:     durationString(s.cfg.DefaultAuditInterval),
+	}
+	if req.APIKey == nil {
+		if req.ClientID == nil || strings.TrimSpace(*req.ClientID) == "" {
+			return set, &apiError{Code: "missing_field", Field: "client_id", Message: "client_id is required: the Client ID of a Harvest V3 (OAuth) credential"}
+		}
+		if len(*req.ClientID) > 256 {
+			return set, &apiError{Code: "invalid_field", Field: "client_id", Message: "client_id is longer than 256 characters"}
+		}
+		legacy := legacyKey.MatchString(*req.ClientID) && (req.ClientSecret == nil || *req.ClientSecret == "")
+		if !legacy && (req.ClientSecret == nil || *req.ClientSecret == "") {
+			return set, &apiError{Code: "missing_field", Field: "client_secret", Message: "client_secret is required"}
+		}
+		if req.ClientSecret != nil && len(*req.ClientSecret) > 1024 {
+			return set, &apiError{Code: "invalid_field", Field: "client_secret", Message: "client_secret is longer than 1024 characters"}
+		}
+	}
+	if req.AdminUserID == nil {
+		return set, &apiError{Code: "missing_field", Field: "admin_user_id", Message: "admin_user_id is required: the numeric Greenhouse user ID of a Site Admin"}
+	}
+	if *req.AdminUserID <= 0 {
+		return set, &apiError{Code: "invalid_field", Field: "admin_user_id", Message: "admin_user_id must be a positive integer"}
+	}
+	if e := req.Endpoints; e != nil {
+		for _, f := range []struct{ name, v string }{{"endpoints.auth", e.Auth}, {"endpoints.harvest", e.Harvest}, {"endpoints.audit_log", e.AuditLog}} {
+			if err := s.validateEndpoint(f.name, f.v); err != nil {
+				return set, err
+			}
+		}
+	}
+	if st := req.Settings; st != nil {
+		if st.InactiveAfterDays != nil {
+			if d := *st.InactiveAfterDays; d < 1 || d > 365 {
+				return set, &apiError{Code: "invalid_field", Field: "settings.inactive_after_days", Message: "inactive_after_days must be between 1 and 365"}
+			}
+			set.InactiveAfterDays = *st.InactiveAfterDays
+		}
+		for _, f := range []struct {
+			name     string
+			v        *string
+			min, max time.Duration
+			dst      *string
+		}{
+			{"settings.users_interval", st.UsersInterval, time.Minute, 24 * time.Hour, &set.UsersInterval},
+			{"settings.audit_interval", st.AuditInterval, 30 * time.Second, 24 * time.Hour, &set.AuditInterval},
+		} {
+			if f.v == nil {
+				continue
+			}
+			d, err := time.ParseDuration(*f.v)
+			if err != nil || d < f.min || d > f.max {
+				return set, &apiError{Code: "invalid_field", Field: f.name, Message: fmt.Sprintf("%s must be a duration between %s and %s, e.g. \"1h\" or \"5m\"", f.name, f.min, f.max)}
+			}
+			*f.dst = durationString(d)
+		}
+	}
+	return set, nil
+}
+
+func (s *Service) putConnection(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	var req connectRequest
+	if e := decodeStrict(r, w, &req); e != nil {
+		writeError(w, http.StatusBadRequest, *e)
+		return
+	}
+	settings, e := s.validateConnect(req)
+	if e != nil {
+		writeError(w, http.StatusBadRequest, *e)
+		return
+	}
+	doc, code, err := s.connect(r.Context(), tenant, req, settings)
+	if err != nil {
+		s.log.Error().Err(err).Str("tenant", tenant).Msg("connect")
+		writeError(w, http.StatusServiceUnavailable, apiError{Code: "unavailable", Message: "the connection could not be stored; try again"})
+		return
+	}
+	writeJSON(w, code, doc)
+}
+
+// connect runs the connect-flow checks and, when the credentials work, stores the connection
+// (secret sealed) and announces it. It answers 200 or 422 with the document.
+func (s *Service) connect(ctx context.Context, tenant string, req connectRequest, settings events.Settings) (events.Connection, int, error) {
+	now := s.now()
+	doc := events.Connection{TenantID: tenant, App: appName, AdminUserID: *req.AdminUserID, Settings: settings, UpdatedAt: now}
+	var ep events.Endpoints
+	if req.Endpoints != nil {
+		ep = *req.Endpoints
+	}
+	if ep != (events.Endpoints{}) {
+		e := ep
+		doc.Endpoints = &e
+	}
+	if req.APIKey != nil || legacyKey.MatchString(*req.ClientID) && (req.ClientSecret == nil || *req.ClientSecret == "") {
+		doc.State = StateError
+		doc.Checks = legacyChecks()
+		if req.ClientID != nil && req.APIKey == nil {
+			doc.ClientID = maskLegacy(*req.ClientID)
+		}
+		return doc, http.StatusUnprocessableEntity, nil
+	}
+	doc.ClientID = *req.ClientID
+	gc, err := s.newClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, ep)
+	if err != nil {
+		if greenhouse.CodeOf(err) == "legacy_api_key" {
+			doc.State, doc.Checks = StateError, legacyChecks()
+			return doc, http.StatusUnprocessableEntity, nil
+		}
+		doc.State = StateError
+		doc.Checks = []connectors.Check{{Name: "credentials", Status: connectors.CheckFailed, Code: string(greenhouse.CodeOf(err)), Message: "the credential could not be used: " + err.Error()}}
+		return doc, http.StatusUnprocessableEntity, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+	doc.Checks = gc.Check(cctx)
+	cancel()
+	doc.State, doc.UsageData = stateOf(doc.Checks)
+	if doc.State == StateError {
+		return doc, http.StatusUnprocessableEntity, nil
+	}
+	sealed, err := s.sealer.Seal(*req.ClientSecret, tenant)
+	if err != nil {
+		return doc, 0, fmt.Errorf("seal client secret: %w", err)
+	}
+	var previous string
+	stored, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(old storedConnection, exists bool) (storedConnection, error) {
+		sc := storedConnection{Doc: doc, Secret: &sealed, Endpoints: ep, Generation: 1, CreatedAt: now}
+		previous = ""
+		if exists {
+			previous = old.Doc.State
+			sc.Generation = old.Generation + 1
+			sc.CreatedAt = old.CreatedAt
+			sc.Doc.LastSync = old.Doc.LastSync
+			sc.Doc.Freshness = old.Doc.Freshness
+			sc.Doc.ObservedSince = old.Doc.ObservedSince
+		}
+		return sc, nil
+	})
+	if err != nil {
+		return doc, 0, fmt.Errorf("store connection: %w", err)
+	}
+	if err := s.announceConnection(ctx, stored, previous, connectionChanges(events.Connection{}, stored.Doc)); err != nil {
+		s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce connection")
+	}
+	s.log.Info().Str("tenant", tenant).Str("state", stored.Doc.State).Int64("generation", stored.Generation).Msg("connected")
+	return stored.Doc, http.StatusOK, nil
+}
+
+func legacyChecks() []connectors.Check {
+	checks := []connectors.Check{{Name: "credentials", Status: connectors.CheckFailed, Code: "legacy_api_key",
+		Message: "This is a Harvest v1/v2 API key; those stopped working on 2026-08-31. In Greenhouse, go to Configure → Dev Center → API Credentials → Create new API credentials, choose \"Harvest V3 (OAuth)\", grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access, then connect with its client ID and secret."}}
+	for _, n := range checkNames[1:] {
+		checks = append(checks, connectors.Check{Name: n, Status: connectors.CheckSkipped})
+	}
+	return checks
+}
+
+// maskLegacy keeps a legacy key out of answers: only its last 4 characters are shown.
+func maskLegacy(k string) string {
+	if len(k) <= 4 {
+		return "****"
+	}
+	return "****" + k[len(k)-4:]
+}
+
+func (s *Service) getConnection(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	sc, _, err := s.conns.Get(r.Context(), connectionKey(tenant))
+	if errors.Is(err, events.ErrNotFound) {
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, sc.Doc)
+}
+
+func (s *Service) unavailable(w http.ResponseWriter, err error) {
+	s.log.Error().Err(err).Msg("api")
+	writeError(w, http.StatusServiceUnavailable, apiError{Code: "unavailable", Message: "state store unavailable; try again"})
+}
+
+func (s *Service) deleteConnection(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	var previous string
+	sc, _, err := s.conns.Modify(r.Context(), connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+		if !exists {
+			return sc, events.ErrNotFound
+		}
+		previous = sc.Doc.State
+		sc.Secret = nil
+		sc.SyncRequest = ""
+		sc.Doc.State = StateDisconnected
+		sc.Doc.UsageData = false
+		sc.Doc.UpdatedAt = s.now()
+		return sc, nil
+	})
+	if errors.Is(err, events.ErrNotFound) {
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	s.dropClient(tenant)
+	if previous != StateDisconnected {
+		if err := s.announceConnection(r.Context(), sc, previous, []string{"state"}); err != nil {
+			s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect")
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) syncNow(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	runID := uuid.NewString()
+	_, _, err := s.conns.Modify(r.Context(), connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+		if !exists {
+			return sc, events.ErrNotFound
+		}
+		if sc.Secret == nil {
+			return sc, errDisconnected
+		}
+		if sc.SyncRequest != "" {
+			runID = sc.SyncRequest // one pending request at a time
+			return sc, nil
+		}
+		sc.SyncRequest = runID
+		return sc, nil
+	})
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
+	case errors.Is(err, errDisconnected):
+		writeError(w, http.StatusConflict, apiError{Code: "disconnected", Message: "the connection is disconnected; connect it again first"})
+	case err != nil:
+		s.unavailable(w, err)
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID})
+	}
+}
+
+var errDisconnected = errors.New("disconnected")
+
+func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
+	out := []events.Connection{}
+	err := s.conns.Keys(r.Context(), appName+".", func(key string) error {
+		sc, _, err := s.conns.Get(r.Context(), key)
+		if errors.Is(err, events.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, sc.Doc)
+		return nil
+	})
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	// Those needing attention first: error, degraded, disconnected, connected; then by tenant.
+	rank := map[string]int{StateError: 0, StateDegraded: 1, StateDisconnected: 2, StateConnected: 3}
+	sortConnections(out, rank)
+	writeJSON(w, http.StatusOK, map[string]any{"connections": out})
+}
+
+// tenantUsage loads what classifying a tenant's users needs.
+func (s *Service) tenantUsage(ctx context.Context, tenant string) (storedConnection, UsageParams, error) {
+	sc, _, err := s.conns.Get(ctx, connectionKey(tenant))
+	if err != nil {
+		return sc, UsageParams{}, err
+	}
+	cp, _, err := s.getCheckpoint(ctx, tenant)
+	if err != nil {
+		return sc, UsageParams{}, err
+	}
+	return sc, s.usageParams(sc.Doc, cp, s.now()), nil
+}
+
+func (s *Service) licenses(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	filter := r.URL.Query().Get("usage")
+	switch filter {
+	case "":
+		filter = "all"
+	case "all", UsageActive, UsageInactive, UsageUnknown:
+	default:
+		writeError(w, http.StatusBadRequest, apiError{Code: "invalid_field", Field: "usage", Message: "usage must be one of inactive, active, unknown, all"})
+		return
+	}
+	_, params, err := s.tenantUsage(r.Context(), tenant)
+	if errors.Is(err, events.ErrNotFound) {
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	out := []events.LicenseRecord{}
+	err = s.store.CurrentUsers(r.Context(), tenant, appName, func(row storage.UserRow) error {
+		rec := record(row, params)
+		if !rec.Licensed || (filter != "all" && rec.Usage != filter) {
+			return nil
+		}
+		out = append(out, rec)
+		return nil
+	})
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenant_id": tenant, "usage": filter, "count": len(out), "licenses": out})
+}
+
+// Summary is the body of GET /v1/tenants/{tenant_id}/usage/summary.
+type Summary struct {
+	TenantID          string           `json:"tenant_id"`
+	App               string           `json:"app"`
+	Users             int              `json:"users"`
+	UsersByStatus     map[string]int   `json:"users_by_status"`
+	ServiceAccounts   int              `json:"service_accounts"`
+	Licenses          int              `json:"licenses"`
+	LicensesByType    map[string]int   `json:"licenses_by_type"`
+	Active            int              `json:"active"`
+	Inactive          int              `json:"inactive"`
+	Unknown           int              `json:"unknown"`
+	Utilisation       float64          `json:"utilisation"`
+	InactiveAfterDays int              `json:"inactive_after_days"`
+	UsageData         bool             `json:"usage_data"`
+	ObservedSince     *time.Time       `json:"observed_since"`
+	Freshness         events.Freshness `json:"freshness"`
+	State             string           `json:"state"`
+	AsOf              time.Time        `json:"as_of"`
+}
+
+func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	sc, params, err := s.tenantUsage(r.Context(), tenant)
+	if errors.Is(err, events.ErrNotFound) {
+		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	sum := Summary{
+		TenantID: tenant, App: appName, UsersByStatus: map[string]int{}, LicensesByType: map[string]int{},
+		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
+		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
+	}
+	err = s.store.CurrentUsers(r.Context(), tenant, appName, func(row storage.UserRow) error {
+		sum.Users++
+		sum.UsersByStatus[row.Status]++
+		if row.ServiceAccount {
+			sum.ServiceAccounts++
+		}
+		rec := record(row, params)
+		if !rec.Licensed {
+			return nil
+		}
+		sum.Licenses++
+		sum.LicensesByType[rec.LicenseType]++
+		switch rec.Usage {
+		case UsageActive:
+			sum.Active++
+		case UsageInactive:
+			sum.Inactive++
+		default:
+			sum.Unknown++
+		}
+		return nil
+	})
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	if sum.Licenses > 0 {
+		sum.Utilisation = float64(sum.Active) / float64(sum.Licenses)
+	}
+	writeJSON(w, http.StatusOK, sum)
+}
+
+func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{"clickhouse": "ok", "nats": "ok"}
+	code := http.StatusOK
+	if err := s.store.Ping(ctx); err != nil {
+		checks["clickhouse"], code = "unreachable", http.StatusServiceUnavailable
+	}
+	if err := s.bus.Ping(ctx); err != nil {
+		checks["nats"], code = "unreachable", http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, checks)
+}
+
+func sortConnections(cs []events.Connection, rank map[string]int) {
+	sort.Slice(cs, func(i, j int) bool {
+		ri, rj := rank[cs[i].State], rank[cs[j].State]
+		if ri != rj {
+			return ri < rj
+		}
+		return cs[i].TenantID < cs[j].TenantID
+	})
+}

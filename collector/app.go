@@ -1,0 +1,140 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// App is a fully wired collector replica: NATS (embedded or external), ClickHouse, the
+// service and its HTTP listener. cmd/collector, the demo and the end-to-end tests start it the
+// same way.
+type App struct {
+	Service *Service
+	Store   *storage.Store
+	Bus     *events.Bus
+	NATS    *server.Server // nil with an external NATS
+	Conn    *nats.Conn
+	Addr    string // the HTTP API's listening address
+
+	cfg      Config
+	log      zerolog.Logger
+	listener net.Listener
+}
+
+// Options are Start's optional parts.
+type Options struct {
+	HTTPClient *http.Client     // for Greenhouse
+	Now        func() time.Time // clock of the service
+	// RunObserver, when set, is told about every sync run (tests, instrumentation).
+	RunObserver func(RunInfo)
+}
+
+// Start connects or starts everything a replica needs and opens the HTTP listener. Nothing is
+// synced until Run.
+func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_ *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	a := &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	url := cfg.NATSURL
+	if url == "" {
+		ns, err := events.StartEmbedded(events.EmbeddedConfig{
+			Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("start embedded NATS: %w", err)
+		}
+		a.NATS = ns
+		url = ns.ClientURL()
+	}
+	var natsOpts []nats.Option
+	if cfg.NATSCreds != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if a.Conn, err = events.Connect(ctx, url, natsOpts...); err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	if a.Bus, err = events.NewBus(ctx, a.Conn, events.Config{
+		Stream: "SAAS", Subjects: []string{"saas.>"}, Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge,
+		DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL, Logger: log,
+	}); err != nil {
+		return nil, fmt.Errorf("set up JetStream: %w", err)
+	}
+	if a.Store, err = storage.Open(ctx, storage.Config{
+		Addr: strings.Split(cfg.ClickHouseAddr, ","), Database: cfg.ClickHouseDatabase,
+		Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Logger: log,
+	}); err != nil {
+		return nil, fmt.Errorf("open ClickHouse: %w", err)
+	}
+	if err := a.Store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate ClickHouse: %w", err)
+	}
+	primary, keys, err := events.ParseKeys(cfg.SecretKeys)
+	if err != nil {
+		return nil, fmt.Errorf("secret-keys: %w", err)
+	}
+	sealer, err := events.NewSealer(primary, keys)
+	if err != nil {
+		return nil, fmt.Errorf("secret-keys: %w", err)
+	}
+	if a.Service, err = New(cfg, Deps{Store: a.Store, Bus: a.Bus, Sealer: sealer, Logger: log, HTTPClient: opts.HTTPClient, Now: opts.Now, RunObserver: opts.RunObserver}); err != nil {
+		return nil, err
+	}
+	if a.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	a.Addr = a.listener.Addr().String()
+	return a, nil
+}
+
+// Run serves the API and runs the scheduler until ctx ends, then shuts the HTTP server down
+// gracefully (in-flight syncs end first: their checkpoints stay consistent).
+func (a *App) Run(ctx context.Context) error {
+	srv := &http.Server{Handler: a.Service.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(a.listener) }()
+	a.log.Info().Str("addr", a.Addr).Msg("HTTP API listening")
+	runErr := a.Service.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+	return errors.Join(runErr, shutErr)
+}
+
+// Close releases what Start opened.
+func (a *App) Close() {
+	if a.listener != nil {
+		_ = a.listener.Close()
+	}
+	if a.Store != nil {
+		_ = a.Store.Close()
+	}
+	if a.Conn != nil {
+		_ = a.Conn.Drain()
+	}
+	if a.NATS != nil {
+		a.NATS.Shutdown()
+		a.NATS.WaitForShutdown()
+	}
+}

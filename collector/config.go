@@ -1,0 +1,273 @@
+package collector
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the collector's configuration. Every field has a flag and an environment variable
+// (flag -http-addr, variable COLLECTOR_HTTP_ADDR); the environment overrides the default and a
+// flag overrides the environment.
+type Config struct {
+	HTTPAddr    string // address of the HTTP API
+	APIToken    string // bearer token of the HTTP API (secret)
+	ReplicaID   string // this replica's name in leases (default: host name and pid)
+	LogLevel    string // zerolog level
+	Concurrency int    // tenants synced at once by this replica
+
+	NATSURL   string // external NATS (comma-separated URLs); empty: run an embedded server
+	NATSCreds string // path to a NATS credentials file for the external NATS
+	DataDir   string // data directory of the embedded NATS server
+	NATSPort  int    // client port of the embedded NATS server (-1: random)
+
+	ClickHouseAddr     string // comma-separated host:port (native protocol)
+	ClickHouseDatabase string
+	ClickHouseUser     string
+	ClickHousePassword string // secret
+
+	SecretKeys string // "id:base64key[,id:base64key…]", first is primary (secret)
+
+	DefaultInactiveAfterDays int
+	DefaultUsersInterval     time.Duration
+	DefaultAuditInterval     time.Duration
+	CheckTimeout             time.Duration
+
+	AllowEndpointOverride  bool // allow per-tenant Greenhouse base URLs
+	AllowInsecureEndpoints bool // allow plain-http overrides (testing only)
+
+	Shards          int           // tenant shards leased across replicas
+	LeaseTTL        time.Duration // a dead replica's shards move after at most this long
+	StreamReplicas  int           // replicas of the stream and KV buckets (3 on a NATS cluster)
+	DuplicateWindow time.Duration // JetStream dedup window
+	StreamMaxAge    time.Duration // 0: keep events forever
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		HTTPAddr:                 ":8080",
+		ReplicaID:                fmt.Sprintf("%s-%d", host, os.Getpid()),
+		LogLevel:                 "info",
+		Concurrency:              16,
+		DataDir:                  "./data",
+		NATSPort:                 4222,
+		ClickHouseAddr:           "127.0.0.1:9000",
+		ClickHouseDatabase:       "saas",
+		ClickHouseUser:           "default",
+		DefaultInactiveAfterDays: 30,
+		DefaultUsersInterval:     time.Hour,
+		DefaultAuditInterval:     5 * time.Minute,
+		CheckTimeout:             30 * time.Second,
+		Shards:                   64,
+		LeaseTTL:                 30 * time.Second,
+		StreamReplicas:           1,
+		DuplicateWindow:          time.Hour,
+	}
+}
+
+// configField describes one setting for flags, environment and documentation.
+type configField struct {
+	name   string // flag name; the variable is COLLECTOR_ + upper-case with '_'
+	usage  string
+	secret bool
+	ptr    any
+}
+
+func (c *Config) fields() []configField {
+	return []configField{
+		{"http-addr", "address of the HTTP API", false, &c.HTTPAddr},
+		{"api-token", "bearer token required by every API route but health and metrics (required)", true, &c.APIToken},
+		{"replica-id", "name of this replica in shard leases", false, &c.ReplicaID},
+		{"log-level", "log level: debug, info, warn, error", false, &c.LogLevel},
+		{"concurrency", "tenants synced at once by this replica", false, &c.Concurrency},
+		{"nats-url", "external NATS URLs, comma-separated; empty runs an embedded NATS server", false, &c.NATSURL},
+		{"nats-creds", "NATS credentials file for the external NATS", false, &c.NATSCreds},
+		{"data-dir", "data directory of the embedded NATS server", false, &c.DataDir},
+		{"nats-port", "client port of the embedded NATS server (-1: random)", false, &c.NATSPort},
+		{"clickhouse-addr", "ClickHouse native addresses host:port, comma-separated", false, &c.ClickHouseAddr},
+		{"clickhouse-database", "ClickHouse database", false, &c.ClickHouseDatabase},
+		{"clickhouse-user", "ClickHouse user", false, &c.ClickHouseUser},
+		{"clickhouse-password", "ClickHouse password", true, &c.ClickHousePassword},
+		{"secret-keys", "keys sealing client secrets: id:base64(32 bytes)[,id:key…], first is primary (required)", true, &c.SecretKeys},
+		{"inactive-after-days", "default days without activity before a license is inactive", false, &c.DefaultInactiveAfterDays},
+		{"users-interval", "default interval of users syncs", false, &c.DefaultUsersInterval},
+		{"audit-interval", "default interval of Audit Log polls", false, &c.DefaultAuditInterval},
+		{"check-timeout", "bound on the connect-flow checks", false, &c.CheckTimeout},
+		{"allow-endpoint-override", "accept per-tenant Greenhouse base URLs", false, &c.AllowEndpointOverride},
+		{"allow-insecure-endpoints", "accept plain-http base URLs (testing only)", false, &c.AllowInsecureEndpoints},
+		{"shards", "tenant shards leased across replicas", false, &c.Shards},
+		{"lease-ttl", "lease lifetime: a dead replica's shards move within it", false, &c.LeaseTTL},
+		{"stream-replicas", "replicas of the JetStream stream and KV buckets (use 3 on a 3-node NATS cluster)", false, &c.StreamReplicas},
+		{"duplicate-window", "JetStream deduplication window", false, &c.DuplicateWindow},
+		{"stream-max-age", "JetStream stream retention (0: unlimited)", false, &c.StreamMaxAge},
+	}
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flagName string) string {
+	return "COLLECTOR_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// LoadConfig reads the configuration from the environment (getenv) and the command-line
+// arguments, and validates all of it at once.
+func LoadConfig(args []string, getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("collector", flag.ContinueOnError)
+	var errs []error
+	for _, f := range c.fields() {
+		env := getenv(EnvName(f.name))
+		usage := fmt.Sprintf("%s (env %s)", f.usage, EnvName(f.name))
+		switch p := f.ptr.(type) {
+		case *string:
+			if env != "" {
+				*p = env
+			}
+			fs.StringVar(p, f.name, *p, usage)
+		case *int:
+			if env != "" {
+				v, err := strconv.Atoi(env)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %q is not an integer", EnvName(f.name), env))
+				} else {
+					*p = v
+				}
+			}
+			fs.IntVar(p, f.name, *p, usage)
+		case *bool:
+			if env != "" {
+				v, err := strconv.ParseBool(env)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %q is not a boolean", EnvName(f.name), env))
+				} else {
+					*p = v
+				}
+			}
+			fs.BoolVar(p, f.name, *p, usage)
+		case *time.Duration:
+			if env != "" {
+				v, err := time.ParseDuration(env)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %q is not a duration (e.g. 5m, 1h)", EnvName(f.name), env))
+				} else {
+					*p = v
+				}
+			}
+			fs.DurationVar(p, f.name, *p, usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := errors.Join(append(errs, c.Validate())...); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// Validate checks every setting and returns all problems at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("http-addr is empty"))
+	}
+	if len(c.APIToken) < 16 {
+		errs = append(errs, errors.New("api-token must be set and at least 16 characters long"))
+	}
+	if c.ReplicaID == "" {
+		errs = append(errs, errors.New("replica-id is empty"))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("concurrency %d is outside 1..1024", c.Concurrency))
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir is required for the embedded NATS server"))
+	}
+	if c.ClickHouseAddr == "" {
+		errs = append(errs, errors.New("clickhouse-addr is empty"))
+	}
+	if c.ClickHouseDatabase == "" || strings.ContainsAny(c.ClickHouseDatabase, " `\"'.;") {
+		errs = append(errs, fmt.Errorf("clickhouse-database %q is not a plain identifier", c.ClickHouseDatabase))
+	}
+	if c.SecretKeys == "" {
+		errs = append(errs, errors.New("secret-keys must be set: id:base64(32 random bytes), e.g. k1:$(head -c32 /dev/urandom | base64)"))
+	}
+	if c.DefaultInactiveAfterDays < 1 || c.DefaultInactiveAfterDays > 365 {
+		errs = append(errs, fmt.Errorf("inactive-after-days %d is outside 1..365", c.DefaultInactiveAfterDays))
+	}
+	if c.DefaultUsersInterval < time.Minute {
+		errs = append(errs, fmt.Errorf("users-interval %s is shorter than 1m", c.DefaultUsersInterval))
+	}
+	if c.DefaultAuditInterval < 10*time.Second {
+		errs = append(errs, fmt.Errorf("audit-interval %s is shorter than 10s", c.DefaultAuditInterval))
+	}
+	if c.CheckTimeout < time.Second || c.CheckTimeout > 2*time.Minute {
+		errs = append(errs, fmt.Errorf("check-timeout %s is outside 1s..2m", c.CheckTimeout))
+	}
+	if c.AllowInsecureEndpoints && !c.AllowEndpointOverride {
+		errs = append(errs, errors.New("allow-insecure-endpoints needs allow-endpoint-override"))
+	}
+	if c.Shards < 1 || c.Shards > 4096 {
+		errs = append(errs, fmt.Errorf("shards %d is outside 1..4096", c.Shards))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("lease-ttl %s is shorter than 1s", c.LeaseTTL))
+	}
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("stream-replicas %d is outside 1..5", c.StreamReplicas))
+	}
+	if c.DuplicateWindow < time.Minute {
+		errs = append(errs, fmt.Errorf("duplicate-window %s is shorter than 1m", c.DuplicateWindow))
+	}
+	return errors.Join(errs...)
+}
+
+// Masked returns the effective configuration as name=value pairs with secrets masked, for the
+// start-up log line.
+func (c Config) Masked() map[string]string {
+	out := map[string]string{}
+	for _, f := range c.fields() {
+		v := fmt.Sprint(derefAny(f.ptr))
+		if f.secret && v != "" {
+			v = "***"
+		}
+		out[f.name] = v
+	}
+	return out
+}
+
+func derefAny(p any) any {
+	switch v := p.(type) {
+	case *string:
+		return *v
+	case *int:
+		return *v
+	case *bool:
+		return *v
+	case *time.Duration:
+		return *v
+	}
+	return nil
+}
+
+// ConfigDoc returns a markdown table of every setting, its variable, default and meaning; the
+// README's table is kept equal to it by a test.
+func ConfigDoc() string {
+	c := DefaultConfig()
+	c.ReplicaID = "host name and pid"
+	var b strings.Builder
+	b.WriteString("| flag | environment | default | meaning |\n|---|---|---|---|\n")
+	for _, f := range c.fields() {
+		def := fmt.Sprint(derefAny(f.ptr))
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(&b, "| `-%s` | `%s` | `%s` | %s |\n", f.name, EnvName(f.name), def, f.usage)
+	}
+	return b.String()
+}

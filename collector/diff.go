@@ -1,0 +1,167 @@
+package collector
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// appName is the app name this collector writes into every row and event.
+const appName = "greenhouse"
+
+// userDiff merges one complete users listing into the stored state of a tenant's users.
+// It is fed page by page; the rows it returns are the new state of every listed user, with the
+// revision bumped and the changed fields named where something changed. After the listing,
+// removed() returns the users that were stored as present and are no longer listed.
+type userDiff struct {
+	tenant  string
+	now     time.Time // truncated to the second
+	version uint64
+	prev    map[int64]storage.UserRow
+	seen    map[int64]struct{}
+}
+
+func newUserDiff(tenant string, now time.Time, version uint64, prev map[int64]storage.UserRow) *userDiff {
+	return &userDiff{
+		tenant:  tenant,
+		now:     now.UTC().Truncate(time.Second),
+		version: version,
+		prev:    prev,
+		seen:    make(map[int64]struct{}, len(prev)),
+	}
+}
+
+// change is a user whose state changed in this sync.
+type change struct {
+	row     storage.UserRow
+	changed []string
+	// freed is set when a license holder lost the license (deactivated or removed).
+	freed bool
+}
+
+// apply merges one listed user. It returns the user's new row and, when something changed,
+// the change (nil otherwise). A user listed twice in one listing is applied once.
+func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.UserRow, *change, bool) {
+	if _, dup := d.seen[u.ID]; dup {
+		return storage.UserRow{}, nil, false
+	}
+	d.seen[u.ID] = struct{}{}
+	status := StatusActive
+	if u.Deactivated {
+		status = StatusDeactivated
+	}
+	row := storage.UserRow{
+		TenantID:       d.tenant,
+		App:            appName,
+		UserID:         u.ID,
+		Name:           u.Name,
+		Email:          u.PrimaryEmail,
+		Status:         status,
+		LicenseType:    LicenseType(u.SiteAdmin, hasJobPermission),
+		SiteAdmin:      u.SiteAdmin,
+		ServiceAccount: u.ServiceAccount,
+		CreatedAt:      u.CreatedAt.UTC().Truncate(time.Second),
+		UpdatedAt:      u.UpdatedAt.UTC().Truncate(time.Second),
+		FirstSeenAt:    d.now,
+		LastSeenAt:     d.now,
+		Version:        d.version,
+	}
+	prev, known := d.prev[u.ID]
+	if !known {
+		row.Revision = 1
+		return row, &change{row: row, changed: []string{"created"}}, true
+	}
+	row.FirstSeenAt = prev.FirstSeenAt
+	row.LastActivityAt = prev.LastActivityAt
+	row.LastActivityType = prev.LastActivityType
+	row.Revision = prev.Revision
+	var changed []string
+	if prev.Status != row.Status {
+		changed = append(changed, "status")
+	}
+	if prev.LicenseType != row.LicenseType {
+		changed = append(changed, "license_type")
+	}
+	if prev.SiteAdmin != row.SiteAdmin {
+		changed = append(changed, "site_admin")
+	}
+	if prev.ServiceAccount != row.ServiceAccount {
+		changed = append(changed, "service_account")
+	}
+	if prev.Name != row.Name {
+		changed = append(changed, "name")
+	}
+	if prev.Email != row.Email {
+		changed = append(changed, "email")
+	}
+	if !prev.CreatedAt.Equal(row.CreatedAt) {
+		changed = append(changed, "created_at")
+	}
+	if len(changed) == 0 {
+		return row, nil, true
+	}
+	row.Revision = prev.Revision + 1
+	return row, &change{
+		row:     row,
+		changed: changed,
+		freed:   Licensed(prev.Status, prev.ServiceAccount) && !Licensed(row.Status, row.ServiceAccount) && row.Status != StatusActive,
+	}, true
+}
+
+// removed returns the stored users that were present (not already removed) and are absent
+// from the listing, as their new rows with status removed.
+func (d *userDiff) removed() []change {
+	var out []change
+	for id, prev := range d.prev {
+		if _, ok := d.seen[id]; ok || prev.Status == StatusRemoved {
+			continue
+		}
+		row := prev
+		row.Status = StatusRemoved
+		removedAt := d.now
+		row.RemovedAt = &removedAt
+		row.Revision = prev.Revision + 1
+		row.Version = d.version
+		out = append(out, change{
+			row:     row,
+			changed: []string{"status"},
+			freed:   Licensed(prev.Status, prev.ServiceAccount),
+		})
+	}
+	return out
+}
+
+// record turns a stored row into the contract's license record, with its usage.
+func record(r storage.UserRow, p UsageParams) events.LicenseRecord {
+	rec := events.LicenseRecord{
+		TenantID:         r.TenantID,
+		App:              r.App,
+		UserID:           r.UserID,
+		Name:             r.Name,
+		Email:            r.Email,
+		Status:           r.Status,
+		Licensed:         Licensed(r.Status, r.ServiceAccount),
+		LicenseType:      r.LicenseType,
+		SiteAdmin:        r.SiteAdmin,
+		ServiceAccount:   r.ServiceAccount,
+		CreatedAt:        r.CreatedAt,
+		UpdatedAt:        r.UpdatedAt,
+		FirstSeenAt:      r.FirstSeenAt,
+		LastSeenAt:       r.LastSeenAt,
+		RemovedAt:        r.RemovedAt,
+		LastActivityAt:   r.LastActivityAt,
+		LastActivityType: r.LastActivityType,
+	}
+	if rec.Licensed {
+		rec.Usage, rec.Reason = ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
+	}
+	return rec
+}
+
+// userEventID is the deterministic id of the saas.user.changed event for a user's revision.
+func userEventID(tenant string, userID int64, revision uint32) string {
+	return fmt.Sprintf("%s:user:%d:%d", tenant, userID, revision)
+}

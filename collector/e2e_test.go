@@ -1,0 +1,480 @@
+package collector_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/collector"
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
+)
+
+const testToken = "test-token-0123456789abcdef"
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fastSim is a simulator with Greenhouse's limits on windows scaled down 100 times.
+func fastSim() *simulator.Server {
+	return simulator.New(simulator.Options{
+		HarvestLimit: 75, HarvestWindow: 300 * time.Millisecond,
+		AuditLimit: 50, AuditWindow: 100 * time.Millisecond,
+		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond,
+		TokenLimit: 30, TokenWindow: 600 * time.Millisecond,
+	})
+}
+
+// env is one collector replica under test with its dependencies.
+type env struct {
+	t      *testing.T
+	app    *collector.App
+	api    string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+	cfg    collector.Config
+}
+
+func testConfig(t *testing.T, database string) collector.Config {
+	cfg := collector.DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.APIToken = testToken
+	cfg.DataDir = t.TempDir()
+	cfg.NATSPort = -1
+	cfg.ClickHouseAddr = storagetest.Addr(t)
+	cfg.ClickHouseDatabase = database
+	cfg.SecretKeys = "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	cfg.AllowEndpointOverride = true
+	cfg.AllowInsecureEndpoints = true
+	cfg.Shards = 8
+	cfg.LeaseTTL = 3 * time.Second
+	return cfg
+}
+
+func startEnv(t *testing.T, cfg collector.Config) *env {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := zerolog.New(io.MultiWriter(logs, zerolog.NewTestWriter(t))).Level(zerolog.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := collector.Start(ctx, cfg, log, collector.Options{})
+	require.NoError(t, err)
+	e := &env{t: t, app: app, api: "http://" + app.Addr, logs: logs, cancel: cancel, done: make(chan error, 1), cfg: cfg}
+	go func() { e.done <- app.Run(ctx) }()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	select {
+	case err := <-e.done:
+		assert.NoError(e.t, err)
+	case <-time.After(30 * time.Second):
+		e.t.Error("collector did not stop within 30 s")
+	}
+	e.app.Close()
+	e.cancel = nil
+}
+
+func (e *env) call(method, path string, body any, out any) int {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		require.NoError(e.t, err)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.api+path, rd)
+	require.NoError(e.t, err)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(e.t, err)
+	if out != nil && len(raw) > 0 {
+		require.NoError(e.t, json.Unmarshal(raw, out), string(raw))
+	}
+	return resp.StatusCode
+}
+
+func connectBody(org *simulator.Org, simURL string) map[string]any {
+	c := org.Credentials()
+	return map[string]any{
+		"client_id": c.ClientID, "client_secret": c.ClientSecret, "admin_user_id": c.AdminUserID,
+		"endpoints": map[string]string{"auth": simURL, "harvest": simURL, "audit_log": simURL},
+	}
+}
+
+// waitConnection polls a connection document until ok accepts it.
+func (e *env) waitConnection(tenant string, timeout time.Duration, ok func(events.Connection) bool) events.Connection {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var doc events.Connection
+	for time.Now().Before(deadline) {
+		doc = events.Connection{}
+		if e.call(http.MethodGet, "/v1/tenants/"+tenant+"/connections/greenhouse", nil, &doc) == 200 && ok(doc) {
+			return doc
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.t.Fatalf("connection of %s not as expected within %s: %+v", tenant, timeout, doc)
+	return doc
+}
+
+func checkCodes(doc events.Connection) map[string]string {
+	out := map[string]string{}
+	for _, c := range doc.Checks {
+		out[c.Name] = string(c.Status)
+		if c.Code != "" {
+			out[c.Name] += ":" + c.Code
+		}
+	}
+	return out
+}
+
+// streamMessages reads every message of the SAAS stream.
+func streamMessages(t *testing.T, app *collector.App) []jetstream.RawStreamMsg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := app.Bus.JetStream()
+	st, err := js.Stream(ctx, "SAAS")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	var out []jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		out = append(out, *m)
+	}
+	return out
+}
+
+type envelope struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Subject string          `json:"subject"`
+	Data    json.RawMessage `json:"data"`
+}
+
+func decodeAll(t *testing.T, msgs []jetstream.RawStreamMsg) []envelope {
+	out := make([]envelope, 0, len(msgs))
+	for _, m := range msgs {
+		var e envelope
+		require.NoError(t, json.Unmarshal(m.Data, &e))
+		assert.Equal(t, e.ID, m.Header.Get("Nats-Msg-Id"), "the CloudEvents id is the Nats-Msg-Id")
+		out = append(out, e)
+	}
+	return out
+}
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+
+	healthy, err := sim.AddOrg(simulator.OrgSpec{Name: "healthy", Seed: 11, Users: 640, Events: 25000})
+	require.NoError(t, err)
+	noAudit, err := sim.AddOrg(simulator.OrgSpec{Name: "noaudit", Seed: 12, Users: 120, Events: 2000})
+	require.NoError(t, err)
+	noAudit.SetFaults(simulator.Faults{AuditLogDisabled: true})
+	notAdmin, err := sim.AddOrg(simulator.OrgSpec{Name: "notadmin", Seed: 13, Users: 50, Events: 500})
+	require.NoError(t, err)
+	notAdmin.SetFaults(simulator.Faults{AdminNotSiteAdmin: true})
+	badCreds, err := sim.AddOrg(simulator.OrgSpec{Name: "badcreds", Seed: 14, Users: 30, Events: 100})
+	require.NoError(t, err)
+	badCreds.SetFaults(simulator.Faults{InvalidClient: true})
+
+	cfg := testConfig(t, storagetest.Database(t))
+	e := startEnv(t, cfg)
+
+	// Connect flow: exact documents and codes.
+	var doc events.Connection
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/healthy/connections/greenhouse", connectBody(healthy, simSrv.URL), &doc))
+	assert.Equal(t, "connected", doc.State)
+	assert.True(t, doc.UsageData)
+	assert.Equal(t, map[string]string{"credentials": "ok", "admin_user": "ok", "users": "ok", "permissions": "ok", "audit_log": "ok"}, checkCodes(doc))
+	assert.Equal(t, events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, doc.Settings)
+
+	doc = events.Connection{}
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/noaudit/connections/greenhouse", connectBody(noAudit, simSrv.URL), &doc))
+	assert.Equal(t, "degraded", doc.State)
+	assert.False(t, doc.UsageData)
+	assert.Equal(t, "failed:audit_log_not_enabled", checkCodes(doc)["audit_log"])
+
+	doc = events.Connection{}
+	require.Equal(t, 422, e.call(http.MethodPut, "/v1/tenants/notadmin/connections/greenhouse", connectBody(notAdmin, simSrv.URL), &doc))
+	assert.Equal(t, "error", doc.State)
+	assert.Equal(t, "failed:admin_not_site_admin", checkCodes(doc)["admin_user"])
+	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/notadmin/connections/greenhouse", nil, nil), "nothing stored")
+
+	doc = events.Connection{}
+	require.Equal(t, 422, e.call(http.MethodPut, "/v1/tenants/badcreds/connections/greenhouse", connectBody(badCreds, simSrv.URL), &doc))
+	assert.Equal(t, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped", "users": "skipped", "permissions": "skipped", "audit_log": "skipped"}, checkCodes(doc))
+	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/badcreds/connections/greenhouse", nil, nil), "nothing stored")
+
+	// The first syncs: users, permissions and the 30-day backfill.
+	synced := func(c events.Connection) bool {
+		return c.Freshness.UsersSyncedAt != nil && c.Freshness.AuditSyncedThrough != nil && c.LastSync != nil
+	}
+	e.waitConnection("healthy", 2*time.Minute, synced)
+	e.waitConnection("noaudit", time.Minute, func(c events.Connection) bool { return c.Freshness.UsersSyncedAt != nil })
+
+	store := e.app.Store
+	ctx := context.Background()
+	assertMatchesTruth(t, store, "healthy", healthy.Truth(), true)
+	assertMatchesTruth(t, store, "noaudit", noAudit.Truth(), false)
+
+	// Licenses API agrees with the derivation from the truth.
+	var lic struct {
+		Count    int                    `json:"count"`
+		Licenses []events.LicenseRecord `json:"licenses"`
+	}
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/licenses?usage=inactive", nil, &lic))
+	wantInactive := expectedUsage(healthy.Truth(), time.Now())
+	gotInactive := map[int64]string{}
+	for _, l := range lic.Licenses {
+		gotInactive[l.UserID] = l.Reason
+	}
+	assert.Equal(t, wantInactive, gotInactive, "inactive licenses")
+	require.NotEmpty(t, wantInactive, "the seeded org has inactive licenses")
+
+	var sum collector.Summary
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/usage/summary", nil, &sum))
+	assert.Equal(t, len(wantInactive), sum.Inactive)
+	assert.Equal(t, sum.Licenses, sum.Active+sum.Inactive+sum.Unknown)
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/noaudit/usage/summary", nil, &sum))
+	assert.Zero(t, sum.Active+sum.Inactive, "no usage data: every license unknown")
+	assert.Equal(t, sum.Licenses, sum.Unknown)
+
+	// Events: one user.changed per user, one license_inactive per inactive license.
+	envs := decodeAll(t, streamMessages(t, e.app))
+	byType := map[string]int{}
+	inactiveAlerts := map[string]int{}
+	for _, ev := range envs {
+		byType[ev.Type+" "+strings.SplitN(ev.ID, ":", 2)[0]]++
+		if ev.Type == string(events.TypeAlertLicenseInactive) {
+			inactiveAlerts[ev.ID]++
+		}
+	}
+	assert.Equal(t, len(healthy.Truth().Users), byType["saas.user.changed healthy"])
+	assert.Equal(t, len(wantInactive), byType["saas.alert.license_inactive healthy"])
+	assert.Zero(t, byType["saas.alert.license_inactive noaudit"], "no alert without usage data")
+	assert.Positive(t, byType["saas.usage.updated healthy"])
+	assert.Positive(t, byType["saas.sync.completed healthy"])
+	assert.Positive(t, byType["saas.connection.changed noaudit"])
+
+	// Transitions: deactivate an active license holder, make an inactive one act again, then
+	// sync twice: exactly one license_freed and one license_active.
+	truth := healthy.Truth()
+	var holder, sleeper int64
+	for _, u := range truth.Users {
+		if u.Status == "active" && !u.ServiceAccount && !u.SiteAdmin && holder == 0 && u.LastActivityAt != nil && time.Since(*u.LastActivityAt) < 24*time.Hour {
+			holder = u.ID
+		}
+		if _, ok := wantInactive[u.ID]; ok && sleeper == 0 {
+			sleeper = u.ID
+		}
+	}
+	require.NotZero(t, holder)
+	require.NotZero(t, sleeper)
+	require.NoError(t, healthy.DeactivateUser(holder))
+	require.NoError(t, healthy.AddUserEvent(sleeper, time.Now().Add(-time.Second), "action"))
+	for i := 0; i < 2; i++ {
+		var run map[string]string
+		require.Equal(t, 202, e.call(http.MethodPost, "/v1/tenants/healthy/connections/greenhouse/sync", nil, &run))
+		require.NotEmpty(t, run["run_id"])
+		e.waitConnection("healthy", time.Minute, func(c events.Connection) bool {
+			return c.LastSync != nil && c.LastSync.RunID == run["run_id"] && c.LastSync.Kind == "audit"
+		})
+		time.Sleep(1500 * time.Millisecond)
+	}
+	envs = decodeAll(t, streamMessages(t, e.app))
+	count := func(typ string, user int64) int {
+		n := 0
+		for _, ev := range envs {
+			if ev.Type == typ && ev.Subject == fmt.Sprintf("users/%d", user) && strings.HasPrefix(ev.ID, "healthy:") {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Equal(t, 1, count(string(events.TypeAlertLicenseFreed), holder), "one license_freed")
+	assert.Equal(t, 1, count(string(events.TypeAlertLicenseActive), sleeper), "one license_active")
+	assert.Equal(t, 1, count(string(events.TypeAlertLicenseInactive), sleeper), "the inactive alert was not repeated")
+
+	// Restart the replica on the same NATS data and ClickHouse: no alert is repeated.
+	before := len(envs)
+	e.stop()
+	e2 := startEnv(t, cfg)
+	var run map[string]string
+	require.Equal(t, 202, e2.call(http.MethodPost, "/v1/tenants/healthy/connections/greenhouse/sync", nil, &run))
+	e2.waitConnection("healthy", time.Minute, func(c events.Connection) bool {
+		return c.LastSync != nil && c.LastSync.RunID == run["run_id"] && c.LastSync.Kind == "audit"
+	})
+	time.Sleep(1500 * time.Millisecond)
+	envs = decodeAll(t, streamMessages(t, e2.app))
+	for _, ev := range envs[before:] {
+		assert.NotContains(t, ev.Type, "saas.alert.", "no alert after a restart and re-sync: %s", ev.ID)
+	}
+
+	// Disconnect: 204, secret erased, data kept.
+	require.Equal(t, 204, e2.call(http.MethodDelete, "/v1/tenants/noaudit/connections/greenhouse", nil, nil))
+	doc = events.Connection{}
+	require.Equal(t, 200, e2.call(http.MethodGet, "/v1/tenants/noaudit/connections/greenhouse", nil, &doc))
+	assert.Equal(t, "disconnected", doc.State)
+	n := 0
+	require.NoError(t, store2(t, e2).CurrentUsers(ctx, "noaudit", "greenhouse", func(storage.UserRow) error { n++; return nil }))
+	assert.Equal(t, len(noAudit.Truth().Users), n, "collected data stays")
+
+	// Needs attention list: degraded/disconnected before connected.
+	var list struct {
+		Connections []events.Connection `json:"connections"`
+	}
+	require.Equal(t, 200, e2.call(http.MethodGet, "/v1/connections", nil, &list))
+	require.Len(t, list.Connections, 2)
+	assert.Equal(t, "noaudit", list.Connections[0].TenantID)
+
+	// No secret anywhere: logs, NATS messages, ClickHouse rows, API answers.
+	secrets := []string{healthy.Credentials().ClientSecret, noAudit.Credentials().ClientSecret, notAdmin.Credentials().ClientSecret, badCreds.Credentials().ClientSecret}
+	logs := e.logs.String() + e2.logs.String()
+	for _, sec := range secrets {
+		require.NotEmpty(t, sec)
+		assert.NotContains(t, logs, sec, "secret in logs")
+		for _, m := range streamMessages(t, e2.app) {
+			assert.NotContains(t, string(m.Data), sec, "secret in a NATS message")
+		}
+	}
+	dump, err := store2(t, e2).DumpText(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, dump)
+	for _, sec := range secrets {
+		assert.NotContains(t, dump, sec, "secret in ClickHouse")
+	}
+}
+
+func store2(t *testing.T, e *env) *storage.Store { return e.app.Store }
+
+// expectedUsage derives, from the simulator's truth, the inactive license holders and their
+// reasons (the 30-day backfill covers a 30-day threshold).
+func expectedUsage(truth simulator.Truth, now time.Time) map[int64]string {
+	out := map[int64]string{}
+	threshold := now.Add(-30 * 24 * time.Hour)
+	for _, u := range truth.Users {
+		if u.Status != "active" || u.ServiceAccount {
+			continue
+		}
+		if u.LastActivityAt != nil && !u.LastActivityAt.Before(threshold) {
+			continue
+		}
+		if !u.CreatedAt.Before(threshold) {
+			continue
+		}
+		if u.LastActivityAt == nil {
+			out[u.ID] = "never_active"
+		} else {
+			out[u.ID] = "no_recent_activity"
+		}
+	}
+	return out
+}
+
+// assertMatchesTruth compares what the collector stored with the simulator's ground truth.
+func assertMatchesTruth(t *testing.T, store *storage.Store, tenant string, truth simulator.Truth, usage bool) {
+	t.Helper()
+	ctx := context.Background()
+	got := map[int64]storage.UserRow{}
+	require.NoError(t, store.CurrentUsers(ctx, tenant, "greenhouse", func(r storage.UserRow) error { got[r.UserID] = r; return nil }))
+	require.Len(t, got, len(truth.Users), "users of %s", tenant)
+	for _, u := range truth.Users {
+		r, ok := got[u.ID]
+		if !assert.True(t, ok, "user %d missing", u.ID) {
+			continue
+		}
+		assert.Equal(t, u.Status, r.Status, "status of %d", u.ID)
+		assert.Equal(t, u.LicenseType, r.LicenseType, "license type of %d", u.ID)
+		assert.Equal(t, u.ServiceAccount, r.ServiceAccount, "service account %d", u.ID)
+		assert.Equal(t, u.Email, r.Email, "email of %d", u.ID)
+		if usage {
+			if u.LastActivityAt == nil {
+				assert.Nil(t, r.LastActivityAt, "last activity of %d", u.ID)
+			} else if assert.NotNil(t, r.LastActivityAt, "last activity of %d", u.ID) {
+				assert.True(t, u.LastActivityAt.Equal(*r.LastActivityAt), "last activity of %d: %s vs %s", u.ID, u.LastActivityAt, r.LastActivityAt)
+			}
+		}
+	}
+	if !usage {
+		return
+	}
+	n, err := store.CountAuditEvents(ctx, tenant)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(truth.Events), n, "audit events of %s", tenant)
+	daily, err := store.DailyActivity(ctx, tenant, "greenhouse", time.Now().Add(-40*24*time.Hour), time.Now().Add(24*time.Hour))
+	require.NoError(t, err)
+	key := func(id int64, d time.Time) string {
+		return strconv.FormatInt(id, 10) + "@" + d.UTC().Format("2006-01-02")
+	}
+	want := map[string]int{}
+	for _, d := range truth.Daily {
+		want[key(d.UserID, d.Day)] = d.Events
+	}
+	gotDaily := map[string]int{}
+	for _, d := range daily {
+		gotDaily[key(d.UserID, d.Day)] = int(d.Events)
+	}
+	if !assert.Equal(t, len(want), len(gotDaily), "daily activity rows of %s", tenant) {
+		var missing []string
+		for k := range want {
+			if _, ok := gotDaily[k]; !ok {
+				missing = append(missing, k)
+			}
+		}
+		sort.Strings(missing)
+		t.Logf("first missing: %v", missing[:min(5, len(missing))])
+	}
+	assert.Equal(t, want, gotDaily, "daily activity of %s", tenant)
+}

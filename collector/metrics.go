@@ -1,0 +1,61 @@
+package collector
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+)
+
+// metrics are the collector's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg             *prometheus.Registry
+	syncs           *prometheus.CounterVec
+	syncDuration    *prometheus.HistogramVec
+	requests        prometheus.Counter
+	throttled       prometheus.Counter
+	auditEvents     prometheus.Counter
+	eventsPublished prometheus.Counter
+	shardsOwned     prometheus.Gauge
+	apiRequests     *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_syncs_total", Help: "Sync runs by kind (users, audit) and status (succeeded, failed, panic).",
+		}, []string{"kind", "status"}),
+		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "collector_sync_duration_seconds", Help: "Duration of sync runs by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
+		}, []string{"kind"}),
+		requests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collector_greenhouse_requests_total", Help: "Requests sent to Greenhouse.",
+		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collector_greenhouse_throttled_total", Help: "429 responses received from Greenhouse.",
+		}),
+		auditEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collector_audit_events_stored_total", Help: "Audit Log events written to ClickHouse (re-reads of overlaps included).",
+		}),
+		eventsPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "collector_events_published_total", Help: "CloudEvents acknowledged by JetStream.",
+		}),
+		shardsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "collector_shards_owned", Help: "Tenant shards leased by this replica.",
+		}),
+		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_api_requests_total", Help: "HTTP API requests by route and status code.",
+		}, []string{"route", "code"}),
+	}
+	m.reg.MustRegister(m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
+		m.shardsOwned, m.apiRequests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeRun(sum events.SyncSummary) {
+	m.syncs.WithLabelValues(sum.Kind, sum.Status).Inc()
+	m.syncDuration.WithLabelValues(sum.Kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
+	m.requests.Add(float64(sum.Requests))
+	m.throttled.Add(float64(sum.Throttled))
+}

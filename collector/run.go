@@ -1,0 +1,278 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// Connection states (PRODUCT.md 4.1).
+const (
+	StateConnected    = "connected"
+	StateDegraded     = "degraded"
+	StateError        = "error"
+	StateDisconnected = "disconnected"
+)
+
+// checkNames are the connect-flow checks in order.
+var checkNames = []string{"credentials", "admin_user", "users", "permissions", "audit_log"}
+
+// stateOf derives a connection's state and usage_data from its checks: any failure but the
+// Audit Log's means no data can be collected (error); an Audit Log failure alone means
+// degraded without usage data.
+func stateOf(checks []connectors.Check) (state string, usageData bool) {
+	state, usageData = StateConnected, true
+	for _, c := range checks {
+		if c.Status == connectors.CheckOK {
+			continue
+		}
+		if c.Name == "audit_log" {
+			usageData = false
+			if state == StateConnected {
+				state = StateDegraded
+			}
+			continue
+		}
+		state = StateError
+	}
+	return state, usageData
+}
+
+// runTenant runs a tenant's due syncs: the users listing first, then the Audit Log. It records
+// each run (sync_runs, saas.sync.completed, the connection document) and returns whether each
+// part succeeded.
+func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK bool) {
+	log := s.log.With().Str("tenant", job.tenant).Logger()
+	gc, err := s.client(job.tenant, job.sc)
+	if err != nil {
+		log.Error().Err(err).Msg("sync not started")
+		return false, false
+	}
+	var results []runResult
+	if job.users {
+		r := s.syncUsers(ctx, job.tenant, job.sc, gc)
+		if job.runID != "" {
+			r.summary.RunID = job.runID
+		}
+		results = append(results, r)
+		usersOK = r.err == nil
+	}
+	if job.audit {
+		if job.users && !usersOK && results[0].err.check != "users" && results[0].err.check != "permissions" {
+			// Credentials or admin user failing: the Audit Log would fail the same way.
+		} else {
+			r := s.syncAudit(ctx, job.tenant, job.sc, gc)
+			if job.runID != "" {
+				r.summary.RunID = job.runID // one requested sync: its parts share the run id
+			}
+			results = append(results, r)
+			auditOK = r.err == nil
+		}
+	}
+	for _, r := range results {
+		s.finishRun(ctx, job, r)
+	}
+	return usersOK, auditOK
+}
+
+// finishRun records one run: its row, its event, and its effect on the connection document.
+func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
+	log := s.log.With().Str("tenant", job.tenant).Str("run_id", r.summary.RunID).Str("kind", r.summary.Kind).Logger()
+	sum := r.summary
+	sum.FinishedAt = s.now()
+	sum.Status = "succeeded"
+	if r.err != nil {
+		sum.Status = "failed"
+		sum.ErrorCode = string(greenhouse.CodeOf(r.err.err))
+		sum.ErrorMessage = r.err.Error()
+	}
+	s.metrics.observeRun(sum)
+	if s.observer != nil {
+		s.observer(RunInfo{Tenant: job.tenant, Replica: s.cfg.ReplicaID, RunID: sum.RunID, Kind: sum.Kind, Status: sum.Status, Start: sum.StartedAt, End: sum.FinishedAt})
+	}
+	ev := log.Info()
+	if r.err != nil {
+		ev = log.Warn().Str("error_code", sum.ErrorCode).Str("error", sum.ErrorMessage)
+	}
+	ev.Int("users", sum.Users).Int("events", sum.Events).Int("requests", sum.Requests).Int("throttled", sum.Throttled).
+		Dur("took", sum.FinishedAt.Sub(sum.StartedAt)).Msg("sync finished")
+
+	if err := s.store.InsertSyncRun(ctx, storage.SyncRunRow{
+		TenantID: job.tenant, App: appName, RunID: sum.RunID, Kind: sum.Kind, StartedAt: sum.StartedAt, FinishedAt: sum.FinishedAt,
+		Status: sum.Status, Users: uint32(sum.Users), Events: uint32(sum.Events), Requests: uint32(sum.Requests),
+		Throttled: uint32(sum.Throttled), ErrorCode: sum.ErrorCode, ErrorMessage: sum.ErrorMessage,
+	}); err != nil {
+		log.Warn().Err(err).Msg("store sync run")
+	}
+	env, err := events.NewEnvelope(job.tenant, events.TypeSyncCompleted, fmt.Sprintf("%s:sync:%s:%s", job.tenant, sum.RunID, sum.Kind),
+		"sync/"+sum.RunID, sum.FinishedAt, sum)
+	if err == nil {
+		err = s.bus.Publish(ctx, []events.Envelope{env})
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("publish sync completed")
+	}
+
+	cp, _, _ := s.getCheckpoint(ctx, job.tenant)
+	if err := s.updateConnection(ctx, job.tenant, job.sc.Generation, func(sc *storedConnection) {
+		last := sum
+		last.TenantID, last.App = "", ""
+		sc.Doc.LastSync = &last
+		if !cp.UsersSyncedAt.IsZero() {
+			t := cp.UsersSyncedAt
+			sc.Doc.Freshness.UsersSyncedAt = &t
+		}
+		if !cp.AuditThrough.IsZero() {
+			t := cp.AuditThrough
+			sc.Doc.Freshness.AuditSyncedThrough = &t
+		}
+		if !cp.ObservedSince.IsZero() {
+			t := cp.ObservedSince
+			sc.Doc.ObservedSince = &t
+		}
+		if job.runID != "" && sc.SyncRequest == job.runID {
+			sc.SyncRequest = ""
+		}
+		if r.err == nil {
+			// Success clears the checks this run exercised.
+			for i, c := range sc.Doc.Checks {
+				if c.Status == connectors.CheckOK {
+					continue
+				}
+				if (sum.Kind == "users" && c.Name != "audit_log") || (sum.Kind == "audit" && c.Name == "audit_log") {
+					sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckOK}
+				}
+			}
+			return
+		}
+		code := greenhouse.CodeOf(r.err.err)
+		for i, c := range sc.Doc.Checks {
+			if c.Name == r.err.check {
+				sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckFailed, Code: string(code), Message: codeMessage(code)}
+			}
+		}
+	}); err != nil && !errors.Is(err, errStaleGeneration) {
+		log.Warn().Err(err).Msg("update connection")
+	}
+}
+
+var errStaleGeneration = errors.New("connection was replaced")
+
+// updateConnection applies fn to a tenant's stored connection with compare-and-set, derives
+// the state from the checks, and publishes saas.connection.changed and a connection_events row
+// when the state or a check changed.
+func (s *Service) updateConnection(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error {
+	var before events.Connection
+	sc, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+		if !exists || sc.Generation != generation || sc.Secret == nil {
+			return sc, errStaleGeneration
+		}
+		before = sc.Doc
+		before.Checks = append([]connectors.Check(nil), sc.Doc.Checks...)
+		fn(&sc)
+		sc.Doc.State, sc.Doc.UsageData = stateOf(sc.Doc.Checks)
+		sc.Doc.UpdatedAt = s.now()
+		return sc, nil
+	})
+	if err != nil {
+		return err
+	}
+	if changed := connectionChanges(before, sc.Doc); len(changed) > 0 {
+		return s.announceConnection(ctx, sc, before.State, changed)
+	}
+	return nil
+}
+
+// connectionChanges names what changed between two documents: state, usage_data, check:<name>.
+func connectionChanges(a, b events.Connection) []string {
+	var out []string
+	if a.State != b.State {
+		out = append(out, "state")
+	}
+	if a.UsageData != b.UsageData {
+		out = append(out, "usage_data")
+	}
+	prev := map[string]connectors.Check{}
+	for _, c := range a.Checks {
+		prev[c.Name] = c
+	}
+	for _, c := range b.Checks {
+		if p := prev[c.Name]; p.Status != c.Status || p.Code != c.Code {
+			out = append(out, "check:"+c.Name)
+		}
+	}
+	return out
+}
+
+// announceConnection publishes saas.connection.changed and stores a connection_events row.
+func (s *Service) announceConnection(ctx context.Context, sc storedConnection, previous string, changed []string) error {
+	doc := sc.Doc
+	id := fmt.Sprintf("%s:connection:%d:%d", doc.TenantID, sc.Generation, doc.UpdatedAt.UnixNano())
+	env, err := events.NewEnvelope(doc.TenantID, events.TypeConnectionChanged, id, "connection", doc.UpdatedAt,
+		events.ConnectionChanged{Connection: doc, PreviousState: previous, Changed: changed})
+	if err != nil {
+		return err
+	}
+	if err := s.bus.Publish(ctx, []events.Envelope{env}); err != nil {
+		return fmt.Errorf("publish connection change: %w", err)
+	}
+	checks, _ := json.Marshal(doc.Checks)
+	changedJSON, _ := json.Marshal(changed)
+	if err := s.store.InsertConnectionEvent(ctx, storage.ConnectionEventRow{
+		TenantID: doc.TenantID, App: appName, TS: doc.UpdatedAt, EventID: id, State: doc.State, UsageData: doc.UsageData,
+		Checks: string(checks), Changed: string(changedJSON),
+	}); err != nil {
+		return fmt.Errorf("store connection event: %w", err)
+	}
+	return nil
+}
+
+// codeMessage is the actionable message of a check code seen during a sync.
+func codeMessage(code greenhouse.Code) string {
+	switch code {
+	case "invalid_client":
+		return "Greenhouse rejects the client ID and secret. Create a new Harvest V3 (OAuth) credential under Configure → Dev Center → API Credentials and reconnect."
+	case "admin_user_invalid":
+		return "The admin user ID no longer names an active Greenhouse user. Reconnect with the numeric ID of an active Site Admin."
+	case "admin_not_site_admin":
+		return "The admin user is not a Site Admin any more; Greenhouse's list endpoints and the Audit Log require one. Reconnect with a Site Admin's user ID."
+	case "missing_scope":
+		return "The credential lacks a required scope. Edit it under Configure → Dev Center → API Credentials and grant the users, user roles, job permissions, future job permissions and audit log scopes."
+	case "audit_log_not_enabled":
+		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management to enable it to get usage data."
+	case "audit_log_forbidden":
+		return "The credential may not read the Audit Log. Grant it Audit Log access and make sure the admin user is a Site Admin."
+	case "rate_limited":
+		return "Greenhouse's rate limit was reached; the collector retries by itself."
+	case "greenhouse_unavailable":
+		return "Greenhouse did not answer; the collector retries by itself."
+	}
+	return "Greenhouse answered in an unexpected way; the collector retries by itself."
+}
+
+// newChecks returns the checks of a fresh document: all ok.
+func okChecks() []connectors.Check {
+	out := make([]connectors.Check, len(checkNames))
+	for i, n := range checkNames {
+		out[i] = connectors.Check{Name: n, Status: connectors.CheckOK}
+	}
+	return out
+}
+
+// durationString renders a duration like the contract's settings ("1h", "5m", "90s").
+func durationString(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}

@@ -1,0 +1,358 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+)
+
+// lease is a shard's owner, kept in the leases bucket whose TTL makes an unrenewed lease
+// vanish: a dead replica's shards are free again after at most one TTL.
+type lease struct {
+	Owner   string    `json:"owner"`
+	Renewed time.Time `json:"renewed"`
+}
+
+// shardOf maps a tenant to its shard.
+func shardOf(tenant string, shards int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenant))
+	return int(h.Sum32() % uint32(shards))
+}
+
+func shardKey(n int) string       { return fmt.Sprintf("shard.%d", n) }
+func replicaKey(id string) string { return "replica." + sanitizeKey(id) }
+
+// sanitizeKey keeps a KV key to the characters JetStream accepts.
+func sanitizeKey(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// tenantSchedule is the scheduler's view of one tenant.
+type tenantSchedule struct {
+	sc         storedConnection
+	generation int64
+	nextUsers  time.Time
+	nextAudit  time.Time
+	failures   int
+	running    bool
+	fresh      bool // no users sync done under this generation yet
+}
+
+// scheduler owns shards through leases and runs the due syncs of the tenants in its shards,
+// at most cfg.Concurrency at once. One tenant's failure, slowness or panic only affects that
+// tenant's own schedule.
+type scheduler struct {
+	s *Service
+
+	mu      sync.Mutex
+	tenants map[string]*tenantSchedule
+	owned   map[int]uint64 // shard → lease revision
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	wake    chan struct{}
+}
+
+func newScheduler(s *Service) *scheduler {
+	return &scheduler{
+		s:       s,
+		tenants: map[string]*tenantSchedule{},
+		owned:   map[int]uint64{},
+		sem:     make(chan struct{}, s.cfg.Concurrency),
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// poke makes the scheduler look at its tenants now rather than at the next tick.
+func (sch *scheduler) poke() {
+	select {
+	case sch.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the scheduler's loop. On return every sync it started has ended.
+func (sch *scheduler) run(ctx context.Context) error {
+	log := sch.s.log.With().Str("replica", sch.s.cfg.ReplicaID).Logger()
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- sch.watchConnections(ctx) }()
+
+	leaseEvery := sch.s.cfg.LeaseTTL / 3
+	leaseTick := time.NewTicker(leaseEvery)
+	defer leaseTick.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	if err := sch.refreshLeases(ctx); err != nil {
+		log.Warn().Err(err).Msg("shard leases")
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			sch.wg.Wait()
+			sch.releaseAll()
+			return nil
+		case err := <-watchErr:
+			sch.wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("watch connections: %w", err)
+		case <-leaseTick.C:
+			if err := sch.refreshLeases(ctx); err != nil && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("shard leases")
+			}
+		case <-tick.C:
+		case <-sch.wake:
+		}
+		sch.dispatch(ctx)
+	}
+}
+
+// watchConnections keeps the tenants map equal to the connections bucket.
+func (sch *scheduler) watchConnections(ctx context.Context) error {
+	return sch.s.conns.Watch(ctx, func(key string, sc storedConnection, rev uint64, deleted bool) {
+		tenant, ok := tenantFromKey(key)
+		if !ok {
+			return
+		}
+		sch.mu.Lock()
+		defer sch.mu.Unlock()
+		if deleted || sc.Secret == nil {
+			delete(sch.tenants, tenant)
+			sch.s.dropClient(tenant)
+			return
+		}
+		ts, known := sch.tenants[tenant]
+		if !known || ts.generation != sc.Generation {
+			now := sch.s.now()
+			ts = &tenantSchedule{generation: sc.Generation, nextUsers: now, nextAudit: now, fresh: true, running: known && ts.running}
+			sch.tenants[tenant] = ts
+		}
+		ts.sc = sc
+		if sc.SyncRequest != "" {
+			ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
+		}
+		sch.poke()
+	})
+}
+
+// refreshLeases heartbeats this replica, renews its shards, takes free shards up to its fair
+// share and releases what is above it.
+func (sch *scheduler) refreshLeases(ctx context.Context) error {
+	s := sch.s
+	me := s.cfg.ReplicaID
+	now := s.now()
+	if _, err := s.leases.Put(ctx, replicaKey(me), lease{Owner: me, Renewed: now}); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	replicas := 0
+	if err := s.leases.Keys(ctx, "replica.", func(string) error { replicas++; return nil }); err != nil {
+		return fmt.Errorf("list replicas: %w", err)
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	fair := (s.cfg.Shards + replicas - 1) / replicas
+
+	sch.mu.Lock()
+	owned := make(map[int]uint64, len(sch.owned))
+	for k, v := range sch.owned {
+		owned[k] = v
+	}
+	busy := map[int]bool{} // shards with a sync in flight are released only once it ends
+	for tenant, ts := range sch.tenants {
+		if ts.running {
+			busy[shardOf(tenant, s.cfg.Shards)] = true
+		}
+	}
+	sch.mu.Unlock()
+
+	var errs []error
+	// Renew.
+	shards := make([]int, 0, len(owned))
+	for n := range owned {
+		shards = append(shards, n)
+	}
+	sort.Ints(shards)
+	for _, n := range shards {
+		rev, err := s.leases.Update(ctx, shardKey(n), lease{Owner: me, Renewed: now}, owned[n])
+		if err != nil {
+			delete(owned, n) // lost (expired and taken, or conflict)
+			continue
+		}
+		owned[n] = rev
+	}
+	// Release above the fair share (the highest shards first, so replicas converge).
+	for i := len(shards) - 1; i >= 0 && len(owned) > fair; i-- {
+		n := shards[i]
+		if rev, ok := owned[n]; ok && !busy[n] {
+			if err := s.leases.Delete(ctx, shardKey(n), rev); err != nil {
+				errs = append(errs, err)
+			}
+			delete(owned, n)
+		}
+	}
+	// Acquire free shards, starting at a replica-specific offset to spread the first grabs.
+	start := shardOf(me, s.cfg.Shards)
+	for i := 0; i < s.cfg.Shards && len(owned) < fair; i++ {
+		n := (start + i) % s.cfg.Shards
+		if _, ok := owned[n]; ok {
+			continue
+		}
+		rev, err := s.leases.Create(ctx, shardKey(n), lease{Owner: me, Renewed: now})
+		if err == nil {
+			owned[n] = rev
+		} else if !errors.Is(err, events.ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
+	sch.mu.Lock()
+	sch.owned = owned
+	sch.mu.Unlock()
+	s.metrics.shardsOwned.Set(float64(len(owned)))
+	return errors.Join(errs...)
+}
+
+// releaseAll gives the shards back on shutdown so that other replicas take them at once.
+func (sch *scheduler) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sch.mu.Lock()
+	owned := sch.owned
+	sch.owned = map[int]uint64{}
+	sch.mu.Unlock()
+	for n, rev := range owned {
+		_ = sch.s.leases.Delete(ctx, shardKey(n), rev)
+	}
+	_ = sch.s.leases.Delete(ctx, replicaKey(sch.s.cfg.ReplicaID), 0)
+}
+
+// owns reports whether this replica holds the tenant's shard.
+func (sch *scheduler) owns(tenant string) bool {
+	_, ok := sch.owned[shardOf(tenant, sch.s.cfg.Shards)]
+	return ok
+}
+
+// dispatch starts the due syncs of owned tenants while workers are free.
+func (sch *scheduler) dispatch(ctx context.Context) {
+	now := sch.s.now()
+	sch.mu.Lock()
+	defer sch.mu.Unlock()
+	for tenant, ts := range sch.tenants {
+		if ts.running || !sch.owns(tenant) {
+			continue
+		}
+		users := !now.Before(ts.nextUsers)
+		audit := !now.Before(ts.nextAudit)
+		if !users && !audit {
+			continue
+		}
+		select {
+		case sch.sem <- struct{}{}:
+		default:
+			return // every worker is busy
+		}
+		ts.running = true
+		job := syncJob{tenant: tenant, sc: ts.sc, users: users || ts.fresh, audit: audit || ts.fresh, runID: ts.sc.SyncRequest}
+		sch.wg.Add(1)
+		go func() {
+			defer sch.wg.Done()
+			defer func() { <-sch.sem }()
+			sch.runJob(ctx, job)
+		}()
+	}
+}
+
+type syncJob struct {
+	tenant       string
+	sc           storedConnection
+	users, audit bool
+	runID        string // asked for through the API, or ""
+}
+
+// runJob runs one tenant's due syncs, turning a panic into that tenant's error, and schedules
+// the tenant's next runs.
+func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
+	s := sch.s
+	log := s.log.With().Str("tenant", job.tenant).Logger()
+	var usersOK, auditOK bool
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				usersOK, auditOK = false, false
+				log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("sync panicked")
+				s.metrics.syncs.WithLabelValues("any", "panic").Inc()
+			}
+		}()
+		usersOK, auditOK = s.runTenant(ctx, job)
+	}()
+
+	_, usersEvery, auditEvery := s.settings(job.sc.Doc)
+	now := s.now()
+	sch.mu.Lock()
+	defer sch.mu.Unlock()
+	ts, exists := sch.tenants[job.tenant]
+	if !exists {
+		return
+	}
+	ts.running = false
+	if ts.generation != job.sc.Generation {
+		return // replaced meanwhile: its own schedule starts now
+	}
+	if (!job.users || usersOK) && (!job.audit || auditOK) {
+		ts.failures = 0
+	} else {
+		ts.failures++
+	}
+	backoff := time.Duration(1<<min(ts.failures, 10)) * 15 * time.Second
+	if job.users {
+		if usersOK {
+			ts.fresh = false
+			ts.nextUsers = now.Add(jitter(usersEvery))
+		} else {
+			ts.nextUsers = now.Add(jitter(min(backoff, usersEvery)))
+		}
+	}
+	if job.audit {
+		if auditOK {
+			ts.nextAudit = now.Add(jitter(auditEvery))
+		} else {
+			// An Audit Log that is not enabled is retried at the users pace: enabling it
+			// later recovers usage data by itself.
+			ts.nextAudit = now.Add(jitter(min(backoff, usersEvery)))
+		}
+	}
+	if ts.sc.SyncRequest != "" && ts.sc.SyncRequest == job.sc.SyncRequest {
+		ts.sc.SyncRequest = ""
+	}
+}
+
+// jitter spreads d by ±10% so that tenants connected together do not sync in lockstep.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	spread := int64(d) / 5
+	if spread <= 0 {
+		return d
+	}
+	return time.Duration(int64(d) - spread/2 + rand.Int64N(spread))
+}

@@ -1,0 +1,164 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// Deps are the parts a Service is wired from.
+type Deps struct {
+	Store      *storage.Store
+	Bus        *events.Bus
+	Sealer     *events.Sealer
+	Logger     zerolog.Logger
+	HTTPClient *http.Client     // for Greenhouse; nil: the connector's default
+	Now        func() time.Time // nil: time.Now
+	// RunObserver, when set, is told about every sync run.
+	RunObserver func(RunInfo)
+}
+
+// RunInfo describes one finished sync run.
+type RunInfo struct {
+	Tenant, Replica, RunID, Kind, Status string
+	Start, End                           time.Time
+}
+
+// Service is one collector replica: the HTTP API, the scheduler and the sync pipeline.
+type Service struct {
+	cfg     Config
+	store   *storage.Store
+	bus     *events.Bus
+	sealer  *events.Sealer
+	log     zerolog.Logger
+	hc      *http.Client
+	now     func() time.Time
+	metrics *metrics
+
+	conns       *events.KV[storedConnection]
+	checkpoints *events.KV[checkpoint]
+	alerts      *events.KV[alertState]
+	leases      *events.KV[lease]
+
+	mu      sync.Mutex
+	clients map[string]tenantClient // by tenant
+
+	sched    *scheduler
+	observer func(RunInfo)
+}
+
+type tenantClient struct {
+	generation int64
+	client     *greenhouse.Client
+}
+
+// New wires a Service. It does not start anything: Run starts the scheduler.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("collector config: %w", err)
+	}
+	if deps.Store == nil || deps.Bus == nil || deps.Sealer == nil {
+		return nil, errors.New("collector: Store, Bus and Sealer are required")
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Service{
+		cfg:         cfg,
+		store:       deps.Store,
+		bus:         deps.Bus,
+		sealer:      deps.Sealer,
+		log:         deps.Logger,
+		hc:          deps.HTTPClient,
+		now:         func() time.Time { return now().UTC() },
+		metrics:     newMetrics(),
+		conns:       events.BucketKV[storedConnection](deps.Bus, "connections"),
+		checkpoints: events.BucketKV[checkpoint](deps.Bus, "checkpoints"),
+		alerts:      events.BucketKV[alertState](deps.Bus, "alerts"),
+		leases:      events.BucketKV[lease](deps.Bus, "leases"),
+		clients:     map[string]tenantClient{},
+		observer:    deps.RunObserver,
+	}
+	s.sched = newScheduler(s)
+	return s, nil
+}
+
+// Run runs the scheduler (shard leases, tenant schedules, sync workers) until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	return s.sched.run(ctx)
+}
+
+// client returns the tenant's Greenhouse client, building it (and unsealing the secret) when
+// the connection's generation changed. Clients keep the token and the pacing state between
+// syncs.
+func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tc, ok := s.clients[tenant]; ok && tc.generation == sc.Generation {
+		return tc.client, nil
+	}
+	if sc.Secret == nil {
+		return nil, fmt.Errorf("tenant %q is disconnected", tenant)
+	}
+	secret, err := s.sealer.Open(*sc.Secret, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)
+	}
+	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	s.clients[tenant] = tenantClient{generation: sc.Generation, client: c}
+	return c, nil
+}
+
+func (s *Service) dropClient(tenant string) {
+	s.mu.Lock()
+	delete(s.clients, tenant)
+	s.mu.Unlock()
+}
+
+func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (*greenhouse.Client, error) {
+	return greenhouse.New(greenhouse.Config{
+		Endpoints:    greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog},
+		ClientID:     clientID,
+		ClientSecret: secret,
+		AdminUserID:  adminUserID,
+		HTTPClient:   s.hc,
+		Logger:       s.log.With().Str("tenant", tenant).Logger(),
+		Now:          s.now,
+	})
+}
+
+// settings returns the effective settings of a connection.
+func (s *Service) settings(doc events.Connection) (inactiveAfterDays int, users, audit time.Duration) {
+	inactiveAfterDays = doc.Settings.InactiveAfterDays
+	if inactiveAfterDays <= 0 {
+		inactiveAfterDays = s.cfg.DefaultInactiveAfterDays
+	}
+	users, err := time.ParseDuration(doc.Settings.UsersInterval)
+	if err != nil || users <= 0 {
+		users = s.cfg.DefaultUsersInterval
+	}
+	audit, err = time.ParseDuration(doc.Settings.AuditInterval)
+	if err != nil || audit <= 0 {
+		audit = s.cfg.DefaultAuditInterval
+	}
+	return inactiveAfterDays, users, audit
+}
+
+// usageParams returns the usage classification parameters of a tenant now.
+func (s *Service) usageParams(doc events.Connection, cp checkpoint, now time.Time) UsageParams {
+	days, _, _ := s.settings(doc)
+	return UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
+}

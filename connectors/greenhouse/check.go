@@ -1,0 +1,124 @@
+package greenhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+)
+
+// Messages say what is wrong and what the customer's Greenhouse admin does about it.
+func message(code Code, detail string, adminID int64) string {
+	switch code {
+	case CodeInvalidClient:
+		return "Greenhouse rejected the client ID and secret. In Greenhouse, open Configure → Dev Center → API Credentials, create a \"Harvest V3 (OAuth)\" credential (or check the one you used), and paste its client ID and secret."
+	case CodeLegacyAPIKey:
+		return "This is a Harvest v1/v2 API key; those stopped working on 2026-08-31. Create a \"Harvest V3 (OAuth)\" credential under Configure → Dev Center → API Credentials."
+	case CodeAdminUserInvalid:
+		return fmt.Sprintf("User %d is not an active Greenhouse user. Use the numeric ID of an active Site Admin (from the URL of their page under Configure → Users).", adminID)
+	case CodeAdminNotSiteAdmin:
+		return fmt.Sprintf("User %d is not a Site Admin. Greenhouse requires a Site Admin for every list endpoint and the Audit Log: use the numeric ID of a Site Admin (Configure → Users).", adminID)
+	case CodeMissingScope:
+		return "The credential lacks a permission: " + detail + ". Edit the credential under Configure → Dev Center → API Credentials and grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
+	case CodeAuditLogNotEnabled:
+		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management (accountmanagement+auditlog@greenhouse.io) to enable it. Licenses are collected meanwhile, without usage data."
+	case CodeAuditLogForbidden:
+		return "Greenhouse refused access to the Audit Log (" + detail + "). Grant the credential Audit Log access and make sure the admin user is a Site Admin."
+	case CodeRateLimited:
+		return "Greenhouse's rate limit was reached; try again in a minute."
+	case CodeUnavailable:
+		return "Greenhouse did not answer in time or answered with a server error; try again later."
+	}
+	return "Greenhouse answered in an unexpected way (" + detail + "); try again later or contact support."
+}
+
+func failed(name string, err error, adminID int64) connectors.Check {
+	code := CodeOf(err)
+	detail := ""
+	var ae *APIError
+	if errors.As(err, &ae) {
+		detail = ae.Message
+	}
+	if detail == "" {
+		detail = string(code)
+	}
+	return connectors.Check{Name: name, Status: connectors.CheckFailed, Code: string(code), Message: message(code, detail, adminID)}
+}
+
+func ok(name string) connectors.Check {
+	return connectors.Check{Name: name, Status: connectors.CheckOK}
+}
+
+func skipped(name string) connectors.Check {
+	return connectors.Check{Name: name, Status: connectors.CheckSkipped}
+}
+
+func (c *Client) check(ctx context.Context) []connectors.Check {
+	id := c.cfg.AdminUserID
+	out := make([]connectors.Check, 0, 5)
+	if _, err := c.accessToken(ctx, true); err != nil {
+		name := "credentials"
+		if CodeOf(err) == CodeAdminUserInvalid {
+			out = append(out, ok(name), failed("admin_user", err, id))
+			return append(out, skipped("users"), skipped("permissions"), skipped("audit_log"))
+		}
+		return append(out, failed(name, err, id), skipped("admin_user"), skipped("users"), skipped("permissions"), skipped("audit_log"))
+	}
+	out = append(out, ok("credentials"))
+
+	harvest := c.base[kindHarvest].String()
+	q := url.Values{"ids": {strconv.FormatInt(id, 10)}, "show_service_accounts": {"true"}, "per_page": {"1"}}
+	body, err := c.probe(ctx, "look up admin user", kindHarvest, harvest+"/v3/users?"+q.Encode())
+	var admin error
+	switch {
+	case err != nil && CodeOf(err) == CodeMissingScope:
+		// Can't tell: the users check reports the scope.
+	case err != nil:
+		admin = err
+	default:
+		users, derr := decodeUsers(body)
+		switch {
+		case derr != nil:
+			admin = &APIError{Op: "look up admin user", Code: CodeUnexpectedResponse, Err: derr}
+		case len(users) == 0 || users[0].ID != id || users[0].Deactivated:
+			admin = &APIError{Op: "look up admin user", Code: CodeAdminUserInvalid}
+		case !users[0].SiteAdmin:
+			admin = &APIError{Op: "look up admin user", Code: CodeAdminNotSiteAdmin}
+		}
+	}
+	if admin != nil {
+		return append(out, failed("admin_user", admin, id), skipped("users"), skipped("permissions"), skipped("audit_log"))
+	}
+	out = append(out, ok("admin_user"))
+
+	if _, err := c.probe(ctx, "list users", kindHarvest, harvest+"/v3/users?per_page=1"); err != nil {
+		out = append(out, failed("users", err, id))
+	} else {
+		out = append(out, ok("users"))
+	}
+
+	var permErr error
+	for _, p := range []string{"/v3/user_roles", "/v3/user_job_permissions", "/v3/future_job_permissions"} {
+		if _, err := c.probe(ctx, "list "+p[4:], kindHarvest, harvest+p+"?per_page=1"); err != nil {
+			permErr = err
+			break
+		}
+	}
+	if permErr != nil {
+		out = append(out, failed("permissions", permErr, id))
+	} else {
+		out = append(out, ok("permissions"))
+	}
+
+	now := c.now()
+	if _, err := c.auditQuery(ctx, now.Add(-time.Hour), now.Add(time.Second), 100, "", "", false); err != nil {
+		out = append(out, failed("audit_log", err, id))
+	} else {
+		out = append(out, ok("audit_log"))
+	}
+	return out
+}

@@ -1,0 +1,718 @@
+// Package greenhouse is the connector for Greenhouse Recruiting: Harvest v3 (OAuth 2.0 client
+// credentials with sub = a Site Admin) and the Audit Log. It mints and refreshes tokens, paces
+// itself from Greenhouse's rate-limit headers, retries transient failures, streams bulk
+// listings page by page, reads the Audit Log in time windows sized from hits, maps every
+// failure to one error vocabulary, and runs the connect-flow checks. It knows nothing of NATS
+// or ClickHouse.
+package greenhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Production base URLs (GREENHOUSE.md 3.2, 4.1).
+const (
+	DefaultAuth     = "https://auth.greenhouse.io"
+	DefaultHarvest  = "https://harvest.greenhouse.io"
+	DefaultAuditLog = "https://auditlog.us.greenhouse.io"
+)
+
+const (
+	// maxBody caps a response body: a 500-item page is far below it.
+	maxBody = 64 << 20
+	// maxPages caps one listing: 100,000 pages of 500 is 50 million records.
+	maxPages = 100_000
+	// refreshEarly renews a token this long before it expires.
+	refreshEarly = 60 * time.Second
+	// maxRetryAfter clamps an absurd Retry-After.
+	maxRetryAfter = 5 * time.Minute
+	// pagedLimit and pagedWindow are the Audit Log's limit on paginated requests (3 per 30 s,
+	// GREENHOUSE.md 3.6); no header reports it, so it is enforced locally.
+	pagedLimit  = 3
+	pagedWindow = 30 * time.Second
+)
+
+// Endpoints are the base URLs; "" means Greenhouse production.
+type Endpoints struct{ Auth, Harvest, AuditLog string }
+
+// Config configures a Client.
+type Config struct {
+	Endpoints    Endpoints
+	ClientID     string
+	ClientSecret string
+	AdminUserID  int64
+	HTTPClient   *http.Client
+	Logger       zerolog.Logger
+	Now          func() time.Time
+	MaxRetries   int
+}
+
+// Stats count a client's requests.
+type Stats struct{ Requests, Throttled, Retries int64 }
+
+// Client is one tenant's Greenhouse client; safe for concurrent use.
+type Client struct {
+	cfg  Config
+	hc   *http.Client
+	base map[endpointKind]*url.URL
+	log  zerolog.Logger
+	now  func() time.Time
+
+	tokMu   sync.Mutex
+	token   string
+	expires time.Time
+
+	pacers map[endpointKind]*pacer
+	paged  *pacer
+
+	requests, throttled, retries atomic.Int64
+}
+
+type endpointKind int
+
+const (
+	kindToken endpointKind = iota
+	kindHarvest
+	kindAudit
+)
+
+var legacyKey = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+
+// New validates cfg and returns a client. A bare 32-hex-digit client id without secret is a
+// retired v1/v2 Harvest key: ErrLegacyAPIKey.
+func New(cfg Config) (*Client, error) {
+	if legacyKey.MatchString(cfg.ClientID) && cfg.ClientSecret == "" {
+		return nil, &APIError{Op: "configure client", Code: CodeLegacyAPIKey, Message: "a Harvest v1/v2 API key was given; create a Harvest V3 (OAuth) credential"}
+	}
+	var errs []error
+	if strings.TrimSpace(cfg.ClientID) == "" {
+		errs = append(errs, errors.New("client id is empty"))
+	}
+	if cfg.ClientSecret == "" {
+		errs = append(errs, errors.New("client secret is empty"))
+	}
+	if cfg.AdminUserID <= 0 {
+		errs = append(errs, errors.New("admin user id must be positive"))
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, now: cfg.Now, base: map[endpointKind]*url.URL{}}
+	for kind, raw := range map[endpointKind]string{kindToken: or(cfg.Endpoints.Auth, DefaultAuth), kindHarvest: or(cfg.Endpoints.Harvest, DefaultHarvest), kindAudit: or(cfg.Endpoints.AuditLog, DefaultAuditLog)} {
+		u, err := url.Parse(strings.TrimRight(raw, "/"))
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("base URL %q is not an absolute http(s) URL", raw))
+			continue
+		}
+		c.base[kind] = u
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("configure Greenhouse client: %w", err)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.cfg.MaxRetries <= 0 {
+		c.cfg.MaxRetries = 4
+	}
+	c.hc = cfg.HTTPClient
+	if c.hc == nil {
+		c.hc = &http.Client{
+			Transport: &http.Transport{
+				Proxy:                 http.ProxyFromEnvironment,
+				DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				TLSHandshakeTimeout:   10 * time.Second,
+				ResponseHeaderTimeout: 30 * time.Second,
+				MaxIdleConnsPerHost:   4,
+				IdleConnTimeout:       90 * time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	c.pacers = map[endpointKind]*pacer{kindToken: {}, kindHarvest: {}, kindAudit: {}}
+	c.paged = &pacer{limit: pagedLimit, window: pagedWindow, local: true}
+	return c, nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{Requests: c.requests.Load(), Throttled: c.throttled.Load(), Retries: c.retries.Load()}
+}
+
+// pacer keeps a request class inside its rate limit. For server-reported limits it follows
+// X-RateLimit-Remaining and -Reset: when the budget is spent it waits for the reset, so a
+// steady-state sync never provokes a 429. A local pacer counts requests in fixed windows.
+type pacer struct {
+	mu        sync.Mutex
+	remaining int       // -1 unknown
+	reset     time.Time // when the server's window resets
+	known     bool
+	// local fixed window
+	local  bool
+	limit  int
+	window time.Duration
+	start  time.Time
+	used   int
+}
+
+// wait blocks until a request may be sent, or ctx ends.
+func (p *pacer) wait(ctx context.Context, now func() time.Time) error {
+	for {
+		p.mu.Lock()
+		var until time.Time
+		t := now()
+		if p.local {
+			if t.Sub(p.start) >= p.window {
+				p.start, p.used = t, 0
+			}
+			if p.used < p.limit {
+				p.used++
+				p.mu.Unlock()
+				return nil
+			}
+			until = p.start.Add(p.window)
+		} else {
+			if !p.known || p.remaining > 0 || !t.Before(p.reset) {
+				if p.known && p.remaining > 0 {
+					p.remaining--
+				}
+				if p.known && !t.Before(p.reset) {
+					p.known = false
+				}
+				p.mu.Unlock()
+				return nil
+			}
+			until = p.reset
+		}
+		p.mu.Unlock()
+		if err := sleep(ctx, until.Sub(t)+5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// observe learns from a response's rate-limit headers.
+func (p *pacer) observe(h http.Header, now time.Time) {
+	rem, err1 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	reset, err2 := parseReset(h.Get("X-RateLimit-Reset"), now)
+	if err1 != nil || err2 != nil || rem < 0 {
+		return
+	}
+	p.mu.Lock()
+	p.remaining, p.reset, p.known = rem, reset, true
+	p.mu.Unlock()
+}
+
+// block makes the pacer wait until t (after a 429).
+func (p *pacer) block(until time.Time) {
+	p.mu.Lock()
+	if p.local {
+		p.start, p.used = until.Add(-p.window), p.limit
+	} else {
+		p.remaining, p.reset, p.known = 0, until, true
+	}
+	p.mu.Unlock()
+}
+
+// parseReset reads X-RateLimit-Reset: epoch seconds (or milliseconds), or seconds from now
+// when the value is small.
+func parseReset(v string, now time.Time) (time.Time, error) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("invalid X-RateLimit-Reset %q", v)
+	}
+	switch {
+	case n > 1e12:
+		return time.UnixMilli(n), nil
+	case n > 1e9:
+		return time.Unix(n, 0), nil
+	}
+	return now.Add(time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second), nil
+}
+
+// parseRetryAfter reads Retry-After (seconds or an HTTP date), clamped to [0, maxRetryAfter].
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return 0, false
+		}
+		if n > int64(maxRetryAfter/time.Second) {
+			return maxRetryAfter, true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		d := t.Sub(now)
+		return min(max(d, 0), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// accessToken returns a valid token, minting one when needed (single flight under tokMu).
+func (c *Client) accessToken(ctx context.Context, force bool) (string, error) {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	if !force && c.token != "" && c.now().Before(c.expires.Add(-refreshEarly)) {
+		return c.token, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "sub": {strconv.FormatInt(c.cfg.AdminUserID, 10)}}
+	body, _, err := c.send(ctx, "mint token", kindToken, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base[kindToken].String()+"/token", strings.NewReader(form.Encode()))
+		if err != nil {
+			return nil, err
+		}
+		req.SetBasicAuth(c.cfg.ClientID, c.cfg.ClientSecret)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return req, nil
+	}, false)
+	if err != nil {
+		return "", err
+	}
+	tok, exp, err := decodeToken(body, c.now())
+	if err != nil {
+		return "", &APIError{Op: "mint token", Code: CodeUnexpectedResponse, Err: err}
+	}
+	c.token, c.expires = tok, exp
+	return tok, nil
+}
+
+// send performs one logical request with pacing, retries of transient failures and 429s, and
+// (when auth is set) a token refresh on 401. It returns the body of a 2xx answer.
+func (c *Client) send(ctx context.Context, op string, kind endpointKind, build func() (*http.Request, error), auth bool) ([]byte, http.Header, error) {
+	refreshed := false
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if err := c.pacers[kind].wait(ctx, c.now); err != nil {
+			return nil, nil, c.ctxErr(op, err, lastErr)
+		}
+		req, err := build()
+		if err != nil {
+			return nil, nil, &APIError{Op: op, Code: CodeUnexpectedResponse, Err: err}
+		}
+		if auth {
+			tok, err := c.accessToken(ctx, false)
+			if err != nil {
+				return nil, nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		req.Header.Set("Accept", "application/json")
+		c.requests.Add(1)
+		resp, err := c.hc.Do(req)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+			_ = resp.Body.Close()
+			if err == nil && len(body) > maxBody {
+				return nil, nil, &APIError{Op: op, Status: resp.StatusCode, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("response larger than %d bytes", maxBody)}
+			}
+			c.pacers[kind].observe(resp.Header, c.now())
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, c.ctxErr(op, ctx.Err(), err)
+			}
+			lastErr = &APIError{Op: op, Code: CodeUnavailable, Err: scrub(err)}
+			if attempt >= c.cfg.MaxRetries {
+				return nil, nil, lastErr
+			}
+			c.retries.Add(1)
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return nil, nil, c.ctxErr(op, err, lastErr)
+			}
+			continue
+		}
+		switch {
+		case resp.StatusCode >= 200 && resp.StatusCode < 300:
+			return body, resp.Header, nil
+		case resp.StatusCode == 429:
+			c.throttled.Add(1)
+			wait, ok := parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
+			if !ok {
+				wait = backoff(attempt)
+			}
+			lastErr = &APIError{Op: op, Status: 429, Code: CodeRateLimited, RetryAfter: wait, Message: errorMessage(body)}
+			if dl, ok := ctx.Deadline(); ok && c.now().Add(wait).After(dl) {
+				return nil, nil, lastErr
+			}
+			if attempt >= c.cfg.MaxRetries {
+				return nil, nil, lastErr
+			}
+			c.pacers[kind].block(c.now().Add(wait))
+			c.retries.Add(1)
+			continue
+		case resp.StatusCode == 401 && auth && !refreshed:
+			refreshed = true
+			if _, err := c.accessToken(ctx, true); err != nil {
+				return nil, nil, err
+			}
+			continue
+		case resp.StatusCode >= 500:
+			lastErr = classify(op, kind, resp.StatusCode, body)
+			if attempt >= c.cfg.MaxRetries {
+				return nil, nil, lastErr
+			}
+			c.retries.Add(1)
+			if err := sleep(ctx, backoff(attempt)); err != nil {
+				return nil, nil, c.ctxErr(op, err, lastErr)
+			}
+			continue
+		default:
+			return nil, resp.Header, classify(op, kind, resp.StatusCode, body)
+		}
+	}
+}
+
+// ctxErr reports a context end, keeping the failure that was being retried.
+func (c *Client) ctxErr(op string, err, last error) error {
+	if last != nil {
+		return last
+	}
+	return &APIError{Op: op, Code: CodeUnavailable, Err: err}
+}
+
+// backoff is capped exponential backoff with full jitter: 250 ms, 500 ms, … up to 8 s.
+func backoff(attempt int) time.Duration {
+	d := 250 * time.Millisecond << min(attempt, 5)
+	return time.Duration(rand.Int64N(int64(d))) + d/2
+}
+
+// scrub removes URLs (which could carry query values) from transport errors.
+func scrub(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
+	}
+	return err
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(url)"
+	}
+	u.RawQuery, u.User = "", nil
+	return u.String()
+}
+
+// list streams a Harvest v3 collection: the first request carries query, later requests follow
+// the next link as given, which must stay on the same host.
+func (c *Client) list(ctx context.Context, op, path string, query url.Values, page func([]byte) error) error {
+	base := c.base[kindHarvest]
+	next := base.String() + path + "?" + query.Encode()
+	seen := map[string]bool{}
+	for n := 0; next != ""; n++ {
+		if n >= maxPages {
+			return &APIError{Op: op, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("more than %d pages", maxPages)}
+		}
+		target := next
+		body, h, err := c.send(ctx, op, kindHarvest, func() (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		}, true)
+		if err != nil {
+			return err
+		}
+		if err := page(body); err != nil {
+			return err
+		}
+		next, err = nextLink(h.Get("Link"), base)
+		if err != nil {
+			return &APIError{Op: op, Code: CodeUnexpectedResponse, Err: err}
+		}
+		if next != "" {
+			if seen[next] {
+				return &APIError{Op: op, Code: CodeUnexpectedResponse, Message: "pagination loops: a next link repeats"}
+			}
+			seen[next] = true
+		}
+	}
+	return nil
+}
+
+var linkPart = regexp.MustCompile(`<([^>]*)>\s*;([^,]*)`)
+
+// nextLink returns the rel="next" URL of a Link header, "" when there is none. A next link on
+// another scheme or host is an error: it is never followed.
+func nextLink(header string, base *url.URL) (string, error) {
+	if strings.TrimSpace(header) == "" {
+		return "", nil
+	}
+	if len(header) > 16<<10 {
+		return "", errors.New("Link header too long")
+	}
+	for _, m := range linkPart.FindAllStringSubmatch(header, -1) {
+		params := strings.ToLower(strings.ReplaceAll(m[2], " ", ""))
+		if !strings.Contains(params, `rel="next"`) && !strings.Contains(params, "rel=next") {
+			continue
+		}
+		if strings.TrimSpace(m[1]) == "" {
+			return "", nil
+		}
+		u, err := base.Parse(m[1])
+		if err != nil {
+			return "", fmt.Errorf("invalid next link: %w", err)
+		}
+		if u.Scheme != base.Scheme || u.Host != base.Host {
+			return "", fmt.Errorf("next link points to another host (%s://%s)", u.Scheme, u.Host)
+		}
+		return u.String(), nil
+	}
+	return "", nil
+}
+
+// ListUsers streams users (service accounts included), 500 per page. A zero query lists
+// everyone; otherwise a two-sided updated_at window.
+func (c *Client) ListUsers(ctx context.Context, q UserQuery, fn func([]User) error) error {
+	v := url.Values{"per_page": {"500"}, "show_service_accounts": {"true"}}
+	if !q.UpdatedFrom.IsZero() || !q.UpdatedTo.IsZero() {
+		var parts []string
+		if !q.UpdatedFrom.IsZero() {
+			parts = append(parts, "gte", q.UpdatedFrom.UTC().Format(time.RFC3339))
+		}
+		if !q.UpdatedTo.IsZero() {
+			parts = append(parts, "lte", q.UpdatedTo.UTC().Format(time.RFC3339))
+		}
+		v.Set("updated_at", strings.Join(parts, "|"))
+	}
+	return c.list(ctx, "list users", "/v3/users", v, func(b []byte) error {
+		users, err := decodeUsers(b)
+		if err != nil {
+			return &APIError{Op: "list users", Code: CodeUnexpectedResponse, Err: err}
+		}
+		return fn(users)
+	})
+}
+
+// ListUserRoles streams the user roles.
+func (c *Client) ListUserRoles(ctx context.Context, fn func([]UserRole) error) error {
+	return c.list(ctx, "list user roles", "/v3/user_roles", url.Values{"per_page": {"500"}}, func(b []byte) error {
+		var rs []UserRole
+		if err := decodeArray(b, &rs); err != nil {
+			return &APIError{Op: "list user roles", Code: CodeUnexpectedResponse, Err: err}
+		}
+		return fn(rs)
+	})
+}
+
+// ListJobPermissions streams every user job permission.
+func (c *Client) ListJobPermissions(ctx context.Context, fn func([]JobPermission) error) error {
+	return c.list(ctx, "list user job permissions", "/v3/user_job_permissions", url.Values{"per_page": {"500"}}, func(b []byte) error {
+		var ps []JobPermission
+		if err := decodeArray(b, &ps); err != nil {
+			return &APIError{Op: "list user job permissions", Code: CodeUnexpectedResponse, Err: err}
+		}
+		return fn(ps)
+	})
+}
+
+// ListFutureJobPermissions streams every future job permission.
+func (c *Client) ListFutureJobPermissions(ctx context.Context, fn func([]FutureJobPermission) error) error {
+	return c.list(ctx, "list future job permissions", "/v3/future_job_permissions", url.Values{"per_page": {"500"}}, func(b []byte) error {
+		var ps []FutureJobPermission
+		if err := decodeArray(b, &ps); err != nil {
+			return &APIError{Op: "list future job permissions", Code: CodeUnexpectedResponse, Err: err}
+		}
+		return fn(ps)
+	})
+}
+
+// auditQuery fetches one page of /events for [from, to) without paging.
+func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, pitID, searchAfter string, paging bool) (auditPage, error) {
+	v := url.Values{"after_time": {auditTime(from)}, "before_time": {auditTime(to)}, "size": {strconv.Itoa(size)}}
+	if paging {
+		v.Set("paging", "true")
+		if err := c.paged.wait(ctx, c.now); err != nil {
+			return auditPage{}, &APIError{Op: "read audit log", Code: CodeUnavailable, Err: err}
+		}
+	}
+	target := c.base[kindAudit].String() + "/events?" + v.Encode()
+	body, _, err := c.send(ctx, "read audit log", kindAudit, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Size", strconv.Itoa(size))
+		if pitID != "" {
+			req.Header.Set("Pit-Id", pitID)
+			req.Header.Set("Search-After", searchAfter)
+		}
+		return req, nil
+	}, true)
+	if err != nil {
+		return auditPage{}, err
+	}
+	p, err := decodeAuditPage(body)
+	if err != nil {
+		return auditPage{}, &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Err: err}
+	}
+	return p, nil
+}
+
+func auditTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+const (
+	auditPageSize = 500
+	// auditTarget is the number of events a window is sized for: below the page size, so a
+	// window whose density was estimated a little low still fits one request.
+	auditTarget = 400
+)
+
+// AuditEvents delivers every Audit Log event in [from, to), oldest window first. Windows are
+// read without paging; a window with more hits than one page is split by its density, and a
+// one-second window still too dense is read with point-in-time pagination.
+func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(AuditBatch) error) error {
+	from, to = from.UTC().Truncate(time.Second), to.UTC()
+	if !to.After(from) {
+		return nil
+	}
+	if to.Truncate(time.Second).Before(to) {
+		to = to.Truncate(time.Second).Add(time.Second)
+	}
+	seen := map[string]struct{}{}
+	width := to.Sub(from)
+	for start := from; start.Before(to); {
+		end := start.Add(width)
+		if end.After(to) {
+			end = to
+		}
+		// Windows overlap by one second at their start: the API's boundary semantics are not
+		// documented, and duplicates are dropped by id.
+		qFrom := start
+		if start.After(from) {
+			qFrom = start.Add(-time.Second)
+		}
+		p, err := c.auditQuery(ctx, qFrom, end, auditPageSize, "", "", false)
+		if err != nil {
+			return err
+		}
+		if p.Hits > len(p.Results) {
+			span := end.Sub(start)
+			if span <= time.Second {
+				if err := c.auditPIT(ctx, qFrom, end, seen, fn); err != nil {
+					return err
+				}
+				if err := fn(AuditBatch{Through: end}); err != nil {
+					return err
+				}
+				start = end
+				continue
+			}
+			parts := (p.Hits + auditTarget - 1) / auditTarget
+			width = max(time.Second, (span / time.Duration(parts)).Truncate(time.Second))
+			continue
+		}
+		if err := fn(AuditBatch{Events: dedup(p.Results, seen), Through: end}); err != nil {
+			return err
+		}
+		start = end
+		// Size the next window from the density seen here.
+		if p.Hits > 0 {
+			w := time.Duration(float64(end.Sub(qFrom)) * auditTarget / float64(p.Hits))
+			width = max(time.Second, min(w, to.Sub(from)).Truncate(time.Second))
+		} else {
+			width = max(width*2, time.Second)
+		}
+	}
+	return nil
+}
+
+func dedup(in []AuditEvent, seen map[string]struct{}) []AuditEvent {
+	out := in[:0]
+	for _, e := range in {
+		if _, ok := seen[e.ID]; ok {
+			continue
+		}
+		seen[e.ID] = struct{}{}
+		out = append(out, e)
+	}
+	return out
+}
+
+// auditPIT reads a window with point-in-time pagination, restarting it when the point in
+// time expires (bounded restarts).
+func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[string]struct{}, fn func(AuditBatch) error) error {
+	const restarts = 5
+	for r := 0; ; r++ {
+		err := c.auditPITOnce(ctx, from, to, seen, fn)
+		var ae *APIError
+		if err != nil && errors.As(err, &ae) && ae.Status == 400 && strings.Contains(strings.ToLower(ae.Message), "pit") && r < restarts {
+			continue
+		}
+		return err
+	}
+}
+
+func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, seen map[string]struct{}, fn func(AuditBatch) error) error {
+	p, err := c.auditQuery(ctx, from, to, auditPageSize, "", "", true)
+	if err != nil {
+		return err
+	}
+	for pages := 0; ; pages++ {
+		if pages > maxPages {
+			return &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Message: "too many pages"}
+		}
+		if evs := dedup(p.Results, seen); len(evs) > 0 {
+			if err := fn(AuditBatch{Events: evs}); err != nil {
+				return err
+			}
+		}
+		if p.Paging == nil || p.Paging.Next == "" || len(p.Results) == 0 {
+			return nil
+		}
+		if p, err = c.auditQuery(ctx, from, to, auditPageSize, p.Paging.PitID, p.Paging.Next, true); err != nil {
+			return err
+		}
+	}
+}
+
+// Check runs the connect-flow checks within ctx (and at most 25 s).
+func (c *Client) Check(ctx context.Context) []Check {
+	ctx, cancel := context.WithTimeout(ctx, 25*time.Second)
+	defer cancel()
+	return c.check(ctx)
+}
+
+// doJSON is a single GET for the checks.
+func (c *Client) probe(ctx context.Context, op string, kind endpointKind, target string) ([]byte, error) {
+	body, _, err := c.send(ctx, op, kind, func() (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	}, true)
+	return body, err
+}

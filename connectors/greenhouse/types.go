@@ -1,0 +1,458 @@
+package greenhouse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+)
+
+// Check is a connect-flow check result.
+type Check = connectors.Check
+
+// UserQuery selects users: both zero is the full listing.
+type UserQuery struct{ UpdatedFrom, UpdatedTo time.Time }
+
+// User is a Greenhouse user (Harvest v3).
+type User struct {
+	ID                                      int64
+	Name, FirstName, LastName, PrimaryEmail string
+	Emails                                  []string
+	Deactivated, SiteAdmin, ServiceAccount  bool
+	CreatedAt, UpdatedAt                    time.Time
+}
+
+// UserRole is a role a permission refers to.
+type UserRole struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	RoleType string `json:"role_type"`
+}
+
+// JobPermission is a user's permission on one job.
+type JobPermission struct {
+	ID     int64 `json:"id"`
+	JobID  int64 `json:"job_id"`
+	UserID int64 `json:"user_id"`
+	RoleID int64 `json:"role_id"`
+}
+
+// FutureJobPermission is a user's permission on future jobs of an office/department.
+type FutureJobPermission struct {
+	ID           int64  `json:"id"`
+	UserID       int64  `json:"user_id"`
+	RoleID       int64  `json:"role_id"`
+	DepartmentID *int64 `json:"department_id"`
+	OfficeID     *int64 `json:"office_id"`
+}
+
+// AuditEvent is one Audit Log event, flattened.
+type AuditEvent struct {
+	ID                                         string
+	Time                                       time.Time
+	Type, TargetType, TargetID                 string
+	PerformerType, PerformerID                 string
+	PerformerName, PerformerEmail, PerformerIP string
+	RequestID, RequestType                     string
+	Meta                                       string
+}
+
+// UserID returns the performer's user id when the performer is a user.
+func (e AuditEvent) UserID() (int64, bool) {
+	if e.PerformerType != "user" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(e.PerformerID, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// AuditBatch is a part of an AuditEvents read; a non-zero Through means every event before it
+// has been delivered.
+type AuditBatch struct {
+	Events  []AuditEvent
+	Through time.Time
+}
+
+type rawUser struct {
+	ID             *int64          `json:"id"`
+	Name           *string         `json:"name"`
+	FirstName      *string         `json:"first_name"`
+	LastName       *string         `json:"last_name"`
+	PrimaryEmail   *string         `json:"primary_email"`
+	Emails         []string        `json:"emails"`
+	Deactivated    bool            `json:"deactivated"`
+	SiteAdmin      bool            `json:"site_admin"`
+	ServiceAccount *bool           `json:"service_account"`
+	CreatedAt      string          `json:"created_at"`
+	UpdatedAt      string          `json:"updated_at"`
+	Extra          json.RawMessage `json:"-"`
+}
+
+// decodeArray decodes a bare JSON array of objects.
+func decodeArray(b []byte, v any) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '[' {
+		return fmt.Errorf("expected a JSON array, got %s", snippet(b))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode page: %w", err)
+	}
+	return nil
+}
+
+func snippet(b []byte) string {
+	if len(b) > 40 {
+		return strconv.Quote(string(b[:40])) + "…"
+	}
+	return strconv.Quote(string(b))
+}
+
+func parseTime(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, fmt.Errorf("invalid time %q", v)
+	}
+	return t.UTC(), nil
+}
+
+// decodeUsers decodes a users page.
+func decodeUsers(b []byte) ([]User, error) {
+	var raw []rawUser
+	if err := decodeArray(b, &raw); err != nil {
+		return nil, err
+	}
+	out := make([]User, 0, len(raw))
+	for i, r := range raw {
+		if r.ID == nil || *r.ID <= 0 {
+			return nil, fmt.Errorf("user %d of the page has no valid id", i)
+		}
+		u := User{ID: *r.ID, Emails: r.Emails, Deactivated: r.Deactivated, SiteAdmin: r.SiteAdmin}
+		if r.Name != nil {
+			u.Name = *r.Name
+		}
+		if r.FirstName != nil {
+			u.FirstName = *r.FirstName
+		}
+		if r.LastName != nil {
+			u.LastName = *r.LastName
+		}
+		if u.Name == "" {
+			u.Name = strings.TrimSpace(u.FirstName + " " + u.LastName)
+		}
+		if r.PrimaryEmail != nil {
+			u.PrimaryEmail = *r.PrimaryEmail
+		}
+		// Greenhouse marks integration service users by an empty primary email (GREENHOUSE.md 4.8).
+		u.ServiceAccount = u.PrimaryEmail == ""
+		if r.ServiceAccount != nil {
+			u.ServiceAccount = *r.ServiceAccount
+		}
+		var err error
+		if u.CreatedAt, err = parseTime(r.CreatedAt); err != nil {
+			return nil, fmt.Errorf("user %d: created_at: %w", u.ID, err)
+		}
+		if u.UpdatedAt, err = parseTime(r.UpdatedAt); err != nil {
+			return nil, fmt.Errorf("user %d: updated_at: %w", u.ID, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// decodeToken reads a token answer: access_token plus expires_at (RFC 3339) and/or expires_in
+// (seconds); the earlier wins; neither means one hour.
+func decodeToken(b []byte, now time.Time) (string, time.Time, error) {
+	var r struct {
+		AccessToken string          `json:"access_token"`
+		TokenType   string          `json:"token_type"`
+		ExpiresAt   *string         `json:"expires_at"`
+		ExpiresIn   json.RawMessage `json:"expires_in"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return "", time.Time{}, fmt.Errorf("decode token: %w", err)
+	}
+	if r.AccessToken == "" {
+		return "", time.Time{}, errors.New("token answer has no access_token")
+	}
+	if r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") {
+		return "", time.Time{}, fmt.Errorf("token type %q is not bearer", r.TokenType)
+	}
+	exp := time.Time{}
+	if r.ExpiresAt != nil && *r.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, *r.ExpiresAt)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("invalid expires_at %q", *r.ExpiresAt)
+		}
+		exp = t
+	}
+	if len(r.ExpiresIn) > 0 && string(r.ExpiresIn) != "null" {
+		var n json.Number
+		if err := json.Unmarshal(bytes.Trim(r.ExpiresIn, `"`), &n); err != nil {
+			return "", time.Time{}, fmt.Errorf("invalid expires_in %s", snippet(r.ExpiresIn))
+		}
+		f, err := n.Float64()
+		if err != nil || f <= 0 || f > 1e8 {
+			return "", time.Time{}, fmt.Errorf("invalid expires_in %s", n)
+		}
+		if t := now.Add(time.Duration(f * float64(time.Second))); exp.IsZero() || t.Before(exp) {
+			exp = t
+		}
+	}
+	if exp.IsZero() {
+		exp = now.Add(time.Hour)
+	}
+	return r.AccessToken, exp, nil
+}
+
+// auditPage is one /events answer.
+type auditPage struct {
+	Hits    int
+	Results []AuditEvent
+	Paging  *auditPaging
+}
+
+type auditPaging struct {
+	PitID string
+	Next  string // normalised to two parts, "" at the end
+}
+
+// decodeAuditPage decodes an /events answer, flattening each event and giving it its id.
+func decodeAuditPage(b []byte) (auditPage, error) {
+	var r struct {
+		Hits    json.Number       `json:"hits"`
+		Results []json.RawMessage `json:"results"`
+		Paging  *struct {
+			PitID string          `json:"pit_id"`
+			Next  json.RawMessage `json:"next_search_after"`
+		} `json:"paging"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&r); err != nil {
+		return auditPage{}, fmt.Errorf("decode audit page: %w", err)
+	}
+	if r.Results == nil && r.Hits == "" {
+		return auditPage{}, errors.New("audit page has neither hits nor results")
+	}
+	var p auditPage
+	if r.Hits != "" {
+		n, err := strconv.Atoi(string(r.Hits))
+		if err != nil || n < 0 {
+			return p, fmt.Errorf("invalid hits %s", r.Hits)
+		}
+		p.Hits = n
+	} else {
+		p.Hits = len(r.Results)
+	}
+	for i, raw := range r.Results {
+		e, err := decodeEvent(raw)
+		if err != nil {
+			return p, fmt.Errorf("event %d: %w", i, err)
+		}
+		p.Results = append(p.Results, e)
+	}
+	if r.Paging != nil {
+		next, err := normalizeSearchAfter(r.Paging.Next)
+		if err != nil {
+			return p, err
+		}
+		p.Paging = &auditPaging{PitID: r.Paging.PitID, Next: next}
+	}
+	return p, nil
+}
+
+// normalizeSearchAfter turns next_search_after (a string of 2 or 3 comma-separated parts, or a
+// JSON list) into the two-part header value; null is "".
+func normalizeSearchAfter(raw json.RawMessage) (string, error) {
+	s := strings.TrimSpace(string(raw))
+	if s == "" || s == "null" {
+		return "", nil
+	}
+	var parts []string
+	switch s[0] {
+	case '"':
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", fmt.Errorf("invalid next_search_after: %w", err)
+		}
+		parts = strings.Split(v, ",")
+	case '[':
+		var vs []json.RawMessage
+		if err := json.Unmarshal(raw, &vs); err != nil {
+			return "", fmt.Errorf("invalid next_search_after: %w", err)
+		}
+		for _, v := range vs {
+			parts = append(parts, strings.Trim(string(v), `"`))
+		}
+	default:
+		parts = []string{s}
+	}
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	if len(parts) > 2 {
+		parts = parts[:2]
+	}
+	out := strings.Join(parts, ",")
+	if out == "" || len(out) > 512 || strings.ContainsAny(out, "\r\n") {
+		return "", fmt.Errorf("invalid next_search_after %s", snippet(raw))
+	}
+	return out, nil
+}
+
+// decodeEvent flattens an event and computes its stable id: SHA-256 over the canonical JSON
+// (object keys sorted, no whitespace), first 16 bytes in hex.
+func decodeEvent(raw json.RawMessage) (AuditEvent, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return AuditEvent{}, err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return AuditEvent{}, errors.New("event is not an object")
+	}
+	var canon bytes.Buffer
+	canonical(&canon, v)
+	sum := sha256.Sum256(canon.Bytes())
+	e := AuditEvent{ID: hex.EncodeToString(sum[:16])}
+	t, ok := obj["event_time"].(string)
+	if !ok {
+		return e, errors.New("event_time missing")
+	}
+	tm, err := time.Parse(time.RFC3339Nano, t)
+	if err != nil {
+		return e, fmt.Errorf("invalid event_time %q", t)
+	}
+	e.Time = tm.UTC()
+	if ev, ok := obj["event"].(map[string]any); ok {
+		e.Type = str(ev["type"])
+		e.TargetType = str(ev["target_type"])
+		e.TargetID = str(ev["target_id"])
+		if m, ok := ev["meta"]; ok && m != nil {
+			var b bytes.Buffer
+			canonical(&b, m)
+			e.Meta = b.String()
+		}
+	} else {
+		return e, errors.New("event object missing")
+	}
+	if pf, ok := obj["performer"].(map[string]any); ok {
+		e.PerformerType = str(pf["type"])
+		e.PerformerID = str(pf["id"])
+		e.PerformerIP = str(pf["ip_address"])
+		if m, ok := pf["meta"].(map[string]any); ok {
+			e.PerformerName = str(m["name"])
+			e.PerformerEmail = str(m["username"])
+		}
+	}
+	if rq, ok := obj["request"].(map[string]any); ok {
+		e.RequestID = str(rq["id"])
+		e.RequestType = str(rq["type"])
+	}
+	if e.Type == "" {
+		return e, errors.New("event.type missing")
+	}
+	return e, nil
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case json.Number:
+		return x.String()
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	var b bytes.Buffer
+	canonical(&b, v)
+	return b.String()
+}
+
+// canonical writes v as JSON with sorted keys.
+func canonical(b *bytes.Buffer, v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteByte('{')
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k)
+			b.Write(kb)
+			b.WriteByte(':')
+			canonical(b, x[k])
+		}
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			canonical(b, e)
+		}
+		b.WriteByte(']')
+	case json.Number:
+		b.WriteString(x.String())
+	default:
+		vb, _ := json.Marshal(x)
+		b.Write(vb)
+	}
+}
+
+// decodeErrorBody extracts messages from Greenhouse's error envelopes:
+// {"message", "errors": [string | {message, field}]}, {"error", "error_description"}.
+func decodeErrorBody(b []byte) ([]string, bool) {
+	var r struct {
+		Message          string            `json:"message"`
+		Error            string            `json:"error"`
+		ErrorDescription string            `json:"error_description"`
+		Errors           []json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal(b, &r) != nil {
+		return nil, false
+	}
+	var out []string
+	for _, s := range []string{r.Error, r.ErrorDescription, r.Message} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	for _, e := range r.Errors {
+		var s string
+		if json.Unmarshal(e, &s) == nil {
+			out = append(out, s)
+			continue
+		}
+		var o struct{ Message, Field string }
+		if json.Unmarshal(e, &o) == nil && o.Message != "" {
+			if o.Field != "" {
+				out = append(out, o.Field+": "+o.Message)
+			} else {
+				out = append(out, o.Message)
+			}
+		}
+	}
+	return out, len(out) > 0
+}
