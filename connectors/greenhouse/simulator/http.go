@@ -64,6 +64,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		o.stats.Throttled++
 	}
 	o.mu.Unlock()
+	if f.Latency > 0 {
+		select {
+		case <-time.After(f.Latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if f.InvalidClient {
 		writeJSON(w, 401, map[string]string{"error": "invalid_client"})
 		return
@@ -550,7 +557,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if pitID := r.Header.Get("Pit-Id"); pitID != "" {
 		o.mu.Lock()
 		p := o.pits[pitID]
-		if p != nil && f.ExpirePIT && p.pages >= 1 {
+		if p != nil && o.faults.ExpirePIT {
+			// One-shot: this point in time expires now; the next one lives normally.
+			o.faults.ExpirePIT = false
 			delete(o.pits, pitID)
 			p = nil
 		}

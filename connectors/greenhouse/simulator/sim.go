@@ -119,7 +119,7 @@ type Faults struct {
 	MissingScopes     []string
 	AdminNotSiteAdmin bool
 	InvalidClient     bool
-	ExpirePIT         bool
+	ExpirePIT         bool // the next point-in-time continuation finds its PIT expired (one-shot)
 	Fail5xx           int
 	Latency           time.Duration
 	Malformed         string // truncated, wrong_type, html, hostile_link, absurd_retry_after, huge
@@ -331,11 +331,12 @@ func newOrg(s *Server, spec OrgSpec, base int64) *Org {
 			}
 			u := o.users[k]
 			if u.CreatedAt.After(at) {
-				at = u.CreatedAt.Add(time.Minute)
-				if at.After(now) {
-					at = now.Add(-time.Second)
+				// A user acts only after being created: spread those events over their lifetime.
+				life := now.Sub(u.CreatedAt)
+				if life <= time.Second {
+					continue
 				}
-				e.At = at.Truncate(time.Millisecond)
+				e.At = u.CreatedAt.Add(time.Duration(r.Int64N(int64(life)))).Truncate(time.Millisecond)
 			}
 			e.Performer = u.ID
 			e.Type = evTypes[r.IntN(len(evTypes))]
