@@ -459,7 +459,7 @@ type pit struct {
 
 func auditTime(v string) (time.Time, error) {
 	t, err := time.Parse("2006-01-02T15:04:05Z", v)
-	if err != nil {
+	if err != nil || len(v) != len("2006-01-02T15:04:05Z") { // no fractions, no offsets
 		return t, fmt.Errorf("invalid time %q: use YYYY-MM-DDTHH:MM:SSZ", v)
 	}
 	return t, nil
