@@ -264,6 +264,19 @@ func TestEndToEnd(t *testing.T) {
 	e.waitConnection("healthy", 2*time.Minute, synced)
 	e.waitConnection("noaudit", time.Minute, func(c events.Connection) bool { return c.Freshness.UsersSyncedAt != nil })
 
+	// Health, readiness and metrics need no token.
+	for path, want := range map[string]string{
+		"/healthz": `"ok"`, "/readyz": `"clickhouse": "ok"`,
+		"/metrics": `collector_tenant_last_success_timestamp_seconds{kind="audit",tenant="healthy"}`,
+	} {
+		resp, err := http.Get(e.api + path)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode, path)
+		assert.Contains(t, string(body), want, path)
+	}
+
 	store := e.app.Store
 	ctx := context.Background()
 	assertMatchesTruth(t, store, "healthy", healthy.Truth(), true)

@@ -17,6 +17,7 @@ type metrics struct {
 	eventsPublished prometheus.Counter
 	shardsOwned     prometheus.Gauge
 	apiRequests     *prometheus.CounterVec
+	lastSuccess     *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -47,8 +48,12 @@ func newMetrics() *metrics {
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_api_requests_total", Help: "HTTP API requests by route and status code.",
 		}, []string{"route", "code"}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "collector_tenant_last_success_timestamp_seconds",
+			Help: "End of the last successful sync per tenant and kind; time() minus it is the data's age.",
+		}, []string{"tenant", "kind"}),
 	}
-	m.reg.MustRegister(m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
+	m.reg.MustRegister(m.lastSuccess, m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
 		m.shardsOwned, m.apiRequests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -58,4 +63,7 @@ func (m *metrics) observeRun(sum events.SyncSummary) {
 	m.syncDuration.WithLabelValues(sum.Kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
 	m.requests.Add(float64(sum.Requests))
 	m.throttled.Add(float64(sum.Throttled))
+	if sum.Status == "succeeded" {
+		m.lastSuccess.WithLabelValues(sum.TenantID, sum.Kind).Set(float64(sum.FinishedAt.Unix()))
+	}
 }

@@ -268,9 +268,11 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 		fmt.Printf("  %-22s %8d rows\n", n, rows[n])
 	}
 	fmt.Printf("\nNATS JetStream (stream SAAS at %s)\n", app.NATS.ClientURL())
+	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	for _, line := range counts.lines() {
-		fmt.Println("  " + line)
+		fmt.Fprintln(tw, "  "+line+"\t")
 	}
+	_ = tw.Flush()
 	return nil
 }
 
@@ -291,7 +293,7 @@ func (c *subjectCounts) follow(ctx context.Context, js jetstream.JetStream) erro
 		}
 		_ = json.Unmarshal(m.Data(), &env)
 		c.mu.Lock()
-		c.n[m.Subject()+"  "+env.Type]++
+		c.n[m.Subject()+"\t"+env.Type]++
 		c.mu.Unlock()
 	})
 	return err
@@ -302,7 +304,7 @@ func (c *subjectCounts) lines() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for k, v := range c.n {
-		out = append(out, fmt.Sprintf("%-40s %6d", k, v))
+		out = append(out, fmt.Sprintf("%s\t%d", k, v))
 	}
 	sort.Strings(out)
 	return out

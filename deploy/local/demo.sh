@@ -14,10 +14,21 @@ fi
 deploy/local/clickhouse.sh install
 
 work=$(mktemp -d)
-cleanup() { deploy/local/clickhouse.sh stop "$work/clickhouse"; rm -rf "$work"; }
+demo_pid=
+cleanup() {
+  if [ -n "$demo_pid" ]; then kill -TERM "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true; fi
+  deploy/local/clickhouse.sh stop "$work/clickhouse"
+  rm -rf "$work"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 echo "==> starting ClickHouse" >&2
 CLICKHOUSE_ADDR=$(deploy/local/clickhouse.sh start "$work/clickhouse")
 echo "==> ClickHouse at $CLICKHOUSE_ADDR; building the demo" >&2
 go build -o "$work/demo" ./cmd/demo
-"$work/demo" -clickhouse "$CLICKHOUSE_ADDR" -data-dir "$work/data" "$@"
+"$work/demo" -clickhouse "$CLICKHOUSE_ADDR" -data-dir "$work/data" "$@" &
+demo_pid=$!
+wait "$demo_pid"
+status=$?
+demo_pid=
+exit "$status"
