@@ -18,6 +18,8 @@ type metrics struct {
 	shardsOwned     prometheus.Gauge
 	apiRequests     *prometheus.CounterVec
 	lastSuccess     *prometheus.GaugeVec
+	publishFailures prometheus.Counter
+	storeFailures   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -53,7 +55,13 @@ func newMetrics() *metrics {
 			Help: "End of the last successful sync per tenant and kind; time() minus it is the data's age.",
 		}, []string{"tenant", "kind"}),
 	}
-	m.reg.MustRegister(m.lastSuccess, m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
+	m.publishFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collector_publish_failures_total", Help: "Publishes to JetStream that were not fully acknowledged (the step is retried later).",
+	})
+	m.storeFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "collector_store_failures_total", Help: "ClickHouse writes that failed (the step is retried later).",
+	})
+	m.reg.MustRegister(m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
 		m.shardsOwned, m.apiRequests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

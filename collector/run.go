@@ -114,7 +114,7 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 	env, err := events.NewEnvelope(job.tenant, events.TypeSyncCompleted, fmt.Sprintf("%s:sync:%s:%s", job.tenant, sum.RunID, sum.Kind),
 		"sync/"+sum.RunID, sum.FinishedAt, sum)
 	if err == nil {
-		err = s.bus.Publish(ctx, []events.Envelope{env})
+		err = s.publish(ctx, []events.Envelope{env})
 	}
 	if err != nil {
 		log.Warn().Err(err).Msg("publish sync completed")
@@ -220,7 +220,7 @@ func (s *Service) announceConnection(ctx context.Context, sc storedConnection, p
 	if err != nil {
 		return err
 	}
-	if err := s.bus.Publish(ctx, []events.Envelope{env}); err != nil {
+	if err := s.publish(ctx, []events.Envelope{env}); err != nil {
 		return fmt.Errorf("publish connection change: %w", err)
 	}
 	checks, _ := json.Marshal(doc.Checks)

@@ -162,3 +162,24 @@ func (s *Service) usageParams(doc events.Connection, cp checkpoint, now time.Tim
 	days, _, _ := s.settings(doc)
 	return UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
 }
+
+// publish publishes envelopes and counts the outcome.
+func (s *Service) publish(ctx context.Context, envs []events.Envelope) error {
+	if len(envs) == 0 {
+		return nil
+	}
+	if err := s.bus.Publish(ctx, envs); err != nil {
+		s.metrics.publishFailures.Inc()
+		return err
+	}
+	s.metrics.eventsPublished.Add(float64(len(envs)))
+	return nil
+}
+
+// stored counts a failed ClickHouse write and passes its error on.
+func (s *Service) stored(err error) error {
+	if err != nil {
+		s.metrics.storeFailures.Inc()
+	}
+	return err
+}

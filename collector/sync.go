@@ -117,13 +117,12 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		newUsers []int64
 	)
 	flush := func() error {
-		if err := s.bus.Publish(ctx, envs); err != nil {
+		if err := s.publish(ctx, envs); err != nil {
 			return fmt.Errorf("publish user events: %w", err)
 		}
-		if err := s.store.UpsertUsers(ctx, rows); err != nil {
+		if err := s.stored(s.store.UpsertUsers(ctx, rows)); err != nil {
 			return fmt.Errorf("store users: %w", err)
 		}
-		s.metrics.eventsPublished.Add(float64(len(envs)))
 		envs, rows = envs[:0], rows[:0]
 		return nil
 	}
@@ -219,7 +218,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 	for k, n := range counts {
 		lc = append(lc, storage.LicenseCountRow{TenantID: tenant, App: appName, TS: ts, LicenseType: k[0], Status: k[1], Users: n})
 	}
-	if err := s.store.InsertLicenseCounts(ctx, lc); err != nil {
+	if err := s.stored(s.store.InsertLicenseCounts(ctx, lc)); err != nil {
 		return fail("users", fmt.Errorf("store license counts: %w", err))
 	}
 	if err := s.putAlerts(ctx, tenant, alerts, alertRev); err != nil {
@@ -274,7 +273,7 @@ func (s *Service) syncAudit(ctx context.Context, tenant string, sc storedConnect
 			for i, e := range b.Events {
 				rows[i] = auditRow(tenant, e)
 			}
-			if err := s.store.InsertAuditEvents(ctx, rows); err != nil {
+			if err := s.stored(s.store.InsertAuditEvents(ctx, rows)); err != nil {
 				return fmt.Errorf("store audit events: %w", err)
 			}
 			stored += len(rows)
@@ -353,7 +352,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 		for d := from.UTC().Truncate(24 * time.Hour); d.Before(through); d = d.Add(24 * time.Hour) {
 			days = append(days, d)
 		}
-		if err := s.store.RefreshDailyActivity(ctx, tenant, days); err != nil {
+		if err := s.stored(s.store.RefreshDailyActivity(ctx, tenant, days)); err != nil {
 			return fmt.Errorf("refresh daily activity: %w", err)
 		}
 	}
@@ -405,11 +404,10 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 	if err != nil {
 		return fmt.Errorf("apply activity: %w", err)
 	}
-	if err := s.bus.Publish(ctx, envs); err != nil {
+	if err := s.publish(ctx, envs); err != nil {
 		return fmt.Errorf("publish usage events: %w", err)
 	}
-	s.metrics.eventsPublished.Add(float64(len(envs)))
-	if err := s.store.UpsertUsers(ctx, rows); err != nil {
+	if err := s.stored(s.store.UpsertUsers(ctx, rows)); err != nil {
 		return fmt.Errorf("store user activity: %w", err)
 	}
 	return nil
