@@ -296,6 +296,16 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, wantInactive, gotInactive, "inactive licenses")
 	require.NotEmpty(t, wantInactive, "the seeded org has inactive licenses")
 
+	// The documented dashboard query (SQL) agrees with the service's derivation (Go).
+	sqlInactive, err := e.app.Store.InactiveLicenses(context.Background(), "healthy", "greenhouse", storage.UsageParams{
+		Now: time.Now(), InactiveAfterDays: 30, CoverageStart: time.Now().Add(-31 * 24 * time.Hour)})
+	require.NoError(t, err)
+	sqlSet := map[int64]string{}
+	for _, l := range sqlInactive {
+		sqlSet[l.UserID] = l.Reason
+	}
+	assert.Equal(t, gotInactive, sqlSet, "SQL inactive list equals the API's")
+
 	var sum collector.Summary
 	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/usage/summary", nil, &sum))
 	assert.Equal(t, len(wantInactive), sum.Inactive)
