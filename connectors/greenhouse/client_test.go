@@ -430,3 +430,20 @@ func names(cs []connectors.Check) []string {
 	}
 	return out
 }
+
+func TestIncrementalUserListingByUpdatedWindow(t *testing.T) {
+	f := newFixture(t, fastOptions(), simulator.OrgSpec{Name: "acme", Seed: 15, Users: 1200, Events: 10})
+	time.Sleep(1100 * time.Millisecond) // the filter has one-second precision
+	since := time.Now()
+	truth := f.org.Truth()
+	changed := truth.Users[100].ID
+	require.NoError(t, f.org.DeactivateUser(changed))
+	gc := f.client(t)
+	var got []greenhouse.User
+	require.NoError(t, gc.ListUsers(context.Background(), greenhouse.UserQuery{UpdatedFrom: since, UpdatedTo: time.Now().Add(time.Second)},
+		func(p []greenhouse.User) error { got = append(got, p...); return nil }))
+	require.Len(t, got, 1, "only the user updated in the window")
+	assert.Equal(t, changed, got[0].ID)
+	assert.True(t, got[0].Deactivated)
+	assert.Equal(t, int64(1), f.org.Stats().HarvestRequests, "one request instead of three pages")
+}
