@@ -3,10 +3,11 @@ package simulator
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,74 +19,170 @@ type window struct {
 	used  int
 }
 
-// allow counts one request against a fixed window and tells whether it fits, the remaining
-// budget and when the window resets.
-func (o *Org) allow(class string, limit int, length time.Duration, now time.Time) (ok bool, remaining int, reset time.Time) {
-	w := o.limits[class]
-	if w == nil || !now.Before(w.start.Add(length)) {
-		start := now.Truncate(length)
-		w = &window{start: start}
-		o.limits[class] = w
+// limit is one rate-limit class of an organisation.
+type limit struct {
+	class  string
+	max    int
+	length time.Duration
+}
+
+// room tells whether a request fits a class's current window, without counting it.
+func (o *Org) room(l limit, now time.Time) (ok bool, reset time.Time) {
+	w := o.limits[l.class]
+	if w == nil || !now.Before(w.start.Add(l.length)) {
+		w = &window{start: now.Truncate(l.length)}
+		o.limits[l.class] = w
 	}
-	reset = w.start.Add(length)
-	if w.used >= limit {
-		return false, 0, reset
-	}
+	return w.used < l.max, w.start.Add(l.length)
+}
+
+// take counts a request in a class's window and returns the remaining budget.
+func (o *Org) take(l limit) int {
+	w := o.limits[l.class]
 	w.used++
-	return true, limit - w.used, reset
+	return l.max - w.used
+}
+
+// resetSeconds is a window end in epoch seconds, rounded up: never before the real end.
+func resetSeconds(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+// retryAfter is the whole seconds until reset, at least 1.
+func retryAfter(reset, now time.Time) int {
+	d := reset.Sub(now)
+	return max(1, int((d+time.Second-1)/time.Second))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"message":"Internal Server Error"}`)
+	}
+	writeBody(w, code, b)
+}
+
+func writeBody(w http.ResponseWriter, code int, b []byte) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
+}
+
+func msg(m string) map[string]string { return map[string]string{"message": m} }
+
+func forbidden(reason string) map[string]any {
+	return map[string]any{"message": "Forbidden", "errors": []string{reason}}
+}
+
+const siteAdminReason = "The user authorizing this request must be a Site Admin."
+
+func validation(field, m string) map[string]any {
+	return map[string]any{"message": "Validation error", "errors": []map[string]string{{"message": m, "field": field}}}
+}
+
+// countStray records a request no organisation can be charged with.
+func (s *Server) countStray(kind string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stray.Requests++
+	switch kind {
+	case "token":
+		s.stray.TokenRequests++
+	case "harvest":
+		s.stray.HarvestRequests++
+	default:
+		s.stray.AuditRequests++
+	}
+}
+
+// delay waits an organisation's latency fault; false when the request was cancelled.
+func delay(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// fail5xx consumes one injected server error; the caller holds o.mu.
+func (o *Org) fail5xx() bool {
+	if o.faults.Fail5xx > 0 {
+		o.faults.Fail5xx--
+		return true
+	}
+	return false
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	id, secret, ok := r.BasicAuth()
 	if !ok {
-		writeJSON(w, 401, map[string]string{"message": "Unauthorized", "errorId": "err-" + randHex(4)})
+		s.countStray("token")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthorized", "errorId": "err-" + randHex(6)})
 		return
 	}
 	s.mu.Lock()
 	o := s.byClient[id]
 	s.mu.Unlock()
-	if o == nil || o.cred.ClientSecret != secret {
-		writeJSON(w, 401, map[string]string{"error": "invalid_client"})
+	if o == nil {
+		s.countStray("token")
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return
 	}
 	now := s.opts.Now().UTC()
+	lim := limit{"token", s.opts.TokenLimit, s.opts.TokenWindow}
 	o.mu.Lock()
 	o.stats.Requests++
 	o.stats.TokenRequests++
 	f := o.faults
-	okRate, _, reset := o.allow("token", s.opts.TokenLimit, s.opts.TokenWindow, now)
-	if !okRate {
-		o.stats.Throttled++
-	}
-	o.mu.Unlock()
-	if f.Latency > 0 {
-		select {
-		case <-time.After(f.Latency):
-		case <-r.Context().Done():
-			return
+	failed := o.fail5xx()
+	fits, reset := o.room(lim, now)
+	remaining := 0
+	if !failed {
+		if fits {
+			remaining = o.take(lim)
+		} else {
+			o.stats.Throttled++
 		}
 	}
-	if f.InvalidClient {
-		writeJSON(w, 401, map[string]string{"error": "invalid_client"})
+	o.mu.Unlock()
+	if !delay(r, f.Latency) {
 		return
 	}
-	if !okRate {
+	if failed {
+		writeJSON(w, http.StatusServiceUnavailable, msg("Service Unavailable"))
+		return
+	}
+	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	if !fits {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(reset, now)))
-		writeJSON(w, 429, map[string]string{"message": "Rate limit exceeded"})
+		writeJSON(w, http.StatusTooManyRequests, msg("Rate limit exceeded"))
+		return
+	}
+	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(lim.max))
+	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	if f.InvalidClient || secret != o.cred.ClientSecret {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
 		return
 	}
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") == "" {
-		writeJSON(w, 400, map[string]string{"error": "invalid_request", "error_description": "Must include grant_type"})
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request",
+			"error_description": "Must include grant_type in the form-encoded request body."})
 		return
 	}
-	if r.PostForm.Get("grant_type") != "client_credentials" {
-		writeJSON(w, 400, map[string]string{"error": "unsupported_grant_type", "error_description": "grant_type must be one of authorization_code, refresh_token, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange"})
+	if g := r.PostForm.Get("grant_type"); g != "client_credentials" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "unsupported_grant_type",
+			"error_description": "grant_type " + strconv.Quote(g) + " is not supported for this client."})
 		return
 	}
 	var sub int64
@@ -93,250 +190,436 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.ParseInt(v, 10, 64)
 		o.mu.Lock()
 		u := o.byID[n]
+		active := err == nil && u != nil && !u.Removed && !u.Deactivated
 		o.mu.Unlock()
-		if err != nil || u == nil || u.Removed || u.Deactivated {
-			writeJSON(w, 400, map[string]string{"error": "invalid_grant", "error_description": fmt.Sprintf("sub %q is not an active user of this organization", v)})
+		if !active {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant",
+				"error_description": fmt.Sprintf("sub %s is not an active user of this organization.", strconv.Quote(v))})
 			return
 		}
 		sub = n
 	}
-	tok := randHex(24)
+	tok := randHex(32)
 	exp := now.Add(s.opts.TokenTTL)
-	s.mu.Lock()
-	s.tokens[tok] = tokenInfo{org: o, sub: sub, expires: exp}
-	s.mu.Unlock()
-	writeJSON(w, 200, map[string]any{"token_type": "Bearer", "access_token": tok, "expires_at": exp.Format(time.RFC3339), "expires_in": int(s.opts.TokenTTL / time.Second)})
-}
-
-func retryAfter(reset, now time.Time) int {
-	return max(1, int(reset.Sub(now).Seconds()+0.999))
-}
-
-// authorize resolves the bearer token of a request; it answers 401 itself.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (tokenInfo, bool) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
-	s.mu.Lock()
-	ti, known := s.tokens[tok]
-	s.mu.Unlock()
-	if !ok || !known || !s.opts.Now().Before(ti.expires) {
-		writeJSON(w, 401, map[string]any{"message": "Unauthorized", "errors": []string{"Token could not be decoded. Please ensure your token is from a trusted source."}})
-		return ti, false
-	}
-	return ti, true
-}
-
-func hasScope(f Faults, scope string) bool {
-	for _, m := range f.MissingScopes {
-		if m == scope {
-			return false
+	var scopes []string
+	for _, sc := range allScopes {
+		if !slices.Contains(f.MissingScopes, sc) {
+			scopes = append(scopes, sc)
 		}
 	}
-	return true
+	s.mu.Lock()
+	s.tokens[tok] = tokenInfo{org: o, sub: sub, expires: exp}
+	s.issued++
+	if s.issued%1024 == 0 { // forget expired tokens now and then
+		for k, ti := range s.tokens {
+			if !now.Before(ti.expires) {
+				delete(s.tokens, k)
+			}
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "access_token": tok,
+		"expires_at": exp.Format(time.RFC3339), "expires_in": int(s.opts.TokenTTL / time.Second), "scope": strings.Join(scopes, " ")})
 }
 
-// front runs what every harvest and audit request goes through: auth, faults, limits.
-func (s *Server) front(w http.ResponseWriter, r *http.Request, class string, limit int, length time.Duration, paged bool) (*Org, Faults, bool) {
-	ti, ok := s.authorize(w, r)
-	if !ok {
-		return nil, Faults{}, false
+// authorize resolves a request's bearer token to its organisation; ok is false when the token
+// is unknown (org nil) or expired.
+func (s *Server) authorize(r *http.Request) (ti tokenInfo, ok bool) {
+	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found || tok == "" {
+		return tokenInfo{}, false
+	}
+	s.mu.Lock()
+	ti, known := s.tokens[strings.TrimSpace(tok)]
+	s.mu.Unlock()
+	if !known {
+		return tokenInfo{}, false
+	}
+	return ti, s.opts.Now().Before(ti.expires)
+}
+
+func unauthorized(w http.ResponseWriter) {
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "Unauthorized",
+		"errors": []string{"Token could not be decoded. Please ensure your token is from a trusted source."}})
+}
+
+// admitted is what front hands a handler once a request passed auth, faults and limits.
+type admitted struct {
+	org *Org
+	sub int64
+	f   Faults
+	now time.Time
+	seq int // the organisation's quirk counter at admission, to alternate fault shapes
+}
+
+// front runs what every Harvest and Audit Log request goes through: auth, statistics, faults,
+// rate limits (headers on every answer) and the Site Admin rule. It answers itself and returns
+// false when the request stops here.
+func (s *Server) front(w http.ResponseWriter, r *http.Request, kind, scope string, paged bool) (admitted, bool) {
+	ti, ok := s.authorize(r)
+	if ti.org == nil {
+		s.countStray(kind)
+		unauthorized(w)
+		return admitted{}, false
 	}
 	o := ti.org
 	now := s.opts.Now().UTC()
+	lim := limit{kind, s.opts.HarvestLimit, s.opts.HarvestWindow}
+	if kind == "audit" {
+		lim = limit{kind, s.opts.AuditLimit, s.opts.AuditWindow}
+	}
+	pagedLim := limit{"audit-paged", s.opts.AuditPagedLimit, s.opts.AuditPagedWindow}
+
 	o.mu.Lock()
 	o.stats.Requests++
-	if class == "harvest" {
+	if kind == "harvest" {
 		o.stats.HarvestRequests++
 	} else {
 		o.stats.AuditRequests++
+		if paged {
+			o.stats.AuditPaged++
+		}
 	}
 	f := o.faults
-	if o.faults.Fail5xx > 0 {
-		o.faults.Fail5xx--
+	f.MissingScopes = slices.Clone(f.MissingScopes)
+	failed := ok && o.fail5xx()
+	fits, reset := o.room(lim, now)
+	remaining := 0
+	throttled := false
+	if ok && !failed {
+		if fits && paged {
+			var pReset time.Time
+			if fits, pReset = o.room(pagedLim, now); !fits {
+				reset = pReset
+			}
+		}
+		throttled = !fits || f.Malformed == "absurd_retry_after"
+		if fits {
+			remaining = o.take(lim)
+			if paged {
+				o.take(pagedLim)
+			}
+		}
+		if throttled {
+			o.stats.Throttled++
+		}
 	}
-	okRate, remaining, reset := o.allow(class, limit, length, now)
-	okPaged := true
-	var pagedReset time.Time
-	if okRate && paged {
-		o.stats.AuditPaged++
-		okPaged, _, pagedReset = o.allow("audit-paged", s.opts.AuditPagedLimit, s.opts.AuditPagedWindow, now)
-	}
-	if !okRate || !okPaged {
-		o.stats.Throttled++
-	}
+	o.quirk++
+	a := admitted{org: o, sub: ti.sub, f: f, now: now, seq: o.quirk}
 	o.mu.Unlock()
-	if f.Latency > 0 {
-		select {
-		case <-time.After(f.Latency):
-		case <-r.Context().Done():
-			return nil, f, false
-		}
+
+	if !delay(r, f.Latency) {
+		return a, false
 	}
-	if f.Fail5xx > 0 {
-		writeJSON(w, 503, map[string]string{"message": "Service Unavailable"})
-		return nil, f, false
+	if !ok {
+		unauthorized(w)
+		return a, false
 	}
-	if !okRate || !okPaged {
-		if !okPaged {
-			reset = pagedReset
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(reset, now)))
-		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	if failed {
+		writeJSON(w, http.StatusServiceUnavailable, msg("Service Unavailable"))
+		return a, false
+	}
+	h := w.Header()
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	if throttled {
+		h.Set("Retry-After", strconv.Itoa(retryAfter(reset, now)))
 		if f.Malformed == "absurd_retry_after" {
-			w.Header().Set("Retry-After", "99999999999")
+			h.Set("Retry-After", "99999999999")
 		}
-		writeJSON(w, 429, map[string]string{"message": "Rate limit exceeded"})
-		return nil, f, false
+		if kind == "harvest" { // the Audit Log omits limit and remaining on a 429
+			h.Set("X-RateLimit-Limit", strconv.Itoa(lim.max))
+			h.Set("X-RateLimit-Remaining", "0")
+		}
+		writeJSON(w, http.StatusTooManyRequests, msg("Rate limit exceeded"))
+		return a, false
 	}
-	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(limit))
-	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
-	if f.AdminNotSiteAdmin {
-		writeJSON(w, 403, map[string]any{"message": "Forbidden", "errors": []string{"The user authorizing this request must be a Site Admin."}})
-		return nil, f, false
+	h.Set("X-RateLimit-Limit", strconv.Itoa(lim.max))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	if slices.Contains(f.MissingScopes, scope) {
+		writeJSON(w, http.StatusForbidden, forbidden("Missing required scope: "+scope))
+		return a, false
 	}
 	o.mu.Lock()
-	sub := o.byID[ti.sub]
+	u := o.byID[ti.sub]
+	notAdmin := f.AdminNotSiteAdmin || (ti.sub != 0 && (u == nil || u.Removed || u.Deactivated || !u.SiteAdmin))
 	o.mu.Unlock()
-	if sub != nil && !sub.SiteAdmin {
-		writeJSON(w, 403, map[string]any{"message": "Forbidden", "errors": []string{"The user authorizing this request must be a Site Admin."}})
-		return nil, f, false
+	if notAdmin {
+		writeJSON(w, http.StatusForbidden, forbidden(siteAdminReason))
+		return a, false
 	}
-	return o, f, true
+	return a, true
 }
 
-// harvest wraps a list handler with auth, scope, limits, cursor rules and pagination.
-func (s *Server) harvest(scope string, list func(o *Org, q url.Values) ([]any, int, error)) http.HandlerFunc {
+// listFunc lists one page of a Harvest collection in id-descending order: items with an id
+// below before (0: from the top) that match q, at most per of them; more tells whether
+// another matching item follows.
+type listFunc func(o *Org, q url.Values, before int64, per int) (items []any, more bool, err error)
+
+// fieldError is a 422 on a query parameter.
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+const cursorOnly = "When passing a cursor, do not include other query params."
+
+// harvest wraps a list with auth, limits, cursor rules, pagination and faults.
+func (s *Server) harvest(scope string, list listFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		o, f, ok := s.front(w, r, "harvest", s.opts.HarvestLimit, s.opts.HarvestWindow, false)
+		a, ok := s.front(w, r, "harvest", scope, false)
 		if !ok {
 			return
 		}
-		if !hasScope(f, scope) {
-			writeJSON(w, 403, map[string]any{"message": "Forbidden", "errors": []string{"Missing required scope: " + scope}})
-			return
-		}
 		q := r.URL.Query()
-		offset := 0
-		if c := q.Get("cursor"); c != "" {
-			if len(q) > 1 {
-				writeJSON(w, 422, map[string]any{"errors": []string{"When passing a cursor, do not include other query params."}})
+		var before int64
+		if q.Has("cursor") {
+			if len(q) > 1 || len(q["cursor"]) > 1 {
+				writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"errors": []string{cursorOnly}})
 				return
 			}
-			raw, err := base64.RawURLEncoding.DecodeString(c)
+			cq, b, err := decodeCursor(q.Get("cursor"))
 			if err != nil {
-				writeJSON(w, 422, map[string]any{"errors": []string{"Invalid cursor."}})
+				writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"errors": []string{"Invalid cursor."}})
 				return
 			}
-			cq, err := url.ParseQuery(string(raw))
-			if err != nil {
-				writeJSON(w, 422, map[string]any{"errors": []string{"Invalid cursor."}})
-				return
-			}
-			offset, _ = strconv.Atoi(cq.Get("_offset"))
-			cq.Del("_offset")
-			q = cq
+			q, before = cq, b
 		}
 		per := 100
 		if v := q.Get("per_page"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 500 {
-				writeJSON(w, 422, map[string]any{"errors": []map[string]string{{"message": "must be between 1 and 500", "field": "per_page"}}})
+				writeJSON(w, http.StatusUnprocessableEntity, validation("per_page", "must be an integer between 1 and 500"))
 				return
 			}
 			per = n
 		}
-		items, status, err := list(o, q)
+		a.org.mu.Lock()
+		items, more, err := list(a.org, q, before, per)
+		a.org.mu.Unlock()
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			writeJSON(w, http.StatusUnprocessableEntity, validation(fe.field, fe.msg))
+			return
+		}
 		if err != nil {
-			writeJSON(w, status, map[string]any{"errors": []map[string]string{{"message": err.Error()}}})
+			writeJSON(w, http.StatusInternalServerError, msg("Internal Server Error"))
 			return
 		}
-		end := min(offset+per, len(items))
-		if offset > len(items) {
-			offset = end
+		if items == nil {
+			items = []any{} // an empty page is [], never null
 		}
-		page := items[offset:end]
-		if page == nil {
-			page = []any{} // Greenhouse answers an empty page with [], never null
+		if more {
+			last := lastID(items[len(items)-1])
+			w.Header().Set("Link", fmt.Sprintf(`<%s%s?cursor=%s>; rel="next"`, origin(r), r.URL.Path, encodeCursor(q, last)))
 		}
-		if end < len(items) {
-			next := url.Values{}
-			for k, v := range q {
-				next[k] = v
-			}
-			next.Set("_offset", strconv.Itoa(end))
-			scheme := "http"
-			if r.TLS != nil {
-				scheme = "https"
-			}
-			link := fmt.Sprintf("%s://%s%s?cursor=%s", scheme, r.Host, r.URL.Path, base64.RawURLEncoding.EncodeToString([]byte(next.Encode())))
-			switch f.Malformed {
-			case "hostile_link":
-				link = "https://evil.example/steal?cursor=x"
-			}
-			w.Header().Set("Link", fmt.Sprintf("<%s>; rel=\"next\"", link))
-		}
-		switch f.Malformed {
-		case "html":
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(200)
-			_, _ = w.Write([]byte("<html><body>Maintenance</body></html>"))
-			return
-		case "truncated":
-			b, _ := json.Marshal(page)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(200)
-			_, _ = w.Write(b[:len(b)/2])
-			return
-		case "wrong_type":
-			writeJSON(w, 200, []map[string]any{{"id": "not-a-number", "deactivated": "maybe"}})
+		if a.f.Malformed != "" && breakBody(w, a, items, wrongType(a.seq)) {
 			return
 		}
-		writeJSON(w, 200, page)
+		writeJSON(w, http.StatusOK, items)
 	}
 }
 
-func (u *user) json() map[string]any {
+// origin is the scheme and host the request reached, so links work behind httptest.
+func origin(r *http.Request) string {
+	if r.TLS != nil {
+		return "https://" + r.Host
+	}
+	return "http://" + r.Host
+}
+
+func lastID(item any) int64 {
+	switch v := item.(type) {
+	case userJSON:
+		return v.ID
+	case roleJSON:
+		return v.ID
+	case jobPermJSON:
+		return v.ID
+	case futurePermJSON:
+		return v.ID
+	}
+	return 0
+}
+
+// A cursor is opaque URL-safe base64 of the first request's query plus the last id served.
+func encodeCursor(q url.Values, last int64) string {
+	c := url.Values{}
+	for k, v := range q {
+		c[k] = v
+	}
+	c.Set("_before", strconv.FormatInt(last, 10))
+	return base64.RawURLEncoding.EncodeToString([]byte(c.Encode()))
+}
+
+func decodeCursor(c string) (url.Values, int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	q, err := url.ParseQuery(string(raw))
+	if err != nil {
+		return nil, 0, err
+	}
+	before, err := strconv.ParseInt(q.Get("_before"), 10, 64)
+	if err != nil || before <= 0 {
+		return nil, 0, errors.New("cursor without position")
+	}
+	q.Del("_before")
+	return q, before, nil
+}
+
+// breakBody writes a malformed answer for the organisation's Malformed fault; false when the
+// fault leaves this answer alone.
+func breakBody(w http.ResponseWriter, a admitted, good, wrong any) bool {
+	switch a.f.Malformed {
+	case "wrong_type":
+		writeJSON(w, http.StatusOK, wrong)
+		return true
+	case "html":
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("<!DOCTYPE html><html><head><title>Greenhouse</title></head><body><h1>We'll be right back</h1></body></html>"))
+		return true
+	case "truncated":
+		b, _ := json.Marshal(good)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b[:len(b)/2])
+		return true
+	case "hostile_link":
+		links := []string{
+			`<https://evil.example/v3/users?cursor=abc>; rel="next"`,
+			`<javascript:alert(document.cookie)>; rel="next"`,
+			`<<<garbage>>>;;; rel=next; <`,
+			`<http://169.254.169.254/latest/meta-data/>; rel="next"`,
+		}
+		w.Header().Set("Link", links[a.seq%len(links)])
+		return false
+	case "huge":
+		writeHuge(w)
+		return true
+	}
+	return false
+}
+
+// hugeSize is above the 64 MiB a client is expected to accept.
+const hugeSize = 72 << 20
+
+// writeHuge streams a syntactically valid JSON array of hugeSize bytes, stopping when the
+// client goes away.
+func writeHuge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	chunk := []byte(strings.Repeat("x", 64<<10))
+	if _, err := w.Write([]byte(`[{"id":1,"name":"`)); err != nil {
+		return
+	}
+	for n := 0; n < hugeSize; n += len(chunk) {
+		if _, err := w.Write(chunk); err != nil {
+			return
+		}
+	}
+	_, _ = w.Write([]byte(`"}]`))
+}
+
+// wrongType is a page whose ids are strings or objects, alternately.
+func wrongType(seq int) []any {
+	if seq%2 == 0 {
+		return []any{map[string]any{"id": "4080123", "deactivated": "no", "site_admin": "yes", "created_at": 12}}
+	}
+	return []any{map[string]any{"id": map[string]int{"value": 4080123}, "name": []string{"x"}}}
+}
+
+const tsLayout = "2006-01-02T15:04:05.000Z"
+
+func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
+
+type userJSON struct {
+	ID                 int64          `json:"id"`
+	CreatedAt          string         `json:"created_at"`
+	UpdatedAt          string         `json:"updated_at"`
+	FirstName          string         `json:"first_name"`
+	LastName           string         `json:"last_name"`
+	Name               string         `json:"name"`
+	PrimaryEmail       string         `json:"primary_email"`
+	Emails             []string       `json:"emails"`
+	JobTitle           *string        `json:"job_title"`
+	AgencyID           *int64         `json:"agency_id"`
+	Deactivated        bool           `json:"deactivated"`
+	SiteAdmin          bool           `json:"site_admin"`
+	EmployeeID         *string        `json:"employee_id"`
+	LinkedCandidateIDs []int64        `json:"linked_candidate_ids"`
+	OfficeIDs          []int64        `json:"office_ids"`
+	DepartmentIDs      []int64        `json:"department_ids"`
+	InterviewerTags    []any          `json:"interviewer_tags"`
+	CustomFields       map[string]any `json:"custom_fields"`
+}
+
+func (u *user) json() userJSON {
 	emails := []string{}
 	if u.Email != "" {
 		emails = append(emails, u.Email)
 	}
-	return map[string]any{
-		"id": u.ID, "created_at": u.CreatedAt.Format("2006-01-02T15:04:05.000Z"), "updated_at": u.UpdatedAt.Format("2006-01-02T15:04:05.000Z"),
-		"first_name": u.First, "last_name": u.Last, "name": u.name(), "primary_email": u.Email, "emails": emails,
-		"job_title": nil, "agency_id": nil, "deactivated": u.Deactivated, "site_admin": u.SiteAdmin, "employee_id": nil,
-		"linked_candidate_ids": []int64{}, "office_ids": []int64{}, "department_ids": []int64{}, "interviewer_tags": []any{}, "custom_fields": map[string]any{},
-	}
+	return userJSON{ID: u.ID, CreatedAt: ts(u.CreatedAt), UpdatedAt: ts(u.UpdatedAt), FirstName: u.First, LastName: u.Last,
+		Name: u.name(), PrimaryEmail: u.Email, Emails: emails, Deactivated: u.Deactivated, SiteAdmin: u.SiteAdmin,
+		LinkedCandidateIDs: []int64{}, OfficeIDs: []int64{}, DepartmentIDs: []int64{}, InterviewerTags: []any{},
+		CustomFields: map[string]any{}}
 }
 
-// pipeFilter parses "gte|t|lte|t" into bounds.
-func pipeFilter(v string) (func(time.Time) bool, error) {
+type roleJSON struct {
+	ID        int64  `json:"id"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	RoleType  string `json:"role_type"`
+	Name      string `json:"name"`
+}
+
+type jobPermJSON struct {
+	ID        int64  `json:"id"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+	JobID     int64  `json:"job_id"`
+	UserID    int64  `json:"user_id"`
+	RoleID    int64  `json:"role_id"`
+	Automated bool   `json:"automated"`
+}
+
+type futurePermJSON struct {
+	ID           int64  `json:"id"`
+	CreatedAt    string `json:"created_at"`
+	UpdatedAt    string `json:"updated_at"`
+	UserID       int64  `json:"user_id"`
+	RoleID       int64  `json:"role_id"`
+	DepartmentID *int64 `json:"department_id"`
+	OfficeID     *int64 `json:"office_id"`
+}
+
+// pipeFilter parses "gte|t|lte|t" (operators gte, lte, gt, lt) into a predicate.
+func pipeFilter(field, v string) (func(time.Time) bool, error) {
 	parts := strings.Split(v, "|")
-	if len(parts)%2 != 0 {
-		return nil, fmt.Errorf("invalid date filter %q", v)
+	if len(parts)%2 != 0 || len(parts) == 0 {
+		return nil, &fieldError{field, "must be operator|time pairs, e.g. gte|2024-01-01T00:00:00Z"}
 	}
-	var checks []func(time.Time) bool
+	type bound struct {
+		op string
+		t  time.Time
+	}
+	var bs []bound
 	for i := 0; i < len(parts); i += 2 {
-		t, err := time.Parse(time.RFC3339, parts[i+1])
+		t, err := time.Parse(time.RFC3339Nano, parts[i+1])
 		if err != nil {
-			return nil, fmt.Errorf("invalid date %q", parts[i+1])
+			return nil, &fieldError{field, fmt.Sprintf("invalid time %q", parts[i+1])}
 		}
 		switch parts[i] {
-		case "gte":
-			checks = append(checks, func(x time.Time) bool { return !x.Before(t) })
-		case "gt":
-			checks = append(checks, func(x time.Time) bool { return x.After(t) })
-		case "lte":
-			checks = append(checks, func(x time.Time) bool { return !x.After(t) })
-		case "lt":
-			checks = append(checks, func(x time.Time) bool { return x.Before(t) })
+		case "gte", "gt", "lte", "lt":
 		default:
-			return nil, fmt.Errorf("invalid operator %q", parts[i])
+			return nil, &fieldError{field, fmt.Sprintf("invalid operator %q: use gte, gt, lte or lt", parts[i])}
 		}
+		bs = append(bs, bound{parts[i], t})
 	}
 	return func(x time.Time) bool {
-		for _, c := range checks {
-			if !c(x) {
+		for _, b := range bs {
+			c := x.Compare(b.t)
+			if b.op == "gte" && c < 0 || b.op == "gt" && c <= 0 || b.op == "lte" && c > 0 || b.op == "lt" && c >= 0 {
 				return false
 			}
 		}
@@ -344,301 +627,157 @@ func pipeFilter(v string) (func(time.Time) bool, error) {
 	}, nil
 }
 
-func idSet(v string) (map[int64]bool, error) {
+// idSet parses a comma-separated list of at most 50 ids; nil when absent.
+func idSet(field, v string) (map[int64]bool, error) {
 	if v == "" {
 		return nil, nil
 	}
 	parts := strings.Split(v, ",")
 	if len(parts) > 50 {
-		return nil, fmt.Errorf("at most 50 ids")
+		return nil, &fieldError{field, "at most 50 ids"}
 	}
-	out := map[int64]bool{}
+	out := make(map[int64]bool, len(parts))
 	for _, p := range parts {
 		n, err := strconv.ParseInt(strings.TrimSpace(p), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("invalid id %q", p)
+			return nil, &fieldError{field, fmt.Sprintf("invalid id %q", p)}
 		}
 		out[n] = true
 	}
 	return out, nil
 }
 
-func (s *Server) listUsers(o *Org, q url.Values) ([]any, int, error) {
-	ids, err := idSet(q.Get("ids"))
+func boolParam(q url.Values, field string) (*bool, error) {
+	v := q.Get(field)
+	if v == "" {
+		return nil, nil
+	}
+	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return nil, 422, err
+		return nil, &fieldError{field, "must be true or false"}
+	}
+	return &b, nil
+}
+
+// startBelow is the index of the first element (counting down) with id below before.
+func startBelow(n int, id func(int) int64, before int64) int {
+	if before == 0 {
+		return n - 1
+	}
+	lo, hi := 0, n // first index with id >= before
+	for lo < hi {
+		m := (lo + hi) / 2
+		if id(m) < before {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo - 1
+}
+
+func listUsers(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
+	ids, err := idSet("ids", q.Get("ids"))
+	if err != nil {
+		return nil, false, err
 	}
 	if q.Get("created_at") != "" && q.Get("updated_at") != "" {
-		return nil, 422, fmt.Errorf("do not send created_at and updated_at together")
+		return nil, false, &fieldError{"updated_at", "do not send created_at and updated_at together"}
 	}
 	var created, updated func(time.Time) bool
 	if v := q.Get("created_at"); v != "" {
-		if created, err = pipeFilter(v); err != nil {
-			return nil, 422, err
+		if created, err = pipeFilter("created_at", v); err != nil {
+			return nil, false, err
 		}
 	}
 	if v := q.Get("updated_at"); v != "" {
-		if updated, err = pipeFilter(v); err != nil {
-			return nil, 422, err
+		if updated, err = pipeFilter("updated_at", v); err != nil {
+			return nil, false, err
 		}
 	}
-	showService := q.Get("show_service_accounts") == "true"
-	o.mu.Lock()
-	defer o.mu.Unlock()
+	deact, err := boolParam(q, "deactivated")
+	if err != nil {
+		return nil, false, err
+	}
+	show, err := boolParam(q, "show_service_accounts")
+	if err != nil {
+		return nil, false, err
+	}
+	email := q.Get("primary_email")
 	var out []any
-	for i := len(o.users) - 1; i >= 0; i-- { // id descending
+	for i := startBelow(len(o.users), func(i int) int64 { return o.users[i].ID }, before); i >= 0; i-- {
 		u := o.users[i]
-		if u.Removed || (u.Service && !showService) || (ids != nil && !ids[u.ID]) {
+		switch {
+		case u.Removed, u.Service && (show == nil || !*show), ids != nil && !ids[u.ID],
+			deact != nil && u.Deactivated != *deact, created != nil && !created(u.CreatedAt),
+			updated != nil && !updated(u.UpdatedAt), email != "" && !strings.EqualFold(email, u.Email):
 			continue
 		}
-		if d := q.Get("deactivated"); d != "" && strconv.FormatBool(u.Deactivated) != d {
-			continue
-		}
-		if created != nil && !created(u.CreatedAt) || updated != nil && !updated(u.UpdatedAt) {
-			continue
+		if len(out) == per {
+			return out, true, nil
 		}
 		out = append(out, u.json())
 	}
-	return out, 200, nil
+	return out, false, nil
 }
 
-func (s *Server) listRoles(o *Org, q url.Values) ([]any, int, error) {
-	ts := "2020-01-01T00:00:00.000Z"
-	roles := []any{
-		map[string]any{"id": 4, "created_at": ts, "updated_at": ts, "role_type": "site_admin", "name": "Site Admin"},
-		map[string]any{"id": 3, "created_at": ts, "updated_at": ts, "role_type": "deprecated_interviewer", "name": "Interviewer"},
-		map[string]any{"id": 2, "created_at": ts, "updated_at": ts, "role_type": "job_admin", "name": "Private"},
-		map[string]any{"id": 1, "created_at": ts, "updated_at": ts, "role_type": "job_admin", "name": "Standard"},
-	}
-	return roles, 200, nil
-}
-
-func (s *Server) listPerms(o *Org, q url.Values, future bool) ([]any, int, error) {
-	users, err := idSet(q.Get("user_ids"))
-	if err != nil {
-		return nil, 422, err
-	}
-	jobs, err := idSet(q.Get("job_ids"))
-	if err != nil {
-		return nil, 422, err
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	ts := "2024-01-01T00:00:00.000Z"
+func listRoles(o *Org, _ url.Values, before int64, per int) ([]any, bool, error) {
+	created := ts(time.Date(2019, 3, 4, 10, 0, 0, 0, time.UTC))
 	var out []any
-	for i := len(o.perms) - 1; i >= 0; i-- {
-		p := o.perms[i]
-		if p.Future != future || (users != nil && !users[p.UserID]) || (jobs != nil && !jobs[p.JobID]) {
+	for i := startBelow(len(o.roles), func(i int) int64 { return o.roles[i].ID }, before); i >= 0; i-- {
+		if len(out) == per {
+			return out, true, nil
+		}
+		rl := o.roles[i]
+		out = append(out, roleJSON{ID: rl.ID, CreatedAt: created, UpdatedAt: created, RoleType: rl.Type, Name: rl.Name})
+	}
+	return out, false, nil
+}
+
+func listPerms(o *Org, q url.Values, before int64, per int, ps []perm, future bool) ([]any, bool, error) {
+	users, err := idSet("user_ids", q.Get("user_ids"))
+	if err != nil {
+		return nil, false, err
+	}
+	var jobs map[int64]bool
+	if !future {
+		if jobs, err = idSet("job_ids", q.Get("job_ids")); err != nil {
+			return nil, false, err
+		}
+	}
+	var out []any
+	for i := startBelow(len(ps), func(i int) int64 { return ps[i].ID }, before); i >= 0; i-- {
+		p := ps[i]
+		if users != nil && !users[p.UserID] || jobs != nil && !jobs[p.JobID] {
 			continue
 		}
 		if u := o.byID[p.UserID]; u == nil || u.Removed {
 			continue
 		}
+		if len(out) == per {
+			return out, true, nil
+		}
 		if future {
-			out = append(out, map[string]any{"id": p.ID, "created_at": ts, "updated_at": ts, "user_id": p.UserID, "role_id": p.RoleID, "department_id": nil, "office_id": nil})
-		} else {
-			out = append(out, map[string]any{"id": p.ID, "created_at": ts, "updated_at": ts, "job_id": p.JobID, "user_id": p.UserID, "role_id": p.RoleID, "automated": false})
-		}
-	}
-	return out, 200, nil
-}
-
-func (s *Server) listJobPerms(o *Org, q url.Values) ([]any, int, error) {
-	return s.listPerms(o, q, false)
-}
-func (s *Server) listFuturePerms(o *Org, q url.Values) ([]any, int, error) {
-	return s.listPerms(o, q, true)
-}
-
-// pit is a point-in-time snapshot of a query's results.
-type pit struct {
-	events  []event // newest first
-	expires time.Time
-	pages   int
-}
-
-func auditTime(v string) (time.Time, error) {
-	t, err := time.Parse("2006-01-02T15:04:05Z", v)
-	if err != nil || len(v) != len("2006-01-02T15:04:05Z") { // no fractions, no offsets
-		return t, fmt.Errorf("invalid time %q: use YYYY-MM-DDTHH:MM:SSZ", v)
-	}
-	return t, nil
-}
-
-func (e event) json(orgID int) map[string]any {
-	perf := map[string]any{"ip_address": "192.0.2.10", "type": "user"}
-	if e.Performer != 0 {
-		perf["id"] = e.Performer
-		perf["meta"] = map[string]any{"name": "User " + strconv.FormatInt(e.Performer, 10), "username": fmt.Sprintf("user%d@org.example", e.Performer)}
-	} else {
-		perf["id"] = e.Key
-		perf["type"] = "api_key"
-		perf["meta"] = map[string]any{"api_key_type": "harvest"}
-	}
-	ev := map[string]any{"meta": nil, "target_type": e.Target, "type": e.Type}
-	if e.TargetID != 0 {
-		ev["target_id"] = e.TargetID
-	}
-	if e.Type == "data_change_update" {
-		ev["meta"] = map[string]any{"status": []string{"active", "hired"}}
-	}
-	return map[string]any{
-		"request": map[string]any{"id": e.RequestID, "type": e.Request}, "performer": perf, "organization_id": orgID,
-		"event": ev, "event_time": e.At.UTC().Format("2006-01-02T15:04:05.000Z"),
-	}
-}
-
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	paged := q.Get("paging") == "true" || r.Header.Get("Pit-Id") != ""
-	o, f, ok := s.front(w, r, "audit", s.opts.AuditLimit, s.opts.AuditWindow, paged)
-	if !ok {
-		return
-	}
-	if f.AuditLogDisabled {
-		writeJSON(w, 403, map[string]string{"message": "The Audit Log add-on is not enabled for this organization."})
-		return
-	}
-	if !hasScope(f, "audit_log:events:list") {
-		writeJSON(w, 403, map[string]any{"message": "Forbidden", "errors": []string{"Missing required scope: audit_log:events:list"}})
-		return
-	}
-	size := 100
-	sz := q.Get("size")
-	if sz == "" {
-		sz = r.Header.Get("Size")
-	}
-	if sz != "" {
-		n, err := strconv.Atoi(sz)
-		if err != nil || n < 100 || n > 500 {
-			writeJSON(w, 422, map[string]string{"message": "size must be between 100 and 500"})
-			return
-		}
-		size = n
-	}
-	now := s.opts.Now().UTC()
-	from, to := now.Add(-s.opts.Retention), now.Add(time.Second)
-	if v := q.Get("after_time"); v != "" {
-		t, err := auditTime(v)
-		if err != nil {
-			writeJSON(w, 422, map[string]string{"message": err.Error()})
-			return
-		}
-		if t.After(from) {
-			from = t
-		}
-	}
-	if v := q.Get("before_time"); v != "" {
-		t, err := auditTime(v)
-		if err != nil {
-			writeJSON(w, 422, map[string]string{"message": err.Error()})
-			return
-		}
-		if t.Before(to) {
-			to = t
-		}
-	}
-	ptypes := q.Get("performer_types")
-	etypes := q.Get("event_types")
-	match := func(e event) bool {
-		if ptypes != "" {
-			pt := "user"
-			if e.Performer == 0 {
-				pt = "api_key"
+			fp := futurePermJSON{ID: p.ID, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt), UserID: p.UserID, RoleID: p.RoleID}
+			if p.DepartmentID != 0 {
+				fp.DepartmentID = &p.DepartmentID
 			}
-			if !strings.Contains(","+ptypes+",", ","+pt+",") {
-				return false
+			if p.OfficeID != 0 {
+				fp.OfficeID = &p.OfficeID
 			}
+			out = append(out, fp)
+			continue
 		}
-		return etypes == "" || strings.Contains(","+etypes+",", ","+e.Type+",")
+		out = append(out, jobPermJSON{ID: p.ID, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt), JobID: p.JobID,
+			UserID: p.UserID, RoleID: p.RoleID, Automated: p.Automated})
 	}
-	orgID := int(o.spec.Seed)
-
-	if pitID := r.Header.Get("Pit-Id"); pitID != "" {
-		o.mu.Lock()
-		p := o.pits[pitID]
-		if p != nil && o.faults.ExpirePIT {
-			// One-shot: this point in time expires now; the next one lives normally.
-			o.faults.ExpirePIT = false
-			delete(o.pits, pitID)
-			p = nil
-		}
-		if p != nil && now.After(p.expires) {
-			delete(o.pits, pitID)
-			p = nil
-		}
-		o.mu.Unlock()
-		if p == nil {
-			writeJSON(w, 400, map[string]string{"message": "Pit_Id " + pitID + " has expired or is invalid"})
-			return
-		}
-		sa := r.Header.Get("Search-After")
-		parts := strings.Split(sa, ",")
-		if len(parts) != 2 {
-			writeJSON(w, 422, map[string]string{"message": "Search-After must have two comma-separated parts"})
-			return
-		}
-		off, err := strconv.Atoi(parts[1])
-		if err != nil || off < 0 || off > len(p.events) {
-			writeJSON(w, 422, map[string]string{"message": "invalid Search-After"})
-			return
-		}
-		o.mu.Lock()
-		p.pages++
-		o.mu.Unlock()
-		s.writePage(w, p, pitID, off, size, orgID, f)
-		return
-	}
-
-	o.mu.Lock()
-	lo := sort.Search(len(o.events), func(i int) bool { return !o.events[i].At.Before(from) })
-	hi := sort.Search(len(o.events), func(i int) bool { return !o.events[i].At.Before(to) })
-	var hits []event
-	for i := hi - 1; i >= lo; i-- {
-		if match(o.events[i]) {
-			hits = append(hits, o.events[i])
-		}
-	}
-	o.mu.Unlock()
-
-	if !paged {
-		n := min(size, len(hits))
-		res := make([]any, n)
-		for i := 0; i < n; i++ {
-			res[i] = hits[i].json(orgID)
-		}
-		writeJSON(w, 200, map[string]any{"hits": len(hits), "results": res})
-		return
-	}
-	pitID := randHex(12)
-	p := &pit{events: hits, expires: now.Add(s.opts.PITLifetime)}
-	o.mu.Lock()
-	o.pits[pitID] = p
-	o.mu.Unlock()
-	s.writePage(w, p, pitID, 0, size, orgID, f)
+	return out, false, nil
 }
 
-func (s *Server) writePage(w http.ResponseWriter, p *pit, pitID string, off, size, orgID int, f Faults) {
-	end := min(off+size, len(p.events))
-	res := make([]any, 0, end-off)
-	for i := off; i < end; i++ {
-		res = append(res, p.events[i].json(orgID))
-	}
-	var next any
-	if off < len(p.events) {
-		last := p.events[end-1]
-		na := fmt.Sprintf("%d,%d", last.At.UnixMilli(), end)
-		next = na
-		if f.SearchAfterQuirk {
-			if end%2 == 0 {
-				next = na + ",extra"
-			} else {
-				next = []any{last.At.UnixMilli(), strconv.Itoa(end)}
-			}
-		}
-	}
-	writeJSON(w, 200, map[string]any{
-		"paging": map[string]any{"pit_id": pitID, "search_after": nil, "size": strconv.Itoa(size), "next_search_after": next},
-		"hits":   len(p.events), "results": res,
-	})
+func listJobPerms(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
+	return listPerms(o, q, before, per, o.jobPerms, false)
+}
+
+func listFuturePerms(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
+	return listPerms(o, q, before, per, o.futurePerms, true)
 }

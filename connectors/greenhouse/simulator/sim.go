@@ -1,7 +1,3 @@
-// Package simulator is a simulated Greenhouse: the Harvest v3 token, users, roles and
-// permissions endpoints and the Audit Log, over real HTTP, for seeded organisations of any size,
-// with Greenhouse's documented pagination, errors and rate limits, faults on demand, and the
-// ground truth a correct collector must end with.
 package simulator
 
 import (
@@ -9,29 +5,45 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Options configure a Server. Zero values take Greenhouse's documented defaults.
+// Options configure a Server. Zero values take the defaults of docs/greenhouse-wire.md.
 type Options struct {
-	Now              func() time.Time
-	HarvestLimit     int
-	HarvestWindow    time.Duration
-	AuditLimit       int
-	AuditWindow      time.Duration
-	AuditPagedLimit  int
+	// Now is the clock of every limit, token expiry, retention and point-in-time lifetime;
+	// default time.Now.
+	Now func() time.Time
+	// HarvestLimit is the Harvest requests per HarvestWindow per credential (default 75).
+	HarvestLimit int
+	// HarvestWindow is the fixed Harvest window (default 30 s); X-RateLimit-Reset is its end.
+	HarvestWindow time.Duration
+	// AuditLimit is the Audit Log requests per AuditWindow per credential (default 50).
+	AuditLimit int
+	// AuditWindow is the fixed Audit Log window (default 10 s).
+	AuditWindow time.Duration
+	// AuditPagedLimit is the paginated Audit Log requests (paging=true or Pit-Id) per
+	// AuditPagedWindow (default 3).
+	AuditPagedLimit int
+	// AuditPagedWindow is the fixed window of paginated Audit Log requests (default 30 s).
 	AuditPagedWindow time.Duration
-	TokenLimit       int
-	TokenWindow      time.Duration
-	TokenTTL         time.Duration
-	PITLifetime      time.Duration
-	Retention        time.Duration
+	// TokenLimit is the token requests per TokenWindow per client (default 30).
+	TokenLimit int
+	// TokenWindow is the fixed token window (default 60 s).
+	TokenWindow time.Duration
+	// TokenTTL is the lifetime of an access token (default 1 h).
+	TokenTTL time.Duration
+	// PITLifetime is the lifetime of an Audit Log point in time (default 5 min).
+	PITLifetime time.Duration
+	// Retention is how far back the Audit Log serves events (default 30 days).
+	Retention time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -62,7 +74,8 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Server is the simulated Greenhouse; it implements http.Handler.
+// Server is the simulated Greenhouse (auth, Harvest v3 and Audit Log hosts in one); it
+// implements http.Handler. It is safe for concurrent use.
 type Server struct {
 	opts Options
 	mux  *http.ServeMux
@@ -71,7 +84,8 @@ type Server struct {
 	orgs     []*Org
 	byClient map[string]*Org
 	tokens   map[string]tokenInfo
-	nextID   int64
+	issued   int
+	stray    Stats // requests no organisation can be charged with (no or unknown credential)
 }
 
 type tokenInfo struct {
@@ -82,13 +96,13 @@ type tokenInfo struct {
 
 // New returns a simulator with no organisation.
 func New(opts Options) *Server {
-	s := &Server{opts: opts.withDefaults(), byClient: map[string]*Org{}, tokens: map[string]tokenInfo{}, nextID: 4_000_000}
+	s := &Server{opts: opts.withDefaults(), byClient: map[string]*Org{}, tokens: map[string]tokenInfo{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
-	mux.HandleFunc("GET /v3/users", s.harvest("harvest:users:list", s.listUsers))
-	mux.HandleFunc("GET /v3/user_roles", s.harvest("harvest:user_roles:list", s.listRoles))
-	mux.HandleFunc("GET /v3/user_job_permissions", s.harvest("harvest:user_job_permissions:list", s.listJobPerms))
-	mux.HandleFunc("GET /v3/future_job_permissions", s.harvest("harvest:future_job_permissions:list", s.listFuturePerms))
+	mux.HandleFunc("GET /v3/users", s.harvest(scopeUsers, listUsers))
+	mux.HandleFunc("GET /v3/user_roles", s.harvest(scopeRoles, listRoles))
+	mux.HandleFunc("GET /v3/user_job_permissions", s.harvest(scopeJobPerms, listJobPerms))
+	mux.HandleFunc("GET /v3/future_job_permissions", s.harvest(scopeFuturePerms, listFuturePerms))
 	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /events/", s.events)
 	s.mux = mux
@@ -98,35 +112,75 @@ func New(opts Options) *Server {
 // ServeHTTP serves every simulated host.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// Scopes a credential carries unless Faults.MissingScopes removes them.
+const (
+	scopeUsers       = "harvest:users:list"
+	scopeRoles       = "harvest:user_roles:list"
+	scopeJobPerms    = "harvest:user_job_permissions:list"
+	scopeFuturePerms = "harvest:future_job_permissions:list"
+	scopeAudit       = "audit_log:events:list"
+)
+
+var allScopes = []string{scopeUsers, scopeRoles, scopeJobPerms, scopeFuturePerms, scopeAudit}
+
 // OrgSpec describes an organisation to generate.
 type OrgSpec struct {
-	Name   string
-	Seed   int64
-	Users  int
+	// Name names the organisation (and its e-mail domain).
+	Name string
+	// Seed makes the generation deterministic.
+	Seed int64
+	// Users is the number of users, 1..50000.
+	Users int
+	// Events is the number of audit events over the 30 days before Now (default Users*40).
 	Events int
-	Jobs   int
+	// Jobs is the number of jobs (default max(5, Users/10)).
+	Jobs int
 }
 
-// Credentials are an organisation's Harvest v3 credential and its Site Admin.
+// Credentials are an organisation's Harvest v3 credential and its Site Admin (the token's sub).
 type Credentials struct {
 	ClientID, ClientSecret string
 	AdminUserID            int64
 }
 
-// Faults make an organisation misbehave.
-type Faults struct {
-	AuditLogDisabled  bool
-	MissingScopes     []string
-	AdminNotSiteAdmin bool
-	InvalidClient     bool
-	ExpirePIT         bool // the next point-in-time continuation finds its PIT expired (one-shot)
-	Fail5xx           int
-	Latency           time.Duration
-	Malformed         string // truncated, wrong_type, html, hostile_link, absurd_retry_after, huge
-	SearchAfterQuirk  bool
+// String masks the secret.
+func (c Credentials) String() string {
+	return fmt.Sprintf("{ClientID:%s ClientSecret:*** AdminUserID:%d}", c.ClientID, c.AdminUserID)
 }
 
-// Stats count what an organisation (or the server) was served.
+// Faults make an organisation misbehave. The zero value is a healthy organisation.
+type Faults struct {
+	// AuditLogDisabled answers /events with 403 "The Audit Log add-on is not enabled …".
+	AuditLogDisabled bool
+	// MissingScopes are removed from the credential (e.g. "harvest:user_job_permissions:list",
+	// "audit_log:events:list"): the endpoint answers 403 "Missing required scope: …".
+	MissingScopes []string
+	// AdminNotSiteAdmin treats the token's sub as not a Site Admin: every list and /events
+	// answer 403 "The user authorizing this request must be a Site Admin.".
+	AdminNotSiteAdmin bool
+	// InvalidClient answers the token endpoint with 401 {"error":"invalid_client"}.
+	InvalidClient bool
+	// ExpirePIT makes every point in time expire after its first continuation page: the second
+	// continuation gets 400 "Pit_Id … has expired". A paging=true request that carries
+	// Search-After without Pit-Id opens a new point in time resuming there.
+	ExpirePIT bool
+	// Fail5xx answers the next N requests of the organisation with 503 (decrements).
+	Fail5xx int
+	// Latency is added to every response of the organisation (the request's context is
+	// respected).
+	Latency time.Duration
+	// Malformed breaks successful Harvest list and /events answers: "truncated" (cut JSON),
+	// "wrong_type" (ids as strings or objects), "html" (200 text/html), "hostile_link" (a Link
+	// to another host, garbage, or javascript:), "absurd_retry_after" (429 with Retry-After:
+	// 99999999999), "huge" (a body larger than 64 MiB).
+	Malformed string
+	// SearchAfterQuirk returns next_search_after with three parts or as a JSON list,
+	// alternately.
+	SearchAfterQuirk bool
+}
+
+// Stats count what an organisation (or the server) was served. Every request counts in
+// Requests and every 429 in Throttled.
 type Stats struct {
 	Requests, Throttled, TokenRequests, HarvestRequests, AuditRequests, AuditPaged int64
 }
@@ -140,29 +194,29 @@ func (a *Stats) add(b Stats) {
 	a.AuditPaged += b.AuditPaged
 }
 
-// AddOrg generates an organisation from spec.
+// AddOrg generates an organisation from spec. It returns an error when Users is outside
+// 1..50000 or Events or Jobs is negative.
 func (s *Server) AddOrg(spec OrgSpec) (*Org, error) {
 	if spec.Users < 1 || spec.Users > 50000 {
-		return nil, fmt.Errorf("simulator: users %d outside 1..50000", spec.Users)
+		return nil, fmt.Errorf("add org %q: users %d outside 1..50000", spec.Name, spec.Users)
 	}
-	if spec.Events < 0 {
-		return nil, errors.New("simulator: negative events")
+	if spec.Events < 0 || spec.Jobs < 0 {
+		return nil, fmt.Errorf("add org %q: negative events or jobs", spec.Name)
 	}
 	if spec.Events == 0 {
 		spec.Events = spec.Users * 40
 	}
-	if spec.Jobs <= 0 {
+	if spec.Jobs == 0 {
 		spec.Jobs = max(5, spec.Users/10)
 	}
+	o, err := newOrg(s, spec)
+	if err != nil {
+		return nil, fmt.Errorf("add org %q: %w", spec.Name, err)
+	}
 	s.mu.Lock()
-	base := s.nextID
-	s.nextID += int64(spec.Users) * 10
-	s.mu.Unlock()
-	o := newOrg(s, spec, base)
-	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.orgs = append(s.orgs, o)
 	s.byClient[o.cred.ClientID] = o
-	s.mu.Unlock()
 	return o, nil
 }
 
@@ -170,13 +224,17 @@ func (s *Server) AddOrg(spec OrgSpec) (*Org, error) {
 func (s *Server) Orgs() []*Org {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]*Org(nil), s.orgs...)
+	return slices.Clone(s.orgs)
 }
 
-// Stats returns the totals over every organisation.
+// Stats returns the totals over every organisation, plus the requests no organisation could
+// be charged with (missing or unknown credentials).
 func (s *Server) Stats() Stats {
-	var out Stats
-	for _, o := range s.Orgs() {
+	s.mu.Lock()
+	out := s.stray
+	orgs := slices.Clone(s.orgs)
+	s.mu.Unlock()
+	for _, o := range orgs {
 		out.add(o.Stats())
 	}
 	return out
@@ -184,60 +242,106 @@ func (s *Server) Stats() Stats {
 
 // user is a simulated Greenhouse user.
 type user struct {
-	ID                 int64
-	First, Last, Email string
-	Deactivated        bool
-	SiteAdmin          bool
-	Service            bool
-	Removed            bool
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	ID          int64
+	First, Last string
+	Email       string
+	Deactivated bool
+	SiteAdmin   bool
+	Service     bool
+	Removed     bool
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 func (u *user) name() string { return strings.TrimSpace(u.First + " " + u.Last) }
 
+// perm is a job permission or a future-job permission.
 type perm struct {
-	ID, UserID, JobID, RoleID int64
-	Future                    bool
+	ID, UserID, JobID, RoleID int64 // JobID 0 on future permissions
+	DepartmentID, OfficeID    int64 // future permissions; 0 is null
+	Automated                 bool
+	CreatedAt, UpdatedAt      time.Time
 }
 
+type role struct {
+	ID         int64
+	Name, Type string
+}
+
+// event is one audit event, kept compact (40 bytes): millions fit in memory.
 type event struct {
-	At        time.Time
-	Performer int64  // user id, or 0 for an API key
-	Key       string // API key name when Performer is 0
-	Type      string
-	Target    string
-	TargetID  int64
-	Request   string
-	RequestID string
+	at     int64  // event time, Unix milliseconds
+	perf   int64  // user id (> 0) or -n for API key n
+	target int64  // target id, 0 for none
+	rid    uint64 // request id
+	seq    uint32 // creation order: the point-in-time snapshot and the Search-After tiebreak
+	typ    uint8  // index in Org.types
+	tgt    uint8  // index in targetTypes or actionNames
 }
 
-// Org is one simulated organisation (one credential, one tenant).
-type Org struct {
-	srv  *Server
-	spec OrgSpec
-	cred Credentials
-	rng  *mrand.Rand
+func eventLess(a, b event) int {
+	switch {
+	case a.at != b.at:
+		if a.at < b.at {
+			return -1
+		}
+		return 1
+	case a.seq < b.seq:
+		return -1
+	case a.seq > b.seq:
+		return 1
+	}
+	return 0
+}
 
-	mu       sync.Mutex
-	faults   Faults
-	users    []*user // sorted by id ascending
-	byID     map[int64]*user
-	perms    []perm
-	events   []event // sorted by time ascending
-	nextUser int64
-	nextPerm int64
-	stats    Stats
-	limits   map[string]*window
-	pits     map[string]*pit
+// Org is one simulated organisation: one credential, one tenant. It is safe for concurrent
+// use.
+type Org struct {
+	srv   *Server
+	spec  OrgSpec
+	cred  Credentials
+	orgID int64
+	roles []role
+	jobs  []int64
+
+	mu          sync.Mutex
+	rng         *mrand.Rand
+	faults      Faults
+	users       []*user // ascending id, removed ones included
+	byID        map[int64]*user
+	jobPerms    []perm // ascending id
+	futurePerms []perm // ascending id
+	nextUser    int64
+	nextPerm    int64
+	events      []event  // ascending (at, seq)
+	types       []string // event type names by index
+	nextSeq     uint32
+	stats       Stats
+	limits      map[string]*window
+	pits        map[string]*pit
+	quirk       int // rotates the shape of alternating faults
 }
 
 var (
-	firstNames = []string{"Ada", "Bob", "Cy", "Dee", "Eve", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Mo", "Nia", "Oli", "Pia", "Quinn", "Rae", "Sol", "Tia"}
-	lastNames  = []string{"Burke", "Chen", "Diaz", "Evans", "Fox", "Garcia", "Hill", "Ito", "Jones", "Khan", "Lopez", "Meyer", "Novak", "Okafor", "Patel", "Reyes", "Silva", "Tanaka"}
-	targets    = []string{"Application", "Candidate", "Job", "Offer", "Scorecard", "User", "Interview", "Note"}
-	actions    = []string{"Report Viewed", "Candidate Exported", "Job Board Published", "Global Email Added"}
-	evTypes    = []string{"data_change_update", "data_change_update", "data_change_create", "action", "data_change_destroy"}
+	firstNames = []string{"Juliet", "Ahmed", "Beatriz", "Chen", "Dmitri", "Elena", "Farah", "Gustavo", "Hannah", "Ikechukwu",
+		"Jonas", "Keiko", "Liam", "Maya", "Nikolai", "Olivia", "Priya", "Quentin", "Rosa", "Samuel", "Tomasz", "Uma",
+		"Victor", "Wen", "Ximena", "Yusuf", "Zoe", "Amara", "Ben", "Clara", "Diego", "Emma", "Felix", "Grace", "Hiro", "Isla"}
+	lastNames = []string{"Burke", "Okafor", "Nguyen", "Schmidt", "Garcia", "Kowalski", "Tanaka", "Haddad", "Silva", "Johnson",
+		"Patel", "Moreau", "Rossi", "Andersson", "Kim", "O'Brien", "Novak", "Fernandes", "Cohen", "Ivanova", "Mensah",
+		"Lindqvist", "Costa", "Müller", "Reyes", "Chowdhury", "Walsh", "Yamamoto", "Dubois", "Hughes"}
+	serviceNames = []string{"Okta SCIM", "Harvest Integration", "Workday Sync", "Slack Bot", "Checkr Integration", "BambooHR Sync"}
+	targetTypes  = []string{"Application", "Candidate", "Job", "Offer", "Scorecard", "Interview", "Note", "JobPost", "Prospect", "User", "Approval"}
+	actionNames  = []string{"Report Viewed", "Candidate Exported", "Job Board Published", "Bulk Email Sent", "Interview Kit Viewed", "Offer Approved"}
+	changeFields = []string{"status", "stage", "title", "salary", "recruiter_id", "source"}
+	apiKeyNames  = []string{"Harvest key for BI", "Harvest key for HRIS sync", "Harvest key for Slack"}
+)
+
+const (
+	typeUpdate = iota
+	typeCreate
+	typeDestroy
+	typeAction
+	typeHarvest
 )
 
 func randHex(n int) string {
@@ -246,138 +350,263 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newOrg(s *Server, spec OrgSpec, base int64) *Org {
-	now := s.opts.Now().UTC()
-	o := &Org{srv: s, spec: spec, rng: mrand.New(mrand.NewPCG(uint64(spec.Seed), 0x9e3779b97f4a7c15)),
-		byID: map[int64]*user{}, limits: map[string]*window{}, pits: map[string]*pit{}}
-	o.cred = Credentials{ClientID: randHex(12) + fmt.Sprintf("-%d", o.rng.IntN(9)+1), ClientSecret: randHex(24)}
-	r := o.rng
-	domain := strings.ToLower(strings.ReplaceAll(spec.Name, " ", "")) + ".example"
-	if spec.Name == "" {
-		domain = "org.example"
+func seedHash(seed int64, name string) uint64 {
+	h := fnv.New64a()
+	_, _ = fmt.Fprintf(h, "%d/%s", seed, name)
+	return h.Sum64()
+}
+
+func newOrg(s *Server, spec OrgSpec) (*Org, error) {
+	now := s.opts.Now().UTC().Truncate(time.Millisecond)
+	hs := seedHash(spec.Seed, spec.Name)
+	r := mrand.New(mrand.NewPCG(uint64(spec.Seed), 0x9e3779b97f4a7c15))
+	o := &Org{srv: s, spec: spec, rng: r, byID: make(map[int64]*user, spec.Users),
+		limits: map[string]*window{}, pits: map[string]*pit{},
+		types: []string{"data_change_update", "data_change_create", "data_change_destroy", "action", "harvest_access"}}
+	// Client ids are random, not seeded: two organisations with one seed stay distinct.
+	o.cred = Credentials{ClientID: fmt.Sprintf("%s-%d", randHex(12), 1+r.IntN(9)), ClientSecret: randHex(24)}
+	o.orgID = 1000 + int64(hs%900_000)
+	roleBase := 100 + int64(hs%7)*10
+	o.roles = []role{
+		{roleBase + 1, "Standard", "job_admin"},
+		{roleBase + 2, "Private", "job_admin"},
+		{roleBase + 3, "Interviewer", "deprecated_interviewer"},
+		{roleBase + 4, "Site Admin", "site_admin"},
+		{roleBase + 5, "Hiring Manager (custom)", "job_admin"},
 	}
-	id := base
-	for i := 0; i < spec.Users; i++ {
+	jobBase := 200_000 + int64(hs%1000)*1000
+	for i := range spec.Jobs {
+		o.jobs = append(o.jobs, jobBase+int64(i)*3+1)
+	}
+	domain := strings.ToLower(strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			return c
+		}
+		return -1
+	}, spec.Name))
+	if domain == "" {
+		domain = "org"
+	}
+	domain += ".example"
+
+	// Users.
+	id := 4_000_000 + int64(hs%5_000_000)
+	admin := r.IntN(min(spec.Users, 10))
+	threeYears := 3 * 365 * 24 * time.Hour
+	o.users = make([]*user, 0, spec.Users)
+	for i := range spec.Users {
 		id += int64(1 + r.IntN(3))
 		u := &user{ID: id, First: firstNames[r.IntN(len(firstNames))], Last: lastNames[r.IntN(len(lastNames))]}
-		u.Email = fmt.Sprintf("%s.%s.%d@%s", strings.ToLower(u.First), strings.ToLower(u.Last), id, domain)
-		switch x := r.Float64(); {
-		case i == 0 || x < 0.03:
+		u.Email = fmt.Sprintf("%s.%s%d@%s", emailPart(u.First), emailPart(u.Last), id%10000, domain)
+		if i == admin {
 			u.SiteAdmin = true
-		}
-		if i > 0 && r.Float64() < 0.02 {
-			u.Service, u.SiteAdmin, u.Email, u.Last = true, false, "", "Integration"
-		}
-		if i > 0 && !u.Service && r.Float64() < 0.08 {
-			u.Deactivated = true
-		}
-		if i > 0 && r.Float64() < 0.05 {
-			u.CreatedAt = now.Add(-time.Duration(r.IntN(20*24)) * time.Hour)
 		} else {
-			u.CreatedAt = now.Add(-time.Duration(25*24+r.IntN(3*365*24)) * time.Hour)
+			u.SiteAdmin = r.Float64() < 0.03
+			if r.Float64() < 0.02 {
+				u.Service, u.SiteAdmin, u.Email = true, false, ""
+				u.First, u.Last = serviceNames[r.IntN(len(serviceNames))], "Service Account"
+			}
+			u.Deactivated = r.Float64() < 0.08
+		}
+		if i != admin && r.Float64() < 0.05 {
+			u.CreatedAt = now.Add(-time.Duration(r.Int64N(int64(20 * 24 * time.Hour))))
+		} else {
+			u.CreatedAt = now.Add(-20*24*time.Hour - time.Duration(r.Int64N(int64(threeYears-20*24*time.Hour))))
 		}
 		u.CreatedAt = u.CreatedAt.Truncate(time.Millisecond)
-		u.UpdatedAt = u.CreatedAt.Add(time.Duration(r.IntN(1000)) * time.Minute)
-		if u.UpdatedAt.After(now) {
-			u.UpdatedAt = now
-		}
+		u.UpdatedAt = u.CreatedAt.Add(time.Duration(r.Int64N(int64(now.Sub(u.CreatedAt)) + 1))).Truncate(time.Millisecond)
 		o.users = append(o.users, u)
 		o.byID[u.ID] = u
 	}
 	o.nextUser = id + 1
-	o.cred.AdminUserID = o.users[0].ID
-	// permissions: ~30% of non-admin users
-	o.nextPerm = 1
+	o.cred.AdminUserID = o.users[admin].ID
+
+	// Permissions: ~30% of the other users are job admins.
+	o.nextPerm = 7_000_000 + int64(hs%1_000_000)
 	for _, u := range o.users {
 		if u.SiteAdmin || u.Service || r.Float64() >= 0.30 {
 			continue
 		}
-		n := 1 + r.IntN(5)
-		for j := 0; j < n; j++ {
-			o.perms = append(o.perms, perm{ID: o.nextPerm, UserID: u.ID, JobID: int64(1 + r.IntN(spec.Jobs)), RoleID: int64(1 + r.IntN(4)), Future: r.Float64() < 0.2})
-			o.nextPerm++
+		kind := r.Float64()
+		if kind >= 0.15 { // job permissions, possibly also future ones
+			for range 1 + r.IntN(5) {
+				o.jobPerms = append(o.jobPerms, o.newPerm(u, o.jobs[r.IntN(len(o.jobs))], o.pickRole(), r.Float64() < 0.2, now))
+			}
+		}
+		if kind < 0.35 { // future permissions: alone for a sixth or so of job admins
+			for range 1 + r.IntN(2) {
+				p := o.newPerm(u, 0, o.pickRole(), false, now)
+				if r.Float64() < 0.5 {
+					p.DepartmentID = 50_000 + int64(r.IntN(20))
+				}
+				if r.Float64() < 0.3 {
+					p.OfficeID = 60_000 + int64(r.IntN(10))
+				}
+				o.futurePerms = append(o.futurePerms, p)
+			}
 		}
 	}
-	// activity: 25% of users dormant (no events in the window), others Poisson-ish
-	weights := make([]float64, len(o.users))
+	sortPerms(o.jobPerms)
+	sortPerms(o.futurePerms)
+
+	// Activity: weights per user; ~25% of active users have none.
+	o.events = make([]event, 0, spec.Events)
+	cum := make([]float64, len(o.users))
 	var total float64
 	for i, u := range o.users {
-		if u.Service || r.Float64() < 0.25 {
-			continue
+		var w float64
+		switch {
+		case u.Service:
+		case u.Deactivated:
+			if r.Float64() < 0.3 {
+				w = 0.2 * math.Exp(r.NormFloat64())
+			}
+		case i == admin || r.Float64() >= 0.25:
+			w = math.Exp(r.NormFloat64())
 		}
-		weights[i] = math.Exp(r.NormFloat64())
-		total += weights[i]
+		total += w
+		cum[i] = total
 	}
 	// History starts an hour inside retention, so that none of it ages out during a test run.
 	span := s.opts.Retention - time.Hour
 	start := now.Add(-span)
-	for i := 0; i < spec.Events; i++ {
-		at := start.Add(time.Duration(r.Int64N(int64(span)))).Truncate(time.Millisecond)
-		e := event{At: at, RequestID: randHexR(r, 8)}
-		if r.Float64() < 0.10 || total == 0 {
-			e.Key, e.Type, e.Target = "Harvest key "+fmt.Sprint(1+r.IntN(3)), "harvest_access", targets[r.IntN(2)]
-			e.Request = fmt.Sprintf("/v3/%ss", strings.ToLower(e.Target))
-		} else {
-			x := r.Float64() * total
-			k := 0
-			for ; k < len(weights)-1; k++ {
-				x -= weights[k]
-				if x <= 0 && weights[k] > 0 {
-					break
-				}
-			}
-			for weights[k] == 0 {
-				k = (k + 1) % len(weights)
-			}
-			u := o.users[k]
-			if u.CreatedAt.After(at) {
-				// A user acts only after being created: spread those events over their lifetime.
-				life := now.Sub(u.CreatedAt)
-				if life <= time.Second {
-					continue
-				}
-				e.At = u.CreatedAt.Add(time.Duration(r.Int64N(int64(life)))).Truncate(time.Millisecond)
-			}
-			e.Performer = u.ID
-			e.Type = evTypes[r.IntN(len(evTypes))]
-			if e.Type == "action" {
-				e.Target = actions[r.IntN(len(actions))]
-			} else {
-				e.Target = targets[r.IntN(len(targets))]
-				e.TargetID = int64(1 + r.IntN(1_000_000))
-			}
-			e.Request = strings.ToLower(e.Target) + "s#update"
+	for range spec.Events {
+		at := start.Add(time.Duration(r.Int64N(int64(span))))
+		if total == 0 || r.Float64() < 0.10 {
+			o.events = append(o.events, o.apiKeyEvent(at))
+			continue
 		}
-		o.events = append(o.events, e)
+		k := sort.SearchFloat64s(cum, r.Float64()*total)
+		k = min(k, len(o.users)-1)
+		for cum[k] == 0 || (k > 0 && cum[k] == cum[k-1]) { // zero-weight users never act
+			k = (k + 1) % len(o.users)
+		}
+		u := o.users[k]
+		if u.CreatedAt.After(at) {
+			// A user acts only after being created: spread those events over their lifetime.
+			at = u.CreatedAt.Add(time.Duration(r.Int64N(int64(max(now.Sub(u.CreatedAt), time.Millisecond)))))
+		}
+		o.events = append(o.events, o.userEvent(u.ID, at, -1))
 	}
-	sort.Slice(o.events, func(a, b int) bool { return o.events[a].At.Before(o.events[b].At) })
-	return o
+	slices.SortFunc(o.events, eventLess)
+	return o, nil
 }
 
-func randHexR(r *mrand.Rand, n int) string {
-	const digits = "0123456789abcdef"
-	b := make([]byte, n*2)
-	for i := range b {
-		b[i] = digits[r.IntN(16)]
-	}
-	return string(b)
+func emailPart(s string) string {
+	return strings.Map(func(c rune) rune {
+		switch {
+		case c >= 'a' && c <= 'z':
+			return c
+		case c >= 'A' && c <= 'Z':
+			return c + 'a' - 'A'
+		}
+		return -1
+	}, s)
 }
 
-// Credentials returns the organisation's credential and admin user.
+// pickRole returns the role of a permission: mostly job_admin roles, some Interviewer.
+func (o *Org) pickRole() int64 {
+	x := o.rng.Float64()
+	switch {
+	case x < 0.45:
+		return o.roles[0].ID
+	case x < 0.65:
+		return o.roles[1].ID
+	case x < 0.85:
+		return o.roles[4].ID
+	}
+	return o.roles[2].ID
+}
+
+func (o *Org) newPerm(u *user, job, roleID int64, automated bool, now time.Time) perm {
+	created := u.CreatedAt.Add(time.Duration(o.rng.Int64N(int64(now.Sub(u.CreatedAt)) + 1))).Truncate(time.Millisecond)
+	o.nextPerm += int64(1 + o.rng.IntN(4))
+	return perm{ID: o.nextPerm, UserID: u.ID, JobID: job, RoleID: roleID, Automated: automated, CreatedAt: created, UpdatedAt: created}
+}
+
+func sortPerms(ps []perm) {
+	slices.SortFunc(ps, func(a, b perm) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+}
+
+func (o *Org) nextEventSeq() uint32 {
+	s := o.nextSeq
+	o.nextSeq++
+	return s
+}
+
+// userEvent makes an event by a user; typ < 0 picks a realistic type.
+func (o *Org) userEvent(userID int64, at time.Time, typ int) event {
+	r := o.rng
+	if typ < 0 {
+		switch x := r.Float64(); {
+		case x < 0.50:
+			typ = typeUpdate
+		case x < 0.72:
+			typ = typeCreate
+		case x < 0.78:
+			typ = typeDestroy
+		default:
+			typ = typeAction
+		}
+	}
+	e := event{at: at.UnixMilli(), perf: userID, rid: r.Uint64(), seq: o.nextEventSeq(), typ: uint8(typ)}
+	if typ == typeAction {
+		e.tgt = uint8(r.IntN(len(actionNames)))
+	} else {
+		e.tgt = uint8(r.IntN(len(targetTypes)))
+		e.target = int64(10_000_000 + r.IntN(90_000_000))
+	}
+	return e
+}
+
+func (o *Org) apiKeyEvent(at time.Time) event {
+	r := o.rng
+	return event{at: at.UnixMilli(), perf: -int64(1 + r.IntN(len(apiKeyNames))), rid: r.Uint64(), seq: o.nextEventSeq(),
+		typ: typeHarvest, tgt: uint8(r.IntN(4))}
+}
+
+// typeIndex returns the index of an event type name, adding it when new.
+func (o *Org) typeIndex(name string) (uint8, error) {
+	if i := slices.Index(o.types, name); i >= 0 {
+		return uint8(i), nil
+	}
+	if len(o.types) >= 255 {
+		return 0, errors.New("too many event types")
+	}
+	o.types = append(o.types, name)
+	return uint8(len(o.types) - 1), nil
+}
+
+// Credentials returns the organisation's credential and admin user (an active, non-service
+// Site Admin).
 func (o *Org) Credentials() Credentials { return o.cred }
+
+// Name returns the organisation's name.
+func (o *Org) Name() string { return o.spec.Name }
 
 // SetFaults replaces the organisation's faults.
 func (o *Org) SetFaults(f Faults) {
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	f.MissingScopes = slices.Clone(f.MissingScopes)
 	o.faults = f
-	o.mu.Unlock()
 }
 
-// Faults returns the organisation's faults.
+// Faults returns the organisation's current faults (Fail5xx counts down).
 func (o *Org) Faults() Faults {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return o.faults
+	f := o.faults
+	f.MissingScopes = slices.Clone(f.MissingScopes)
+	return f
 }
 
 // Stats returns what the organisation was served.
@@ -389,79 +618,82 @@ func (o *Org) Stats() Stats {
 
 // TruthUser is what a correct collector knows of one user.
 type TruthUser struct {
-	ID                        int64
-	Name, Email               string
-	Status                    string
+	ID          int64
+	Name, Email string
+	// Status is active, deactivated or removed.
+	Status string
+	// LicenseType is site_admin, job_admin (any job or future-job permission) or basic.
 	LicenseType               string
 	SiteAdmin, ServiceAccount bool
 	CreatedAt, UpdatedAt      time.Time
-	LastActivityAt            *time.Time
+	// LastActivityAt is the newest event time (whole seconds) of the user as performer, ever;
+	// nil if none.
+	LastActivityAt *time.Time
 }
 
 // DailyActivity is one user's events on one UTC day.
 type DailyActivity struct {
 	UserID      int64
-	Day         time.Time
+	Day         time.Time // 00:00 UTC
 	Events      int
-	LastEventAt time.Time
+	LastEventAt time.Time // whole seconds
 }
 
-// Truth is what a correct collector must end with.
+// Truth is what a correct collector must end with, as of Now.
 type Truth struct {
-	Users      []TruthUser
-	Events     int
-	UserEvents int
-	Daily      []DailyActivity
+	Users      []TruthUser     // every user ever served, removed ones included, by id
+	Events     int             // audit events retrievable now (within retention)
+	UserEvents int             // of which performer.type == "user"
+	Daily      []DailyActivity // per user performer and UTC day, within retention; by user, day
 }
 
-// Truth computes the ground truth as of now.
+// Truth computes the ground truth as of Now.
 func (o *Org) Truth() Truth {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	now := o.srv.opts.Now().UTC()
-	cut := now.Add(-o.srv.opts.Retention)
-	last := map[int64]time.Time{}
-	type dk struct {
-		id  int64
-		day time.Time
-	}
+	now := o.srv.opts.Now().UnixMilli()
+	cut := now - o.srv.opts.Retention.Milliseconds()
+	last := map[int64]int64{}
+	type dk struct{ id, day int64 }
 	daily := map[dk]*DailyActivity{}
 	var t Truth
 	for _, e := range o.events {
-		if e.At.After(now) {
-			continue
+		if e.at > now {
+			break
 		}
-		if e.Performer != 0 {
-			if e.At.After(last[e.Performer]) {
-				last[e.Performer] = e.At
-			}
+		if e.perf > 0 && e.at > last[e.perf] {
+			last[e.perf] = e.at
 		}
-		if e.At.Before(cut) {
+		if e.at < cut {
 			continue
 		}
 		t.Events++
-		if e.Performer == 0 {
+		if e.perf <= 0 {
 			continue
 		}
 		t.UserEvents++
-		k := dk{e.Performer, e.At.UTC().Truncate(24 * time.Hour)}
+		k := dk{e.perf, e.at - mod(e.at, 86_400_000)}
 		d := daily[k]
 		if d == nil {
-			d = &DailyActivity{UserID: e.Performer, Day: k.day}
+			d = &DailyActivity{UserID: e.perf, Day: time.UnixMilli(k.day).UTC()}
 			daily[k] = d
 		}
 		d.Events++
-		if at := e.At.Truncate(time.Second); at.After(d.LastEventAt) {
+		if at := time.UnixMilli(e.at - mod(e.at, 1000)).UTC(); at.After(d.LastEventAt) {
 			d.LastEventAt = at
 		}
 	}
 	permUsers := map[int64]bool{}
-	for _, p := range o.perms {
+	for _, p := range o.jobPerms {
 		permUsers[p.UserID] = true
 	}
+	for _, p := range o.futurePerms {
+		permUsers[p.UserID] = true
+	}
+	t.Users = make([]TruthUser, 0, len(o.users))
 	for _, u := range o.users {
 		tu := TruthUser{ID: u.ID, Name: u.name(), Email: u.Email, SiteAdmin: u.SiteAdmin, ServiceAccount: u.Service,
-			CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Status: "active"}
+			CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt, Status: "active", LicenseType: "basic"}
 		switch {
 		case u.Removed:
 			tu.Status = "removed"
@@ -473,11 +705,9 @@ func (o *Org) Truth() Truth {
 			tu.LicenseType = "site_admin"
 		case permUsers[u.ID]:
 			tu.LicenseType = "job_admin"
-		default:
-			tu.LicenseType = "basic"
 		}
 		if at, ok := last[u.ID]; ok {
-			v := at.Truncate(time.Second)
+			v := time.UnixMilli(at - mod(at, 1000)).UTC()
 			tu.LastActivityAt = &v
 		}
 		t.Users = append(t.Users, tu)
@@ -485,43 +715,50 @@ func (o *Org) Truth() Truth {
 	for _, d := range daily {
 		t.Daily = append(t.Daily, *d)
 	}
-	sort.Slice(t.Daily, func(a, b int) bool {
-		if t.Daily[a].UserID != t.Daily[b].UserID {
-			return t.Daily[a].UserID < t.Daily[b].UserID
+	slices.SortFunc(t.Daily, func(a, b DailyActivity) int {
+		if a.UserID != b.UserID {
+			if a.UserID < b.UserID {
+				return -1
+			}
+			return 1
 		}
-		return t.Daily[a].Day.Before(t.Daily[b].Day)
+		return a.Day.Compare(b.Day)
 	})
 	return t
 }
 
-func (o *Org) touch(u *user) {
-	u.UpdatedAt = o.srv.opts.Now().UTC().Truncate(time.Millisecond)
-}
+// mod is the non-negative remainder.
+func mod(a, b int64) int64 { return ((a % b) + b) % b }
 
-// DeactivateUser deactivates a user.
+func (o *Org) now() time.Time { return o.srv.opts.Now().UTC().Truncate(time.Millisecond) }
+
+// DeactivateUser deactivates a user and bumps its updated_at. It returns an error for an
+// unknown or removed user.
 func (o *Org) DeactivateUser(id int64) error {
-	return o.mutate(id, func(u *user) { u.Deactivated = true })
+	return o.mutate("deactivate", id, func(u *user) { u.Deactivated = true })
 }
 
-// ActivateUser reactivates a user.
+// ActivateUser reactivates a user and bumps its updated_at. It returns an error for an unknown
+// or removed user.
 func (o *Org) ActivateUser(id int64) error {
-	return o.mutate(id, func(u *user) { u.Deactivated = false })
+	return o.mutate("activate", id, func(u *user) { u.Deactivated = false })
 }
 
-// RemoveUser hard-deletes a user: gone from listings, removed in the truth.
+// RemoveUser hard-deletes a user: gone from every listing (its permissions too); the truth
+// says removed. It returns an error for an unknown or already removed user.
 func (o *Org) RemoveUser(id int64) error {
-	return o.mutate(id, func(u *user) { u.Removed = true })
+	return o.mutate("remove", id, func(u *user) { u.Removed = true })
 }
 
-func (o *Org) mutate(id int64, fn func(*user)) error {
+func (o *Org) mutate(op string, id int64, fn func(*user)) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	u, ok := o.byID[id]
 	if !ok || u.Removed {
-		return fmt.Errorf("simulator: no user %d", id)
+		return fmt.Errorf("%s user %d: no such user", op, id)
 	}
 	fn(u)
-	o.touch(u)
+	u.UpdatedAt = o.now()
 	return nil
 }
 
@@ -529,54 +766,64 @@ func (o *Org) mutate(id int64, fn func(*user)) error {
 type NewUser struct {
 	Name, Email               string
 	SiteAdmin, ServiceAccount bool
-	CreatedAt                 time.Time
+	CreatedAt                 time.Time // zero: Now
 }
 
-// AddUser adds a user with an id above every existing one and returns it.
+// AddUser adds an active user with an id above every existing one and returns the id. A
+// service account's primary e-mail is always "".
 func (o *Org) AddUser(nu NewUser) int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	first, last, _ := strings.Cut(nu.Name, " ")
-	u := &user{ID: o.nextUser, First: first, Last: last, Email: nu.Email, SiteAdmin: nu.SiteAdmin, Service: nu.ServiceAccount, CreatedAt: nu.CreatedAt.UTC()}
-	if u.CreatedAt.IsZero() {
-		u.CreatedAt = o.srv.opts.Now().UTC().Truncate(time.Millisecond)
+	first, last, _ := strings.Cut(strings.TrimSpace(nu.Name), " ")
+	now := o.now()
+	u := &user{ID: o.nextUser, First: first, Last: last, Email: nu.Email, SiteAdmin: nu.SiteAdmin, Service: nu.ServiceAccount,
+		CreatedAt: nu.CreatedAt.UTC().Truncate(time.Millisecond), UpdatedAt: now}
+	if nu.CreatedAt.IsZero() {
+		u.CreatedAt = now
 	}
 	if u.Service {
 		u.Email = ""
 	}
-	o.touch(u)
-	o.nextUser++
+	o.nextUser += int64(1 + o.rng.IntN(3))
 	o.users = append(o.users, u)
 	o.byID[u.ID] = u
 	return u.ID
 }
 
-// GrantJobPermission gives a user a job permission with a job_admin role.
+// GrantJobPermission gives a user a permission on a job with the Standard (job_admin) role and
+// bumps the user's updated_at. It returns an error for an unknown or removed user.
 func (o *Org) GrantJobPermission(userID, jobID int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	u, ok := o.byID[userID]
-	if !ok {
-		return fmt.Errorf("simulator: no user %d", userID)
+	if !ok || u.Removed {
+		return fmt.Errorf("grant job %d to user %d: no such user", jobID, userID)
 	}
-	o.perms = append(o.perms, perm{ID: o.nextPerm, UserID: userID, JobID: jobID, RoleID: 1})
+	now := o.now()
 	o.nextPerm++
-	o.touch(u)
+	o.jobPerms = append(o.jobPerms, perm{ID: o.nextPerm, UserID: userID, JobID: jobID, RoleID: o.roles[0].ID, CreatedAt: now, UpdatedAt: now})
+	u.UpdatedAt = now
 	return nil
 }
 
-// AddUserEvent records an event performed by a user.
+// AddUserEvent records an event of the given type (e.g. "data_change_update", "action")
+// performed by a user at a time. It returns an error for an unknown user.
 func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.byID[userID]; !ok {
-		return fmt.Errorf("simulator: no user %d", userID)
+		return fmt.Errorf("add event of user %d: no such user", userID)
 	}
-	o.insertEvent(event{At: at.UTC().Truncate(time.Millisecond), Performer: userID, Type: eventType, Target: "Report Viewed", Request: "reports#show", RequestID: randHex(8)})
+	typ, err := o.typeIndex(eventType)
+	if err != nil {
+		return fmt.Errorf("add event of user %d: %w", userID, err)
+	}
+	o.insertEvents([]event{o.userEvent(userID, at, int(typ))})
 	return nil
 }
 
-// AddEvents adds n random events by active users between from and to.
+// AddEvents adds n random events in [from, to): activity by existing active users, and about
+// one in ten harvest_access events by API keys.
 func (o *Org) AddEvents(n int, from, to time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -587,16 +834,29 @@ func (o *Org) AddEvents(n int, from, to time.Time) {
 		}
 	}
 	span := to.Sub(from)
-	for i := 0; i < n && len(active) > 0 && span > 0; i++ {
-		at := from.Add(time.Duration(o.rng.Int64N(int64(span)))).UTC().Truncate(time.Millisecond)
-		o.insertEvent(event{At: at, Performer: active[o.rng.IntN(len(active))], Type: evTypes[o.rng.IntN(len(evTypes))],
-			Target: targets[o.rng.IntN(len(targets))], TargetID: int64(1 + o.rng.IntN(1000)), Request: "jobs#update", RequestID: randHexR(o.rng, 8)})
+	if n <= 0 || span <= 0 {
+		return
 	}
+	evs := make([]event, 0, n)
+	for range n {
+		at := from.Add(time.Duration(o.rng.Int64N(int64(span))))
+		if len(active) == 0 || o.rng.Float64() < 0.10 {
+			evs = append(evs, o.apiKeyEvent(at))
+			continue
+		}
+		evs = append(evs, o.userEvent(active[o.rng.IntN(len(active))], at, -1))
+	}
+	o.insertEvents(evs)
 }
 
-func (o *Org) insertEvent(e event) {
-	i := sort.Search(len(o.events), func(i int) bool { return o.events[i].At.After(e.At) })
-	o.events = append(o.events, event{})
-	copy(o.events[i+1:], o.events[i:])
-	o.events[i] = e
+// insertEvents merges events into the sorted slice.
+func (o *Org) insertEvents(evs []event) {
+	if len(evs) == 1 {
+		e := evs[0]
+		i, _ := slices.BinarySearchFunc(o.events, e, eventLess)
+		o.events = slices.Insert(o.events, i, e)
+		return
+	}
+	o.events = append(o.events, evs...)
+	slices.SortFunc(o.events, eventLess)
 }

@@ -1,0 +1,341 @@
+package simulator
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// pit is a point in time: a snapshot of one query, as the events created before it.
+type pit struct {
+	from, to int64 // [from, to) in Unix ms
+	filter   evFilter
+	maxSeq   uint32 // events with a lower seq belong to the snapshot
+	hits     int
+	expires  time.Time
+	conts    int // continuation pages served
+}
+
+// evFilter is the performer_types and event_types filter of a query.
+type evFilter struct {
+	users, keys bool       // performer types; both true when unfiltered
+	types       *[256]bool // nil: every type
+}
+
+func (f evFilter) match(e event) bool {
+	if e.perf > 0 && !f.users || e.perf <= 0 && !f.keys {
+		return false
+	}
+	return f.types == nil || f.types[e.typ]
+}
+
+func (f evFilter) all() bool { return f.users && f.keys && f.types == nil }
+
+// saKey is a Search-After position: events strictly older than (at, seq) follow it.
+type saKey struct {
+	at  int64
+	seq uint32
+}
+
+func parseSearchAfter(v string) (saKey, error) {
+	parts := strings.Split(v, ",")
+	if len(parts) != 2 {
+		return saKey{}, fmt.Errorf("Search-After must be two comma-separated values")
+	}
+	at, err1 := strconv.ParseInt(strings.TrimSpace(parts[0]), 10, 64)
+	seq, err2 := strconv.ParseUint(strings.TrimSpace(parts[1]), 10, 32)
+	if err1 != nil || err2 != nil {
+		return saKey{}, fmt.Errorf("Search-After %q is invalid", v)
+	}
+	return saKey{at, uint32(seq)}, nil
+}
+
+// auditTime parses after_time and before_time: YYYY-MM-DDTHH:MM:SSZ only.
+func auditTime(v string) (int64, error) {
+	t, err := time.Parse("2006-01-02T15:04:05Z", v)
+	if err != nil || len(v) != len("2006-01-02T15:04:05Z") {
+		return 0, fmt.Errorf("invalid time %q: use YYYY-MM-DDTHH:MM:SSZ", v)
+	}
+	return t.UnixMilli(), nil
+}
+
+// scan returns up to size events of [from, to) newest first, older than after when given,
+// created before maxSeq and matching fl; with count it also counts every such event of the
+// window (ignoring after). The caller holds o.mu.
+func (o *Org) scan(from, to int64, fl evFilter, maxSeq uint32, after *saKey, size int, count bool) (res []event, hits int) {
+	evs := o.events
+	lo := sort.Search(len(evs), func(i int) bool { return evs[i].at >= from })
+	hi := sort.Search(len(evs), func(i int) bool { return evs[i].at >= to })
+	if hi < lo {
+		hi = lo
+	}
+	if count {
+		if fl.all() && maxSeq >= o.nextSeq {
+			hits = hi - lo
+		} else {
+			for _, e := range evs[lo:hi] {
+				if e.seq < maxSeq && fl.match(e) {
+					hits++
+				}
+			}
+		}
+	}
+	start := hi
+	if after != nil {
+		k := sort.Search(len(evs), func(i int) bool {
+			return evs[i].at > after.at || evs[i].at == after.at && evs[i].seq >= after.seq
+		})
+		start = min(start, k)
+	}
+	for i := start - 1; i >= lo && len(res) < size; i-- {
+		if e := evs[i]; e.seq < maxSeq && fl.match(e) {
+			res = append(res, e)
+		}
+	}
+	return res, hits
+}
+
+type eventJSON struct {
+	Request struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+	} `json:"request"`
+	Performer      performerJSON `json:"performer"`
+	OrganizationID int64         `json:"organization_id"`
+	Event          eventBodyJSON `json:"event"`
+	EventTime      string        `json:"event_time"`
+}
+
+type performerJSON struct {
+	Meta      any    `json:"meta"`
+	ID        any    `json:"id"`
+	IPAddress string `json:"ip_address"`
+	Type      string `json:"type"`
+}
+
+type eventBodyJSON struct {
+	Meta       any    `json:"meta"`
+	TargetType string `json:"target_type"`
+	TargetID   *int64 `json:"target_id"`
+	Type       string `json:"type"`
+}
+
+// render turns an event into its wire shape; the caller holds o.mu. The same event always
+// renders to the same JSON, so a client's content-derived event id is stable.
+func (o *Org) render(e event) eventJSON {
+	var j eventJSON
+	j.Request.ID = fmt.Sprintf("%016x", e.rid)
+	j.OrganizationID = o.orgID
+	j.EventTime = time.UnixMilli(e.at).UTC().Format(tsLayout)
+	j.Event.Type = o.types[e.typ]
+	if e.perf <= 0 {
+		k := int(-e.perf-1) % len(apiKeyNames)
+		tt := targetTypes[int(e.tgt)%len(targetTypes)]
+		path := "/v3/" + strings.ToLower(tt) + "s"
+		j.Performer = performerJSON{Meta: map[string]string{"api_key_type": "harvest"}, ID: apiKeyNames[k],
+			IPAddress: fmt.Sprintf("203.0.113.%d", 10+k), Type: "api_key"}
+		j.Event.TargetType = tt
+		j.Event.Meta = map[string]string{"endpoint": path}
+		j.Request.Type = "GET " + path
+		return j
+	}
+	name, email := "", ""
+	if u := o.byID[e.perf]; u != nil {
+		name, email = u.name(), u.Email
+	}
+	j.Performer = performerJSON{Meta: map[string]string{"name": name, "username": email}, ID: e.perf,
+		IPAddress: fmt.Sprintf("10.%d.%d.%d", e.perf>>16&255, e.perf>>8&255, e.perf&255), Type: "user"}
+	if e.typ == typeAction {
+		an := actionNames[int(e.tgt)%len(actionNames)]
+		j.Event.TargetType = an
+		j.Event.Meta = map[string]string{"action": an}
+		j.Request.Type = strings.ToLower(strings.ReplaceAll(an, " ", "_")) + "#create"
+		return j
+	}
+	tt := targetTypes[int(e.tgt)%len(targetTypes)]
+	j.Event.TargetType = tt
+	tid := e.target
+	j.Event.TargetID = &tid
+	verb := "update"
+	switch e.typ {
+	case typeUpdate:
+		f := changeFields[e.rid%uint64(len(changeFields))]
+		j.Event.Meta = map[string][]string{f: {"v" + strconv.FormatUint(e.rid>>8%97, 10), "v" + strconv.FormatUint(e.rid>>16%97, 10)}}
+	case typeCreate:
+		verb = "create"
+		j.Event.Meta = map[string]string{"source": "web"}
+	case typeDestroy:
+		verb = "destroy"
+	}
+	j.Request.Type = strings.ToLower(tt) + "s#" + verb
+	return j
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pitID := r.Header.Get("Pit-Id")
+	paged := q.Get("paging") == "true" || pitID != ""
+	a, ok := s.front(w, r, "audit", scopeAudit, paged)
+	if !ok {
+		return
+	}
+	if a.f.AuditLogDisabled {
+		writeJSON(w, http.StatusForbidden, msg("The Audit Log add-on is not enabled for this organization."))
+		return
+	}
+	size := 100
+	sz := q.Get("size")
+	if sz == "" {
+		sz = r.Header.Get("Size")
+	}
+	if sz != "" {
+		n, err := strconv.Atoi(sz)
+		if err != nil || n < 100 || n > 500 {
+			writeJSON(w, http.StatusUnprocessableEntity, msg("size must be an integer between 100 and 500"))
+			return
+		}
+		size = n
+	}
+	nowMs := a.now.UnixMilli()
+	from, to := nowMs-s.opts.Retention.Milliseconds(), nowMs+1
+	for _, p := range []struct {
+		name  string
+		bound *int64
+		after bool
+	}{{"after_time", &from, true}, {"before_time", &to, false}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		t, err := auditTime(v)
+		if err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, msg(p.name+": "+err.Error()))
+			return
+		}
+		if p.after && t > *p.bound || !p.after && t < *p.bound {
+			*p.bound = t
+		}
+	}
+	var after *saKey
+	if v := r.Header.Get("Search-After"); v != "" {
+		k, err := parseSearchAfter(v)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, msg(err.Error()))
+			return
+		}
+		after = &k
+	}
+	o := a.org
+	o.mu.Lock()
+	fl := o.filter(q)
+	var (
+		res  []event
+		hits int
+		p    *pit
+	)
+	switch {
+	case pitID != "":
+		p = o.pits[pitID]
+		if p != nil && (a.now.After(p.expires) || a.f.ExpirePIT && p.conts >= 1) {
+			delete(o.pits, pitID)
+			p = nil
+		}
+		if p == nil || after == nil {
+			o.mu.Unlock()
+			if p == nil {
+				writeJSON(w, http.StatusBadRequest, msg("Pit_Id "+pitID+" has expired"))
+			} else {
+				writeJSON(w, http.StatusBadRequest, msg("Search-After is required with Pit-Id"))
+			}
+			return
+		}
+		p.conts++
+		p.expires = a.now.Add(s.opts.PITLifetime) // each use keeps the point in time alive
+		res, _ = o.scan(p.from, p.to, p.filter, p.maxSeq, after, size, false)
+		hits = p.hits
+	case paged:
+		for id, old := range o.pits {
+			if a.now.After(old.expires) {
+				delete(o.pits, id)
+			}
+		}
+		pitID = randHex(16)
+		p = &pit{from: from, to: to, filter: fl, maxSeq: o.nextSeq, expires: a.now.Add(s.opts.PITLifetime)}
+		res, p.hits = o.scan(from, to, fl, p.maxSeq, after, size, true)
+		hits = p.hits
+		o.pits[pitID] = p
+	default:
+		res, hits = o.scan(from, to, fl, o.nextSeq, nil, size, true)
+	}
+	out := make([]eventJSON, len(res))
+	for i, e := range res {
+		out[i] = o.render(e)
+	}
+	o.mu.Unlock()
+
+	var body any = map[string]any{"hits": hits, "results": out}
+	if paged {
+		var next any // null on the last, empty page
+		if len(res) > 0 {
+			last := res[len(res)-1]
+			next = fmt.Sprintf("%d,%d", last.at, last.seq)
+			if a.f.SearchAfterQuirk {
+				if a.seq%2 == 0 {
+					next = fmt.Sprintf("%d,%d,%016x", last.at, last.seq, last.rid)
+				} else {
+					next = []any{last.at, last.seq}
+				}
+			}
+		}
+		var sa any
+		if v := r.Header.Get("Search-After"); v != "" {
+			sa = v
+		}
+		body = map[string]any{"paging": map[string]any{"pit_id": pitID, "search_after": sa, "size": size, "next_search_after": next},
+			"hits": hits, "results": out}
+	}
+	if a.f.Malformed != "" && breakBody(w, a, body, wrongEvents(a.seq)) {
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// filter reads performer_types and event_types; the caller holds o.mu.
+func (o *Org) filter(q url.Values) evFilter {
+	fl := evFilter{users: true, keys: true}
+	if v := q.Get("performer_types"); v != "" {
+		fl.users, fl.keys = false, false
+		for _, t := range strings.Split(v, ",") {
+			switch strings.TrimSpace(t) {
+			case "user":
+				fl.users = true
+			case "api_key":
+				fl.keys = true
+			}
+		}
+	}
+	if v := q.Get("event_types"); v != "" {
+		fl.types = new([256]bool)
+		for _, t := range strings.Split(v, ",") {
+			for i, name := range o.types {
+				if name == strings.TrimSpace(t) {
+					fl.types[i] = true
+				}
+			}
+		}
+	}
+	return fl
+}
+
+// wrongEvents is an /events answer with the wrong types, two shapes alternately.
+func wrongEvents(seq int) any {
+	if seq%2 == 0 {
+		return map[string]any{"hits": "many", "results": map[string]any{"id": map[string]int{"value": 1}}}
+	}
+	return map[string]any{"hits": 1, "results": []any{map[string]any{"event_time": 1700000000, "event": "data_change_update",
+		"performer": map[string]any{"id": map[string]int{"value": 1}, "type": 7}}}}
+}
