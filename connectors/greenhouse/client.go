@@ -251,13 +251,21 @@ func parseReset(v string, now time.Time) (time.Time, error) {
 	if err != nil || n < 0 {
 		return time.Time{}, fmt.Errorf("invalid X-RateLimit-Reset %q", v)
 	}
+	var t time.Time
 	switch {
 	case n > 1e12:
-		return time.UnixMilli(n), nil
+		t = time.UnixMilli(n)
 	case n > 1e9:
-		return time.Unix(n, 0), nil
+		t = time.Unix(n, 0)
+	default:
+		t = now.Add(time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second)
 	}
-	return now.Add(time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second), nil
+	// A reset far ahead (a hostile answer, a skewed clock) must not stall the pacer for
+	// hours: it holds requests at most maxRetryAfter, like Retry-After.
+	if limit := now.Add(maxRetryAfter); t.After(limit) {
+		t = limit
+	}
+	return t, nil
 }
 
 // parseRetryAfter reads Retry-After (seconds or an HTTP date), clamped to [0, maxRetryAfter].
@@ -582,6 +590,8 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 		req.Header.Set("Size", strconv.Itoa(size))
 		if pitID != "" {
 			req.Header.Set("Pit-Id", pitID)
+		}
+		if searchAfter != "" {
 			req.Header.Set("Search-After", searchAfter)
 		}
 		return req, nil
@@ -676,39 +686,57 @@ func dedup(in []AuditEvent, seen map[string]struct{}) []AuditEvent {
 	return out
 }
 
-// auditPIT reads a window with point-in-time pagination, restarting it when the point in
-// time expires (bounded restarts).
+// auditPIT reads a window with point-in-time pagination. When the point in time expires it
+// opens a new one resuming at the last position (paging=true with Search-After and no
+// Pit-Id); should the API ignore that position and start over, the events already delivered
+// are dropped by id. It gives up after three restarts in a row that deliver nothing new.
 func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[string]struct{}, fn func(AuditBatch) error) error {
-	const restarts = 5
-	for r := 0; ; r++ {
-		err := c.auditPITOnce(ctx, from, to, seen, fn)
-		var ae *APIError
-		if err != nil && errors.As(err, &ae) && ae.Status == 400 && strings.Contains(strings.ToLower(ae.Message), "pit") && r < restarts {
-			continue
+	resume := ""
+	for stalls := 0; ; {
+		last, progressed, err := c.auditPITOnce(ctx, from, to, resume, seen, fn)
+		if err == nil || !expiredPIT(err) {
+			return err
 		}
-		return err
+		if last != "" {
+			resume = last
+		}
+		if progressed {
+			stalls = 0
+		} else if stalls++; stalls >= 3 {
+			return err
+		}
 	}
 }
 
-func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, seen map[string]struct{}, fn func(AuditBatch) error) error {
-	p, err := c.auditQuery(ctx, from, to, auditPageSize, "", "", true)
+// expiredPIT reports whether err is the Audit Log's answer to an expired point in time.
+func expiredPIT(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == 400 && strings.Contains(strings.ToLower(ae.Message), "pit")
+}
+
+// auditPITOnce pages through one point in time, starting at resume ("" = the start). It
+// returns the last position reached and whether it delivered new events.
+func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume string, seen map[string]struct{}, fn func(AuditBatch) error) (last string, progressed bool, err error) {
+	p, err := c.auditQuery(ctx, from, to, auditPageSize, "", resume, true)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	for pages := 0; ; pages++ {
 		if pages > maxPages {
-			return &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Message: "too many pages"}
+			return last, progressed, &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Message: "too many pages"}
 		}
 		if evs := dedup(p.Results, seen); len(evs) > 0 {
+			progressed = true
 			if err := fn(AuditBatch{Events: evs}); err != nil {
-				return err
+				return last, progressed, err
 			}
 		}
 		if p.Paging == nil || p.Paging.Next == "" || len(p.Results) == 0 {
-			return nil
+			return last, progressed, nil
 		}
+		last = p.Paging.Next
 		if p, err = c.auditQuery(ctx, from, to, auditPageSize, p.Paging.PitID, p.Paging.Next, true); err != nil {
-			return err
+			return last, progressed, err
 		}
 	}
 }

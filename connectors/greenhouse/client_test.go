@@ -371,8 +371,8 @@ func TestAuditDenseSecondUsesPITAndRecoversFromExpiry(t *testing.T) {
 	_ = truth
 	inRange = len(ids)
 	assert.GreaterOrEqual(t, inRange, 1300)
-	assert.Positive(t, f.org.Stats().AuditPaged, "the dense second was paginated")
-	assert.False(t, f.org.Faults().ExpirePIT, "the expired point in time was met and restarted")
+	// Three pages and the empty last one take 4 paginated requests; the expiries cost more.
+	assert.Greater(t, f.org.Stats().AuditPaged, int64(4), "the dense second was paginated through expired points in time")
 }
 
 func TestCheckReportsEveryCheck(t *testing.T) {
