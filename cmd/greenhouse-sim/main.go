@@ -1,7 +1,7 @@
 // Command greenhouse-sim serves the Greenhouse simulator (Harvest v3 token, users, roles and
-// permissions, and the Audit Log) for demos and benchmarks, with seeded organisations. It
-// prints each organisation's credential as a JSON line on stdout (a simulator has no secrets
-// worth keeping) and stops on SIGINT or SIGTERM.
+// permissions, and the Audit Log, all on one address) for demos and benchmarks, with seeded
+// organisations. It prints each organisation's credential as a JSON line on stdout (client
+// secret included: it is a simulator) and stops gracefully on SIGINT or SIGTERM.
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -26,44 +27,93 @@ func main() {
 	}
 }
 
+type config struct {
+	addr                string
+	orgs, users, events int
+	seed                int64
+	fast                bool
+}
+
+func (c config) validate() error {
+	var errs []error
+	if c.addr == "" {
+		errs = append(errs, errors.New("-addr is empty"))
+	}
+	if c.orgs < 1 {
+		errs = append(errs, fmt.Errorf("-orgs %d: must be at least 1", c.orgs))
+	}
+	if c.users < 1 || c.users > 50000 {
+		errs = append(errs, fmt.Errorf("-users %d: must be within 1..50000", c.users))
+	}
+	if c.events < 0 {
+		errs = append(errs, fmt.Errorf("-events %d: must not be negative", c.events))
+	}
+	return errors.Join(errs...)
+}
+
+// options are Greenhouse's limits, or with fast every window scaled down ten times.
+func (c config) options() simulator.Options {
+	if !c.fast {
+		return simulator.Options{}
+	}
+	return simulator.Options{HarvestWindow: 3 * time.Second, AuditWindow: time.Second,
+		AuditPagedWindow: 3 * time.Second, TokenWindow: 6 * time.Second}
+}
+
 func run() error {
-	addr := flag.String("addr", "127.0.0.1:8089", "listen address")
-	orgs := flag.Int("orgs", 3, "organisations to generate")
-	users := flag.Int("users", 200, "users per organisation")
-	events := flag.Int("events", 0, "audit events per organisation over the last 30 days (0: 40 per user)")
-	seed := flag.Int64("seed", 1, "seed of the first organisation")
-	fast := flag.Bool("fast", false, "scale every rate-limit window down 10 times")
+	var c config
+	flag.StringVar(&c.addr, "addr", "127.0.0.1:8089", "listen address")
+	flag.IntVar(&c.orgs, "orgs", 3, "organisations to generate")
+	flag.IntVar(&c.users, "users", 200, "users per organisation (1..50000)")
+	flag.IntVar(&c.events, "events", 0, "audit events per organisation over the last 30 days (0: 40 per user)")
+	flag.Int64Var(&c.seed, "seed", 1, "seed of the first organisation (the next ones add 1)")
+	flag.BoolVar(&c.fast, "fast", false, "scale every rate-limit window down 10 times (demos)")
 	flag.Parse()
-	if *orgs < 1 || *users < 1 || *users > 50000 || *events < 0 {
-		return errors.New("orgs must be ≥ 1, users 1..50000, events ≥ 0")
-	}
-	opts := simulator.Options{}
-	if *fast {
-		opts = simulator.Options{HarvestWindow: 3 * time.Second, AuditWindow: time.Second, AuditPagedWindow: 3 * time.Second, TokenWindow: 6 * time.Second}
-	}
-	sim := simulator.New(opts)
-	enc := json.NewEncoder(os.Stdout)
-	for i := 0; i < *orgs; i++ {
-		org, err := sim.AddOrg(simulator.OrgSpec{Name: fmt.Sprintf("org%d", i+1), Seed: *seed + int64(i), Users: *users, Events: *events})
-		if err != nil {
-			return err
-		}
-		c := org.Credentials()
-		base := "http://" + *addr
-		_ = enc.Encode(map[string]any{"org": fmt.Sprintf("org%d", i+1), "client_id": c.ClientID, "client_secret": c.ClientSecret,
-			"admin_user_id": c.AdminUserID, "endpoints": map[string]string{"auth": base, "harvest": base, "audit_log": base}})
+	if err := c.validate(); err != nil {
+		return fmt.Errorf("invalid flags: %w", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := &http.Server{Addr: *addr, Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+
+	sim := simulator.New(c.options())
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(os.Stderr, "greenhouse-sim: %s orgs=%d users=%d events=%d seed=%d fast=%t\n",
+		base, c.orgs, c.users, c.events, c.seed, c.fast)
+	start := time.Now()
+	enc := json.NewEncoder(os.Stdout)
+	for i := range c.orgs {
+		name := fmt.Sprintf("org%d", i+1)
+		org, err := sim.AddOrg(simulator.OrgSpec{Name: name, Seed: c.seed + int64(i), Users: c.users, Events: c.events})
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("generate %s: %w", name, err)
+		}
+		cred := org.Credentials()
+		if err := enc.Encode(map[string]any{"org": name, "client_id": cred.ClientID, "client_secret": cred.ClientSecret,
+			"admin_user_id": cred.AdminUserID, "endpoints": map[string]string{"auth": base, "harvest": base, "audit_log": base}}); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("print credentials: %w", err)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "greenhouse-sim: %d orgs generated in %v, serving\n", c.orgs, time.Since(start).Round(time.Millisecond))
+
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return err
+		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	fmt.Fprintln(os.Stderr, "greenhouse-sim: stopped")
+	return nil
 }
