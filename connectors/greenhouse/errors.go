@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Code is a stable error code; the connect flow shows it as a check code.
@@ -141,9 +142,14 @@ func errorMessage(body []byte) string {
 	} else if s != "" {
 		parts = []string{s}
 	}
-	out := strings.Join(parts, "; ")
+	// Valid UTF-8, cut on a rune boundary: the message reaches JSON answers and logs.
+	out := strings.ToValidUTF8(strings.Join(parts, "; "), "\uFFFD")
 	if len(out) > 300 {
-		out = out[:300] + "…"
+		cut := 300
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + "…"
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -242,6 +243,9 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 	if err := dec.Decode(&r); err != nil {
 		return auditPage{}, fmt.Errorf("decode audit page: %w", err)
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return auditPage{}, errors.New("decode audit page: data after the JSON object")
+	}
 	if r.Results == nil && r.Hits == "" {
 		return auditPage{}, errors.New("audit page has neither hits nor results")
 	}
@@ -272,31 +276,46 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 	return p, nil
 }
 
-// normalizeSearchAfter turns next_search_after (a string of 2 or 3 comma-separated parts, or a
-// JSON list) into the two-part header value; null is "".
+// normalizeSearchAfter turns next_search_after (a string of 2 or 3 comma-separated parts, a
+// number, or a JSON list of strings and numbers) into the two-part header value; null is "".
+// Anything else, or a value that could not travel in a header, is an error.
 func normalizeSearchAfter(raw json.RawMessage) (string, error) {
 	s := strings.TrimSpace(string(raw))
 	if s == "" || s == "null" {
 		return "", nil
 	}
-	var parts []string
-	switch s[0] {
-	case '"':
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			return "", fmt.Errorf("invalid next_search_after: %w", err)
+	invalid := fmt.Errorf("invalid next_search_after %s", snippet(raw))
+	// scalar returns the text of a JSON string or number.
+	scalar := func(v []byte) (string, bool) {
+		var str string
+		if json.Unmarshal(v, &str) == nil {
+			return str, true
 		}
-		parts = strings.Split(v, ",")
-	case '[':
+		var n json.Number
+		if json.Unmarshal(v, &n) == nil && len(v) > 0 && v[0] != '"' {
+			return n.String(), true
+		}
+		return "", false
+	}
+	var parts []string
+	if s[0] == '[' {
 		var vs []json.RawMessage
 		if err := json.Unmarshal(raw, &vs); err != nil {
 			return "", fmt.Errorf("invalid next_search_after: %w", err)
 		}
 		for _, v := range vs {
-			parts = append(parts, strings.Trim(string(v), `"`))
+			str, ok := scalar(bytes.TrimSpace(v))
+			if !ok {
+				return "", invalid
+			}
+			parts = append(parts, strings.Split(str, ",")...)
 		}
-	default:
-		parts = []string{s}
+	} else {
+		str, ok := scalar([]byte(s))
+		if !ok {
+			return "", invalid
+		}
+		parts = strings.Split(str, ",")
 	}
 	for i := range parts {
 		parts[i] = strings.TrimSpace(parts[i])
@@ -305,8 +324,8 @@ func normalizeSearchAfter(raw json.RawMessage) (string, error) {
 		parts = parts[:2]
 	}
 	out := strings.Join(parts, ",")
-	if out == "" || len(out) > 512 || strings.ContainsAny(out, "\r\n") {
-		return "", fmt.Errorf("invalid next_search_after %s", snippet(raw))
+	if out == "" || len(out) > 512 || strings.ContainsFunc(out, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", invalid
 	}
 	return out, nil
 }
