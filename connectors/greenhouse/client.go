@@ -179,6 +179,12 @@ type pacer struct {
 	window time.Duration
 	start  time.Time
 	used   int
+	// slack is added to X-RateLimit-Reset, whose precision is a second. It starts at zero,
+	// trusting the header not to name a time before the window really ends; a 429 met anyway
+	// means the server rounds its reset down, and from then on the pacer waits one second
+	// more. Either way a client meets at most one 429 per class from its own pacing, and an
+	// exhausted window does not always cost a second (10% of the Audit Log's 10 s window).
+	slack time.Duration
 }
 
 // wait blocks until a request may be sent, or ctx ends.
@@ -224,12 +230,8 @@ func (p *pacer) observe(h http.Header, now time.Time) {
 	if err1 != nil || err2 != nil || rem < 0 {
 		return
 	}
-	// X-RateLimit-Reset has one-second precision: the window really resets somewhere in the
-	// second it names, so waiting for its end costs at most a second per exhausted window
-	// (3% of Greenhouse's 30 s window) and never meets a 429.
-	reset = reset.Add(time.Second)
 	p.mu.Lock()
-	p.remaining, p.reset, p.known = rem, reset, true
+	p.remaining, p.reset, p.known = rem, reset.Add(p.slack), true
 	p.mu.Unlock()
 }
 
@@ -240,6 +242,7 @@ func (p *pacer) block(until time.Time) {
 		p.start, p.used = until.Add(-p.window), p.limit
 	} else {
 		p.remaining, p.reset, p.known = 0, until, true
+		p.slack = time.Second
 	}
 	p.mu.Unlock()
 }

@@ -326,3 +326,20 @@ func FuzzErrorBody(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWriteString checks the fast path of the canonical JSON against json.Marshal: an event id
+// is a hash of those bytes, so they must never change.
+func FuzzWriteString(f *testing.F) {
+	f.Add("data_change_update")
+	f.Fuzz(func(t *testing.T, s string) {
+		var b bytes.Buffer
+		writeString(&b, s)
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Fatalf("writeString(%q) = %s, json.Marshal %s", s, b.Bytes(), want)
+		}
+	})
+}

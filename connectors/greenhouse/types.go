@@ -231,8 +231,8 @@ type auditPaging struct {
 // decodeAuditPage decodes an /events answer, flattening each event and giving it its id.
 func decodeAuditPage(b []byte) (auditPage, error) {
 	var r struct {
-		Hits    json.Number       `json:"hits"`
-		Results []json.RawMessage `json:"results"`
+		Hits    json.Number `json:"hits"`
+		Results []any       `json:"results"` // decoded once, numbers kept as written
 		Paging  *struct {
 			PitID string          `json:"pit_id"`
 			Next  json.RawMessage `json:"next_search_after"`
@@ -259,8 +259,9 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 	} else {
 		p.Hits = len(r.Results)
 	}
+	var canon bytes.Buffer
 	for i, raw := range r.Results {
-		e, err := decodeEvent(raw)
+		e, err := decodeEvent(raw, &canon)
 		if err != nil {
 			return p, fmt.Errorf("event %d: %w", i, err)
 		}
@@ -332,19 +333,14 @@ func normalizeSearchAfter(raw json.RawMessage) (string, error) {
 
 // decodeEvent flattens an event and computes its stable id: SHA-256 over the canonical JSON
 // (object keys sorted, no whitespace), first 16 bytes in hex.
-func decodeEvent(raw json.RawMessage) (AuditEvent, error) {
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return AuditEvent{}, err
-	}
+// v is the event as decoded with UseNumber; canon is a scratch buffer.
+func decodeEvent(v any, canon *bytes.Buffer) (AuditEvent, error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return AuditEvent{}, errors.New("event is not an object")
 	}
-	var canon bytes.Buffer
-	canonical(&canon, v)
+	canon.Reset()
+	canonical(canon, v)
 	sum := sha256.Sum256(canon.Bytes())
 	e := AuditEvent{ID: hex.EncodeToString(sum[:16])}
 	t, ok := obj["event_time"].(string)
@@ -417,8 +413,7 @@ func canonical(b *bytes.Buffer, v any) {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			kb, _ := json.Marshal(k)
-			b.Write(kb)
+			writeString(b, k)
 			b.WriteByte(':')
 			canonical(b, x[k])
 		}
@@ -434,10 +429,31 @@ func canonical(b *bytes.Buffer, v any) {
 		b.WriteByte(']')
 	case json.Number:
 		b.WriteString(x.String())
+	case string:
+		writeString(b, x)
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case nil:
+		b.WriteString("null")
 	default:
 		vb, _ := json.Marshal(x)
 		b.Write(vb)
 	}
+}
+
+// writeString writes s exactly as json.Marshal does (event ids depend on it): printable ASCII
+// without quote, backslash or HTML characters is written as is, anything else by json.Marshal.
+func writeString(b *bytes.Buffer, s string) {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			vb, _ := json.Marshal(s)
+			b.Write(vb)
+			return
+		}
+	}
+	b.WriteByte('"')
+	b.WriteString(s)
+	b.WriteByte('"')
 }
 
 // decodeErrorBody extracts messages from Greenhouse's error envelopes:
