@@ -176,6 +176,11 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 			if err := handle(row, ch); err != nil {
 				return err
 			}
+			if ch != nil && len(ch.changed) == 1 && ch.changed[0] == "created" && !cp.ActivityThrough.IsZero() {
+				// A user new to this listing may have acted before: applyActivity below
+				// evaluates it once its stored activity is applied, not as never active now.
+				continue
+			}
 			if err := evaluate(row); err != nil {
 				return err
 			}

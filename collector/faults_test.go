@@ -1,0 +1,426 @@
+package collector_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/collector"
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
+)
+
+// Fault durations of the CI tests. The product target (PRODUCT.md 6) is a dependency down for a
+// minute; CI keeps the package fast with shorter outages, deploy/local/crash-test.sh and
+// docs/reliability.md cover the full minute.
+const (
+	clickHouseOutage = 10 * time.Second
+	natsOutage       = 3 * time.Second
+	// greenhouse5xxBurst is the run of consecutive 503 answers injected into one tenant: as many
+	// as the connector's attempts at one request (1 + 4 retries), so that exactly one scheduled
+	// run fails and the next, after the scheduler's 30 s failure backoff, recovers. Longer
+	// bursts fail one run per 5 answers, each after a doubled backoff: docs/reliability.md.
+	greenhouse5xxBurst = 5
+	greenhouseLatency  = 200 * time.Millisecond
+)
+
+// syncedAndConnected accepts a connection document whose users and Audit Log syncs both
+// finished and whose state is connected.
+func syncedAndConnected(c events.Connection) bool {
+	return c.State == collector.StateConnected && c.Freshness.UsersSyncedAt != nil &&
+		c.Freshness.AuditSyncedThrough != nil && c.LastSync != nil && c.LastSync.Status == "succeeded"
+}
+
+// stateWatch polls a tenant's connection document in the background and records every
+// distinct state and failed check it shows (without the test's require helpers, which must
+// not run outside the test goroutine).
+type stateWatch struct {
+	mu   sync.Mutex
+	seen []string
+	stop chan struct{}
+	done chan struct{}
+}
+
+func watchStates(api, tenant string) *stateWatch {
+	w := &stateWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		last := ""
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			req, _ := http.NewRequest(http.MethodGet, api+"/v1/tenants/"+tenant+"/connections/greenhouse", nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			var doc events.Connection
+			err = json.NewDecoder(resp.Body).Decode(&doc)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				continue
+			}
+			s := doc.State
+			for _, c := range doc.Checks {
+				if c.Code != "" {
+					s += " " + c.Name + ":" + c.Code
+				}
+			}
+			if s != last {
+				w.mu.Lock()
+				w.seen = append(w.seen, s)
+				w.mu.Unlock()
+				last = s
+			}
+		}
+	}()
+	return w
+}
+
+func (w *stateWatch) states() []string {
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.seen...)
+}
+
+// assertExactlyOnce checks the stream's events of one tenant: no CloudEvents id twice, one
+// saas.user.changed per user of the truth, and one license_inactive alert per inactive license
+// holder of the truth and none for anyone else.
+func assertExactlyOnce(t *testing.T, envs []envelope, tenant string, truth simulator.Truth) {
+	t.Helper()
+	ids := map[string]int{}
+	userChanged := map[string]int{}
+	inactive := map[int64]int{}
+	for _, ev := range envs {
+		ids[ev.ID]++
+		if !strings.HasPrefix(ev.ID, tenant+":") {
+			continue
+		}
+		switch ev.Type {
+		case string(events.TypeUserChanged):
+			userChanged[ev.Subject]++
+		case string(events.TypeAlertLicenseInactive):
+			var id int64
+			_, err := fmt.Sscanf(ev.Subject, "users/%d", &id)
+			require.NoError(t, err, ev.Subject)
+			inactive[id]++
+		}
+	}
+	for id, n := range ids {
+		assert.Equal(t, 1, n, "CloudEvents id %s appears %d times", id, n)
+	}
+	require.Len(t, userChanged, len(truth.Users), "saas.user.changed of %s: one subject per user", tenant)
+	for subject, n := range userChanged {
+		assert.Equal(t, 1, n, "saas.user.changed for %s of %s", subject, tenant)
+	}
+	want := expectedUsage(truth, time.Now())
+	require.NotEmpty(t, want, "the seeded org of %s has inactive licenses", tenant)
+	for id := range want {
+		assert.Equal(t, 1, inactive[id], "license_inactive alerts of user %d of %s", id, tenant)
+	}
+	for id, n := range inactive {
+		_, ok := want[id]
+		assert.True(t, ok, "license_inactive alert (%d of them) for user %d of %s, who is not inactive", n, id, tenant)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestClickHouseOutageMidSync stops the replica's ClickHouse right after a tenant is
+// connected, during its first sync, keeps it down for clickHouseOutage and starts it again:
+// the collector recovers by itself, with exactly the simulator's truth and no repeated event.
+func TestClickHouseOutageMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	ch := storagetest.StartServer(t, storagetest.ServerOptions{})
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	org, err := sim.AddOrg(simulator.OrgSpec{Name: "chdown", Seed: 31, Users: 300, Events: 8000})
+	require.NoError(t, err)
+
+	cfg := testConfig(t, "outage")
+	cfg.ClickHouseAddr = ch.Addr()
+	e := startEnv(t, cfg)
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/chdown/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	watch := watchStates(e.api, "chdown")
+
+	ch.Stop()
+	var doc events.Connection
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/chdown/connections/greenhouse", nil, &doc))
+	require.Nil(t, doc.Freshness.AuditSyncedThrough, "ClickHouse must go down before the first sync ends")
+	time.Sleep(clickHouseOutage) // the outage itself
+	require.NoError(t, ch.Start())
+	upAt := time.Now()
+
+	doc = e.waitConnection("chdown", 50*time.Second, syncedAndConnected)
+	recovered := time.Since(upAt)
+	states := watch.states()
+	t.Logf("ClickHouse down %s; connected and synced %s after it came back; states seen: %q",
+		clickHouseOutage, recovered.Round(100*time.Millisecond), states)
+	assert.Equal(t, collector.StateConnected, doc.State)
+	assert.Equal(t, "succeeded", doc.LastSync.Status)
+
+	assertMatchesTruth(t, e.app.Store, "chdown", org.Truth(), true)
+	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "chdown", org.Truth())
+}
+
+// TestNATSRestartMidSync restarts an external NATS server (same port, same store directory)
+// during a tenant's first sync: the data ends equal to the truth and no event is repeated.
+func TestNATSRestartMidSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	natsDir := t.TempDir()
+	natsPort := freePort(t)
+	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
+	require.NoError(t, err)
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	org, err := sim.AddOrg(simulator.OrgSpec{Name: "natsdown", Seed: 32, Users: 300, Events: 8000})
+	require.NoError(t, err)
+
+	cfg := testConfig(t, storagetest.Database(t))
+	cfg.NATSURL = ns.ClientURL()
+	e := startEnv(t, cfg)
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/natsdown/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	var doc events.Connection
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/natsdown/connections/greenhouse", nil, &doc))
+	require.Nil(t, doc.Freshness.AuditSyncedThrough, "NATS must go down before the first sync ends")
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	time.Sleep(natsOutage) // the outage itself
+	ns, err = events.StartEmbedded(events.EmbeddedConfig{Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
+	require.NoError(t, err)
+	upAt := time.Now()
+
+	e.waitConnection("natsdown", 50*time.Second, syncedAndConnected)
+	t.Logf("NATS down %s; connected and synced %s after it came back", natsOutage, time.Since(upAt).Round(100*time.Millisecond))
+
+	assertMatchesTruth(t, e.app.Store, "natsdown", org.Truth(), true)
+	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "natsdown", org.Truth())
+}
+
+// TestGreenhouseFaults5xxAndLatency serves a tenant's first sync slowly and with a burst of
+// 503s: the collector retries by itself, ends with the truth and the connection connected.
+func TestGreenhouseFaults5xxAndLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	org, err := sim.AddOrg(simulator.OrgSpec{Name: "flaky", Seed: 33, Users: 200, Events: 5000})
+	require.NoError(t, err)
+
+	e := startEnv(t, testConfig(t, storagetest.Database(t)))
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/flaky/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	org.SetFaults(simulator.Faults{Fail5xx: greenhouse5xxBurst, Latency: greenhouseLatency})
+	start := time.Now()
+	watch := watchStates(e.api, "flaky")
+
+	e.waitConnection("flaky", 55*time.Second, syncedAndConnected)
+	states := watch.states()
+	t.Logf("%d×503 and %s latency: connected and synced after %s; states seen: %q",
+		greenhouse5xxBurst, greenhouseLatency, time.Since(start).Round(100*time.Millisecond), states)
+	assert.Zero(t, org.Faults().Fail5xx, "every injected 503 was served")
+	assert.Contains(t, strings.Join(states, ","), "greenhouse_unavailable", "the connection showed the failure meanwhile")
+	assertMatchesTruth(t, e.app.Store, "flaky", org.Truth(), true)
+	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "flaky", org.Truth())
+}
+
+// TestHostileEndpointOverrides sends base URL overrides pointing at loopback, link-local
+// metadata services and odd schemes to a collector that allows overrides but not plain http:
+// each is refused with 400 before any request leaves, and nothing is stored.
+func TestHostileEndpointOverrides(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	var hits atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer target.Close()
+	targetURL := target.URL // http://127.0.0.1:port
+
+	cfg := testConfig(t, storagetest.Database(t))
+	cfg.AllowEndpointOverride = true
+	cfg.AllowInsecureEndpoints = false
+	e := startEnv(t, cfg)
+
+	tests := []struct {
+		name, url, code string
+	}{
+		{"loopback", "http://127.0.0.1", "insecure_endpoint"},
+		{"loopback with port", targetURL, "insecure_endpoint"},
+		{"loopback v6", "http://[::1]:8080", "insecure_endpoint"},
+		{"localhost", "http://localhost", "insecure_endpoint"},
+		{"cloud metadata", "http://169.254.169.254", "insecure_endpoint"},
+		{"cloud metadata path", "http://169.254.169.254/latest/meta-data/iam/", "insecure_endpoint"},
+		{"decimal ip", "http://2852039166", "insecure_endpoint"},
+		{"file", "file:///etc/passwd", "invalid_field"},
+		{"gopher", "gopher://127.0.0.1:25/_HELO", "invalid_field"},
+		{"javascript", "javascript:alert(1)", "invalid_field"},
+		{"scheme relative", "//127.0.0.1/", "invalid_field"},
+		{"credentials in url", "https://admin:pw@harvest.greenhouse.io", "invalid_field"},
+		{"query", "https://harvest.greenhouse.io/?next=http://127.0.0.1", "invalid_field"},
+		{"no host", "https:///v3", "invalid_field"},
+	}
+	fields := []struct{ json, name string }{{"auth", "endpoints.auth"}, {"harvest", "endpoints.harvest"}, {"audit_log", "endpoints.audit_log"}}
+	for _, tc := range tests {
+		for _, f := range fields {
+			t.Run(tc.name+"/"+f.json, func(t *testing.T) {
+				body := map[string]any{
+					"client_id": "abc-1", "client_secret": "s3cr3t-value", "admin_user_id": 42,
+					"endpoints": map[string]string{f.json: tc.url},
+				}
+				var out struct {
+					Error struct{ Code, Field string } `json:"error"`
+				}
+				assert.Equal(t, 400, e.call(http.MethodPut, "/v1/tenants/hostile/connections/greenhouse", body, &out))
+				assert.Equal(t, tc.code, out.Error.Code)
+				assert.Equal(t, f.name, out.Error.Field)
+			})
+		}
+	}
+	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/hostile/connections/greenhouse", nil, nil), "nothing stored")
+	assert.Zero(t, hits.Load(), "no request reached the loopback target")
+}
+
+// TestTenantIsolation connects two tenants and checks that one tenant's read API never
+// carries the other's users, and that tenant ids cannot be bent into another tenant's.
+func TestTenantIsolation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	alpha, err := sim.AddOrg(simulator.OrgSpec{Name: "alpha", Seed: 34, Users: 80, Events: 800})
+	require.NoError(t, err)
+	beta, err := sim.AddOrg(simulator.OrgSpec{Name: "beta", Seed: 35, Users: 90, Events: 900})
+	require.NoError(t, err)
+
+	e := startEnv(t, testConfig(t, storagetest.Database(t)))
+	orgs := map[string]*simulator.Org{"alpha": alpha, "beta": beta}
+	for name, org := range orgs {
+		require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/"+name+"/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	}
+	for name := range orgs {
+		e.waitConnection(name, 40*time.Second, syncedAndConnected)
+	}
+
+	raw := func(path string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, e.api+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	emails := func(org *simulator.Org) []string {
+		var out []string
+		for _, u := range org.Truth().Users {
+			if u.Email != "" {
+				out = append(out, u.Email)
+			}
+		}
+		return out
+	}
+	for name, org := range orgs {
+		other := "beta"
+		if name == "beta" {
+			other = "alpha"
+		}
+		for _, path := range []string{"/licenses", "/licenses?usage=inactive", "/licenses?usage=active", "/licenses?usage=unknown", "/usage/summary"} {
+			code, body := raw("/v1/tenants/" + name + path)
+			require.Equal(t, 200, code, path)
+			assert.NotContains(t, body, other+".example", "%s%s carries %s's domain", name, path, other)
+			for _, em := range emails(orgs[other]) {
+				if !assert.NotContains(t, body, em, "%s%s carries a user of %s", name, path, other) {
+					break
+				}
+			}
+		}
+		// Positive control: the tenant's own licensed users are all there.
+		var lic struct {
+			Licenses []events.LicenseRecord `json:"licenses"`
+		}
+		require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/"+name+"/licenses", nil, &lic))
+		want := 0
+		for _, u := range org.Truth().Users {
+			if u.Status == "active" && !u.ServiceAccount {
+				want++
+			}
+		}
+		assert.Len(t, lic.Licenses, want, "licenses of %s", name)
+		for _, l := range lic.Licenses {
+			assert.Equal(t, name, l.TenantID)
+		}
+	}
+
+	// Tenant ids that try to reach another tenant are refused or name nobody.
+	for _, path := range []string{
+		"/v1/tenants/alpha%2F..%2Fbeta/licenses", "/v1/tenants/alpha%27%20OR%201%3D1/licenses",
+		"/v1/tenants/alpha%00/licenses", "/v1/tenants/ALPHA/licenses", "/v1/tenants/alpha,beta/usage/summary",
+		"/v1/tenants/*/licenses", "/v1/tenants/alpha./licenses",
+	} {
+		code, body := raw(path)
+		assert.Contains(t, []int{400, 404}, code, path)
+		for _, em := range append(emails(alpha), emails(beta)...) {
+			if !assert.NotContains(t, body, em, path) {
+				break
+			}
+		}
+	}
+	// A connection of one tenant is invisible through another tenant's path.
+	var doc events.Connection
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/alpha/connections/greenhouse", nil, &doc))
+	assert.Equal(t, "alpha", doc.TenantID)
+	assert.NotEqual(t, beta.Credentials().ClientID, doc.ClientID)
+	b, _ := json.Marshal(doc)
+	assert.False(t, bytes.Contains(b, []byte(beta.Credentials().ClientID)))
+}
