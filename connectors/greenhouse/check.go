@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -23,7 +24,7 @@ func message(code Code, detail string, adminID int64) string {
 	case CodeAdminNotSiteAdmin:
 		return fmt.Sprintf("User %d is not a Site Admin. Greenhouse requires a Site Admin for every list endpoint and the Audit Log: use the numeric ID of a Site Admin (Configure → Users).", adminID)
 	case CodeMissingScope:
-		return "The credential lacks a permission: " + detail + ". Edit the credential under Configure → Dev Center → API Credentials and grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
+		return "The credential lacks a permission (" + detail + "). In Greenhouse, open Configure → Dev Center → API Credentials, edit this Harvest V3 (OAuth) credential and grant that scope; the collector needs harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
 	case CodeAuditLogNotEnabled:
 		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management (accountmanagement+auditlog@greenhouse.io) to enable it. Licenses are collected meanwhile, without usage data."
 	case CodeAuditLogForbidden:
@@ -33,7 +34,7 @@ func message(code Code, detail string, adminID int64) string {
 	case CodeUnavailable:
 		return "Greenhouse did not answer in time or answered with a server error; try again later."
 	}
-	return "Greenhouse answered in an unexpected way (" + detail + "); try again later or contact support."
+	return "Greenhouse answered in an unexpected way (" + detail + "); check that the endpoints point at Greenhouse, try again later, or contact support."
 }
 
 func failed(name string, err error, adminID int64) connectors.Check {
@@ -49,6 +50,21 @@ func failed(name string, err error, adminID int64) connectors.Check {
 	return connectors.Check{Name: name, Status: connectors.CheckFailed, Code: string(code), Message: message(code, detail, adminID)}
 }
 
+// nameScope makes sure a missing_scope error names the scope the endpoint needs, whether or
+// not Greenhouse's body said it.
+func nameScope(err error, scope string) error {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != CodeMissingScope || strings.Contains(ae.Message, scope) {
+		return err
+	}
+	cp := *ae
+	if cp.Message != "" {
+		cp.Message += "; "
+	}
+	cp.Message += "required scope: " + scope
+	return &cp
+}
+
 func ok(name string) connectors.Check {
 	return connectors.Check{Name: name, Status: connectors.CheckOK}
 }
@@ -60,7 +76,7 @@ func skipped(name string) connectors.Check {
 func (c *Client) check(ctx context.Context) []connectors.Check {
 	id := c.cfg.AdminUserID
 	out := make([]connectors.Check, 0, 5)
-	if _, err := c.accessToken(ctx, true); err != nil {
+	if err := c.mint(ctx); err != nil {
 		name := "credentials"
 		if CodeOf(err) == CodeAdminUserInvalid {
 			out = append(out, ok(name), failed("admin_user", err, id))
@@ -96,15 +112,19 @@ func (c *Client) check(ctx context.Context) []connectors.Check {
 	out = append(out, ok("admin_user"))
 
 	if _, err := c.probe(ctx, "list users", kindHarvest, harvest+"/v3/users?per_page=1"); err != nil {
-		out = append(out, failed("users", err, id))
+		out = append(out, failed("users", nameScope(err, "harvest:users:list"), id))
 	} else {
 		out = append(out, ok("users"))
 	}
 
 	var permErr error
-	for _, p := range []string{"/v3/user_roles", "/v3/user_job_permissions", "/v3/future_job_permissions"} {
-		if _, err := c.probe(ctx, "list "+p[4:], kindHarvest, harvest+p+"?per_page=1"); err != nil {
-			permErr = err
+	for _, p := range []struct{ path, scope string }{
+		{"/v3/user_roles", "harvest:user_roles:list"},
+		{"/v3/user_job_permissions", "harvest:user_job_permissions:list"},
+		{"/v3/future_job_permissions", "harvest:future_job_permissions:list"},
+	} {
+		if _, err := c.probe(ctx, "list "+p.path[4:], kindHarvest, harvest+p.path+"?per_page=1"); err != nil {
+			permErr = nameScope(err, p.scope)
 			break
 		}
 	}
@@ -116,7 +136,7 @@ func (c *Client) check(ctx context.Context) []connectors.Check {
 
 	now := c.now()
 	if _, err := c.auditQuery(ctx, now.Add(-time.Hour), now.Add(time.Second), 100, "", "", false); err != nil {
-		out = append(out, failed("audit_log", err, id))
+		out = append(out, failed("audit_log", nameScope(err, "audit_log:events:list"), id))
 	} else {
 		out = append(out, ok("audit_log"))
 	}

@@ -10,12 +10,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,41 +34,71 @@ const (
 	DefaultAuditLog = "https://auditlog.us.greenhouse.io"
 )
 
+// Defaults, and the documented limits they come from (GREENHOUSE.md 3.6, 4.6;
+// docs/greenhouse-wire.md):
+//
+//   - Harvest v3: a fixed 30 s window, X-RateLimit-Limit (75 by default), -Remaining and -Reset
+//     on every answer. The Audit Log: 50 requests per 10 s with the same headers (omitted on a
+//     429), plus 3 paginated requests per 30 s that no header reports. The token endpoint has
+//     its own budget. Each of the four classes has its own pacer in a Client, and a Client is
+//     one credential, so the budgets are never shared or mixed up.
+//   - The pacer spends the budget the headers announce and then waits for X-RateLimit-Reset:
+//     a sync runs at the limit without provoking a 429. No reserve is kept (reserve = 0): a
+//     credential belongs to the collector alone, requests of one Client are counted locally
+//     before their answers arrive, and a reserve would only cost throughput (a reserve of one
+//     is 2% of the Audit Log's 50).
+//   - A 429 is waited out exactly for its Retry-After (seconds or an HTTP date), at most
+//     maxRetryAfter; without Retry-After it backs off like a transient failure.
+//   - Transient failures (5xx, timeouts, resets, cut bodies) are retried MaxRetries times (4)
+//     with full-jitter exponential backoff from 250 ms, capped at 8 s: about 15 s in all,
+//     less than one Harvest window, and never past the context's deadline.
 const (
-	// maxBody caps a response body: a 500-item page is far below it.
+	// maxBody caps a response body: a 500-item page is far below it (a page of 500 users is
+	// about 250 KiB).
 	maxBody = 64 << 20
 	// maxPages caps one listing: 100,000 pages of 500 is 50 million records.
 	maxPages = 100_000
 	// refreshEarly renews a token this long before it expires.
 	refreshEarly = 60 * time.Second
-	// maxRetryAfter clamps an absurd Retry-After.
+	// maxRetryAfter clamps an absurd Retry-After or X-RateLimit-Reset.
 	maxRetryAfter = 5 * time.Minute
 	// pagedLimit and pagedWindow are the Audit Log's limit on paginated requests (3 per 30 s,
 	// GREENHOUSE.md 3.6); no header reports it, so it is enforced locally.
 	pagedLimit  = 3
 	pagedWindow = 30 * time.Second
+	// defaultRetries is the number of retries of a transient failure or a 429 per request.
+	defaultRetries = 4
+	// maxRedirects bounds same-host redirects of the default HTTP client.
+	maxRedirects = 5
 )
 
 // Endpoints are the base URLs; "" means Greenhouse production.
 type Endpoints struct{ Auth, Harvest, AuditLog string }
 
-// Config configures a Client.
+// Config configures a Client. ClientID and ClientSecret are a "Harvest V3 (OAuth)" credential;
+// AdminUserID is the numeric id of an active Site Admin, the sub of every token.
 type Config struct {
 	Endpoints    Endpoints
 	ClientID     string
 	ClientSecret string
 	AdminUserID  int64
-	HTTPClient   *http.Client
-	Logger       zerolog.Logger
-	Now          func() time.Time
-	MaxRetries   int
+	// HTTPClient sends the requests; nil means a client with a 10 s connect timeout, a 30 s
+	// response header timeout, and redirects followed only on the same scheme and host.
+	HTTPClient *http.Client
+	// Logger receives a debug line per retry, throttle and token refresh; never a secret.
+	Logger zerolog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// MaxRetries is the number of retries of a transient failure or a 429 per request
+	// (default 4).
+	MaxRetries int
 	// AuditPagedLimit and AuditPagedWindow are the Audit Log's limit on paginated requests;
 	// zero means the documented 3 per 30 s. Tests against a scaled simulator lower them.
 	AuditPagedLimit  int
 	AuditPagedWindow time.Duration
 }
 
-// Stats count a client's requests.
+// Stats count a client's requests: every HTTP request sent, every 429 received, every retry.
 type Stats struct{ Requests, Throttled, Retries int64 }
 
 // Client is one tenant's Greenhouse client; safe for concurrent use.
@@ -77,7 +109,7 @@ type Client struct {
 	log  zerolog.Logger
 	now  func() time.Time
 
-	tokMu   sync.Mutex
+	tokSem  chan struct{} // held while a token is read or minted: one mint at a time
 	token   string
 	expires time.Time
 
@@ -129,7 +161,7 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.cfg.MaxRetries <= 0 {
-		c.cfg.MaxRetries = 4
+		c.cfg.MaxRetries = defaultRetries
 	}
 	c.hc = cfg.HTTPClient
 	if c.hc == nil {
@@ -142,15 +174,26 @@ func New(cfg Config) (*Client, error) {
 				MaxIdleConnsPerHost:   4,
 				IdleConnTimeout:       90 * time.Second,
 			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: sameHostRedirects,
 		}
 	}
+	c.tokSem = make(chan struct{}, 1)
 	c.pacers = map[endpointKind]*pacer{kindToken: {}, kindHarvest: {}, kindAudit: {}}
-	c.paged = &pacer{limit: pagedLimit, window: pagedWindow, local: true}
+	c.paged = &pacer{limit0: pagedLimit, window: pagedWindow, local: true}
 	if cfg.AuditPagedLimit > 0 && cfg.AuditPagedWindow > 0 {
-		c.paged.limit, c.paged.window = cfg.AuditPagedLimit, cfg.AuditPagedWindow
+		c.paged.limit0, c.paged.window = cfg.AuditPagedLimit, cfg.AuditPagedWindow
 	}
 	return c, nil
+}
+
+// sameHostRedirects follows a redirect only on the scheme and host of the original request,
+// at most maxRedirects times; anything else is returned to the caller as the 3xx answer,
+// which is an unexpected response.
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects || req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
+		return http.ErrUseLastResponse
+	}
+	return nil
 }
 
 func or(a, b string) string {
@@ -166,16 +209,19 @@ func (c *Client) Stats() Stats {
 }
 
 // pacer keeps a request class inside its rate limit. For server-reported limits it follows
-// X-RateLimit-Remaining and -Reset: when the budget is spent it waits for the reset, so a
+// X-RateLimit-Limit, -Remaining and -Reset: requests sent count against the remaining budget
+// before their answers arrive, and when the budget is spent it waits for the reset, so a
 // steady-state sync never provokes a 429. A local pacer counts requests in fixed windows.
 type pacer struct {
 	mu        sync.Mutex
-	remaining int       // -1 unknown
+	limit     int       // X-RateLimit-Limit, 0 unknown
+	remaining int       // requests left in the server's window
 	reset     time.Time // when the server's window resets
-	known     bool
+	known     bool      // remaining and reset describe the current window
+	blind     int       // requests sent since the window rolled over, before an answer told
 	// local fixed window
 	local  bool
-	limit  int
+	limit0 int
 	window time.Duration
 	start  time.Time
 	used   int
@@ -187,59 +233,88 @@ type pacer struct {
 	slack time.Duration
 }
 
-// wait blocks until a request may be sent, or ctx ends.
-func (p *pacer) wait(ctx context.Context, now func() time.Time) error {
+// errPacedPastDeadline: the budget is spent and the window resets after ctx's deadline.
+var errPacedPastDeadline = errors.New("the rate-limit window resets after the deadline")
+
+// wait blocks until a request may be sent, or ctx ends. When the wait would outlast ctx's
+// deadline it returns errPacedPastDeadline at once instead of sleeping.
+func (p *pacer) wait(ctx context.Context, now func() time.Time) (time.Duration, error) {
+	var waited time.Duration
 	for {
 		p.mu.Lock()
-		var until time.Time
-		t := now()
-		if p.local {
-			if t.Sub(p.start) >= p.window {
-				p.start, p.used = t, 0
-			}
-			if p.used < p.limit {
-				p.used++
-				p.mu.Unlock()
-				return nil
-			}
-			until = p.start.Add(p.window)
-		} else {
-			if !p.known || p.remaining > 0 || !t.Before(p.reset) {
-				if p.known && p.remaining > 0 {
-					p.remaining--
-				}
-				if p.known && !t.Before(p.reset) {
-					p.known = false
-				}
-				p.mu.Unlock()
-				return nil
-			}
-			until = p.reset
-		}
+		until, ok := p.take(now())
 		p.mu.Unlock()
-		if err := sleep(ctx, until.Sub(t)+5*time.Millisecond); err != nil {
-			return err
+		if ok {
+			return waited, nil
 		}
+		t := now()
+		d := until.Sub(t) + 5*time.Millisecond
+		if dl, has := ctx.Deadline(); has && t.Add(d).After(dl) {
+			return waited, errPacedPastDeadline
+		}
+		if err := sleep(ctx, d); err != nil {
+			return waited, err
+		}
+		waited += d
+	}
+}
+
+// take spends one request of the budget, or says until when to wait. p.mu is held.
+func (p *pacer) take(t time.Time) (time.Time, bool) {
+	if p.local {
+		if t.Sub(p.start) >= p.window {
+			p.start, p.used = t, 0
+		}
+		if p.used < p.limit0 {
+			p.used++
+			return time.Time{}, true
+		}
+		return p.start.Add(p.window), false
+	}
+	if p.known && !t.Before(p.reset) {
+		// The window rolled over: until an answer reports the new one, allow at most the
+		// learned limit in flight.
+		p.known, p.blind = false, 0
+	}
+	switch {
+	case p.known && p.remaining > 0:
+		p.remaining--
+		return time.Time{}, true
+	case p.known:
+		return p.reset, false
+	case p.limit == 0 || p.blind < p.limit:
+		p.blind++
+		return time.Time{}, true
+	default:
+		// As many requests as the limit are in flight in a window nobody reported yet.
+		return t.Add(50 * time.Millisecond), false
 	}
 }
 
 // observe learns from a response's rate-limit headers.
 func (p *pacer) observe(h http.Header, now time.Time) {
-	rem, err1 := strconv.Atoi(h.Get("X-RateLimit-Remaining"))
+	limit, errL := strconv.Atoi(strings.TrimSpace(h.Get("X-RateLimit-Limit")))
+	rem, err1 := strconv.Atoi(strings.TrimSpace(h.Get("X-RateLimit-Remaining")))
 	reset, err2 := parseReset(h.Get("X-RateLimit-Reset"), now)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if errL == nil && limit > 0 {
+		p.limit = limit
+	}
 	if err1 != nil || err2 != nil || rem < 0 {
 		return
 	}
-	p.mu.Lock()
+	if p.limit > 0 && rem > p.limit {
+		rem = p.limit
+	}
 	p.remaining, p.reset, p.known = rem, reset.Add(p.slack), true
-	p.mu.Unlock()
 }
 
 // block makes the pacer wait until t (after a 429).
 func (p *pacer) block(until time.Time) {
 	p.mu.Lock()
 	if p.local {
-		p.start, p.used = until.Add(-p.window), p.limit
+		p.start, p.used = until.Add(-p.window), p.limit0
 	} else {
 		p.remaining, p.reset, p.known = 0, until, true
 		p.slack = time.Second
@@ -307,16 +382,40 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// accessToken returns a valid token, minting one when needed (single flight under tokMu).
-func (c *Client) accessToken(ctx context.Context, force bool) (string, error) {
-	c.tokMu.Lock()
-	defer c.tokMu.Unlock()
-	if !force && c.token != "" && c.now().Before(c.expires.Add(-refreshEarly)) {
+// accessToken returns a valid token, minting one when none is held, the one held expires
+// within refreshEarly, or it equals stale (a token Greenhouse just refused with a 401). Minting
+// is single-flight: concurrent callers wait for one mint (or their ctx) and share its token.
+func (c *Client) accessToken(ctx context.Context, stale string) (string, error) {
+	select {
+	case c.tokSem <- struct{}{}:
+	case <-ctx.Done():
+		return "", &APIError{Op: "mint token", Code: CodeUnavailable, Err: ctx.Err()}
+	}
+	defer func() { <-c.tokSem }()
+	if c.token != "" && c.token != stale && c.now().Before(c.expires.Add(-refreshEarly)) {
 		return c.token, nil
 	}
+	return c.mintLocked(ctx)
+}
+
+// mint mints a new token whatever is held (the credentials check).
+func (c *Client) mint(ctx context.Context) error {
+	select {
+	case c.tokSem <- struct{}{}:
+	case <-ctx.Done():
+		return &APIError{Op: "mint token", Code: CodeUnavailable, Err: ctx.Err()}
+	}
+	defer func() { <-c.tokSem }()
+	_, err := c.mintLocked(ctx)
+	return err
+}
+
+// mintLocked posts the client-credentials grant; c.tokSem is held.
+func (c *Client) mintLocked(ctx context.Context) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}, "sub": {strconv.FormatInt(c.cfg.AdminUserID, 10)}}
+	target := c.base[kindToken].String() + "/token"
 	body, _, err := c.send(ctx, "mint token", kindToken, func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base[kindToken].String()+"/token", strings.NewReader(form.Encode()))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
 		if err != nil {
 			return nil, err
 		}
@@ -332,25 +431,42 @@ func (c *Client) accessToken(ctx context.Context, force bool) (string, error) {
 		return "", &APIError{Op: "mint token", Code: CodeUnexpectedResponse, Err: err}
 	}
 	c.token, c.expires = tok, exp
+	c.log.Debug().Time("expires", exp).Msg("greenhouse token minted")
 	return tok, nil
 }
 
 // send performs one logical request with pacing, retries of transient failures and 429s, and
-// (when auth is set) a token refresh on 401. It returns the body of a 2xx answer.
+// (when auth is set) a token refresh and one retry on a 401. It returns the body of a 2xx
+// answer. Every error is an *APIError.
 func (c *Client) send(ctx context.Context, op string, kind endpointKind, build func() (*http.Request, error), auth bool) ([]byte, http.Header, error) {
 	refreshed := false
 	var lastErr error
+	// retry waits d before the next attempt, unless that would outlast ctx's deadline.
+	retry := func(d time.Duration, attempt int, why error) error {
+		if attempt >= c.cfg.MaxRetries {
+			return why
+		}
+		if dl, ok := ctx.Deadline(); ok && c.now().Add(d).After(dl) {
+			return why
+		}
+		c.retries.Add(1)
+		c.log.Debug().Str("op", op).Int("attempt", attempt+1).Dur("wait", d).Str("code", string(CodeOf(why))).Msg("greenhouse request retried")
+		if err := sleep(ctx, d); err != nil {
+			return why
+		}
+		return nil
+	}
 	for attempt := 0; ; attempt++ {
-		if err := c.pacers[kind].wait(ctx, c.now); err != nil {
-			return nil, nil, c.ctxErr(op, err, lastErr)
+		if _, err := c.pacers[kind].wait(ctx, c.now); err != nil {
+			return nil, nil, c.paceErr(op, err, lastErr)
 		}
 		req, err := build()
 		if err != nil {
 			return nil, nil, &APIError{Op: op, Code: CodeUnexpectedResponse, Err: err}
 		}
+		tok := ""
 		if auth {
-			tok, err := c.accessToken(ctx, false)
-			if err != nil {
+			if tok, err = c.accessToken(ctx, ""); err != nil {
 				return nil, nil, err
 			}
 			req.Header.Set("Authorization", "Bearer "+tok)
@@ -363,21 +479,18 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			body, err = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 			_ = resp.Body.Close()
 			if err == nil && len(body) > maxBody {
-				return nil, nil, &APIError{Op: op, Status: resp.StatusCode, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("response larger than %d bytes", maxBody)}
+				return nil, nil, &APIError{Op: op, Status: resp.StatusCode, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("response larger than %d MiB", maxBody>>20)}
 			}
 			c.pacers[kind].observe(resp.Header, c.now())
 		}
 		if err != nil {
+			// A failed connection, a timeout, or a body cut short: transient.
 			if ctx.Err() != nil {
-				return nil, nil, c.ctxErr(op, ctx.Err(), err)
+				return nil, nil, c.ctxErr(op, ctx.Err(), lastErr)
 			}
 			lastErr = &APIError{Op: op, Code: CodeUnavailable, Err: scrub(err)}
-			if attempt >= c.cfg.MaxRetries {
-				return nil, nil, lastErr
-			}
-			c.retries.Add(1)
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return nil, nil, c.ctxErr(op, err, lastErr)
+			if err := retry(backoff(attempt), attempt, lastErr); err != nil {
+				return nil, nil, err
 			}
 			continue
 		}
@@ -397,23 +510,22 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			if attempt >= c.cfg.MaxRetries {
 				return nil, nil, lastErr
 			}
+			// The pacer holds every request of this class until Retry-After has passed.
 			c.pacers[kind].block(c.now().Add(wait))
 			c.retries.Add(1)
+			c.log.Debug().Str("op", op).Dur("retry_after", wait).Msg("greenhouse request throttled")
 			continue
 		case resp.StatusCode == 401 && auth && !refreshed:
 			refreshed = true
-			if _, err := c.accessToken(ctx, true); err != nil {
+			c.log.Debug().Str("op", op).Msg("greenhouse token refused; refreshing")
+			if _, err := c.accessToken(ctx, tok); err != nil {
 				return nil, nil, err
 			}
 			continue
 		case resp.StatusCode >= 500:
 			lastErr = classify(op, kind, resp.StatusCode, body)
-			if attempt >= c.cfg.MaxRetries {
-				return nil, nil, lastErr
-			}
-			c.retries.Add(1)
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return nil, nil, c.ctxErr(op, err, lastErr)
+			if err := retry(backoff(attempt), attempt, lastErr); err != nil {
+				return nil, nil, err
 			}
 			continue
 		default:
@@ -428,6 +540,14 @@ func (c *Client) ctxErr(op string, err, last error) error {
 		return last
 	}
 	return &APIError{Op: op, Code: CodeUnavailable, Err: err}
+}
+
+// paceErr reports a pacer that could not let a request go before ctx's deadline.
+func (c *Client) paceErr(op string, err, last error) error {
+	if errors.Is(err, errPacedPastDeadline) {
+		return &APIError{Op: op, Code: CodeRateLimited, Message: "the rate limit leaves no request before the deadline", Err: err}
+	}
+	return c.ctxErr(op, err, last)
 }
 
 // backoff is capped exponential backoff with full jitter: 250 ms, 500 ms, … up to 8 s.
@@ -459,7 +579,8 @@ func redactURL(raw string) string {
 func (c *Client) list(ctx context.Context, op, path string, query url.Values, page func([]byte) error) error {
 	base := c.base[kindHarvest]
 	next := base.String() + path + "?" + query.Encode()
-	seen := map[string]bool{}
+	// Cursors seen, as 64-bit hashes: a loop is caught with 8 bytes per page kept.
+	seen := map[uint64]struct{}{}
 	for n := 0; next != ""; n++ {
 		if n >= maxPages {
 			return &APIError{Op: op, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("more than %d pages", maxPages)}
@@ -479,10 +600,12 @@ func (c *Client) list(ctx context.Context, op, path string, query url.Values, pa
 			return &APIError{Op: op, Code: CodeUnexpectedResponse, Err: err}
 		}
 		if next != "" {
-			if seen[next] {
+			h := fnv.New64a()
+			_, _ = h.Write([]byte(next))
+			if _, dup := seen[h.Sum64()]; dup {
 				return &APIError{Op: op, Code: CodeUnexpectedResponse, Message: "pagination loops: a next link repeats"}
 			}
-			seen[next] = true
+			seen[h.Sum64()] = struct{}{}
 		}
 	}
 	return nil
@@ -580,8 +703,8 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 	v := url.Values{"after_time": {auditTime(from)}, "before_time": {auditTime(to)}, "size": {strconv.Itoa(size)}}
 	if paging {
 		v.Set("paging", "true")
-		if err := c.paged.wait(ctx, c.now); err != nil {
-			return auditPage{}, &APIError{Op: "read audit log", Code: CodeUnavailable, Err: err}
+		if _, err := c.paged.wait(ctx, c.now); err != nil {
+			return auditPage{}, c.paceErr("read audit log", err, nil)
 		}
 	}
 	target := c.base[kindAudit].String() + "/events?" + v.Encode()
@@ -618,18 +741,34 @@ const (
 	auditTarget = 400
 )
 
-// AuditEvents delivers every Audit Log event in [from, to), oldest window first. Windows are
-// read without paging; a window with more hits than one page is split by its density, and a
-// one-second window still too dense is read with point-in-time pagination.
+// AuditEvents delivers every Audit Log event in [from, to), oldest window first, each once.
+// Windows are read without paging, size=500; a window with more hits than one page is split
+// into ceil(hits/400) parts and the next window is sized from the density seen, so an ordinary
+// window costs one request; a one-second window still too dense is read with point-in-time
+// pagination (3 requests per 30 s). Windows overlap by one second and events are deduplicated
+// by ID within the call. Each batch's events are sorted by time; a batch with a non-zero
+// Through means every event in [from, Through) has been delivered, and Through never passes
+// to. fn's error is returned as is; every other error is an *APIError.
 func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(AuditBatch) error) error {
 	from, to = from.UTC().Truncate(time.Second), to.UTC()
 	if !to.After(from) {
 		return nil
 	}
+	// The API takes whole seconds: the last window ends at the second after to, and Through
+	// is clamped to to.
+	limit := to
 	if to.Truncate(time.Second).Before(to) {
 		to = to.Truncate(time.Second).Add(time.Second)
 	}
-	seen := map[string]struct{}{}
+	through := func(end time.Time) time.Time {
+		if end.After(limit) {
+			return limit
+		}
+		return end
+	}
+	// seen holds the ids delivered in the current overlap (pruned after each window), so
+	// memory follows the window, not the range.
+	seen := map[string]time.Time{}
 	width := to.Sub(from)
 	for start := from; start.Before(to); {
 		end := start.Add(width)
@@ -652,19 +791,23 @@ func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(Au
 				if err := c.auditPIT(ctx, qFrom, end, seen, fn); err != nil {
 					return err
 				}
-				if err := fn(AuditBatch{Through: end}); err != nil {
+				if err := fn(AuditBatch{Through: through(end)}); err != nil {
 					return err
 				}
+				prune(seen, end.Add(-time.Second))
 				start = end
 				continue
 			}
-			parts := (p.Hits + auditTarget - 1) / auditTarget
+			// Split: at least in two, so that a server answering fewer results than asked
+			// still makes progress.
+			parts := max(2, (p.Hits+auditTarget-1)/auditTarget)
 			width = max(time.Second, (span / time.Duration(parts)).Truncate(time.Second))
 			continue
 		}
-		if err := fn(AuditBatch{Events: dedup(p.Results, seen), Through: end}); err != nil {
+		if err := fn(AuditBatch{Events: dedup(p.Results, seen), Through: through(end)}); err != nil {
 			return err
 		}
+		prune(seen, end.Add(-time.Second))
 		start = end
 		// Size the next window from the density seen here.
 		if p.Hits > 0 {
@@ -677,23 +820,39 @@ func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(Au
 	return nil
 }
 
-func dedup(in []AuditEvent, seen map[string]struct{}) []AuditEvent {
+// dedup drops the events already seen, records the others, and sorts them by time.
+func dedup(in []AuditEvent, seen map[string]time.Time) []AuditEvent {
 	out := in[:0]
 	for _, e := range in {
 		if _, ok := seen[e.ID]; ok {
 			continue
 		}
-		seen[e.ID] = struct{}{}
+		seen[e.ID] = e.Time
 		out = append(out, e)
 	}
+	slices.SortFunc(out, func(a, b AuditEvent) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
 	return out
+}
+
+// prune forgets the ids of events before t: the next window starts at t.
+func prune(seen map[string]time.Time, t time.Time) {
+	for id, at := range seen {
+		if at.Before(t) {
+			delete(seen, id)
+		}
+	}
 }
 
 // auditPIT reads a window with point-in-time pagination. When the point in time expires it
 // opens a new one resuming at the last position (paging=true with Search-After and no
 // Pit-Id); should the API ignore that position and start over, the events already delivered
 // are dropped by id. It gives up after three restarts in a row that deliver nothing new.
-func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[string]struct{}, fn func(AuditBatch) error) error {
+func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[string]time.Time, fn func(AuditBatch) error) error {
 	resume := ""
 	for stalls := 0; ; {
 		last, progressed, err := c.auditPITOnce(ctx, from, to, resume, seen, fn)
@@ -719,7 +878,7 @@ func expiredPIT(err error) bool {
 
 // auditPITOnce pages through one point in time, starting at resume ("" = the start). It
 // returns the last position reached and whether it delivered new events.
-func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume string, seen map[string]struct{}, fn func(AuditBatch) error) (last string, progressed bool, err error) {
+func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume string, seen map[string]time.Time, fn func(AuditBatch) error) (last string, progressed bool, err error) {
 	p, err := c.auditQuery(ctx, from, to, auditPageSize, "", resume, true)
 	if err != nil {
 		return "", false, err
@@ -751,7 +910,7 @@ func (c *Client) Check(ctx context.Context) []Check {
 	return c.check(ctx)
 }
 
-// doJSON is a single GET for the checks.
+// probe is a single GET for the checks.
 func (c *Client) probe(ctx context.Context, op string, kind endpointKind, target string) ([]byte, error) {
 	body, _, err := c.send(ctx, op, kind, func() (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
