@@ -98,6 +98,14 @@ type Config struct {
 	AuditPagedWindow time.Duration
 }
 
+// String describes the configuration with the secret masked.
+func (c Config) String() string {
+	return fmt.Sprintf("{Endpoints:%+v ClientID:%s ClientSecret:*** AdminUserID:%d MaxRetries:%d}", c.Endpoints, c.ClientID, c.AdminUserID, c.MaxRetries)
+}
+
+// GoString is String: %#v must not print the secret either.
+func (c Config) GoString() string { return c.String() }
+
 // Stats count a client's requests: every HTTP request sent, every 429 received, every retry.
 type Stats struct{ Requests, Throttled, Retries int64 }
 
@@ -201,6 +209,11 @@ func or(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// String describes the client without its secret or token.
+func (c *Client) String() string {
+	return fmt.Sprintf("greenhouse.Client{ClientID:%s AdminUserID:%d Harvest:%s}", c.cfg.ClientID, c.cfg.AdminUserID, c.base[kindHarvest])
 }
 
 // Stats returns the client's counters.
@@ -513,7 +526,7 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			if !ok {
 				wait = backoff(attempt)
 			}
-			lastErr = &APIError{Op: op, Status: 429, Code: CodeRateLimited, RetryAfter: wait, Message: errorMessage(body)}
+			lastErr = &APIError{Op: op, Status: 429, Code: CodeRateLimited, RetryAfter: wait, Message: c.redact(errorMessage(body), tok)}
 			if dl, ok := ctx.Deadline(); ok && c.now().Add(wait).After(dl) {
 				return nil, nil, lastErr
 			}
@@ -533,15 +546,29 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			}
 			continue
 		case resp.StatusCode >= 500:
-			lastErr = classify(op, kind, resp.StatusCode, body)
+			e := classify(op, kind, resp.StatusCode, body)
+			e.Message = c.redact(e.Message, tok)
+			lastErr = e
 			if err := retry(backoff(attempt), attempt, lastErr); err != nil {
 				return nil, nil, err
 			}
 			continue
 		default:
-			return nil, resp.Header, classify(op, kind, resp.StatusCode, body)
+			e := classify(op, kind, resp.StatusCode, body)
+			e.Message = c.redact(e.Message, tok)
+			return nil, resp.Header, e
 		}
 	}
+}
+
+// redact masks the secret and the token should a server echo them in an error body.
+func (c *Client) redact(msg, tok string) string {
+	for _, s := range []string{c.cfg.ClientSecret, tok} {
+		if len(s) >= 4 {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
+	}
+	return msg
 }
 
 // ctxErr reports a context end, keeping the failure that was being retried.

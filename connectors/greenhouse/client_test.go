@@ -205,6 +205,10 @@ func TestErrorCodesFromFaults(t *testing.T) {
 		{"truncated body", simulator.Faults{Malformed: "truncated"}, 0, "users", greenhouse.CodeUnexpectedResponse},
 		{"wrong types", simulator.Faults{Malformed: "wrong_type"}, 0, "users", greenhouse.CodeUnexpectedResponse},
 		{"hostile link", simulator.Faults{Malformed: "hostile_link"}, 0, "users", greenhouse.CodeUnexpectedResponse},
+		{"body over 64 MiB", simulator.Faults{Malformed: "huge"}, 0, "users", greenhouse.CodeUnexpectedResponse},
+		{"absurd Retry-After", simulator.Faults{Malformed: "absurd_retry_after"}, 0, "users", greenhouse.CodeRateLimited},
+		{"audit truncated", simulator.Faults{Malformed: "truncated"}, 0, "audit", greenhouse.CodeUnexpectedResponse},
+		{"missing roles scope", simulator.Faults{MissingScopes: []string{"harvest:user_roles:list"}}, 0, "roles", greenhouse.CodeMissingScope},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -219,11 +223,14 @@ func TestErrorCodesFromFaults(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var err error
+			start := time.Now()
 			switch tt.op {
 			case "users":
-				_, err = listAllUsers(t, gc)
+				err = gc.ListUsers(ctx, greenhouse.UserQuery{}, func([]greenhouse.User) error { return nil })
 			case "permissions":
 				err = gc.ListJobPermissions(ctx, func([]greenhouse.JobPermission) error { return nil })
+			case "roles":
+				err = gc.ListUserRoles(ctx, func([]greenhouse.UserRole) error { return nil })
 			case "audit":
 				err = gc.AuditEvents(ctx, time.Now().Add(-time.Hour), time.Now(), func(greenhouse.AuditBatch) error { return nil })
 			}
@@ -233,6 +240,10 @@ func TestErrorCodesFromFaults(t *testing.T) {
 			require.True(t, errors.As(err, &ae))
 			assert.True(t, errors.Is(err, &greenhouse.APIError{Code: tt.code}), "errors.Is matches the sentinel")
 			assert.NotContains(t, err.Error(), f.org.Credentials().ClientSecret, "no secret in errors")
+			if tt.code == greenhouse.CodeRateLimited {
+				assert.Equal(t, 5*time.Minute, ae.RetryAfter, "an absurd Retry-After is clamped")
+				assert.Less(t, time.Since(start), 2*time.Second, "and beyond the deadline it is not slept")
+			}
 		})
 	}
 }
@@ -362,15 +373,24 @@ func TestAuditDenseSecondUsesPITAndRecoversFromExpiry(t *testing.T) {
 		}
 		return nil
 	}))
-	truth := f.org.Truth()
-	inRange := 0
 	// Every event of the last two hours, the burst included, exactly once.
 	for id, n := range ids {
 		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
 	}
-	_ = truth
-	inRange = len(ids)
-	assert.GreaterOrEqual(t, inRange, 1300)
+	assert.GreaterOrEqual(t, len(ids), 1300)
+	// The same read without faults and with the whole 30 days: exactly the org's events.
+	f.org.SetFaults(simulator.Faults{})
+	all := map[string]int{}
+	require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-30*24*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
+		for _, e := range b.Events {
+			all[e.ID]++
+		}
+		return nil
+	}))
+	assert.Len(t, all, f.org.Truth().Events)
+	for id := range ids {
+		assert.Equal(t, 1, all[id], "event %s of the PIT read is one of the org's", id)
+	}
 	// Three pages and the empty last one take 4 paginated requests; the expiries cost more.
 	assert.Greater(t, f.org.Stats().AuditPaged, int64(4), "the dense second was paginated through expired points in time")
 }
