@@ -340,8 +340,15 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 			ts.nextAudit = now.Add(jitter(min(backoff, usersEvery)))
 		}
 	}
-	if ts.sc.SyncRequest != "" && ts.sc.SyncRequest == job.sc.SyncRequest {
-		ts.sc.SyncRequest = ""
+	switch {
+	case ts.sc.SyncRequest == "":
+	case ts.sc.SyncRequest == job.runID:
+		ts.sc.SyncRequest = "" // served by this run
+	default:
+		// Asked for while this run was under way (it started without the request): run
+		// again now rather than at the schedule just set, or the request would wait a
+		// whole interval.
+		ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
 	}
 }
 
