@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -61,7 +62,15 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The mux would redirect an unclean path (an empty tenant id, "..", "//") to its
+		// cleaned form, another route; an API answers such a path with 404 instead.
+		if p := r.URL.Path; p == "" || p[0] != '/' || path.Clean(p) != p {
+			writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: "no route for a path with empty or dot segments"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 type statusRecorder struct {

@@ -67,9 +67,11 @@ type env struct {
 	cancel context.CancelFunc
 	done   chan error
 	cfg    collector.Config
+	// responses holds every API answer's body, for the secrets scan.
+	responses *syncBuffer
 }
 
-func testConfig(t *testing.T, database string) collector.Config {
+func testConfig(t testing.TB, database string) collector.Config {
 	cfg := collector.DefaultConfig()
 	cfg.HTTPAddr = "127.0.0.1:0"
 	cfg.APIToken = testToken
@@ -92,7 +94,7 @@ func startEnv(t *testing.T, cfg collector.Config) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	app, err := collector.Start(ctx, cfg, log, collector.Options{})
 	require.NoError(t, err)
-	e := &env{t: t, app: app, api: "http://" + app.Addr, logs: logs, cancel: cancel, done: make(chan error, 1), cfg: cfg}
+	e := &env{t: t, app: app, api: "http://" + app.Addr, logs: logs, cancel: cancel, done: make(chan error, 1), cfg: cfg, responses: &syncBuffer{}}
 	go func() { e.done <- app.Run(ctx) }()
 	t.Cleanup(e.stop)
 	return e
@@ -129,6 +131,9 @@ func (e *env) call(method, path string, body any, out any) int {
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(e.t, err)
+	if e.responses != nil {
+		_, _ = e.responses.Write(raw)
+	}
 	if out != nil && len(raw) > 0 {
 		require.NoError(e.t, json.Unmarshal(raw, out), string(raw))
 	}
@@ -415,9 +420,54 @@ func TestEndToEnd(t *testing.T) {
 	dump, err := store2(t, e2).DumpText(ctx)
 	require.NoError(t, err)
 	require.NotEmpty(t, dump)
+	// The read API's answers for every tenant, and the metrics page, join the scan.
+	for _, tenant := range []string{"healthy", "noaudit", "notadmin", "badcreds"} {
+		for _, path := range []string{"/connections/greenhouse", "/licenses", "/usage/summary"} {
+			code := e2.call(http.MethodGet, "/v1/tenants/"+tenant+path, nil, nil)
+			if tenant == "healthy" || tenant == "noaudit" {
+				assert.Equal(t, 200, code, tenant+path)
+			} else {
+				assert.Equal(t, 404, code, "%s%s: failed credentials store nothing", tenant, path)
+			}
+		}
+	}
+	e2.call(http.MethodGet, "/v1/connections", nil, nil)
+	e2.call(http.MethodGet, "/metrics", nil, nil)
+	responses := e.responses.String() + e2.responses.String()
+	require.Contains(t, responses, healthy.Credentials().ClientID, "the scan sees the API's answers")
+	kv := kvRaw(t, e2.app)
+	require.Contains(t, kv, healthy.Credentials().ClientID, "the scan sees the connections bucket")
 	for _, sec := range secrets {
 		assert.NotContains(t, dump, sec, "secret in ClickHouse")
+		assert.NotContains(t, responses, sec, "secret in an API answer")
+		assert.NotContains(t, kv, sec, "secret in a KV value")
 	}
+}
+
+// kvRaw returns the raw bytes of every message (every revision, history included) of the
+// collector's KV buckets, read from their JetStream streams.
+func kvRaw(t *testing.T, app *collector.App) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js := app.Bus.JetStream()
+	var b strings.Builder
+	for _, name := range events.Buckets() {
+		st, err := js.Stream(ctx, "KV_"+events.DefaultKVPrefix+"_"+name)
+		require.NoError(t, err, name)
+		info, err := st.Info(ctx)
+		require.NoError(t, err)
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				continue
+			}
+			b.WriteString(m.Subject)
+			b.Write(m.Data)
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 func store2(t *testing.T, e *env) *storage.Store { return e.app.Store }
