@@ -90,7 +90,7 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 	sum.Status = "succeeded"
 	if r.err != nil {
 		sum.Status = "failed"
-		sum.ErrorCode = string(greenhouse.CodeOf(r.err.err))
+		sum.ErrorCode = r.err.code
 		sum.ErrorMessage = r.err.Error()
 	}
 	s.metrics.observeRun(sum)
@@ -152,9 +152,9 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 			}
 			return
 		}
-		code := greenhouse.CodeOf(r.err.err)
+		code := greenhouse.Code(r.err.code)
 		for i, c := range sc.Doc.Checks {
-			if c.Name == r.err.check {
+			if r.err.check != "" && c.Name == r.err.check {
 				sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckFailed, Code: string(code), Message: codeMessage(code)}
 			}
 		}

@@ -170,7 +170,7 @@ func (s *Service) publish(ctx context.Context, envs []events.Envelope) error {
 	}
 	if err := s.bus.Publish(ctx, envs); err != nil {
 		s.metrics.publishFailures.Inc()
-		return err
+		return internal(codeNATSUnavailable, err)
 	}
 	s.metrics.eventsPublished.Add(float64(len(envs)))
 	return nil
@@ -180,6 +180,45 @@ func (s *Service) publish(ctx context.Context, envs []events.Envelope) error {
 func (s *Service) stored(err error) error {
 	if err != nil {
 		s.metrics.storeFailures.Inc()
+		return internal(codeStorageUnavailable, err)
 	}
-	return err
+	return nil
+}
+
+// Error codes of a run that failed on the collector's own dependencies rather than on
+// Greenhouse. They appear in last_sync, saas.sync.completed and sync_runs, never on a check:
+// the customer's admin can do nothing about them, the operator can.
+const (
+	codeStorageUnavailable = "storage_unavailable" // ClickHouse read or write failed
+	codeNATSUnavailable    = "nats_unavailable"    // a publish or a KV read or write failed
+)
+
+// internalError marks a failure of ClickHouse or NATS inside a sync.
+type internalError struct {
+	code string
+	err  error
+}
+
+func (e *internalError) Error() string { return e.err.Error() }
+func (e *internalError) Unwrap() error { return e.err }
+
+// internal wraps err (nil stays nil) as a failure of the collector's own dependency.
+func internal(code string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ie *internalError
+	if errors.As(err, &ie) {
+		return err
+	}
+	return &internalError{code: code, err: err}
+}
+
+// internalCode returns the code of an internalError in err's chain, or "".
+func internalCode(err error) string {
+	var ie *internalError
+	if errors.As(err, &ie) {
+		return ie.code
+	}
+	return ""
 }

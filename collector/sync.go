@@ -28,8 +28,19 @@ const (
 
 // syncError is a failed sync step with the check it affects.
 type syncError struct {
-	check string // users, permissions, audit_log, credentials, admin_user
+	check string // users, permissions, audit_log, credentials, admin_user; "" for an internal failure
+	code  string // a check code of PRODUCT.md 4.1, or storage_unavailable / nats_unavailable
 	err   error
+}
+
+// newSyncError classifies a failed step: Greenhouse's failures go on the step's check (or on
+// credentials or admin_user, whatever the step), the collector's own on none.
+func newSyncError(step string, err error) *syncError {
+	if code := internalCode(err); code != "" {
+		return &syncError{code: code, err: err}
+	}
+	code := greenhouse.CodeOf(err)
+	return &syncError{check: checkForCode(code, step), code: string(code), err: err}
 }
 
 func (e *syncError) Error() string { return e.err.Error() }
@@ -61,7 +72,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: appName, RunID: uuid.NewString(), Kind: "users", StartedAt: start}}
 	before := gc.Stats()
 	fail := func(step string, err error) runResult {
-		res.err = &syncError{check: checkForCode(greenhouse.CodeOf(err), step), err: err}
+		res.err = newSyncError(step, err)
 		return res
 	}
 
@@ -99,7 +110,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		prev[r.UserID] = r
 		return nil
 	}); err != nil {
-		return fail("users", fmt.Errorf("read stored users: %w", err))
+		return fail("users", internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err)))
 	}
 
 	alerts, alertRev, err := s.getAlerts(ctx, tenant)
@@ -247,7 +258,7 @@ func (s *Service) syncAudit(ctx context.Context, tenant string, sc storedConnect
 	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: appName, RunID: uuid.NewString(), Kind: "audit", StartedAt: start}}
 	before := gc.Stats()
 	fail := func(err error) runResult {
-		res.err = &syncError{check: checkForCode(greenhouse.CodeOf(err), "audit_log"), err: err}
+		res.err = newSyncError("audit_log", err)
 		after := gc.Stats()
 		res.summary.Requests = int(after.Requests - before.Requests)
 		res.summary.Throttled = int(after.Throttled - before.Throttled)
@@ -350,7 +361,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 	}
 	acts, err := s.store.UserActivity(ctx, tenant, from, through, ids)
 	if err != nil {
-		return fmt.Errorf("read user activity: %w", err)
+		return internal(codeStorageUnavailable, fmt.Errorf("read user activity: %w", err))
 	}
 	if len(ids) == 0 {
 		var days []time.Time
@@ -407,7 +418,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("apply activity: %w", err)
+		return internal(codeStorageUnavailable, fmt.Errorf("apply activity: %w", err))
 	}
 	if err := s.publish(ctx, envs); err != nil {
 		return fmt.Errorf("publish usage events: %w", err)
@@ -444,7 +455,7 @@ func (s *Service) getCheckpoint(ctx context.Context, tenant string) (checkpoint,
 		return checkpoint{}, 0, nil
 	}
 	if err != nil {
-		return checkpoint{}, 0, fmt.Errorf("read checkpoint of tenant %q: %w", tenant, err)
+		return checkpoint{}, 0, internal(codeNATSUnavailable, fmt.Errorf("read checkpoint of tenant %q: %w", tenant, err))
 	}
 	return cp, rev, nil
 }
@@ -461,7 +472,7 @@ func (s *Service) saveCheckpoint(ctx context.Context, tenant string, cp checkpoi
 		n, err = s.checkpoints.Update(ctx, connectionKey(tenant), cp, rev)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("save checkpoint of tenant %q: %w", tenant, err)
+		return 0, internal(codeNATSUnavailable, fmt.Errorf("save checkpoint of tenant %q: %w", tenant, err))
 	}
 	return n, nil
 }
@@ -477,7 +488,7 @@ func (s *Service) getAlerts(ctx context.Context, tenant string) (alertState, uin
 		return alertState{Users: map[string]alertUser{}}, 0, nil
 	}
 	if err != nil {
-		return alertState{}, 0, fmt.Errorf("read alert state of tenant %q: %w", tenant, err)
+		return alertState{}, 0, internal(codeNATSUnavailable, fmt.Errorf("read alert state of tenant %q: %w", tenant, err))
 	}
 	if st.Users == nil {
 		st.Users = map[string]alertUser{}
@@ -493,7 +504,7 @@ func (s *Service) putAlerts(ctx context.Context, tenant string, st alertState, r
 		_, err = s.alerts.Update(ctx, connectionKey(tenant), st, rev)
 	}
 	if err != nil {
-		return fmt.Errorf("save alert state of tenant %q: %w", tenant, err)
+		return internal(codeNATSUnavailable, fmt.Errorf("save alert state of tenant %q: %w", tenant, err))
 	}
 	return nil
 }
