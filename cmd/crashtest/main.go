@@ -5,7 +5,8 @@
 //	crashtest -sim -addr HOST:PORT
 //	    serves a deterministic simulated Greenhouse (five seeded organisations) and, for the
 //	    script, GET /orgs (one name a line), GET /connect/ORG (the body of the connect request)
-//	    and GET /truth/ORG (the organisation's ground truth as JSON); prints one ready line.
+//	    GET /truth/ORG (the organisation's ground truth as JSON) and GET /requests (how many
+//	    Greenhouse requests it served); prints one ready line.
 //	crashtest -addr HOST:PORT -data-dir DIR -nats-port N -clickhouse-addr A [-clickhouse-database D]
 //	    runs one collector replica with an embedded NATS server in DIR on a fixed port, a fixed
 //	    API token (-api-token) and a fixed sealing key.
@@ -86,7 +87,7 @@ func main() {
 	flag.StringVar(&o.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&o.chDatabase, "clickhouse-database", "crashtest", "ClickHouse database")
 	flag.StringVar(&o.apiToken, "api-token", defaultToken, "bearer token of the collector's API")
-	flag.DurationVar(&o.leaseTTL, "lease-ttl", 2*time.Second, "shard lease lifetime: a killed replica's shards are free after it")
+	flag.DurationVar(&o.leaseTTL, "lease-ttl", time.Second, "shard lease lifetime: a killed replica's shards are free after it")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the collector")
 	flag.Parse()
 
@@ -164,6 +165,9 @@ func serveSim(ctx context.Context, o options) error {
 			"endpoints": map[string]string{"auth": base, "harvest": base, "audit_log": base},
 			"settings":  map[string]any{"users_interval": "1m", "audit_interval": "30s"},
 		})
+	})
+	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, sim.Stats().Requests)
 	})
 	mux.HandleFunc("GET /truth/{org}", func(w http.ResponseWriter, r *http.Request) {
 		org, ok := byName[r.PathValue("org")]

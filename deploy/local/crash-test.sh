@@ -8,7 +8,7 @@
 # It installs Debian's ClickHouse when missing and starts a throwaway one, serves a
 # deterministic simulator (cmd/crashtest -sim: 5 tenants, 200-800 users, 5k-20k events),
 # connects the tenants through the API once, then loops: start the replica (cmd/crashtest,
-# embedded NATS on a fixed port and directory), wait 0.5-4 s, kill -9. Finally it starts the
+# embedded NATS on a fixed port and directory), wait 0.7-6.2 s, kill -9. Finally it starts the
 # replica once more, asks every tenant for a sync, waits until each has finished one, stops the
 # replica and runs cmd/crashtest -verify. Exit status: 0 when everything matches.
 # Environment: KEEP=1 keeps the work directory (logs, data) even on success.
@@ -97,19 +97,26 @@ done
 echo "crash-test.sh: connected $(echo $orgs | wc -w) tenants" >&2
 kill_collector
 
-# The kill loop.
+# The kill loop. A kill counts as "mid-sync" when the simulator served Greenhouse requests in
+# the 200 ms before it.
 started=$(date +%s)
 exited=0
+midsync=0
 for i in $(seq 1 "$N"); do
   start_collector
-  ms=$((500 + RANDOM % 3501))
+  ms=$((500 + RANDOM % 5501))
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
   if ! kill -0 "$col_pid" 2>/dev/null; then
     exited=$((exited + 1))
     echo "crash-test.sh: run $i: the collector had exited by itself before the kill" >&2
   fi
+  r1=$(curl -sSf "$SIM/requests")
+  sleep 0.2
+  r2=$(curl -sSf "$SIM/requests")
   kill_collector
-  echo "crash-test.sh: kill $i/$N after ${ms} ms" >&2
+  busy=
+  if [ "$r2" -gt "$r1" ]; then midsync=$((midsync + 1)); busy=" (mid-sync)"; fi
+  echo "crash-test.sh: kill $i/$N after $((ms + 200)) ms$busy" >&2
 done
 loop_secs=$(( $(date +%s) - started ))
 loop_syncs=$(grep -c '"message":"sync finished"' "$work/collector.log" || true)
@@ -150,7 +157,7 @@ wait "$col_pid" || { echo "crash-test.sh: the final collector did not stop clean
 col_pid=
 
 echo
-echo "crash-test.sh: $N kills over ${loop_secs} s ($exited runs ended by themselves, $loop_syncs sync runs finished between kills); final run synced every tenant in ${final_secs} s"
+echo "crash-test.sh: $N kills over ${loop_secs} s ($midsync mid-sync, $exited runs ended by themselves, $loop_syncs sync runs finished between kills); final run synced every tenant in ${final_secs} s"
 if "$work/crashtest" -verify -sim-url "$SIM" -data-dir "$work/data" -clickhouse-addr "$CH" -clickhouse-database crashtest; then
   status=0
   echo "crash-test.sh: PASS: $N kills survived"
