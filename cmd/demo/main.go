@@ -246,12 +246,15 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 	}
 	if _, err := call(ctx, client, http.MethodGet, api+"/v1/tenants/acme/licenses?usage=inactive", token, nil, &inactive); err == nil {
 		fmt.Printf("\nInactive licenses of acme (GET /v1/tenants/acme/licenses?usage=inactive): %d, the first five:\n", inactive.Count)
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  email\tlicense\treason\tlast activity")
 		for i, l := range inactive.Licenses {
 			if i == 5 {
 				break
 			}
-			fmt.Printf("  %-28s %-10s %-19s last activity %s\n", l.Email, l.LicenseType, l.Reason, ts(l.LastActivityAt))
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", l.Email, l.LicenseType, l.Reason, ts(l.LastActivityAt))
 		}
+		_ = tw.Flush()
 	}
 
 	fmt.Printf("\nClickHouse (database %s at %s)\n", cfg.ClickHouseDatabase, cfg.ClickHouseAddr)
