@@ -464,13 +464,16 @@ func (s *Service) syncNow(w http.ResponseWriter, r *http.Request) {
 		if sc.Secret == nil {
 			return sc, errDisconnected
 		}
-		if sc.SyncRequest != "" {
-			runID = sc.SyncRequest // one pending request at a time
-			return sc, nil
+		if sc.SyncRequest != "" && sc.SyncRequest != sc.SyncStarted {
+			runID = sc.SyncRequest // one pending request at a time: join it
+			return sc, errAlreadyPending
 		}
 		sc.SyncRequest = runID
 		return sc, nil
 	})
+	if errors.Is(err, errAlreadyPending) {
+		err = nil
+	}
 	switch {
 	case errors.Is(err, events.ErrNotFound):
 		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("tenant %q has no Greenhouse connection", tenant)})
@@ -483,7 +486,10 @@ func (s *Service) syncNow(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var errDisconnected = errors.New("disconnected")
+var (
+	errDisconnected   = errors.New("disconnected")
+	errAlreadyPending = errors.New("a requested sync is pending") // nothing to write
+)
 
 func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
 	out := []events.Connection{}

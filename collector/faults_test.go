@@ -210,16 +210,31 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 	assert.Equal(t, collector.StateConnected, doc.State)
 	assert.Equal(t, "succeeded", doc.LastSync.Status)
 	// The outage is the collector's, not Greenhouse's nor the customer's: the runs it failed
-	// say so, and no check of the customer's connection was blamed.
+	// say so (in their saas.sync.completed; last_sync may already show the next run), and no
+	// check of the customer's connection was blamed.
 	seen := strings.Join(states, ",")
-	assert.Contains(t, seen, "last_sync:storage_unavailable")
 	assert.NotContains(t, seen, "greenhouse_unavailable")
 	for _, s := range states {
 		assert.True(t, strings.HasPrefix(s, collector.StateConnected), "state %q during a ClickHouse outage", s)
 	}
+	envs := decodeAll(t, streamMessages(t, e.app))
+	var failed []string
+	for _, ev := range envs {
+		if ev.Type != string(events.TypeSyncCompleted) {
+			continue
+		}
+		var sum events.SyncSummary
+		require.NoError(t, json.Unmarshal(ev.Data, &sum))
+		if sum.Status == "failed" {
+			failed = append(failed, sum.ErrorCode)
+			assert.NotContains(t, sum.ErrorMessage, "127.0.0.1", "the driver's error stays in the log")
+		}
+	}
+	assert.Contains(t, failed, "storage_unavailable", "a run failed on ClickHouse and said so")
+	assert.NotContains(t, failed, "greenhouse_unavailable")
 
 	assertMatchesTruth(t, e.app.Store, "chdown", org.Truth(), true)
-	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "chdown", org.Truth())
+	assertExactlyOnce(t, envs, "chdown", org.Truth())
 }
 
 // TestNATSRestartMidSync restarts an external NATS server (same port, same store directory)

@@ -35,8 +35,8 @@ var fuzzMethods = []string{http.MethodPut, http.MethodGet, http.MethodPost, http
 
 // FuzzAPI sends arbitrary requests to the API of a real replica (embedded NATS, ClickHouse)
 // whose Greenhouse is a simulator: whatever the method, tenant id, query and body, the answer
-// is a known status with a JSON body, a 4xx names its error code, the client secret of the
-// request is never echoed, and nothing panics. Seeds are in testdata/fuzz/FuzzAPI and below;
+// is a known status with a JSON body, a 4xx names its error code, neither the client secret
+// of the request nor the stored tenant's is in it, and nothing panics or hangs. Seeds are in testdata/fuzz/FuzzAPI and below;
 // run it with `go test ./collector -run XXX -fuzz FuzzAPI -fuzztime 60s`.
 func FuzzAPI(f *testing.F) {
 	sim := fastSim()
@@ -149,6 +149,9 @@ func FuzzAPI(f *testing.F) {
 		}
 		if json.Unmarshal(body, &in) == nil && len(in.ClientSecret) >= 6 && strings.Contains(rec.Body.String(), in.ClientSecret) {
 			t.Fatalf("%s %s: the answer echoes the client secret: %s", req.Method, target, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), c.ClientSecret) {
+			t.Fatalf("%s %s: the answer carries the stored tenant's client secret: %s", req.Method, target, rec.Body)
 		}
 	})
 }

@@ -10,6 +10,7 @@ import (
 type metrics struct {
 	reg             *prometheus.Registry
 	syncs           *prometheus.CounterVec
+	syncFailures    *prometheus.CounterVec
 	syncDuration    *prometheus.HistogramVec
 	requests        prometheus.Counter
 	throttled       prometheus.Counter
@@ -28,6 +29,9 @@ func newMetrics() *metrics {
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_syncs_total", Help: "Sync runs by kind (users, audit) and status (succeeded, failed, panic).",
 		}, []string{"kind", "status"}),
+		syncFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "collector_sync_failures_total", Help: "Failed sync runs by kind and error code: a Greenhouse check code, or storage_unavailable, nats_unavailable, client_unavailable for the collector's own dependencies.",
+		}, []string{"kind", "code"}),
 		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "collector_sync_duration_seconds", Help: "Duration of sync runs by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
@@ -61,13 +65,16 @@ func newMetrics() *metrics {
 	m.storeFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "collector_store_failures_total", Help: "ClickHouse writes that failed (the step is retried later).",
 	})
-	m.reg.MustRegister(m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
+	m.reg.MustRegister(m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
 		m.shardsOwned, m.apiRequests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) observeRun(sum events.SyncSummary) {
 	m.syncs.WithLabelValues(sum.Kind, sum.Status).Inc()
+	if sum.Status == "failed" {
+		m.syncFailures.WithLabelValues(sum.Kind, sum.ErrorCode).Inc()
+	}
 	m.syncDuration.WithLabelValues(sum.Kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
 	m.requests.Add(float64(sum.Requests))
 	m.throttled.Add(float64(sum.Throttled))

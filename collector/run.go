@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -50,9 +51,32 @@ func stateOf(checks []connectors.Check) (state string, usageData bool) {
 // part succeeded.
 func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK bool) {
 	log := s.log.With().Str("tenant", job.tenant).Logger()
+	if job.runID != "" {
+		// Mark the requested run as begun: a new request now queues a run of its own.
+		if err := s.updateConnection(ctx, job.tenant, job.sc.Generation, func(sc *storedConnection) {
+			if sc.SyncRequest == job.runID {
+				sc.SyncStarted = job.runID
+			}
+		}); err != nil && !errors.Is(err, errStaleGeneration) {
+			log.Warn().Err(err).Msg("mark requested sync started")
+		}
+	}
 	gc, err := s.client(job.tenant, job.sc)
 	if err != nil {
-		log.Error().Err(err).Msg("sync not started")
+		// The secret cannot be opened (a sealing key removed) or the stored endpoints are
+		// refused: record a failed run so that the document and a requested run id say so.
+		kind := "users"
+		if !job.users {
+			kind = "audit"
+		}
+		runID := job.runID
+		if runID == "" {
+			runID = uuid.NewString()
+		}
+		s.finishRun(ctx, job, runResult{
+			summary: events.SyncSummary{TenantID: job.tenant, App: appName, RunID: runID, Kind: kind, StartedAt: s.now()},
+			err:     &syncError{code: codeClientUnavailable, err: err},
+		})
 		return false, false
 	}
 	var results []runResult
@@ -65,7 +89,7 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		usersOK = r.err == nil
 	}
 	if job.audit {
-		if job.users && !usersOK && results[0].err.check != "users" && results[0].err.check != "permissions" {
+		if job.users && !usersOK && (results[0].err.check == "credentials" || results[0].err.check == "admin_user") {
 			// Credentials or admin user failing: the Audit Log would fail the same way.
 		} else {
 			r := s.syncAudit(ctx, job.tenant, job.sc, gc)
@@ -75,6 +99,12 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 			results = append(results, r)
 			auditOK = r.err == nil
 		}
+	}
+	if ctx.Err() != nil {
+		// Shutting down: what failed, failed because of it. Nothing is recorded (the
+		// checkpoint did not advance; the next owner repeats the step).
+		log.Info().Msg("sync abandoned at shutdown")
+		return usersOK, auditOK
 	}
 	for _, r := range results {
 		s.finishRun(ctx, job, r)
@@ -92,6 +122,9 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		sum.Status = "failed"
 		sum.ErrorCode = r.err.code
 		sum.ErrorMessage = r.err.Error()
+		if msg := internalMessage(r.err.code); msg != "" {
+			sum.ErrorMessage = msg // a plain sentence for the customer; the log below keeps the cause
+		}
 	}
 	s.metrics.observeRun(sum)
 	if s.observer != nil {
@@ -99,7 +132,7 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 	}
 	ev := log.Info()
 	if r.err != nil {
-		ev = log.Warn().Str("error_code", sum.ErrorCode).Str("error", sum.ErrorMessage)
+		ev = log.Warn().Str("error_code", sum.ErrorCode).Str("error", r.err.Error())
 	}
 	ev.Int("users", sum.Users).Int("events", sum.Events).Int("requests", sum.Requests).Int("throttled", sum.Throttled).
 		Dur("took", sum.FinishedAt.Sub(sum.StartedAt)).Msg("sync finished")
@@ -139,6 +172,9 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		}
 		if job.runID != "" && sc.SyncRequest == job.runID {
 			sc.SyncRequest = ""
+		}
+		if job.runID != "" && sc.SyncStarted == job.runID {
+			sc.SyncStarted = ""
 		}
 		if r.err == nil {
 			// Success clears the checks this run exercised.

@@ -55,6 +55,10 @@ type tenantSchedule struct {
 	failures   int
 	running    bool
 	fresh      bool // no users sync done under this generation yet
+	// served is the last requested run id this replica began: later revisions of the
+	// connection that still carry it (its own SyncStarted mark, a clear not yet seen) do not
+	// start it again.
+	served string
 }
 
 // scheduler owns shards through leases and runs the due syncs of the tenants in its shards,
@@ -147,7 +151,7 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 			sch.tenants[tenant] = ts
 		}
 		ts.sc = sc
-		if sc.SyncRequest != "" {
+		if sc.SyncRequest != "" && sc.SyncRequest != ts.served {
 			ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
 		}
 		sch.poke()
@@ -271,7 +275,10 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 			return // every worker is busy
 		}
 		ts.running = true
-		job := syncJob{tenant: tenant, sc: ts.sc, users: users || ts.fresh, audit: audit || ts.fresh, runID: ts.sc.SyncRequest}
+		job := syncJob{tenant: tenant, sc: ts.sc, users: users || ts.fresh, audit: audit || ts.fresh}
+		if r := ts.sc.SyncRequest; r != "" && r != ts.served {
+			job.runID, ts.served = r, r
+		}
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
@@ -341,9 +348,9 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 		}
 	}
 	switch {
-	case ts.sc.SyncRequest == "":
-	case ts.sc.SyncRequest == job.runID:
-		ts.sc.SyncRequest = "" // served by this run
+	case ts.sc.SyncRequest == "" || ts.sc.SyncRequest == ts.served:
+		// Nothing asked for, or served by this run (or an earlier one): its clear in KV
+		// follows.
 	default:
 		// Asked for while this run was under way (it started without the request): run
 		// again now rather than at the schedule just set, or the request would wait a

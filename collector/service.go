@@ -169,7 +169,9 @@ func (s *Service) publish(ctx context.Context, envs []events.Envelope) error {
 		return nil
 	}
 	if err := s.bus.Publish(ctx, envs); err != nil {
-		s.metrics.publishFailures.Inc()
+		if ctx.Err() == nil {
+			s.metrics.publishFailures.Inc()
+		}
 		return internal(codeNATSUnavailable, err)
 	}
 	s.metrics.eventsPublished.Add(float64(len(envs)))
@@ -179,7 +181,9 @@ func (s *Service) publish(ctx context.Context, envs []events.Envelope) error {
 // stored counts a failed ClickHouse write and passes its error on.
 func (s *Service) stored(err error) error {
 	if err != nil {
-		s.metrics.storeFailures.Inc()
+		if !errors.Is(err, context.Canceled) {
+			s.metrics.storeFailures.Inc()
+		}
 		return internal(codeStorageUnavailable, err)
 	}
 	return nil
@@ -191,7 +195,22 @@ func (s *Service) stored(err error) error {
 const (
 	codeStorageUnavailable = "storage_unavailable" // ClickHouse read or write failed
 	codeNATSUnavailable    = "nats_unavailable"    // a publish or a KV read or write failed
+	codeClientUnavailable  = "client_unavailable"  // the stored secret cannot be opened (sealing key gone)
 )
+
+// internalMessage is the customer-facing message of an internal code ("" for other codes):
+// the raw cause (addresses, driver errors) stays in the operator's log.
+func internalMessage(code string) string {
+	switch code {
+	case codeStorageUnavailable:
+		return "The collector's storage (ClickHouse) was unavailable; the sync is retried by itself."
+	case codeNATSUnavailable:
+		return "The collector's messaging (NATS) was unavailable; the sync is retried by itself."
+	case codeClientUnavailable:
+		return "The collector could not open the stored credential (its sealing key is not configured); the operator must restore the key, or the customer reconnect."
+	}
+	return ""
+}
 
 // internalError marks a failure of ClickHouse or NATS inside a sync.
 type internalError struct {

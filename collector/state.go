@@ -15,9 +15,12 @@ type storedConnection struct {
 	// Generation increases with every PUT: a new generation resets the tenant's schedule and
 	// its Greenhouse client.
 	Generation int64 `json:"generation"`
-	// SyncRequest is a run id asked for through the API and not yet started; the replica that
+	// SyncRequest is a run id asked for through the API and not yet finished; the replica that
 	// owns the tenant runs it.
-	SyncRequest string    `json:"sync_request,omitempty"`
+	SyncRequest string `json:"sync_request,omitempty"`
+	// SyncStarted is the requested run id a replica has begun: once SyncRequest equals it, a new
+	// request queues a new run instead of joining the one under way.
+	SyncStarted string    `json:"sync_started,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 

@@ -13,8 +13,9 @@
 //	crashtest -verify -sim-url URL -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
 //	    starts NATS offline on DIR, reads ClickHouse and the simulator's truth, and checks users,
 //	    license types, statuses, last activity, audit event counts, daily activity, that no
-//	    CloudEvents id is in the stream twice, one saas.user.changed per user and exactly one
-//	    license_inactive alert per inactive license holder. It exits 1 on any mismatch.
+//	    CloudEvents id is in the stream twice, one saas.user.changed per user, exactly one
+//	    license_inactive alert per inactive license holder and no license_active or
+//	    license_freed alert (the organisations do not change). It exits 1 on any mismatch.
 package main
 
 import (
@@ -488,6 +489,7 @@ func expectedInactive(truth simulator.Truth, now time.Time) map[int64]bool {
 func checkEvents(rep *report, tenant string, truth simulator.Truth, envs []envelope, now time.Time) (inactive, alerts int) {
 	changed := map[string]int{}
 	alerted := map[int64]int{}
+	others := map[string]int{} // license_active and license_freed: the organisations never change
 	for _, e := range envs {
 		if !strings.HasPrefix(e.ID, tenant+":") {
 			continue
@@ -503,7 +505,12 @@ func checkEvents(rep *report, tenant string, truth simulator.Truth, envs []envel
 			}
 			alerted[id]++
 			alerts++
+		case string(events.TypeAlertLicenseActive), string(events.TypeAlertLicenseFreed):
+			others[e.Type+" "+e.Subject]++
 		}
+	}
+	for k, n := range others {
+		rep.fail(tenant, "%d× %s, but no user changed", n, k)
 	}
 	for _, u := range truth.Users {
 		if n := changed[fmt.Sprintf("users/%d", u.ID)]; n != 1 {

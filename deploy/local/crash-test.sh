@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # crash-test.sh: kills a collector replica with SIGKILL at random moments, N times (default 30),
 # then lets it finish and checks that ClickHouse and the NATS stream hold exactly the
-# simulator's ground truth: no lost or repeated row, event or alert (docs/reliability.md).
+# simulator's ground truth: no lost user, audit event or daily figure, no repeated user event
+# or alert (docs/reliability.md). It fails, too, when no kill landed mid-sync or the replica
+# exited by itself.
 #
 #   deploy/local/crash-test.sh [N]
 #
@@ -127,7 +129,7 @@ start_collector
 wait_healthy
 declare -A run_ids
 for org in $orgs; do
-  run_ids[$org]=$(api -X POST "$API/v1/tenants/$org/connections/greenhouse/sync" | sed -n 's/.*"run_id": *"\([^"]*\)".*/\1/p')
+  run_ids[$org]=$(api -X POST "$API/v1/tenants/$org/connections/greenhouse/sync" | sed -n 's/.*"run_id": *"\([^"]*\)".*/\1/p' || true)
   [ -n "${run_ids[$org]}" ] || { echo "crash-test.sh: sync request for $org failed" >&2; exit 1; }
 done
 pending="$orgs"
@@ -153,11 +155,20 @@ while [ -n "$pending" ]; do
 done
 final_secs=$(( $(date +%s) - final_start ))
 kill -TERM "$col_pid"
+for _ in $(seq 1 300); do kill -0 "$col_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$col_pid" 2>/dev/null; then
+  echo "crash-test.sh: the final collector did not stop within 30 s of SIGTERM" >&2
+  exit 1
+fi
 wait "$col_pid" || { echo "crash-test.sh: the final collector did not stop cleanly" >&2; exit 1; }
 col_pid=
 
 echo
 echo "crash-test.sh: $N kills over ${loop_secs} s ($midsync mid-sync, $exited runs ended by themselves, $loop_syncs sync runs finished between kills); final run synced every tenant in ${final_secs} s"
+if [ "$exited" -gt 0 ] || [ "$midsync" -eq 0 ]; then
+  echo "crash-test.sh: FAIL: $exited runs exited by themselves, $midsync kills mid-sync (want 0 and at least 1)"
+  exit 1
+fi
 if "$work/crashtest" -verify -sim-url "$SIM" -data-dir "$work/data" -clickhouse-addr "$CH" -clickhouse-database crashtest; then
   status=0
   echo "crash-test.sh: PASS: $N kills survived"
