@@ -21,6 +21,7 @@ type metrics struct {
 	lastSuccess     *prometheus.GaugeVec
 	publishFailures prometheus.Counter
 	storeFailures   prometheus.Counter
+	own             []prometheus.Collector // the collector's own metrics (docs/api.md#metrics)
 }
 
 func newMetrics() *metrics {
@@ -65,8 +66,10 @@ func newMetrics() *metrics {
 	m.storeFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "collector_store_failures_total", Help: "ClickHouse writes that failed (the step is retried later).",
 	})
-	m.reg.MustRegister(m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests, m.throttled, m.auditEvents, m.eventsPublished,
-		m.shardsOwned, m.apiRequests, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.own = []prometheus.Collector{m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests,
+		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.apiRequests}
+	m.reg.MustRegister(m.own...)
+	m.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
