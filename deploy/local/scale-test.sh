@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# scale-test.sh: one collector process (the real cmd/collector binary, embedded NATS) against
+# N simulated Greenhouse tenants, for each N given (default: 100 1000 3000), and a table of
+# what it cost (docs/performance.md, "Scale").
+#
+#   deploy/local/scale-test.sh [TENANTS...]
+#
+# For each N it starts the simulator in its own process (cmd/scaletest -sim: N organisations,
+# sizes log-uniform in MIN_USERS..MAX_USERS from SEED, EVENTS_PER_USER audit events per user
+# over 30 days capped at MAX_EVENTS), starts the collector with a fresh data directory and
+# ClickHouse database, connects every tenant through PUT /v1/tenants/{id}/connections/greenhouse
+# (cmd/scaletest -connect, PARALLEL at a time), waits until every tenant has finished its
+# first full sync (users, permissions, 30-day Audit Log backfill), then observes STEADY
+# seconds of steady state with USERS_INTERVAL / AUDIT_INTERVAL per tenant, and reports:
+# time to the first full sync of all tenants, lateness of the steady-state runs against
+# their interval (from sync_runs), the collector's CPU seconds (utime+stime from /proc) per
+# phase and per tenant-cycle, its peak RSS (VmHWM), ClickHouse rows and bytes on disk
+# (system.parts; each tenant count gets a fresh ClickHouse), the NATS store size and the events published. The simulator's and
+# ClickHouse's CPU are reported beside the collector's: all three share the machine.
+#
+# Environment (defaults): MIN_USERS=10 MAX_USERS=5000, or USERS=U for equal organisations;
+# EVENTS_PER_USER=5 MAX_EVENTS=20000 SEED=7 USERS_INTERVAL=1m AUDIT_INTERVAL=30s STEADY=180
+# CONCURRENCY=16 PARALLEL=8 FIRST_TIMEOUT=3600 (seconds until every first sync is done);
+# OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TENANTS=("$@")
+[ ${#TENANTS[@]} -gt 0 ] || TENANTS=(100 1000 3000)
+MIN_USERS=${MIN_USERS:-10}
+MAX_USERS=${MAX_USERS:-5000}
+USERS=${USERS:-0}
+EVENTS_PER_USER=${EVENTS_PER_USER:-5}
+MAX_EVENTS=${MAX_EVENTS:-20000}
+SEED=${SEED:-7}
+USERS_INTERVAL=${USERS_INTERVAL:-1m}
+AUDIT_INTERVAL=${AUDIT_INTERVAL:-30s}
+STEADY=${STEADY:-180}
+CONCURRENCY=${CONCURRENCY:-16}
+PARALLEL=${PARALLEL:-8}
+FIRST_TIMEOUT=${FIRST_TIMEOUT:-3600}
+TOKEN=scaletest-token-$(head -c12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+KEY=k1:$(head -c32 /dev/urandom | base64)
+
+command -v go >/dev/null || { echo "scale-test.sh: Go is required" >&2; exit 2; }
+command -v curl >/dev/null || { echo "scale-test.sh: curl is required" >&2; exit 2; }
+deploy/local/clickhouse.sh install
+command -v clickhouse-client >/dev/null || { echo "scale-test.sh: clickhouse-client is required" >&2; exit 2; }
+
+work=$(mktemp -d)
+sim_pid=
+col_pid=
+sampler_pid=
+ch_dir=
+status=1
+cleanup() {
+  [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null || true
+  [ -n "$col_pid" ] && kill "$col_pid" 2>/dev/null && wait "$col_pid" 2>/dev/null || true
+  [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null || true
+  [ -n "$ch_dir" ] && deploy/local/clickhouse.sh stop "$ch_dir" || true
+  if [ "$status" -eq 0 ] && [ -z "${KEEP:-}" ]; then
+    rm -rf "$work"
+  else
+    echo "scale-test.sh: logs and data kept in $work" >&2
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 - <<'PY' 2>/dev/null || shuf -i 20000-60000 -n 1
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+# cpu PID: utime+stime of the process in seconds (fields 14 and 15 of /proc/PID/stat).
+cpu() {
+  local tck
+  tck=$(getconf CLK_TCK)
+  awk -v t="$tck" '{ sub(/^.*\) /, ""); printf "%.2f\n", ($12 + $13) / t }' "/proc/$1/stat"
+}
+# kb PID FIELD: a /proc/PID/status field in kB (VmHWM, VmRSS).
+kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "NaN"; else printf "%.4f", a / b }'; }
+secs() { # a Go duration of whole minutes or seconds (1m, 30s, 1h) in seconds
+  case "$1" in *h) echo $(( ${1%h} * 3600 )) ;; *m) echo $(( ${1%m} * 60 )) ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac
+}
+
+chq() { clickhouse-client --host 127.0.0.1 --port "$CH_PORT" -q "$1"; }
+go build -o "$work/collector" ./cmd/collector
+go build -o "$work/scaletest" ./cmd/scaletest
+
+echo "scale-test.sh: machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(uname -sm), $(go version | awk '{ print $3 }')" >&2
+header="sizes	intervals	tenants	users	events	connect_s	first_sync_tenants	first_sync_p50_s	first_sync_all_s	first_cpu_s	first_ch_cpu_s	first_sim_cpu_s	steady_s	steady_cpu_s	steady_cpu_share	ch_cpu_share	sim_cpu_share	users_runs	audit_runs	cpu_ms_per_tenant_cycle	ch_ms_per_tenant_cycle	cpu_ms_per_run	users_late_pct	users_lateness_p99_s	users_lateness_max_s	audit_late_pct	audit_lateness_p99_s	audit_lateness_max_s	users_without_run	audit_without_run	failed_runs	throttled	peak_rss_mib	rss_end_mib	ch_rows	ch_bytes	nats_bytes	events_published	store_failures	publish_failures	list_connections_s"
+results=()
+
+run_one() {
+  local n=$1 dir=$work/run-$1 db=scale_$1
+  mkdir -p "$dir"
+  # A fresh ClickHouse per tenant count: no merges of an earlier run in this run's figures.
+  ch_dir=$dir/clickhouse
+  CH=$(deploy/local/clickhouse.sh start "$ch_dir")
+  CH_PORT=${CH##*:}
+  ch_pid=$(cat "$ch_dir/pid")
+  local size_args=(-min-users "$MIN_USERS" -max-users "$MAX_USERS")
+  [ "$USERS" != 0 ] && size_args=(-users "$USERS")
+
+  # The simulator, in its own process.
+  "$work/scaletest" -sim -addr 127.0.0.1:0 -tenants "$n" -seed "$SEED" "${size_args[@]}" \
+    -events-per-user "$EVENTS_PER_USER" -max-events "$MAX_EVENTS" \
+    -users-interval "$USERS_INTERVAL" -audit-interval "$AUDIT_INTERVAL" >"$dir/sim.out" 2>"$dir/sim.log" &
+  sim_pid=$!
+  for _ in $(seq 1 3000); do grep -q ready "$dir/sim.out" 2>/dev/null && break; kill -0 "$sim_pid" 2>/dev/null || break; sleep 0.1; done
+  grep -q ready "$dir/sim.out" || { echo "scale-test.sh: simulator did not start" >&2; cat "$dir/sim.log" >&2; return 1; }
+  echo "scale-test.sh: $(cat "$dir/sim.out")" >&2
+  local sim_addr users events
+  sim_addr=$(sed -n 's/.*ready on \([^:]*:[0-9]*\):.*/\1/p' "$dir/sim.out")
+  users=$(sed -n 's/.*organisations, \([0-9]*\) users.*/\1/p' "$dir/sim.out")
+  events=$(sed -n 's/.* users, \([0-9]*\) audit events.*/\1/p' "$dir/sim.out")
+  local SIM=http://$sim_addr
+
+  # The collector: the real binary, embedded NATS on a random port, its own database.
+  local api_port; api_port=$(free_port)
+  local API=http://127.0.0.1:$api_port
+  COLLECTOR_HTTP_ADDR=127.0.0.1:$api_port COLLECTOR_API_TOKEN=$TOKEN COLLECTOR_SECRET_KEYS=$KEY \
+    COLLECTOR_DATA_DIR=$dir/data COLLECTOR_NATS_PORT=-1 COLLECTOR_CLICKHOUSE_ADDR=$CH \
+    COLLECTOR_CLICKHOUSE_DATABASE=$db COLLECTOR_CONCURRENCY=$CONCURRENCY \
+    COLLECTOR_ALLOW_ENDPOINT_OVERRIDE=true COLLECTOR_ALLOW_INSECURE_ENDPOINTS=true \
+    "$work/collector" >"$dir/collector.log" 2>&1 &
+  col_pid=$!
+  for _ in $(seq 1 600); do
+    curl -sf "$API/healthz" >/dev/null 2>&1 && break
+    kill -0 "$col_pid" 2>/dev/null || { echo "scale-test.sh: the collector exited; see $dir/collector.log" >&2; return 1; }
+    sleep 0.1
+  done
+  # RSS every 5 s, for the record (VmHWM gives the peak).
+  ( while kill -0 "$col_pid" 2>/dev/null; do echo "$(date +%s) $(kb "$col_pid" VmRSS)"; sleep 5; done ) >"$dir/rss.log" 2>/dev/null &
+  sampler_pid=$!
+
+  local c0 ch0 sim0 connected_at
+  c0=$(cpu "$col_pid"); ch0=$(cpu "$ch_pid"); sim0=$(cpu "$sim_pid")
+  connected_at=$(date +%s)
+  SCALETEST_API_TOKEN=$TOKEN "$work/scaletest" -connect -sim-url "$SIM" -api "$API" -parallel "$PARALLEL" >"$dir/connect.out" 2>>"$dir/connect.log" \
+    || { echo "scale-test.sh: connecting failed:" >&2; cat "$dir/connect.out" "$dir/connect.log" >&2; return 1; }
+  local connect_s; connect_s=$(sed -n 's/^connect_seconds=//p' "$dir/connect.out")
+  echo "scale-test.sh: $n tenants connected in ${connect_s} s" >&2
+  sed 's/^/    /' "$dir/connect.out" >&2
+
+  # Every tenant's first full sync: its first successful Audit Log run (after its users sync).
+  local deadline=$(( connected_at + FIRST_TIMEOUT )) done_n=0 last_print=0
+  while :; do
+    done_n=$(chq "SELECT uniqExact(tenant_id) FROM $db.sync_runs WHERE kind = 'audit' AND status = 'succeeded'" 2>/dev/null || echo 0)
+    [ "$done_n" -ge "$n" ] && break
+    kill -0 "$col_pid" 2>/dev/null || { echo "scale-test.sh: the collector exited; see $dir/collector.log" >&2; return 1; }
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      # Not fatal: the row says how many tenants made it (first_sync_tenants), and the
+      # "steady state" that follows is still measured, though it is no steady state.
+      echo "scale-test.sh: only $done_n of $n tenants finished a first sync within ${FIRST_TIMEOUT} s; measuring on" >&2
+      break
+    fi
+    if [ $(( $(date +%s) - last_print )) -ge 30 ]; then
+      echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s, collector CPU $(cpu "$col_pid") s, RSS $(( $(kb "$col_pid" VmRSS) / 1024 )) MiB" >&2
+      last_print=$(date +%s)
+    fi
+    sleep 2
+  done
+  local c1 ch1 sim1
+  c1=$(cpu "$col_pid"); ch1=$(cpu "$ch_pid"); sim1=$(cpu "$sim_pid")
+  echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s; steady state for ${STEADY} s" >&2
+
+  # Steady state.
+  local t0 t1 c2 ch2 sim2 c3 ch3 sim3
+  t0=$(date +%s); c2=$(cpu "$col_pid"); ch2=$(cpu "$ch_pid"); sim2=$(cpu "$sim_pid")
+  sleep "$STEADY"
+  t1=$(date +%s); c3=$(cpu "$col_pid"); ch3=$(cpu "$ch_pid"); sim3=$(cpu "$sim_pid")
+  # Runs started before t1 are recorded when they finish.
+  sleep 15
+
+  local list_s
+  list_s=$(curl -sS -o "$dir/connections.json" -w '%{time_total}' -H "Authorization: Bearer $TOKEN" "$API/v1/connections")
+  local connected_docs; connected_docs=$(grep -cE '^ *"state": "connected"' "$dir/connections.json" || true)
+  curl -sS "$API/metrics" >"$dir/metrics.txt"
+  local published store_fail publish_fail
+  published=$(awk '$1 == "collector_events_published_total" { printf "%.0f", $2 }' "$dir/metrics.txt")
+  store_fail=$(awk '$1 == "collector_store_failures_total" { printf "%.0f", $2 }' "$dir/metrics.txt")
+  publish_fail=$(awk '$1 == "collector_publish_failures_total" { printf "%.0f", $2 }' "$dir/metrics.txt")
+  local peak rss_end
+  peak=$(( $(kb "$col_pid" VmHWM) / 1024 )); rss_end=$(( $(kb "$col_pid" VmRSS) / 1024 ))
+
+  chq "SELECT tenant_id, kind, status, toUnixTimestamp(started_at), toUnixTimestamp(finished_at), users, events, requests, throttled FROM $db.sync_runs FINAL FORMAT TabSeparated" >"$dir/sync_runs.tsv"
+  "$work/scaletest" -analyze -tenants "$n" -connected-at "$connected_at" -from "$t0" -to "$t1" \
+    -users-interval "$USERS_INTERVAL" -audit-interval "$AUDIT_INTERVAL" <"$dir/sync_runs.tsv" >"$dir/analysis.out"
+  chq "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '$db' AND active GROUP BY table ORDER BY table FORMAT TabSeparated" >"$dir/parts.tsv"
+  local ch_rows ch_bytes nats_bytes
+  ch_rows=$(awk '{ s += $2 } END { print s + 0 }' "$dir/parts.tsv")
+  ch_bytes=$(awk '{ s += $3 } END { print s + 0 }' "$dir/parts.tsv")
+  nats_bytes=$(du -sb "$dir/data" | awk '{ print $1 }')
+
+  kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
+  kill -TERM "$col_pid"; wait "$col_pid" || echo "scale-test.sh: the collector did not stop cleanly" >&2; col_pid=
+  kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
+  deploy/local/clickhouse.sh stop "$ch_dir" || true
+  ch_dir=
+  rm -rf "$dir/data" "$dir/clickhouse"
+
+  a() { sed -n "s/^$1=//p" "$dir/analysis.out"; }
+  local steady_s=$(( t1 - t0 )) steady_cpu users_runs failed
+  steady_cpu=$(fsub "$c3" "$c2")
+  users_runs=$(a users_runs)
+  failed=$(( $(a users_failed) + $(a audit_failed) ))
+  local row
+  local sizes=$MIN_USERS..$MAX_USERS; [ "$USERS" != 0 ] && sizes=$USERS
+  row=$(printf '%s\t' "$sizes" "$USERS_INTERVAL/$AUDIT_INTERVAL" "$n" "$users" "$events" "$connect_s" "$(a first_sync_tenants)" "$(a first_sync_p50_s)" "$(a first_sync_all_s)" \
+    "$(fsub "$c1" "$c0")" "$(fsub "$ch1" "$ch0")" "$(fsub "$sim1" "$sim0")" "$steady_s" "$steady_cpu" \
+    "$(fdiv "$steady_cpu" "$steady_s")" "$(fdiv "$(fsub "$ch3" "$ch2")" "$steady_s")" "$(fdiv "$(fsub "$sim3" "$sim2")" "$steady_s")" \
+    "$users_runs" "$(a audit_runs)" "$(fdiv "$(awk -v c="$steady_cpu" 'BEGIN { print c * 1000 }')" "$users_runs")" \
+    "$(fdiv "$(awk -v c="$(fsub "$ch3" "$ch2")" 'BEGIN { print c * 1000 }')" "$users_runs")" \
+    "$(fdiv "$(awk -v c="$steady_cpu" 'BEGIN { print c * 1000 }')" "$(( users_runs + $(a audit_runs) ))")" \
+    "$(a users_late_pct)" "$(a users_lateness_p99_s)" "$(a users_lateness_max_s)" \
+    "$(a audit_late_pct)" "$(a audit_lateness_p99_s)" "$(a audit_lateness_max_s)" \
+    "$(a users_tenants_without_run)" "$(a audit_tenants_without_run)" "$failed" "$(( $(a users_throttled) + $(a audit_throttled) ))" \
+    "$peak" "$rss_end" "$ch_rows" "$ch_bytes" "$nats_bytes" "$published" "$store_fail" "$publish_fail" "$list_s")
+  row=${row%$'\t'}
+  results+=("$row")
+  [ -n "${OUT:-}" ] && printf '%s\n' "$row" >>"$OUT"
+  echo "scale-test.sh: N=$n done; $connected_docs connection documents 'connected'; ClickHouse tables:" >&2
+  sed 's/^/    /' "$dir/parts.tsv" >&2
+  sed 's/^/    /' "$dir/analysis.out" >&2
+  paste <(tr '\t' '\n' <<<"$header") <(tr '\t' '\n' <<<"$row") | sed 's/^/    /' >&2
+}
+
+if [ -n "${OUT:-}" ] && [ ! -s "$OUT" ]; then printf '%s\n' "$header" >"$OUT"; fi
+for n in "${TENANTS[@]}"; do
+  echo "scale-test.sh: === $n tenants (sizes $([ "$USERS" != 0 ] && echo "$USERS" || echo "$MIN_USERS..$MAX_USERS log-uniform") users, $EVENTS_PER_USER events/user capped at $MAX_EVENTS, intervals $USERS_INTERVAL/$AUDIT_INTERVAL, concurrency $CONCURRENCY) ===" >&2
+  run_one "$n"
+done
+
+echo
+printf '%s\n' "$header"
+printf '%s\n' "${results[@]}"
+status=0
