@@ -524,7 +524,7 @@ func (s *Service) tenantUsage(ctx context.Context, tenant string) (storedConnect
 	if err != nil {
 		return sc, UsageParams{}, err
 	}
-	return sc, s.usageParams(sc.Doc, cp, s.now()), nil
+	return sc, s.usageParams(sc.Doc, cp, s.now(), cp.ActivityThrough), nil
 }
 
 func (s *Service) licenses(w http.ResponseWriter, r *http.Request) {

@@ -158,9 +158,21 @@ func (s *Service) settings(doc events.Connection) (inactiveAfterDays int, users,
 }
 
 // usageParams returns the usage classification parameters of a tenant now.
-func (s *Service) usageParams(doc events.Connection, cp checkpoint, now time.Time) UsageParams {
+//
+// activityThrough is the time through which users' activity has been applied from the stored
+// events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
+// applied (a crash between the two steps) must not make anyone look inactive.
+func (s *Service) usageParams(doc events.Connection, cp checkpoint, now, activityThrough time.Time) UsageParams {
 	days, _, _ := s.settings(doc)
-	return UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
+	p := UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
+	switch {
+	case p.CoverageStart.IsZero():
+	case activityThrough.IsZero():
+		p.CoverageStart = now // the backfill is stored, its activity not applied: too early to judge
+	case activityThrough.Before(now):
+		p.Now = activityThrough
+	}
+	return p
 }
 
 // publish publishes envelopes and counts the outcome.

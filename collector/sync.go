@@ -118,7 +118,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		return fail("users", err)
 	}
 
-	params := s.usageParams(sc.Doc, cp, start)
+	params := s.usageParams(sc.Doc, cp, start, cp.ActivityThrough)
 	version := uint64(start.UnixNano())
 	diff := newUserDiff(tenant, start, version, prev)
 	counts := map[[2]string]uint32{}
@@ -397,7 +397,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 		return err
 	}
 	now := s.now()
-	params := s.usageParams(sc.Doc, cp, now)
+	params := s.usageParams(sc.Doc, cp, now, through)
 	version := uint64(now.UnixNano())
 	var (
 		rows []storage.UserRow

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/seatwatch/greenhouse-collector/events"
 )
 
 func TestLicenseType(t *testing.T) {
@@ -52,5 +54,36 @@ func TestClassifyUsage(t *testing.T) {
 			assert.Equal(t, tt.wantUsage, u)
 			assert.Equal(t, tt.wantReason, r)
 		})
+	}
+}
+
+// TestUsageJudgedAsOfAppliedActivity: stored but not yet applied events (a crash between
+// storing a poll and applying its activity) never make a license look inactive.
+func TestUsageJudgedAsOfAppliedActivity(t *testing.T) {
+	s := &Service{cfg: DefaultConfig()}
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	created := now.AddDate(0, 0, -90)
+	cp := checkpoint{CoverageStart: now.AddDate(0, 0, -31), AuditThrough: now}
+
+	// Backfill stored, activity not applied yet: too early to judge.
+	p := s.usageParams(events.Connection{}, cp, now, time.Time{})
+	usage, reason := ClassifyUsage(created, nil, p)
+	if usage != UsageUnknown || reason != ReasonInsufficientHistory {
+		t.Fatalf("before the activity is applied: %s/%s, want unknown/insufficient_history", usage, reason)
+	}
+
+	// Applied through an hour ago: judged as of then.
+	applied := now.Add(-time.Hour)
+	p = s.usageParams(events.Connection{}, cp, now, applied)
+	if !p.Now.Equal(applied) {
+		t.Fatalf("judged as of %s, want %s", p.Now, applied)
+	}
+	last := applied.AddDate(0, 0, -30).Add(time.Minute) // active as of the applied time
+	if usage, _ := ClassifyUsage(created, &last, p); usage != UsageActive {
+		t.Fatalf("last activity within 30 days of the applied time: %s, want active", usage)
+	}
+	old := now.AddDate(0, 0, -40)
+	if usage, reason := ClassifyUsage(created, &old, p); usage != UsageInactive || reason != ReasonNoRecentActivity {
+		t.Fatalf("last activity 40 days ago: %s/%s, want inactive/no_recent_activity", usage, reason)
 	}
 }
