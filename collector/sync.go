@@ -323,39 +323,30 @@ func (s *Service) syncAudit(ctx context.Context, tenant string, sc storedConnect
 	if cp.CoverageStart.IsZero() {
 		cp.CoverageStart = cp.BackfillFrom
 	}
-	if stored == 0 && activityCurrent {
-		// Nothing new and nothing pending: last activity and daily figures cannot have
-		// changed, so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at
-		// scale, docs/performance.md#scale). Usage that changes with time alone (a license
-		// crossing the inactivity threshold) is evaluated by the users sync.
-		cp.ActivityThrough = cp.AuditThrough
-		if _, err := s.saveCheckpoint(ctx, tenant, cp, cpRev); err != nil {
+	// Nothing new and nothing pending: last activity and daily figures cannot have changed,
+	// so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at scale,
+	// docs/performance.md#scale). Usage that changes with time alone (a license crossing the
+	// inactivity threshold) is evaluated by the users sync.
+	if stored > 0 || !activityCurrent {
+		rev, err := s.saveCheckpoint(ctx, tenant, cp, cpRev)
+		if err != nil {
 			return fail(err)
 		}
-		after := gc.Stats()
-		res.summary.Requests = int(after.Requests - before.Requests)
-		res.summary.Throttled = int(after.Throttled - before.Throttled)
-		return res
-	}
-	rev, err := s.saveCheckpoint(ctx, tenant, cp, cpRev)
-	if err != nil {
-		return fail(err)
-	}
-	cpRev = rev
-
-	alerts, alertRev, err := s.getAlerts(ctx, tenant)
-	if err != nil {
-		return fail(err)
-	}
-	actFrom := cp.ActivityThrough.Add(-auditOverlap)
-	if cp.ActivityThrough.IsZero() {
-		actFrom = cp.BackfillFrom
-	}
-	if err := s.applyActivity(ctx, tenant, sc, actFrom, cp.AuditThrough, nil, &alerts); err != nil {
-		return fail(err)
-	}
-	if err := s.putAlerts(ctx, tenant, alerts, alertRev); err != nil {
-		return fail(err)
+		cpRev = rev
+		alerts, alertRev, err := s.getAlerts(ctx, tenant)
+		if err != nil {
+			return fail(err)
+		}
+		actFrom := cp.ActivityThrough.Add(-auditOverlap)
+		if cp.ActivityThrough.IsZero() {
+			actFrom = cp.BackfillFrom
+		}
+		if err := s.applyActivity(ctx, tenant, sc, actFrom, cp.AuditThrough, nil, &alerts); err != nil {
+			return fail(err)
+		}
+		if err := s.putAlerts(ctx, tenant, alerts, alertRev); err != nil {
+			return fail(err)
+		}
 	}
 	cp.ActivityThrough = cp.AuditThrough
 	if _, err := s.saveCheckpoint(ctx, tenant, cp, cpRev); err != nil {

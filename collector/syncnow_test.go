@@ -115,3 +115,27 @@ func TestSyncWithoutSealingKey(t *testing.T) {
 	assert.NotContains(t, doc.LastSync.ErrorMessage, "k1", "the cause stays in the operator's log")
 	assert.Contains(t, e2.logs.String(), `key id \"k1\": sealed with an unknown key id`, "the operator's log names the cause")
 }
+
+// TestShutdownAbandonsRuns stops a replica in the middle of a slow first sync: the run is
+// abandoned, not recorded or logged as a failure of ClickHouse, NATS or Greenhouse.
+func TestShutdownAbandonsRuns(t *testing.T) {
+	t.Parallel()
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	org, err := sim.AddOrg(simulator.OrgSpec{Name: "leaving", Seed: 43, Users: 150, Events: 3000})
+	require.NoError(t, err)
+	org.SetFaults(simulator.Faults{Latency: 150 * time.Millisecond})
+
+	e := startEnv(t, testConfig(t, storagetest.Database(t)))
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/leaving/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	waitBusy(t, org)
+	e.stop()
+
+	logs := e.logs.String()
+	assert.Contains(t, logs, "sync abandoned at shutdown")
+	assert.NotContains(t, logs, `"message":"sync finished"`, "no run recorded while shutting down")
+	for _, code := range []string{"storage_unavailable", "nats_unavailable", "greenhouse_unavailable"} {
+		assert.NotContains(t, logs, code)
+	}
+}
