@@ -17,6 +17,7 @@ type metrics struct {
 	auditEvents     prometheus.Counter
 	eventsPublished prometheus.Counter
 	shardsOwned     prometheus.Gauge
+	runsWaiting     *prometheus.GaugeVec
 	apiRequests     *prometheus.CounterVec
 	lastSuccess     *prometheus.GaugeVec
 	publishFailures prometheus.Counter
@@ -52,6 +53,9 @@ func newMetrics() *metrics {
 		shardsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "collector_shards_owned", Help: "Tenant shards leased by this replica.",
 		}),
+		runsWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "collector_runs_waiting", Help: "Due syncs of owned tenants waiting for a worker, by class: first_sync (a tenant's first full sync) or routine.",
+		}, []string{"class"}),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "collector_api_requests_total", Help: "HTTP API requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -67,7 +71,7 @@ func newMetrics() *metrics {
 		Name: "collector_store_failures_total", Help: "ClickHouse writes that failed (the step is retried later).",
 	})
 	m.own = []prometheus.Collector{m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests,
-		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.apiRequests}
+		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.runsWaiting, m.apiRequests}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -71,8 +71,10 @@ type scheduler struct {
 	tenants map[string]*tenantSchedule
 	owned   map[int]uint64 // shard → lease revision
 	sem     chan struct{}
-	wg      sync.WaitGroup
-	wake    chan struct{}
+	// freshRunning counts the first syncs under way (planDispatch caps them).
+	freshRunning int
+	wg           sync.WaitGroup
+	wake         chan struct{}
 }
 
 func newScheduler(s *Service) *scheduler {
@@ -255,11 +257,71 @@ func (sch *scheduler) owns(tenant string) bool {
 	return ok
 }
 
-// dispatch starts the due syncs of owned tenants while workers are free.
+// dueSync is a tenant whose sync is due, as dispatch sees it.
+type dueSync struct {
+	tenant    string
+	ts        *tenantSchedule
+	due       time.Time // the earliest due time of its due kinds; zero when asked for
+	requested bool
+}
+
+// planDispatch orders the due syncs and picks those to start, given free workers of capacity
+// workers and the first syncs already running. Asked-for syncs come first, then routine runs
+// of onboarded tenants, most overdue first; first syncs (the 30-day backfill, by far the
+// longest runs) take at most half of the workers and, while any waits, routine runs leave
+// them a quarter. So onboarding many tenants at once neither delays the polls of tenants
+// already onboarded nor stops, and tenants onboard in the order they connected.
+func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
+	var routine, fresh []dueSync
+	for _, d := range due {
+		if d.ts.fresh && !d.requested {
+			fresh = append(fresh, d)
+		} else {
+			routine = append(routine, d)
+		}
+	}
+	byDue := func(list []dueSync) {
+		sort.Slice(list, func(i, j int) bool {
+			if !list[i].due.Equal(list[j].due) {
+				return list[i].due.Before(list[j].due)
+			}
+			return list[i].tenant < list[j].tenant
+		})
+	}
+	byDue(routine)
+	byDue(fresh)
+	freshMax := max(1, workers/2)
+	reserve := 0
+	if len(fresh) > 0 {
+		reserve = max(0, max(1, workers/4)-freshRunning)
+	}
+	var out []dueSync
+	for _, d := range routine {
+		if busy >= workers-reserve {
+			break
+		}
+		out = append(out, d)
+		busy++
+	}
+	for _, d := range fresh {
+		if busy >= workers || freshRunning >= freshMax {
+			break
+		}
+		out = append(out, d)
+		busy++
+		freshRunning++
+	}
+	return out
+}
+
+// dispatch starts the due syncs of owned tenants while workers are free, in planDispatch's
+// order.
 func (sch *scheduler) dispatch(ctx context.Context) {
 	now := sch.s.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
+	var due []dueSync
+	waiting := [2]int{}
 	for tenant, ts := range sch.tenants {
 		if ts.running || !sch.owns(tenant) {
 			continue
@@ -269,15 +331,45 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 		if !users && !audit {
 			continue
 		}
+		d := dueSync{tenant: tenant, ts: ts, requested: ts.sc.SyncRequest != "" && ts.sc.SyncRequest != ts.served}
+		switch {
+		case d.requested:
+		case users && audit:
+			d.due = ts.nextUsers
+			if ts.nextAudit.Before(d.due) {
+				d.due = ts.nextAudit
+			}
+		case users:
+			d.due = ts.nextUsers
+		default:
+			d.due = ts.nextAudit
+		}
+		if ts.fresh {
+			waiting[0]++
+		} else {
+			waiting[1]++
+		}
+		due = append(due, d)
+	}
+	for _, d := range planDispatch(due, cap(sch.sem), len(sch.sem), sch.freshRunning) {
 		select {
 		case sch.sem <- struct{}{}:
 		default:
 			return // every worker is busy
 		}
+		ts := d.ts
+		if ts.fresh {
+			waiting[0]--
+		} else {
+			waiting[1]--
+		}
 		ts.running = true
-		job := syncJob{tenant: tenant, sc: ts.sc, users: users || ts.fresh, audit: audit || ts.fresh}
-		if r := ts.sc.SyncRequest; r != "" && r != ts.served {
-			job.runID, ts.served = r, r
+		job := syncJob{tenant: d.tenant, sc: ts.sc, users: !now.Before(ts.nextUsers) || ts.fresh, audit: !now.Before(ts.nextAudit) || ts.fresh, fresh: ts.fresh}
+		if job.fresh {
+			sch.freshRunning++
+		}
+		if d.requested {
+			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
 		}
 		sch.wg.Add(1)
 		go func() {
@@ -286,12 +378,15 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 			sch.runJob(ctx, job)
 		}()
 	}
+	sch.s.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
+	sch.s.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
 }
 
 type syncJob struct {
 	tenant       string
 	sc           storedConnection
 	users, audit bool
+	fresh        bool   // the tenant's first sync under this generation
 	runID        string // asked for through the API, or ""
 }
 
@@ -316,6 +411,9 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 	now := s.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
+	if job.fresh {
+		sch.freshRunning--
+	}
 	ts, exists := sch.tenants[job.tenant]
 	if !exists {
 		return

@@ -403,57 +403,77 @@ func analyze(in io.Reader, out io.Writer, o options) error {
 
 	interval := map[string]float64{"users": o.usersEvery.Seconds(), "audit": o.auditEach.Seconds()}
 	for _, kind := range []string{"users", "audit"} {
-		var late, durs []float64
-		var count, failed, lateRuns, users, evs, reqs, thr int64
-		tenantsRun := map[string]bool{}
-		var prev *run
-		for i := range runs {
-			r := &runs[i]
-			if r.kind != kind {
-				continue
-			}
-			if prev != nil && prev.tenant != r.tenant {
-				prev = nil
-			}
-			if r.started >= o.from && r.started < o.to {
-				count++
-				tenantsRun[r.tenant] = true
-				if r.status != "succeeded" {
-					failed++
-				}
-				users += r.users
-				evs += r.events
-				reqs += r.requests
-				thr += r.throttled
-				durs = append(durs, float64(r.finished-r.started))
-				if prev != nil {
-					l := float64(r.started-prev.finished) - 1.1*interval[kind]
-					late = append(late, l)
-					if l > 1 {
-						lateRuns++
-					}
-				}
-			}
-			prev = r
-		}
-		// Tenants with no run of this kind in the window at all are as late as the window.
-		missing := int64(o.tenants - len(tenantsRun))
-		sort.Float64s(late)
-		sort.Float64s(durs)
+		w := window(runs, kind, interval[kind], o.from, o.to)
+		missing := int64(o.tenants - len(w.tenants))
 		p := func(name string, v float64) { fmt.Fprintf(out, "%s_%s=%.1f\n", kind, name, v) }
-		fmt.Fprintf(out, "%s_runs=%d\n%s_failed=%d\n%s_tenants_without_run=%d\n%s_late_runs=%d\n", kind, count, kind, failed, kind, missing, kind, lateRuns)
-		if len(late) > 0 {
-			fmt.Fprintf(out, "%s_late_pct=%.1f\n", kind, 100*float64(lateRuns)/float64(len(late)))
-		} else {
-			fmt.Fprintf(out, "%s_late_pct=NaN\n", kind)
-		}
-		p("lateness_p50_s", quantile(late, 0.5))
-		p("lateness_p95_s", quantile(late, 0.95))
-		p("lateness_p99_s", quantile(late, 0.99))
-		p("lateness_max_s", quantile(late, 1))
-		p("duration_p50_s", quantile(durs, 0.5))
-		p("duration_p99_s", quantile(durs, 0.99))
-		fmt.Fprintf(out, "%s_users=%d\n%s_events=%d\n%s_requests=%d\n%s_throttled=%d\n", kind, users, kind, evs, kind, reqs, kind, thr)
+		fmt.Fprintf(out, "%s_runs=%d\n%s_failed=%d\n%s_tenants_without_run=%d\n%s_late_runs=%d\n", kind, w.count, kind, w.failed, kind, missing, kind, w.lateRuns)
+		fmt.Fprintf(out, "%s_late_pct=%.1f\n", kind, w.latePct())
+		p("lateness_p50_s", quantile(w.late, 0.5))
+		p("lateness_p95_s", quantile(w.late, 0.95))
+		p("lateness_p99_s", quantile(w.late, 0.99))
+		p("lateness_max_s", quantile(w.late, 1))
+		p("duration_p50_s", quantile(w.durs, 0.5))
+		p("duration_p99_s", quantile(w.durs, 0.99))
+		fmt.Fprintf(out, "%s_users=%d\n%s_events=%d\n%s_requests=%d\n%s_throttled=%d\n", kind, w.users, kind, w.evs, kind, w.reqs, kind, w.thr)
+		// While tenants onboard (from the first connect to the steady window): the routine
+		// runs of tenants already onboarded, which must not wait behind first syncs.
+		ob := window(runs, kind, interval[kind], o.connectedAt, o.from)
+		fmt.Fprintf(out, "onboarding_%s_runs=%d\nonboarding_%s_late_pct=%.1f\n", kind, len(ob.late), kind, ob.latePct())
+		fmt.Fprintf(out, "onboarding_%s_lateness_p99_s=%.1f\nonboarding_%s_lateness_max_s=%.1f\n", kind, quantile(ob.late, 0.99), kind, quantile(ob.late, 1))
 	}
 	return nil
+}
+
+// windowStats are the runs of one kind that started in a time window.
+type windowStats struct {
+	count, failed, lateRuns, users, evs, reqs, thr int64
+	late, durs                                     []float64 // sorted
+	tenants                                        map[string]bool
+}
+
+func (w windowStats) latePct() float64 {
+	if len(w.late) == 0 {
+		return math.NaN()
+	}
+	return 100 * float64(w.lateRuns) / float64(len(w.late))
+}
+
+// window collects the runs of kind that started in [from, to); runs is sorted by tenant, kind
+// and start. A run's lateness needs the previous run of its tenant and kind, so each tenant's
+// first run has none.
+func window(runs []run, kind string, interval float64, from, to int64) windowStats {
+	w := windowStats{tenants: map[string]bool{}}
+	var prev *run
+	for i := range runs {
+		r := &runs[i]
+		if r.kind != kind {
+			continue
+		}
+		if prev != nil && prev.tenant != r.tenant {
+			prev = nil
+		}
+		if r.started >= from && r.started < to {
+			w.count++
+			w.tenants[r.tenant] = true
+			if r.status != "succeeded" {
+				w.failed++
+			}
+			w.users += r.users
+			w.evs += r.events
+			w.reqs += r.requests
+			w.thr += r.throttled
+			w.durs = append(w.durs, float64(r.finished-r.started))
+			if prev != nil {
+				l := float64(r.started-prev.finished) - 1.1*interval
+				w.late = append(w.late, l)
+				if l > 1 {
+					w.lateRuns++
+				}
+			}
+		}
+		prev = r
+	}
+	sort.Float64s(w.late)
+	sort.Float64s(w.durs)
+	return w
 }

@@ -13,7 +13,9 @@
 # first full sync (users, permissions, 30-day Audit Log backfill), then observes STEADY
 # seconds of steady state with USERS_INTERVAL / AUDIT_INTERVAL per tenant, and reports:
 # time to the first full sync of all tenants, lateness of the steady-state runs against
-# their interval (from sync_runs), the collector's CPU seconds (utime+stime from /proc) per
+# their interval (from sync_runs), and the same for the routine runs of tenants already
+# onboarded while the others still onboard (onboarding_*), the collector's CPU seconds
+# (utime+stime from /proc) per
 # phase and per tenant-cycle, its peak RSS (VmHWM), ClickHouse rows and bytes on disk
 # (system.parts; each tenant count gets a fresh ClickHouse), the NATS store size and the events published. The simulator's and
 # ClickHouse's CPU are reported beside the collector's: all three share the machine.
@@ -93,7 +95,7 @@ go build -o "$work/collector" ./cmd/collector
 go build -o "$work/scaletest" ./cmd/scaletest
 
 echo "scale-test.sh: machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(uname -sm), $(go version | awk '{ print $3 }')" >&2
-header="sizes	intervals	tenants	users	events	connect_s	first_sync_tenants	first_sync_p50_s	first_sync_all_s	first_cpu_s	first_ch_cpu_s	first_sim_cpu_s	steady_s	steady_cpu_s	steady_cpu_share	ch_cpu_share	sim_cpu_share	users_runs	audit_runs	cpu_ms_per_tenant_cycle	ch_ms_per_tenant_cycle	cpu_ms_per_run	users_late_pct	users_lateness_p99_s	users_lateness_max_s	audit_late_pct	audit_lateness_p99_s	audit_lateness_max_s	users_without_run	audit_without_run	failed_runs	throttled	peak_rss_mib	rss_end_mib	ch_rows	ch_bytes	nats_bytes	events_published	store_failures	publish_failures	list_connections_s"
+header="sizes	intervals	tenants	users	events	connect_s	first_sync_tenants	first_sync_p50_s	first_sync_all_s	first_cpu_s	first_ch_cpu_s	first_sim_cpu_s	steady_s	steady_cpu_s	steady_cpu_share	ch_cpu_share	sim_cpu_share	users_runs	audit_runs	cpu_ms_per_tenant_cycle	ch_ms_per_tenant_cycle	cpu_ms_per_run	users_late_pct	users_lateness_p99_s	users_lateness_max_s	audit_late_pct	audit_lateness_p99_s	audit_lateness_max_s	onboarding_audit_late_pct	onboarding_audit_lateness_max_s	users_without_run	audit_without_run	failed_runs	throttled	peak_rss_mib	rss_end_mib	ch_rows	ch_bytes	nats_bytes	events_published	store_failures	publish_failures	list_connections_s"
 results=()
 
 run_one() {
@@ -220,6 +222,7 @@ run_one() {
     "$(fdiv "$(awk -v c="$steady_cpu" 'BEGIN { print c * 1000 }')" "$(( users_runs + $(a audit_runs) ))")" \
     "$(a users_late_pct)" "$(a users_lateness_p99_s)" "$(a users_lateness_max_s)" \
     "$(a audit_late_pct)" "$(a audit_lateness_p99_s)" "$(a audit_lateness_max_s)" \
+    "$(a onboarding_audit_late_pct)" "$(a onboarding_audit_lateness_max_s)" \
     "$(a users_tenants_without_run)" "$(a audit_tenants_without_run)" "$failed" "$(( $(a users_throttled) + $(a audit_throttled) ))" \
     "$peak" "$rss_end" "$ch_rows" "$ch_bytes" "$nats_bytes" "$published" "$store_fail" "$publish_fail" "$list_s")
   row=${row%$'\t'}

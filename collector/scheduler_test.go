@@ -1,0 +1,73 @@
+package collector
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPlanDispatch(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	routine := func(name string, due time.Time) dueSync {
+		return dueSync{tenant: name, ts: &tenantSchedule{}, due: due}
+	}
+	fresh := func(name string, due time.Time) dueSync {
+		return dueSync{tenant: name, ts: &tenantSchedule{fresh: true}, due: due}
+	}
+	names := func(ds []dueSync) []string {
+		out := make([]string, len(ds))
+		for i, d := range ds {
+			out[i] = d.tenant
+		}
+		return out
+	}
+
+	t.Run("routine runs most overdue first, asked-for runs before all", func(t *testing.T) {
+		asked := fresh("asked", time.Time{})
+		asked.requested = true
+		due := []dueSync{routine("late", at(5)), fresh("new", at(0)), routine("later", at(9)), asked, routine("latest", at(1))}
+		got := planDispatch(due, 3, 0, 0)
+		// Three workers: a quarter (one) is kept for the waiting first sync.
+		assert.Equal(t, []string{"asked", "latest", "new"}, names(got))
+	})
+
+	t.Run("first syncs take at most half of the workers, in connect order", func(t *testing.T) {
+		var due []dueSync
+		for i := 9; i >= 0; i-- {
+			due = append(due, fresh(fmt.Sprintf("t%d", i), at(i)))
+		}
+		got := planDispatch(due, 16, 0, 0)
+		assert.Equal(t, []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}, names(got))
+		assert.Empty(t, planDispatch(due, 16, 8, 8), "half the workers already run first syncs")
+		assert.Equal(t, []string{"t0", "t1"}, names(planDispatch(due, 16, 14, 6)))
+	})
+
+	t.Run("a routine backlog leaves first syncs a quarter of the workers", func(t *testing.T) {
+		var due []dueSync
+		for i := range 40 {
+			due = append(due, routine(fmt.Sprintf("r%02d", i), at(i)))
+		}
+		due = append(due, fresh("new1", at(-100)), fresh("new2", at(-99)), fresh("new3", at(-98)), fresh("new4", at(-97)), fresh("new5", at(-96)))
+		got := planDispatch(due, 16, 0, 0)
+		require.Len(t, got, 16)
+		assert.Equal(t, "r00", got[0].tenant)
+		assert.Equal(t, "r11", got[11].tenant)
+		assert.Equal(t, []string{"new1", "new2", "new3", "new4"}, names(got[12:]))
+		// Once the reserved first syncs run, routine runs get every other worker.
+		got = planDispatch(due, 16, 4, 4)
+		require.Len(t, got, 12)
+		assert.Equal(t, "r11", got[11].tenant)
+		// With no first sync waiting, routine runs take every worker.
+		assert.Len(t, planDispatch(due[:40], 16, 0, 0), 16)
+	})
+
+	t.Run("one worker still onboards", func(t *testing.T) {
+		due := []dueSync{routine("r", at(0)), fresh("f", at(-5))}
+		assert.Equal(t, []string{"f"}, names(planDispatch(due, 1, 0, 0)))
+		assert.Equal(t, []string{"r"}, names(planDispatch(due, 1, 0, 1)))
+	})
+}
