@@ -353,10 +353,10 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 	if err != nil {
 		return doc, 0, fmt.Errorf("seal client secret: %w", err)
 	}
-	var previous string
+	dropped := 0
 	stored, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(old storedConnection, exists bool) (storedConnection, error) {
 		sc := storedConnection{Doc: doc, Secret: &sealed, Endpoints: ep, Generation: 1, CreatedAt: now}
-		previous = ""
+		previous := ""
 		if exists {
 			previous = old.Doc.State
 			sc.Generation = old.Generation + 1
@@ -364,14 +364,17 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 			sc.Doc.LastSync = old.Doc.LastSync
 			sc.Doc.Freshness = old.Doc.Freshness
 			sc.Doc.ObservedSince = old.Doc.ObservedSince
+			sc.Outbox = old.Outbox
 		}
+		dropped = sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc))
 		return sc, nil
 	})
 	if err != nil {
 		return doc, 0, fmt.Errorf("store connection: %w", err)
 	}
-	if err := s.announceConnection(ctx, stored, previous, connectionChanges(events.Connection{}, stored.Doc)); err != nil {
-		s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce connection")
+	s.outboxDropped(tenant, dropped)
+	if err := s.deliverOutbox(ctx, tenant); err != nil {
+		s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce connection; queued for retry")
 	}
 	s.log.Info().Str("tenant", tenant).Str("state", stored.Doc.State).Int64("generation", stored.Generation).Msg("connected")
 	return stored.Doc, http.StatusOK, nil
@@ -421,17 +424,20 @@ func (s *Service) deleteConnection(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var previous string
+	dropped := 0
 	sc, _, err := s.conns.Modify(r.Context(), connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
 		if !exists {
 			return sc, events.ErrNotFound
 		}
-		previous = sc.Doc.State
+		previous := sc.Doc.State
 		sc.Secret = nil
 		sc.SyncRequest = ""
 		sc.Doc.State = StateDisconnected
 		sc.Doc.UsageData = false
 		sc.Doc.UpdatedAt = s.now()
+		if previous != StateDisconnected {
+			dropped = sc.queueChange(previous, []string{"state"})
+		}
 		return sc, nil
 	})
 	if errors.Is(err, events.ErrNotFound) {
@@ -443,9 +449,10 @@ func (s *Service) deleteConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.dropClient(tenant)
-	if previous != StateDisconnected {
-		if err := s.announceConnection(r.Context(), sc, previous, []string{"state"}); err != nil {
-			s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect")
+	s.outboxDropped(tenant, dropped)
+	if len(sc.Outbox) > 0 {
+		if err := s.deliverOutbox(r.Context(), tenant); err != nil {
+			s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect; queued for retry")
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

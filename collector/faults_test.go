@@ -2,6 +2,7 @@ package collector_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -467,4 +469,76 @@ func TestTenantIsolation(t *testing.T) {
 	assert.NotEqual(t, beta.Credentials().ClientID, doc.ClientID)
 	b, _ := json.Marshal(doc)
 	assert.False(t, bytes.Contains(b, []byte(beta.Credentials().ClientID)))
+}
+
+// TestConnectionChangesQueuedThroughOutage changes connections while ClickHouse is down: a new
+// connection and a disconnect. Their saas.connection.changed events and connection_events
+// rows wait in the connection's outbox and arrive, once each, after ClickHouse is back (the
+// 10,000-tenant connect burst lost 14 such rows to transient ClickHouse errors before).
+func TestConnectionChangesQueuedThroughOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test")
+	}
+	t.Parallel()
+	ch := storagetest.StartServer(t, storagetest.ServerOptions{})
+	sim := fastSim()
+	simSrv := httptest.NewServer(sim)
+	defer simSrv.Close()
+	orgA, err := sim.AddOrg(simulator.OrgSpec{Name: "obxa", Seed: 41, Users: 20, Events: 50})
+	require.NoError(t, err)
+	orgB, err := sim.AddOrg(simulator.OrgSpec{Name: "obxb", Seed: 42, Users: 20, Events: 50})
+	require.NoError(t, err)
+
+	cfg := testConfig(t, "outbox")
+	cfg.ClickHouseAddr = ch.Addr()
+	e := startEnv(t, cfg)
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/obxa/connections/greenhouse", connectBody(orgA, simSrv.URL), nil))
+	e.waitConnection("obxa", 30*time.Second, syncedAndConnected)
+
+	ch.Stop()
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/obxb/connections/greenhouse", connectBody(orgB, simSrv.URL), nil))
+	require.Equal(t, http.StatusNoContent, e.call(http.MethodDelete, "/v1/tenants/obxa/connections/greenhouse", nil, nil))
+	require.Contains(t, e.logs.String(), "queued for retry", "the changes could not be stored while ClickHouse was down")
+	time.Sleep(2 * time.Second)
+	require.NoError(t, ch.Start())
+
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}})
+	require.NoError(t, err)
+	defer conn.Close()
+	type row struct{ tenant, state, changed string }
+	read := func() []row {
+		rows, err := conn.Query(context.Background(), "SELECT tenant_id, state, changed FROM outbox.connection_events FINAL ORDER BY ts, tenant_id")
+		if err != nil {
+			return nil
+		}
+		defer rows.Close()
+		var out []row
+		for rows.Next() {
+			var r row
+			require.NoError(t, rows.Scan(&r.tenant, &r.state, &r.changed))
+			out = append(out, r)
+		}
+		return out
+	}
+	want := []row{
+		{"obxa", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log"]`},
+		{"obxb", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log"]`},
+		{"obxa", "disconnected", `["state"]`},
+	}
+	require.Eventually(t, func() bool { return len(read()) >= len(want) }, 60*time.Second, 500*time.Millisecond,
+		"the queued connection changes were stored after ClickHouse came back")
+	assert.ElementsMatch(t, want, read())
+
+	// The stream has each change once, and the outbox is empty again.
+	var changes []string
+	for _, ev := range decodeAll(t, streamMessages(t, e.app)) {
+		if ev.Type == string(events.TypeConnectionChanged) {
+			var c events.ConnectionChanged
+			require.NoError(t, json.Unmarshal(ev.Data, &c))
+			changes = append(changes, c.Connection.TenantID+":"+c.Connection.State)
+		}
+	}
+	assert.ElementsMatch(t, []string{"obxa:connected", "obxb:connected", "obxa:disconnected"}, changes)
+	assert.Eventually(t, func() bool { return !strings.Contains(kvRaw(t, e.app), `"outbox"`) }, 20*time.Second, 200*time.Millisecond,
+		"delivered changes leave the outbox")
 }

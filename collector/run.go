@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/google/uuid"
+	"slices"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
@@ -205,25 +207,34 @@ var errStaleGeneration = errors.New("connection was replaced")
 // the state from the checks, and publishes saas.connection.changed and a connection_events row
 // when the state or a check changed.
 func (s *Service) updateConnection(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error {
-	var before events.Connection
+	dropped := 0
 	sc, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
 		if !exists || sc.Generation != generation || sc.Secret == nil {
 			return sc, errStaleGeneration
 		}
-		before = sc.Doc
+		before := sc.Doc
 		before.Checks = append([]connectors.Check(nil), sc.Doc.Checks...)
 		fn(&sc)
 		sc.Doc.State, sc.Doc.UsageData = stateOf(sc.Doc.Checks)
 		sc.Doc.UpdatedAt = s.now()
+		dropped = sc.queueChange(before.State, connectionChanges(before, sc.Doc))
 		return sc, nil
 	})
 	if err != nil {
 		return err
 	}
-	if changed := connectionChanges(before, sc.Doc); len(changed) > 0 {
-		return s.announceConnection(ctx, sc, before.State, changed)
+	s.outboxDropped(tenant, dropped)
+	if len(sc.Outbox) > 0 {
+		return s.deliverOutbox(ctx, tenant)
 	}
 	return nil
+}
+
+func (s *Service) outboxDropped(tenant string, n int) {
+	if n > 0 {
+		s.log.Error().Str("tenant", tenant).Int("dropped", n).Int("kept", maxOutbox).
+			Msg("connection changes undelivered for too long: the oldest were dropped")
+	}
 }
 
 // connectionChanges names what changed between two documents: state, usage_data, check:<name>.
@@ -247,12 +258,44 @@ func connectionChanges(a, b events.Connection) []string {
 	return out
 }
 
-// announceConnection publishes saas.connection.changed and stores a connection_events row.
-func (s *Service) announceConnection(ctx context.Context, sc storedConnection, previous string, changed []string) error {
-	doc := sc.Doc
-	id := fmt.Sprintf("%s:connection:%d:%d", doc.TenantID, sc.Generation, doc.UpdatedAt.UnixNano())
-	env, err := events.NewEnvelope(doc.TenantID, events.TypeConnectionChanged, id, "connection", doc.UpdatedAt,
-		events.ConnectionChanged{Connection: doc, PreviousState: previous, Changed: changed})
+// deliverOutbox publishes saas.connection.changed and stores the connection_events row of each
+// change queued in the tenant's connection, oldest first, and removes the delivered ones.
+// Both are idempotent by the change's id (JetStream deduplication, ReplacingMergeTree), so a
+// change delivered twice (a crash before its removal) is seen once. On a failure the rest
+// stays queued: the next change of the document, or the owning replica's scheduler, retries.
+func (s *Service) deliverOutbox(ctx context.Context, tenant string) error {
+	sc, _, err := s.conns.Get(ctx, connectionKey(tenant))
+	if err != nil {
+		return fmt.Errorf("read connection: %w", err)
+	}
+	delivered := map[string]bool{}
+	var failed error
+	for _, p := range sc.Outbox {
+		if err := s.announce(ctx, p); err != nil {
+			failed = err
+			break
+		}
+		delivered[p.ID] = true
+	}
+	if len(delivered) > 0 {
+		if _, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+			if !exists {
+				return sc, events.ErrNotFound
+			}
+			sc.Outbox = slices.DeleteFunc(sc.Outbox, func(p pendingChange) bool { return delivered[p.ID] })
+			return sc, nil
+		}); err != nil {
+			return errors.Join(failed, fmt.Errorf("clear delivered connection changes: %w", err))
+		}
+	}
+	return failed
+}
+
+// announce publishes one change and stores its row.
+func (s *Service) announce(ctx context.Context, p pendingChange) error {
+	doc := p.Doc
+	env, err := events.NewEnvelope(doc.TenantID, events.TypeConnectionChanged, p.ID, "connection", doc.UpdatedAt,
+		events.ConnectionChanged{Connection: doc, PreviousState: p.Previous, Changed: p.Changed})
 	if err != nil {
 		return err
 	}
@@ -260,11 +303,11 @@ func (s *Service) announceConnection(ctx context.Context, sc storedConnection, p
 		return fmt.Errorf("publish connection change: %w", err)
 	}
 	checks, _ := json.Marshal(doc.Checks)
-	changedJSON, _ := json.Marshal(changed)
-	if err := s.store.InsertConnectionEvent(ctx, storage.ConnectionEventRow{
-		TenantID: doc.TenantID, App: appName, TS: doc.UpdatedAt, EventID: id, State: doc.State, UsageData: doc.UsageData,
+	changedJSON, _ := json.Marshal(p.Changed)
+	if err := s.stored(s.store.InsertConnectionEvent(ctx, storage.ConnectionEventRow{
+		TenantID: doc.TenantID, App: appName, TS: doc.UpdatedAt, EventID: p.ID, State: doc.State, UsageData: doc.UsageData,
 		Checks: string(checks), Changed: string(changedJSON),
-	}); err != nil {
+	})); err != nil {
 		return fmt.Errorf("store connection event: %w", err)
 	}
 	return nil

@@ -73,8 +73,10 @@ type scheduler struct {
 	sem     chan struct{}
 	// freshRunning counts the first syncs under way (planDispatch caps them).
 	freshRunning int
-	wg           sync.WaitGroup
-	wake         chan struct{}
+	// outbox holds the tenants (connected or not) whose connection has undelivered changes.
+	outbox map[string]*outboxRetry
+	wg     sync.WaitGroup
+	wake   chan struct{}
 }
 
 func newScheduler(s *Service) *scheduler {
@@ -82,6 +84,7 @@ func newScheduler(s *Service) *scheduler {
 		s:       s,
 		tenants: map[string]*tenantSchedule{},
 		owned:   map[int]uint64{},
+		outbox:  map[string]*outboxRetry{},
 		sem:     make(chan struct{}, s.cfg.Concurrency),
 		wake:    make(chan struct{}, 1),
 	}
@@ -141,6 +144,13 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 		}
 		sch.mu.Lock()
 		defer sch.mu.Unlock()
+		if !deleted && len(sc.Outbox) > 0 {
+			if sch.outbox[tenant] == nil {
+				sch.outbox[tenant] = &outboxRetry{}
+			}
+		} else {
+			delete(sch.outbox, tenant)
+		}
 		if deleted || sc.Secret == nil {
 			delete(sch.tenants, tenant)
 			sch.s.dropClient(tenant)
@@ -380,6 +390,47 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 	}
 	sch.s.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
 	sch.s.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
+	sch.retryOutboxes(ctx, now)
+}
+
+// outboxRetry paces the scheduler's deliveries of one tenant's queued connection changes.
+type outboxRetry struct {
+	seen       time.Time // when the scheduler first saw changes queued; zero: not yet
+	next       time.Time
+	delivering bool
+}
+
+// outboxGrace is how long queued changes are left to the request or run that queued them
+// before the scheduler delivers them; outboxEvery paces its retries.
+const (
+	outboxGrace = 10 * time.Second
+	outboxEvery = 15 * time.Second
+)
+
+// retryOutboxes delivers the queued connection changes of owned tenants that their own
+// request or run could not deliver (NATS or ClickHouse down at the time). Called with sch.mu
+// held.
+func (sch *scheduler) retryOutboxes(ctx context.Context, now time.Time) {
+	for tenant, o := range sch.outbox {
+		if o.seen.IsZero() {
+			o.seen, o.next = now, now.Add(outboxGrace)
+		}
+		if o.delivering || now.Before(o.next) || !sch.owns(tenant) {
+			continue
+		}
+		o.delivering = true
+		sch.wg.Add(1)
+		go func() {
+			defer sch.wg.Done()
+			if err := sch.s.deliverOutbox(ctx, tenant); err != nil && ctx.Err() == nil {
+				sch.s.log.Warn().Err(err).Str("tenant", tenant).Msg("deliver queued connection changes")
+			}
+			sch.mu.Lock()
+			o.delivering = false
+			o.next = sch.s.now().Add(jitter(outboxEvery))
+			sch.mu.Unlock()
+		}()
+	}
 }
 
 type syncJob struct {

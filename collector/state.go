@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"fmt"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
 
@@ -22,6 +24,42 @@ type storedConnection struct {
 	// request queues a new run instead of joining the one under way.
 	SyncStarted string    `json:"sync_started,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
+	// Outbox holds the changes of the document not yet both published
+	// (saas.connection.changed) and stored (connection_events): they are queued in the same
+	// compare-and-set as the change itself and removed once delivered, so a NATS or
+	// ClickHouse failure delays them and loses none (deliverOutbox).
+	Outbox []pendingChange `json:"outbox,omitempty"`
+}
+
+// pendingChange is one change of a connection document waiting for delivery.
+type pendingChange struct {
+	ID       string            `json:"id"` // the CloudEvent id and the connection_events event_id
+	Doc      events.Connection `json:"doc"`
+	Previous string            `json:"previous"`
+	Changed  []string          `json:"changed"`
+}
+
+// maxOutbox bounds a connection's undelivered changes (a long outage of NATS or ClickHouse
+// with a flapping connection); beyond it the oldest are dropped, and logged.
+const maxOutbox = 50
+
+// queueChange records a change of sc's document (made in the same compare-and-set) for
+// delivery. It returns the number of changes dropped to stay within maxOutbox.
+func (sc *storedConnection) queueChange(previous string, changed []string) int {
+	if len(changed) == 0 {
+		return 0
+	}
+	doc := sc.Doc
+	doc.Checks = append([]connectors.Check(nil), sc.Doc.Checks...)
+	sc.Outbox = append(sc.Outbox, pendingChange{
+		ID:       fmt.Sprintf("%s:connection:%d:%d", doc.TenantID, sc.Generation, doc.UpdatedAt.UnixNano()),
+		Doc:      doc,
+		Previous: previous,
+		Changed:  changed,
+	})
+	dropped := max(0, len(sc.Outbox)-maxOutbox)
+	sc.Outbox = sc.Outbox[dropped:]
+	return dropped
 }
 
 // checkpoint is a tenant's sync position, kept in the checkpoints KV bucket. It advances only
