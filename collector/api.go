@@ -500,14 +500,9 @@ var (
 
 func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
 	out := []events.Connection{}
-	err := s.conns.Keys(r.Context(), appName+".", func(key string) error {
-		sc, _, err := s.conns.Get(r.Context(), key)
-		if errors.Is(err, events.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	// One pass over the bucket: a read per connection took 6.9 s for 10,000 tenants
+	// (docs/performance.md#scale).
+	err := s.conns.Values(r.Context(), appName+".", func(_ string, sc storedConnection, _ uint64) error {
 		out = append(out, sc.Doc)
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,4 +47,45 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}
+}
+
+// BenchmarkKVReadAll reads 10,000 values of about 1.5 KiB (the size of a connection document)
+// from the connections bucket: a key listing then a Get per key, as GET /v1/connections did,
+// against Values' single pass (docs/performance.md#scale).
+//
+//	go test ./events -run XXX -bench KVReadAll -benchtime 5x -count 5
+func BenchmarkKVReadAll(b *testing.B) {
+	const n = 10000
+	_, _, bus := setup(b)
+	ctx := context.Background()
+	kv := events.BucketKV[map[string]string](bus, events.BucketConnections)
+	doc := map[string]string{}
+	for i := range 12 {
+		doc["field"+strconv.Itoa(i)] = strings.Repeat("x", 120)
+	}
+	for i := range n {
+		_, err := kv.Put(ctx, "greenhouse.tenant-"+strconv.Itoa(i), doc)
+		require.NoError(b, err)
+	}
+	b.Run("keys+get", func(b *testing.B) {
+		for b.Loop() {
+			got := 0
+			require.NoError(b, kv.Keys(ctx, "greenhouse.", func(key string) error {
+				_, _, err := kv.Get(ctx, key)
+				got++
+				return err
+			}))
+			require.Equal(b, n, got)
+		}
+	})
+	b.Run("values", func(b *testing.B) {
+		for b.Loop() {
+			got := 0
+			require.NoError(b, kv.Values(ctx, "greenhouse.", func(string, map[string]string, uint64) error {
+				got++
+				return nil
+			}))
+			require.Equal(b, n, got)
+		}
+	})
 }

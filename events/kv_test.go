@@ -123,6 +123,51 @@ func TestKVModifyAbortsOnCallbackError(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrNotFound, "nothing written")
 }
 
+func TestKVValues(t *testing.T) {
+	_, _, b := setup(t)
+	ctx := testCtx(t)
+	kv := events.BucketKV[int](b, events.BucketConnections)
+	for i, k := range []string{"greenhouse.acme", "greenhouse.acme-eu", "greenhouse.globex", "bamboohr.acme", "greenhouse.gone"} {
+		_, err := kv.Put(ctx, k, i)
+		require.NoError(t, err)
+	}
+	_, err := kv.Put(ctx, "greenhouse.acme", 10) // the current value is the one read
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(ctx, "greenhouse.gone", 0))
+
+	tests := []struct {
+		prefix string
+		want   map[string]int
+	}{
+		{"", map[string]int{"bamboohr.acme": 3, "greenhouse.acme": 10, "greenhouse.acme-eu": 1, "greenhouse.globex": 2}},
+		{"greenhouse.", map[string]int{"greenhouse.acme": 10, "greenhouse.acme-eu": 1, "greenhouse.globex": 2}},
+		{"greenhouse.acme", map[string]int{"greenhouse.acme": 10, "greenhouse.acme-eu": 1}},
+		{"workday.", map[string]int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix, func(t *testing.T) {
+			got := map[string]int{}
+			require.NoError(t, kv.Values(ctx, tt.prefix, func(k string, v int, rev uint64) error {
+				assert.NotZero(t, rev)
+				got[k] = v
+				return nil
+			}))
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	stop := errors.New("enough")
+	err = kv.Values(ctx, "", func(string, int, uint64) error { return stop })
+	require.ErrorIs(t, err, stop)
+
+	// A value that does not decode is an error naming its key, not a silent gap.
+	raw := events.BucketKV[string](b, events.BucketConnections)
+	_, err = raw.Put(ctx, "greenhouse.text", "not a number")
+	require.NoError(t, err)
+	err = kv.Values(ctx, "greenhouse.", func(string, int, uint64) error { return nil })
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "greenhouse.text")
+}
+
 func TestKVKeys(t *testing.T) {
 	_, _, b := setup(t)
 	ctx := testCtx(t)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -43,6 +44,55 @@ func (k *KV[T]) Watch(ctx context.Context, fn func(key string, v T, rev uint64, 
 				}
 			}
 			fn(e.Key(), v, e.Revision(), deleted)
+		}
+	}
+}
+
+// Values calls fn with the current value of every key that starts with prefix ("" = all
+// keys), in one pass over the bucket (one ordered consumer, not a request per key), and
+// returns once every current value was given. Deleted keys are skipped; a value that does not
+// decode fails with an error naming its key. It stops at and returns the first error of fn
+// (wrapped), or ctx's error.
+func (k *KV[T]) Values(ctx context.Context, prefix string, fn func(key string, v T, rev uint64) error) error {
+	if k.err != nil {
+		return k.err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		w   jetstream.KeyWatcher
+		err error
+	)
+	if filter := keyFilter(prefix); filter == ">" {
+		w, err = k.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	} else {
+		w, err = k.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	}
+	if err != nil {
+		return k.wrap("read values", prefix, err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kv read values %s/%s*: %w", k.bucket, prefix, ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return fmt.Errorf("kv read values %s/%s*: the watch ended early", k.bucket, prefix)
+			}
+			if e == nil {
+				return nil // every current value was delivered
+			}
+			if e.Operation() != jetstream.KeyValuePut || !strings.HasPrefix(e.Key(), prefix) {
+				continue
+			}
+			var v T
+			if err := json.Unmarshal(e.Value(), &v); err != nil {
+				return fmt.Errorf("kv read values %s/%s: decode: %w", k.bucket, e.Key(), err)
+			}
+			if err := fn(e.Key(), v, e.Revision()); err != nil {
+				return fmt.Errorf("kv read values %s/%s*: %w", k.bucket, prefix, err)
+			}
 		}
 	}
 }
