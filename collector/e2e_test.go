@@ -341,6 +341,26 @@ func TestEndToEnd(t *testing.T) {
 	assert.Positive(t, byType["saas.usage.updated healthy"])
 	assert.Positive(t, byType["saas.sync.completed healthy"])
 	assert.Positive(t, byType["saas.connection.changed noaudit"])
+	// The first job runs the users sync, then the backfill: each run's summary covers its own
+	// part only.
+	var firstUsers, firstAudit *events.SyncSummary
+	for _, ev := range envs {
+		if ev.Type != string(events.TypeSyncCompleted) || !strings.HasPrefix(ev.ID, "healthy:") {
+			continue
+		}
+		var sum events.SyncSummary
+		require.NoError(t, json.Unmarshal(ev.Data, &sum))
+		if sum.Kind == "users" && firstUsers == nil {
+			firstUsers = &sum
+		}
+		if sum.Kind == "audit" && firstAudit == nil {
+			firstAudit = &sum
+		}
+	}
+	require.NotNil(t, firstUsers)
+	require.NotNil(t, firstAudit)
+	assert.False(t, firstUsers.FinishedAt.After(firstAudit.StartedAt), "users run finished %s, after the backfill started %s",
+		firstUsers.FinishedAt, firstAudit.StartedAt)
 
 	// Transitions: deactivate an active license holder, make an inactive one act again, then
 	// sync twice: exactly one license_freed and one license_active.

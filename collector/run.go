@@ -51,7 +51,7 @@ func stateOf(checks []connectors.Check) (state string, usageData bool) {
 // runTenant runs a tenant's due syncs: the users listing first, then the Audit Log. It records
 // each run (sync_runs, saas.sync.completed, the connection document) and returns whether each
 // part succeeded.
-func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK bool) {
+func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK bool, usersEnd time.Time) {
 	log := s.log.With().Str("tenant", job.tenant).Logger()
 	if job.runID != "" {
 		// Mark the requested run as begun: a new request now queues a run of its own.
@@ -79,11 +79,13 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 			summary: events.SyncSummary{TenantID: job.tenant, App: appName, RunID: runID, Kind: kind, StartedAt: s.now()},
 			err:     &syncError{code: codeClientUnavailable, err: err},
 		})
-		return false, false
+		return false, false, time.Time{}
 	}
 	var results []runResult
 	if job.users {
 		r := s.syncUsers(ctx, job.tenant, job.sc, gc)
+		r.summary.FinishedAt = s.now() // before the Audit Log part of the job
+		usersEnd = r.summary.FinishedAt
 		if job.runID != "" {
 			r.summary.RunID = job.runID
 		}
@@ -95,6 +97,7 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 			// Credentials or admin user failing: the Audit Log would fail the same way.
 		} else {
 			r := s.syncAudit(ctx, job.tenant, job.sc, gc)
+			r.summary.FinishedAt = s.now()
 			if job.runID != "" {
 				r.summary.RunID = job.runID // one requested sync: its parts share the run id
 			}
@@ -106,19 +109,21 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		// Shutting down: what failed, failed because of it. Nothing is recorded (the
 		// checkpoint did not advance; the next owner repeats the step).
 		log.Info().Msg("sync abandoned at shutdown")
-		return usersOK, auditOK
+		return usersOK, auditOK, usersEnd
 	}
 	for _, r := range results {
 		s.finishRun(ctx, job, r)
 	}
-	return usersOK, auditOK
+	return usersOK, auditOK, usersEnd
 }
 
 // finishRun records one run: its row, its event, and its effect on the connection document.
 func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 	log := s.log.With().Str("tenant", job.tenant).Str("run_id", r.summary.RunID).Str("kind", r.summary.Kind).Logger()
 	sum := r.summary
-	sum.FinishedAt = s.now()
+	if sum.FinishedAt.IsZero() {
+		sum.FinishedAt = s.now()
+	}
 	sum.Status = "succeeded"
 	if r.err != nil {
 		sum.Status = "failed"

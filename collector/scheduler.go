@@ -275,12 +275,13 @@ type dueSync struct {
 	requested bool
 }
 
-// planDispatch orders the due syncs and picks those to start, given free workers of capacity
-// workers and the first syncs already running. Asked-for syncs come first, then routine runs
-// of onboarded tenants, most overdue first; first syncs (the 30-day backfill, by far the
-// longest runs) take at most half of the workers and, while any waits, routine runs leave
-// them a quarter. So onboarding many tenants at once neither delays the polls of tenants
-// already onboarded nor stops, and tenants onboard in the order they connected.
+// planDispatch orders the due syncs and picks those to start, given workers of which busy are
+// taken and freshRunning run first syncs. Asked-for syncs come first, then routine runs of
+// onboarded tenants, most overdue first, then first syncs (the 30-day backfill, by far the
+// longest runs) in the order their tenants connected. A quarter of the workers is kept for
+// each side: first syncs never take the last quarter, so routine runs due later find a worker
+// soon; and while first syncs wait, routine runs leave them a quarter, so onboarding goes on
+// even when routine runs alone would fill every worker.
 func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 	var routine, fresh []dueSync
 	for _, d := range due {
@@ -300,10 +301,11 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 	}
 	byDue(routine)
 	byDue(fresh)
-	freshMax := max(1, workers/2)
+	quarter := max(1, workers/4)
+	freshMax := max(1, workers-quarter)
 	reserve := 0
 	if len(fresh) > 0 {
-		reserve = max(0, max(1, workers/4)-freshRunning)
+		reserve = max(0, quarter-freshRunning)
 	}
 	var out []dueSync
 	for _, d := range routine {
@@ -446,7 +448,10 @@ type syncJob struct {
 func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 	s := sch.s
 	log := s.log.With().Str("tenant", job.tenant).Logger()
-	var usersOK, auditOK bool
+	var (
+		usersOK, auditOK bool
+		usersEnd         time.Time
+	)
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -455,7 +460,7 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 				s.metrics.syncs.WithLabelValues("any", "panic").Inc()
 			}
 		}()
-		usersOK, auditOK = s.runTenant(ctx, job)
+		usersOK, auditOK, usersEnd = s.runTenant(ctx, job)
 	}()
 
 	_, usersEvery, auditEvery := s.settings(job.sc.Doc)
@@ -482,7 +487,13 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 	if job.users {
 		if usersOK {
 			ts.fresh = false
-			ts.nextUsers = now.Add(jitter(usersEvery))
+			// The users interval runs from the end of the users listing, not of the job (a
+			// first job's backfill can take minutes).
+			from := now
+			if !usersEnd.IsZero() {
+				from = usersEnd
+			}
+			ts.nextUsers = from.Add(jitter(usersEvery))
 		} else {
 			ts.nextUsers = now.Add(jitter(min(backoff, usersEvery)))
 		}
