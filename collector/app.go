@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type App struct {
 	cfg      Config
 	log      zerolog.Logger
 	listener net.Listener
+	debug    net.Listener // the pprof listener, or nil
 }
 
 // Options are Start's optional parts.
@@ -102,7 +104,32 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	a.Addr = a.listener.Addr().String()
+	if cfg.DebugAddr != "" {
+		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
+			return nil, fmt.Errorf("listen on debug-addr %s: %w", cfg.DebugAddr, err)
+		}
+	}
 	return a, nil
+}
+
+// DebugAddr returns the pprof listener's address, or "" when there is none.
+func (a *App) DebugAddr() string {
+	if a.debug == nil {
+		return ""
+	}
+	return a.debug.Addr().String()
+}
+
+// debugHandler serves Go's profiles (the scale runs use the heap profile to see where memory
+// goes).
+func debugHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // Run serves the API and runs the scheduler until ctx ends, then shuts the HTTP server down
@@ -112,10 +139,19 @@ func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(a.listener) }()
 	a.log.Info().Str("addr", a.Addr).Msg("HTTP API listening")
+	var dbg *http.Server
+	if a.debug != nil {
+		dbg = &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = dbg.Serve(a.debug) }()
+		a.log.Info().Str("addr", a.DebugAddr()).Msg("profiling listener")
+	}
 	runErr := a.Service.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	shutErr := srv.Shutdown(sctx)
+	if dbg != nil {
+		_ = dbg.Close()
+	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTP: %w", err)
 	}
@@ -126,6 +162,9 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) Close() {
 	if a.listener != nil {
 		_ = a.listener.Close()
+	}
+	if a.debug != nil {
+		_ = a.debug.Close()
 	}
 	if a.Store != nil {
 		_ = a.Store.Close()

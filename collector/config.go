@@ -45,6 +45,8 @@ type Config struct {
 	StreamReplicas  int           // replicas of the stream and KV buckets (3 on a NATS cluster)
 	DuplicateWindow time.Duration // JetStream dedup window
 	StreamMaxAge    time.Duration // 0: keep events forever
+
+	DebugAddr string // address of the pprof listener; empty: none
 }
 
 // DefaultConfig returns the documented defaults.
@@ -106,6 +108,7 @@ func (c *Config) fields() []configField {
 		{"stream-replicas", "replicas of the JetStream stream and KV buckets (use 3 on a 3-node NATS cluster)", false, &c.StreamReplicas},
 		{"duplicate-window", "JetStream deduplication window", false, &c.DuplicateWindow},
 		{"stream-max-age", "JetStream stream retention (0: unlimited)", false, &c.StreamMaxAge},
+		{"debug-addr", "address of a Go profiling listener (/debug/pprof/, no token: keep it private); empty: none", false, &c.DebugAddr},
 	}
 }
 

@@ -35,15 +35,19 @@ func TestPlanDispatch(t *testing.T) {
 		assert.Equal(t, []string{"asked", "latest", "new"}, names(got))
 	})
 
-	t.Run("first syncs take at most half of the workers, in connect order", func(t *testing.T) {
+	t.Run("first syncs leave a quarter of the workers to routine runs, in connect order", func(t *testing.T) {
 		var due []dueSync
-		for i := 9; i >= 0; i-- {
-			due = append(due, fresh(fmt.Sprintf("t%d", i), at(i)))
+		for i := 19; i >= 0; i-- {
+			due = append(due, fresh(fmt.Sprintf("t%02d", i), at(i)))
 		}
 		got := planDispatch(due, 16, 0, 0)
-		assert.Equal(t, []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}, names(got))
-		assert.Empty(t, planDispatch(due, 16, 8, 8), "half the workers already run first syncs")
-		assert.Equal(t, []string{"t0", "t1"}, names(planDispatch(due, 16, 14, 6)))
+		require.Len(t, got, 12)
+		assert.Equal(t, "t00", got[0].tenant)
+		assert.Equal(t, "t11", got[11].tenant)
+		assert.Empty(t, planDispatch(due, 16, 12, 12), "three quarters of the workers already run first syncs")
+		assert.Equal(t, []string{"t00", "t01"}, names(planDispatch(due, 16, 14, 10)))
+		// A routine run that comes due finds a kept worker.
+		assert.Equal(t, []string{"r"}, names(planDispatch(append(due, routine("r", at(30))), 16, 12, 12)))
 	})
 
 	t.Run("a routine backlog leaves first syncs a quarter of the workers", func(t *testing.T) {

@@ -2,6 +2,7 @@ package collector_test
 
 import (
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -138,4 +139,28 @@ func TestShutdownAbandonsRuns(t *testing.T) {
 	for _, code := range []string{"storage_unavailable", "nats_unavailable", "greenhouse_unavailable"} {
 		assert.NotContains(t, logs, code)
 	}
+}
+
+// TestDebugListener: the profiling listener is off unless debug-addr is set, and serves Go's
+// profiles on its own address when it is.
+func TestDebugListener(t *testing.T) {
+	cfg := testConfig(t, storagetest.Database(t))
+	e := startEnv(t, cfg)
+	assert.Empty(t, e.app.DebugAddr())
+	resp, err := http.Get(e.api + "/debug/pprof/heap")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.NotEqual(t, http.StatusOK, resp.StatusCode, "the API does not serve profiles")
+	e.stop()
+
+	cfg = testConfig(t, storagetest.Database(t))
+	cfg.DebugAddr = "127.0.0.1:0"
+	e = startEnv(t, cfg)
+	require.NotEmpty(t, e.app.DebugAddr())
+	resp, err = http.Get("http://" + e.app.DebugAddr() + "/debug/pprof/heap?debug=1")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Contains(t, string(body), "heap profile")
 }

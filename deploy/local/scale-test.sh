@@ -124,9 +124,9 @@ run_one() {
   local SIM=http://$sim_addr
 
   # The collector: the real binary, embedded NATS on a random port, its own database.
-  local api_port; api_port=$(free_port)
+  local api_port debug_port; api_port=$(free_port); debug_port=$(free_port)
   local API=http://127.0.0.1:$api_port
-  COLLECTOR_HTTP_ADDR=127.0.0.1:$api_port COLLECTOR_API_TOKEN=$TOKEN COLLECTOR_SECRET_KEYS=$KEY \
+  COLLECTOR_DEBUG_ADDR=127.0.0.1:$debug_port COLLECTOR_HTTP_ADDR=127.0.0.1:$api_port COLLECTOR_API_TOKEN=$TOKEN COLLECTOR_SECRET_KEYS=$KEY \
     COLLECTOR_DATA_DIR=$dir/data COLLECTOR_NATS_PORT=-1 COLLECTOR_CLICKHOUSE_ADDR=$CH \
     COLLECTOR_CLICKHOUSE_DATABASE=$db COLLECTOR_CONCURRENCY=$CONCURRENCY \
     COLLECTOR_ALLOW_ENDPOINT_OVERRIDE=true COLLECTOR_ALLOW_INSECURE_ENDPOINTS=true \
@@ -170,6 +170,12 @@ run_one() {
   done
   local c1 ch1 sim1
   c1=$(cpu "$col_pid"); ch1=$(cpu "$ch_pid"); sim1=$(cpu "$sim_pid")
+  # Where the memory is at the end of onboarding: the Go heap by function (the embedded NATS
+  # server's included), beside the RSS.
+  if curl -sf -o "$dir/heap.pb.gz" "http://127.0.0.1:$debug_port/debug/pprof/heap"; then
+    echo "scale-test.sh: heap at the end of onboarding (RSS $(( $(kb "$col_pid" VmRSS) / 1024 )) MiB; profile in $dir/heap.pb.gz):" >&2
+    go tool pprof -top -sample_index=inuse_space -nodecount=12 "$work/collector" "$dir/heap.pb.gz" 2>/dev/null | sed -n '1,20p' | sed 's/^/    /' >&2 || true
+  fi
   echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s; steady state for ${STEADY} s" >&2
 
   # Steady state.
