@@ -403,8 +403,18 @@ func TestEndToEnd(t *testing.T) {
 
 	// Restart the replica on the same NATS data and ClickHouse: no alert is repeated.
 	before := len(envs)
+	var last events.Connection
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/connections/greenhouse", nil, &last))
+	require.NotNil(t, last.LastSync)
 	e.stop()
 	e2 := startEnv(t, cfg)
+	// The restarted replica resumes the schedule (users hourly, Audit Log every 5 minutes)
+	// instead of syncing every tenant at once.
+	time.Sleep(3 * time.Second)
+	var now events.Connection
+	require.Equal(t, 200, e2.call(http.MethodGet, "/v1/tenants/healthy/connections/greenhouse", nil, &now))
+	require.NotNil(t, now.LastSync)
+	assert.Equal(t, last.LastSync.RunID, now.LastSync.RunID, "a run started right after the restart")
 	var run map[string]string
 	require.Equal(t, 202, e2.call(http.MethodPost, "/v1/tenants/healthy/connections/greenhouse/sync", nil, &run))
 	e2.waitConnection("healthy", time.Minute, func(c events.Connection) bool {

@@ -183,6 +183,9 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		if job.runID != "" && sc.SyncStarted == job.runID {
 			sc.SyncStarted = ""
 		}
+		if r.err == nil && sum.Kind == "users" {
+			sc.SyncedGeneration = sc.Generation
+		}
 		if r.err == nil {
 			// Success clears the checks this run exercised.
 			for i, c := range sc.Doc.Checks {
@@ -296,16 +299,15 @@ func (s *Service) deliverOutbox(ctx context.Context, tenant string) error {
 	return failed
 }
 
-// announce publishes one change and stores its row.
+// announce stores one change's row, then publishes its event. In this order a change retried
+// while ClickHouse is down (beyond JetStream's deduplication window) is not published again;
+// the row is idempotent by its id whenever it is repeated.
 func (s *Service) announce(ctx context.Context, p pendingChange) error {
 	doc := p.Doc
 	env, err := events.NewEnvelope(doc.TenantID, events.TypeConnectionChanged, p.ID, "connection", doc.UpdatedAt,
 		events.ConnectionChanged{Connection: doc, PreviousState: p.Previous, Changed: p.Changed})
 	if err != nil {
 		return err
-	}
-	if err := s.publish(ctx, []events.Envelope{env}); err != nil {
-		return fmt.Errorf("publish connection change: %w", err)
 	}
 	checks, _ := json.Marshal(doc.Checks)
 	changedJSON, _ := json.Marshal(p.Changed)
@@ -314,6 +316,9 @@ func (s *Service) announce(ctx context.Context, p pendingChange) error {
 		Checks: string(checks), Changed: string(changedJSON),
 	})); err != nil {
 		return fmt.Errorf("store connection event: %w", err)
+	}
+	if err := s.publish(ctx, []events.Envelope{env}); err != nil {
+		return fmt.Errorf("publish connection change: %w", err)
 	}
 	return nil
 }

@@ -74,9 +74,10 @@ type scheduler struct {
 	// freshRunning counts the first syncs under way (planDispatch caps them).
 	freshRunning int
 	// outbox holds the tenants (connected or not) whose connection has undelivered changes.
-	outbox map[string]*outboxRetry
-	wg     sync.WaitGroup
-	wake   chan struct{}
+	outbox     map[string]*outboxRetry
+	delivering int // outbox deliveries under way
+	wg         sync.WaitGroup
+	wake       chan struct{}
 }
 
 func newScheduler(s *Service) *scheduler {
@@ -161,6 +162,11 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 			now := sch.s.now()
 			ts = &tenantSchedule{generation: sc.Generation, nextUsers: now, nextAudit: now, fresh: true, running: known && ts.running}
 			sch.tenants[tenant] = ts
+			sch.resume(ts, sc)
+		} else if !ts.running && !sch.owns(tenant) {
+			// Another replica runs it: follow its runs, so that taking the shard over
+			// continues the schedule instead of syncing everything at once.
+			sch.resume(ts, sc)
 		}
 		ts.sc = sc
 		if sc.SyncRequest != "" && sc.SyncRequest != ts.served {
@@ -168,6 +174,25 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 		}
 		sch.poke()
 	})
+}
+
+// resume sets a tenant's schedule from its stored document when its current generation has
+// had a users sync: the next runs are due an interval after the last ones, so a restarted
+// replica, or one taking over shards, carries on with the schedule rather than syncing every
+// tenant at once (10,000 tenants' users syncs at the same moment). A generation with no users
+// sync yet keeps its first sync due now. Called with sch.mu held.
+func (sch *scheduler) resume(ts *tenantSchedule, sc storedConnection) {
+	if sc.SyncedGeneration != sc.Generation {
+		return
+	}
+	_, usersEvery, auditEvery := sch.s.settings(sc.Doc)
+	ts.fresh = false
+	if t := sc.Doc.Freshness.UsersSyncedAt; t != nil {
+		ts.nextUsers = t.Add(jitter(usersEvery))
+	}
+	if t := sc.Doc.Freshness.AuditSyncedThrough; t != nil {
+		ts.nextAudit = t.Add(jitter(auditEvery))
+	}
 }
 
 // refreshLeases heartbeats this replica, renews its shards, takes free shards up to its fair
@@ -278,10 +303,11 @@ type dueSync struct {
 // planDispatch orders the due syncs and picks those to start, given workers of which busy are
 // taken and freshRunning run first syncs. Asked-for syncs come first, then routine runs of
 // onboarded tenants, most overdue first, then first syncs (the 30-day backfill, by far the
-// longest runs) in the order their tenants connected. A quarter of the workers is kept for
-// each side: first syncs never take the last quarter, so routine runs due later find a worker
-// soon; and while first syncs wait, routine runs leave them a quarter, so onboarding goes on
-// even when routine runs alone would fill every worker.
+// longest runs) in the order their tenants connected. With 4 workers or more, a quarter of
+// them is kept for each side: first syncs never take the last quarter, so routine runs due
+// later find a worker soon; and while first syncs wait, routine runs (but asked-for ones)
+// leave them a quarter, so onboarding goes on even when routine runs alone would fill every
+// worker.
 func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 	var routine, fresh []dueSync
 	for _, d := range due {
@@ -301,16 +327,20 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 	}
 	byDue(routine)
 	byDue(fresh)
-	quarter := max(1, workers/4)
-	freshMax := max(1, workers-quarter)
+	quarter := workers / 4 // below 4 workers nothing is kept: routine runs simply go first
+	freshMax := workers - quarter
 	reserve := 0
 	if len(fresh) > 0 {
 		reserve = max(0, quarter-freshRunning)
 	}
 	var out []dueSync
 	for _, d := range routine {
-		if busy >= workers-reserve {
-			break
+		limit := workers - reserve
+		if d.requested {
+			limit = workers // someone is waiting for it
+		}
+		if busy >= limit {
+			continue
 		}
 		out = append(out, d)
 		busy++
@@ -399,14 +429,19 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 type outboxRetry struct {
 	seen       time.Time // when the scheduler first saw changes queued; zero: not yet
 	next       time.Time
+	failures   int
 	delivering bool
 }
 
 // outboxGrace is how long queued changes are left to the request or run that queued them
-// before the scheduler delivers them; outboxEvery paces its retries.
+// before the scheduler delivers them; retries back off from outboxEvery to outboxMaxEvery, and
+// at most outboxWorkers deliveries run at once (after an outage, thousands of tenants may have
+// changes queued).
 const (
-	outboxGrace = 10 * time.Second
-	outboxEvery = 15 * time.Second
+	outboxGrace    = 10 * time.Second
+	outboxEvery    = 15 * time.Second
+	outboxMaxEvery = 5 * time.Minute
+	outboxWorkers  = 4
 )
 
 // retryOutboxes delivers the queued connection changes of owned tenants that their own
@@ -417,20 +452,29 @@ func (sch *scheduler) retryOutboxes(ctx context.Context, now time.Time) {
 		if o.seen.IsZero() {
 			o.seen, o.next = now, now.Add(outboxGrace)
 		}
+		if sch.delivering >= outboxWorkers {
+			return
+		}
 		if o.delivering || now.Before(o.next) || !sch.owns(tenant) {
 			continue
 		}
 		o.delivering = true
+		sch.delivering++
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
-			if err := sch.s.deliverOutbox(ctx, tenant); err != nil && ctx.Err() == nil {
+			err := sch.s.deliverOutbox(ctx, tenant)
+			if err != nil && ctx.Err() == nil {
 				sch.s.log.Warn().Err(err).Str("tenant", tenant).Msg("deliver queued connection changes")
 			}
 			sch.mu.Lock()
+			defer sch.mu.Unlock()
+			sch.delivering--
 			o.delivering = false
-			o.next = sch.s.now().Add(jitter(outboxEvery))
-			sch.mu.Unlock()
+			if err != nil {
+				o.failures++
+			}
+			o.next = sch.s.now().Add(jitter(min(outboxEvery<<min(o.failures, 5), outboxMaxEvery)))
 		}()
 	}
 }

@@ -30,9 +30,9 @@ func TestPlanDispatch(t *testing.T) {
 		asked := fresh("asked", time.Time{})
 		asked.requested = true
 		due := []dueSync{routine("late", at(5)), fresh("new", at(0)), routine("later", at(9)), asked, routine("latest", at(1))}
-		got := planDispatch(due, 3, 0, 0)
-		// Three workers: a quarter (one) is kept for the waiting first sync.
-		assert.Equal(t, []string{"asked", "latest", "new"}, names(got))
+		got := planDispatch(due, 4, 0, 0)
+		// Four workers: a quarter (one) is kept for the waiting first sync.
+		assert.Equal(t, []string{"asked", "latest", "late", "new"}, names(got))
 	})
 
 	t.Run("first syncs leave a quarter of the workers to routine runs, in connect order", func(t *testing.T) {
@@ -69,9 +69,24 @@ func TestPlanDispatch(t *testing.T) {
 		assert.Len(t, planDispatch(due[:40], 16, 0, 0), 16)
 	})
 
-	t.Run("one worker still onboards", func(t *testing.T) {
+	t.Run("below four workers routine runs go first", func(t *testing.T) {
 		due := []dueSync{routine("r", at(0)), fresh("f", at(-5))}
-		assert.Equal(t, []string{"f"}, names(planDispatch(due, 1, 0, 0)))
-		assert.Equal(t, []string{"r"}, names(planDispatch(due, 1, 0, 1)))
+		assert.Equal(t, []string{"r"}, names(planDispatch(due, 1, 0, 0)))
+		assert.Equal(t, []string{"f"}, names(planDispatch(due[1:], 1, 0, 0)))
+		assert.Equal(t, []string{"r", "f"}, names(planDispatch(due, 2, 0, 0)))
+	})
+
+	t.Run("asked-for runs take the workers kept for first syncs", func(t *testing.T) {
+		asked := routine("asked", time.Time{})
+		asked.requested = true
+		var due []dueSync
+		for i := range 12 {
+			due = append(due, routine(fmt.Sprintf("r%02d", i), at(i)))
+		}
+		due = append(due, fresh("new", at(0)), asked)
+		got := planDispatch(due, 16, 11, 0)
+		// 5 free workers, 4 kept for first syncs: the asked-for run takes one of them, the
+		// routine runs none, the first sync the rest.
+		assert.Equal(t, []string{"asked", "new"}, names(got))
 	})
 }

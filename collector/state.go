@@ -22,8 +22,12 @@ type storedConnection struct {
 	SyncRequest string `json:"sync_request,omitempty"`
 	// SyncStarted is the requested run id a replica has begun: once SyncRequest equals it, a new
 	// request queues a new run instead of joining the one under way.
-	SyncStarted string    `json:"sync_started,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	SyncStarted string `json:"sync_started,omitempty"`
+	// SyncedGeneration is the generation of the last successful users sync: when it equals
+	// Generation, the tenant's first sync is done and a replica that starts (or takes the shard
+	// over) resumes its schedule from Doc.Freshness instead of syncing at once.
+	SyncedGeneration int64     `json:"synced_generation,omitempty"`
+	CreatedAt        time.Time `json:"created_at"`
 	// Outbox holds the changes of the document not yet both published
 	// (saas.connection.changed) and stored (connection_events): they are queued in the same
 	// compare-and-set as the change itself and removed once delivered, so a NATS or

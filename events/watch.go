@@ -71,7 +71,15 @@ func (k *KV[T]) Values(ctx context.Context, prefix string, fn func(key string, v
 	if err != nil {
 		return k.wrap("read values", prefix, err)
 	}
-	defer func() { _ = w.Stop() }()
+	defer func() {
+		_ = w.Stop()
+		// The watcher's delivery may be blocked on a full Updates channel when we return
+		// early: drain it so that its goroutine ends.
+		go func() {
+			for range w.Updates() {
+			}
+		}()
+	}()
 	for {
 		select {
 		case <-ctx.Done():

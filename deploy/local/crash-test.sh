@@ -10,7 +10,8 @@
 # It installs Debian's ClickHouse when missing and starts a throwaway one, serves a
 # deterministic simulator (cmd/crashtest -sim: 5 tenants, 200-800 users, 5k-20k events),
 # connects the tenants through the API once, then loops: start the replica (cmd/crashtest,
-# embedded NATS on a fixed port and directory), wait 0.7-6.2 s, kill -9. Finally it starts the
+# embedded NATS on a fixed port and directory), ask for a sync of every tenant, wait 0.7-6.2 s
+# after the start, kill -9. Finally it starts the
 # replica once more, asks every tenant for a sync, waits until each has finished one, stops the
 # replica and runs cmd/crashtest -verify. Exit status: 0 when everything matches.
 # Environment: KEEP=1 keeps the work directory (logs, data) even on success.
@@ -106,6 +107,11 @@ exited=0
 midsync=0
 for i in $(seq 1 "$N"); do
   start_collector
+  # A restarted replica resumes each tenant's schedule rather than syncing at once: ask for a
+  # sync of every tenant as soon as the API answers, so that kills keep landing mid-sync.
+  ( for _ in $(seq 1 100); do curl -sf "$API/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+    for org in $orgs; do api -o /dev/null -X POST "$API/v1/tenants/$org/connections/greenhouse/sync" 2>/dev/null || true; done ) &
+  req_pid=$!
   ms=$((500 + RANDOM % 5501))
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
   if ! kill -0 "$col_pid" 2>/dev/null; then
@@ -116,6 +122,7 @@ for i in $(seq 1 "$N"); do
   sleep 0.2
   r2=$(curl -sSf "$SIM/requests")
   kill_collector
+  wait "$req_pid" 2>/dev/null || true # the sync requests
   busy=
   if [ "$r2" -gt "$r1" ]; then midsync=$((midsync + 1)); busy=" (mid-sync)"; fi
   echo "crash-test.sh: kill $i/$N after $((ms + 200)) ms$busy" >&2
