@@ -393,11 +393,12 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 		}
 		due = append(due, d)
 	}
+start:
 	for _, d := range planDispatch(due, cap(sch.sem), len(sch.sem), sch.freshRunning) {
 		select {
 		case sch.sem <- struct{}{}:
 		default:
-			return // every worker is busy
+			break start // every worker is busy (planDispatch counted the free ones: not expected)
 		}
 		ts := d.ts
 		if ts.fresh {
