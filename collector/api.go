@@ -373,7 +373,7 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 		return doc, 0, fmt.Errorf("store connection: %w", err)
 	}
 	s.outboxDropped(tenant, dropped)
-	if err := s.deliverOutbox(ctx, tenant); err != nil {
+	if err := s.deliverOutbox(ctx, tenant, stored.Outbox); err != nil {
 		s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce connection; queued for retry")
 	}
 	s.log.Info().Str("tenant", tenant).Str("state", stored.Doc.State).Int64("generation", stored.Generation).Msg("connected")
@@ -451,7 +451,7 @@ func (s *Service) deleteConnection(w http.ResponseWriter, r *http.Request) {
 	s.dropClient(tenant)
 	s.outboxDropped(tenant, dropped)
 	if len(sc.Outbox) > 0 {
-		if err := s.deliverOutbox(r.Context(), tenant); err != nil {
+		if err := s.deliverOutbox(r.Context(), tenant, sc.Outbox); err != nil {
 			s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect; queued for retry")
 		}
 	}

@@ -233,7 +233,7 @@ func (s *Service) updateConnection(ctx context.Context, tenant string, generatio
 	}
 	s.outboxDropped(tenant, dropped)
 	if len(sc.Outbox) > 0 {
-		return s.deliverOutbox(ctx, tenant)
+		return s.deliverOutbox(ctx, tenant, sc.Outbox)
 	}
 	return nil
 }
@@ -266,19 +266,16 @@ func connectionChanges(a, b events.Connection) []string {
 	return out
 }
 
-// deliverOutbox publishes saas.connection.changed and stores the connection_events row of each
-// change queued in the tenant's connection, oldest first, and removes the delivered ones.
-// Both are idempotent by the change's id (JetStream deduplication, ReplacingMergeTree), so a
-// change delivered twice (a crash before its removal) is seen once. On a failure the rest
-// stays queued: the next change of the document, or the owning replica's scheduler, retries.
-func (s *Service) deliverOutbox(ctx context.Context, tenant string) error {
-	sc, _, err := s.conns.Get(ctx, connectionKey(tenant))
-	if err != nil {
-		return fmt.Errorf("read connection: %w", err)
-	}
+// deliverOutbox stores the connection_events row and publishes saas.connection.changed of each
+// change in outbox (the tenant's queued changes as last written), oldest first, and removes
+// the delivered ones from the stored connection. Both are idempotent by the change's id
+// (ReplacingMergeTree, JetStream deduplication), so a change delivered twice (a crash before
+// its removal) is seen once. On a failure the rest stays queued: the next update of the
+// document, or the owning replica's scheduler (redeliverOutbox), retries.
+func (s *Service) deliverOutbox(ctx context.Context, tenant string, outbox []pendingChange) error {
 	delivered := map[string]bool{}
 	var failed error
-	for _, p := range sc.Outbox {
+	for _, p := range outbox {
 		if err := s.announce(ctx, p); err != nil {
 			failed = err
 			break
@@ -297,6 +294,15 @@ func (s *Service) deliverOutbox(ctx context.Context, tenant string) error {
 		}
 	}
 	return failed
+}
+
+// redeliverOutbox delivers what is queued in the tenant's stored connection now.
+func (s *Service) redeliverOutbox(ctx context.Context, tenant string) error {
+	sc, _, err := s.conns.Get(ctx, connectionKey(tenant))
+	if err != nil {
+		return fmt.Errorf("read connection: %w", err)
+	}
+	return s.deliverOutbox(ctx, tenant, sc.Outbox)
 }
 
 // announce stores one change's row, then publishes its event. In this order a change retried

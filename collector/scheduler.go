@@ -464,7 +464,7 @@ func (sch *scheduler) retryOutboxes(ctx context.Context, now time.Time) {
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
-			err := sch.s.deliverOutbox(ctx, tenant)
+			err := sch.s.redeliverOutbox(ctx, tenant)
 			if err != nil && ctx.Err() == nil {
 				sch.s.log.Warn().Err(err).Str("tenant", tenant).Msg("deliver queued connection changes")
 			}
