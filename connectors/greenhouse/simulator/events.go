@@ -35,23 +35,91 @@ func (f evFilter) match(e event) bool {
 
 func (f evFilter) all() bool { return f.users && f.keys && f.types == nil }
 
-// saKey is a Search-After position: events strictly older than (at, seq) follow it.
+// saKey is a Search-After position: events strictly older than (at, seq) follow it. A
+// one-part Search-After names the event by seq alone (bySeq, at unknown until resolved).
 type saKey struct {
-	at  int64
-	seq uint32
+	at    int64
+	seq   uint32
+	bySeq bool
 }
 
+// parseSearchAfter reads the two-part Search-After "<epoch ms>,<seq>", the only form the
+// generous profile and Faults.SearchAfterTwoPartsOnly take.
 func parseSearchAfter(v string) (saKey, error) {
 	parts := strings.Split(v, ",")
 	if len(parts) != 2 {
 		return saKey{}, fmt.Errorf("Search-After must be two comma-separated values")
 	}
+	return parseParts(v, parts)
+}
+
+// parseSearchAfterAny reads every form the documented profile issues: "<seq>",
+// "<epoch ms>,<seq>" and "<epoch ms>,<seq>,<16-hex request id>" (the third part is checked
+// and otherwise ignored).
+func parseSearchAfterAny(v string) (saKey, error) {
+	parts := strings.Split(v, ",")
+	switch len(parts) {
+	case 1:
+		seq, err := strconv.ParseUint(strings.TrimSpace(parts[0]), 10, 32)
+		if err != nil {
+			return saKey{}, fmt.Errorf("Search-After %q is invalid", v)
+		}
+		return saKey{seq: uint32(seq), bySeq: true}, nil
+	case 2:
+		return parseParts(v, parts)
+	case 3:
+		rid := strings.TrimSpace(parts[2])
+		if _, err := strconv.ParseUint(rid, 16, 64); err != nil || len(rid) != 16 {
+			return saKey{}, fmt.Errorf("Search-After %q is invalid", v)
+		}
+		return parseParts(v, parts[:2])
+	}
+	return saKey{}, fmt.Errorf("Search-After must be one to three comma-separated values")
+}
+
+// parseParts reads "<epoch ms>", "<seq>" of the Search-After v.
+func parseParts(v string, parts []string) (saKey, error) {
 	at, err1 := strconv.ParseInt(strings.TrimSpace(parts[0]), 10, 64)
 	seq, err2 := strconv.ParseUint(strings.TrimSpace(parts[1]), 10, 32)
 	if err1 != nil || err2 != nil {
 		return saKey{}, fmt.Errorf("Search-After %q is invalid", v)
 	}
-	return saKey{at, uint32(seq)}, nil
+	return saKey{at: at, seq: uint32(seq)}, nil
+}
+
+// resolve gives a one-part Search-After the time of the event it names; false when no event
+// has that seq. Events are never deleted, so every value the server issued resolves. The scan
+// is linear, but only one-part values need it. The caller holds o.mu.
+func (o *Org) resolve(k *saKey) bool {
+	if !k.bySeq {
+		return true
+	}
+	for _, e := range o.events {
+		if e.seq == k.seq {
+			k.at, k.bySeq = e.at, false
+			return true
+		}
+	}
+	return false
+}
+
+// nextSearchAfter is the next_search_after of a page that ended with last; seq is the
+// request's quirk counter, which rotates the forms.
+func (s *Server) nextSearchAfter(last event, f Faults, seq int) any {
+	two := fmt.Sprintf("%d,%d", last.at, last.seq)
+	three := fmt.Sprintf("%d,%d,%016x", last.at, last.seq, last.rid)
+	switch {
+	case f.SearchAfterTwoPartsOnly:
+		return three
+	case s.documented():
+		return [3]string{strconv.FormatUint(uint64(last.seq), 10), two, three}[seq%3]
+	case f.SearchAfterQuirk:
+		if seq%2 == 0 {
+			return three
+		}
+		return []any{last.at, last.seq}
+	}
+	return two
 }
 
 // auditTime parses after_time and before_time: YYYY-MM-DDTHH:MM:SSZ only.
@@ -149,42 +217,64 @@ func (o *Org) render(e event) eventJSON {
 	}
 	j.Performer = performerJSON{Meta: map[string]string{"name": name, "username": email}, ID: e.perf,
 		IPAddress: fmt.Sprintf("10.%d.%d.%d", e.perf>>16&255, e.perf>>8&255, e.perf&255), Type: "user"}
-	if e.typ == typeAction {
+	j.Request.Type = o.requestType(e)
+	switch {
+	case e.ownReq && e.typ == typeHarvest: // the user's own Harvest request
+		j.Event.TargetType = harvestTargets[int(e.tgt)%len(harvestTargets)]
+		return j
+	case e.typ == typeAction:
 		an := actionNames[int(e.tgt)%len(actionNames)]
 		j.Event.TargetType = an
 		j.Event.Meta = map[string]string{"action": an}
-		j.Request.Type = strings.ToLower(strings.ReplaceAll(an, " ", "_")) + "#create"
 		return j
 	}
-	tt := targetTypes[int(e.tgt)%len(targetTypes)]
-	j.Event.TargetType = tt
-	tid := e.target
-	j.Event.TargetID = &tid
-	verb := "update"
+	j.Event.TargetType = targetTypes[int(e.tgt)%len(targetTypes)]
+	if !e.ownReq {
+		tid := e.target
+		j.Event.TargetID = &tid
+	}
 	switch e.typ {
 	case typeUpdate:
 		f := changeFields[e.rid%uint64(len(changeFields))]
 		j.Event.Meta = map[string][]string{f: {"v" + strconv.FormatUint(e.rid>>8%97, 10), "v" + strconv.FormatUint(e.rid>>16%97, 10)}}
 	case typeCreate:
-		verb = "create"
 		j.Event.Meta = map[string]string{"source": "web"}
-	case typeDestroy:
-		verb = "destroy"
 	}
-	j.Request.Type = strings.ToLower(tt) + "s#" + verb
 	return j
+}
+
+// requestType is an event's request.type; the caller holds o.mu.
+func (o *Org) requestType(e event) string {
+	switch {
+	case e.ownReq:
+		return o.requests[e.target]
+	case e.perf <= 0:
+		return apiKeyRequests[int(e.tgt)%len(targetTypes)]
+	case e.typ == typeAction:
+		return actionRequests[int(e.tgt)%len(actionNames)]
+	case e.typ == typeCreate || e.typ == typeDestroy:
+		return changeRequests[e.typ][int(e.tgt)%len(targetTypes)]
+	}
+	return changeRequests[typeUpdate][int(e.tgt)%len(targetTypes)]
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	pitID := r.Header.Get("Pit-Id")
 	paged := q.Get("paging") == "true" || pitID != ""
+	if s.wrongHost(w, r) {
+		return
+	}
 	a, ok := s.front(w, r, "audit", scopeAudit, paged)
 	if !ok {
 		return
 	}
 	if a.f.AuditLogDisabled {
-		writeJSON(w, http.StatusForbidden, msg("The Audit Log add-on is not enabled for this organization."))
+		m := "The Audit Log add-on is not enabled for this organization."
+		if s.documented() {
+			m = "You do not have access to that record." // the only 403 the Audit Log documents
+		}
+		writeJSON(w, http.StatusForbidden, msg(m))
 		return
 	}
 	size := 100
@@ -222,7 +312,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var after *saKey
 	if v := r.Header.Get("Search-After"); v != "" {
-		k, err := parseSearchAfter(v)
+		parse := parseSearchAfter
+		if s.documented() && !a.f.SearchAfterTwoPartsOnly {
+			parse = parseSearchAfterAny
+		}
+		k, err := parse(v)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, msg(err.Error()))
 			return
@@ -231,6 +325,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	o := a.org
 	o.mu.Lock()
+	if after != nil && !o.resolve(after) {
+		o.mu.Unlock()
+		writeJSON(w, http.StatusBadRequest, msg(fmt.Sprintf("Search-After %q names no event", r.Header.Get("Search-After"))))
+		return
+	}
 	fl := o.filter(q)
 	var (
 		res  []event
@@ -246,9 +345,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		if p == nil || after == nil {
 			o.mu.Unlock()
-			if p == nil {
+			switch {
+			case p == nil && s.documented(): // the documented words; 400 and 404 alternately
+				writeJSON(w, [2]int{http.StatusBadRequest, http.StatusNotFound}[a.seq%2], msg("The Pit_Id has expired"))
+			case p == nil:
 				writeJSON(w, http.StatusBadRequest, msg("Pit_Id "+pitID+" has expired"))
-			} else {
+			default:
 				writeJSON(w, http.StatusBadRequest, msg("Search-After is required with Pit-Id"))
 			}
 			return
@@ -281,15 +383,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	if paged {
 		var next any // null on the last, empty page
 		if len(res) > 0 {
-			last := res[len(res)-1]
-			next = fmt.Sprintf("%d,%d", last.at, last.seq)
-			if a.f.SearchAfterQuirk {
-				if a.seq%2 == 0 {
-					next = fmt.Sprintf("%d,%d,%016x", last.at, last.seq, last.rid)
-				} else {
-					next = []any{last.at, last.seq}
-				}
-			}
+			next = s.nextSearchAfter(res[len(res)-1], a.f, a.seq)
 		}
 		var sa any
 		if v := r.Header.Get("Search-After"); v != "" {
@@ -302,6 +396,31 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, body)
+}
+
+// wrongHost answers 404 {"message":"Resource not found"} for an organisation with
+// Faults.AuditLogWrongHost, before auth and limits (an expired token is enough to find the
+// organisation); false when the request goes on.
+func (s *Server) wrongHost(w http.ResponseWriter, r *http.Request) bool {
+	ti, _ := s.authorize(r)
+	o := ti.org
+	if o == nil {
+		return false
+	}
+	o.mu.Lock()
+	f := o.faults
+	if f.AuditLogWrongHost {
+		o.stats.Requests++
+		o.stats.AuditRequests++
+	}
+	o.mu.Unlock()
+	if !f.AuditLogWrongHost {
+		return false
+	}
+	if delay(r, f.Latency) {
+		writeJSON(w, http.StatusNotFound, msg("Resource not found"))
+	}
+	return true
 }
 
 // filter reads performer_types and event_types; the caller holds o.mu.

@@ -163,7 +163,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, msg("Service Unavailable"))
 		return
 	}
-	w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	if !s.documented() { // the token endpoint documents no X-RateLimit-Reset
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	}
 	if !fits {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(reset, now)))
 		writeJSON(w, http.StatusTooManyRequests, msg("Rate limit exceeded"))
@@ -209,6 +211,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.tokens[tok] = tokenInfo{org: o, sub: sub, expires: exp}
+	form := s.issued
 	s.issued++
 	if s.issued%1024 == 0 { // forget expired tokens now and then
 		for k, ti := range s.tokens {
@@ -218,8 +221,32 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "access_token": tok,
-		"expires_at": exp.Format(time.RFC3339), "expires_in": int(s.opts.TokenTTL / time.Second), "scope": strings.Join(scopes, " ")})
+	body := map[string]any{"token_type": "Bearer", "access_token": tok, "scope": strings.Join(scopes, " ")}
+	if s.documented() {
+		body["expires_at"] = expiresAt(exp, form)
+	} else {
+		body["expires_at"], body["expires_in"] = exp.Format(time.RFC3339), int(s.opts.TokenTTL/time.Second)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// minus5 is the offset of the third expires_at form.
+var minus5 = time.FixedZone("-0500", -5*3600)
+
+// expiresAt renders a token's expiry in the documented profile's n-th form (n modulo 4): RFC
+// 3339 UTC with milliseconds, RFC 3339 UTC in whole seconds, milliseconds at a -0500 offset
+// (no colon), epoch seconds as a JSON number. Each form rounds down to its precision, so a
+// client never believes a token lives longer than it does.
+func expiresAt(exp time.Time, n int) any {
+	switch n % 4 {
+	case 0:
+		return exp.UTC().Format(tsLayout)
+	case 1:
+		return exp.UTC().Format("2006-01-02T15:04:05Z")
+	case 2:
+		return exp.In(minus5).Format("2006-01-02T15:04:05.000-0700")
+	}
+	return exp.Unix()
 }
 
 // authorize resolves a request's bearer token to its organisation; ok is false when the token
@@ -253,8 +280,8 @@ type admitted struct {
 }
 
 // front runs what every Harvest and Audit Log request goes through: auth, statistics, faults,
-// rate limits (headers on every answer) and the Site Admin rule. It answers itself and returns
-// false when the request stops here.
+// rate limits (headers on every answer, as the profile has them) and the Site Admin rule. It
+// answers itself and returns false when the request stops here.
 func (s *Server) front(w http.ResponseWriter, r *http.Request, kind, scope string, paged bool) (admitted, bool) {
 	ti, ok := s.authorize(r)
 	if ti.org == nil {
@@ -320,7 +347,11 @@ func (s *Server) front(w http.ResponseWriter, r *http.Request, kind, scope strin
 		return a, false
 	}
 	h := w.Header()
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	// The generous profile sends X-RateLimit-Reset on every answer; the documented one only on
+	// a Harvest 429.
+	if !s.documented() || throttled && kind == "harvest" {
+		h.Set("X-RateLimit-Reset", strconv.FormatInt(resetSeconds(reset), 10))
+	}
 	if throttled {
 		h.Set("Retry-After", strconv.Itoa(retryAfter(reset, now)))
 		if f.Malformed == "absurd_retry_after" {
@@ -362,8 +393,10 @@ func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
 const cursorOnly = "When passing a cursor, do not include other query params."
 
-// harvest wraps a list with auth, limits, cursor rules, pagination and faults.
-func (s *Server) harvest(scope string, list listFunc) http.HandlerFunc {
+// harvest wraps a list with auth, limits, cursor rules, pagination and faults; target indexes
+// harvestTargets, the target_type of the harvest_access event a 200 records in the documented
+// profile.
+func (s *Server) harvest(scope string, target int, list listFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		a, ok := s.front(w, r, "harvest", scope, false)
 		if !ok {
@@ -394,6 +427,10 @@ func (s *Server) harvest(scope string, list listFunc) http.HandlerFunc {
 		}
 		a.org.mu.Lock()
 		items, more, err := list(a.org, q, before, per)
+		if err == nil && a.sub != 0 && s.documented() {
+			// Every answer from here on is a 200: the sub's own traffic enters its Audit Log.
+			a.org.recordHarvestAccess(a.sub, a.now, target, requestTarget(r))
+		}
 		a.org.mu.Unlock()
 		var fe *fieldError
 		if errors.As(err, &fe) {
@@ -416,6 +453,14 @@ func (s *Server) harvest(scope string, list listFunc) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, items)
 	}
+}
+
+// requestTarget is the request's path and query as sent.
+func requestTarget(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
 }
 
 // origin is the scheme and host the request reached, so links work behind httptest.

@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -44,6 +45,51 @@ type Options struct {
 	PITLifetime time.Duration
 	// Retention is how far back the Audit Log serves events (default 30 days).
 	Retention time.Duration
+	// Profile selects how closely the simulator follows Greenhouse's published documentation:
+	// ProfileDocumented (the default, "") or ProfileGenerous (every header on every answer, as
+	// before). New panics on any other value.
+	//
+	// The documented profile differs from the generous one in this only:
+	//   - rate-limit headers: X-RateLimit-Limit and X-RateLimit-Remaining on every answer that
+	//     is not a 429, never X-RateLimit-Reset; a Harvest 429 carries Limit, Remaining 0,
+	//     X-RateLimit-Reset and Retry-After, an Audit Log or token 429 Retry-After alone;
+	//   - tokens: no expires_in, and expires_at rotates, one form per issued token, through
+	//     "2006-01-02T15:04:05.000Z", "2006-01-02T15:04:05Z", "2006-01-02T15:04:05.000-0500"
+	//     (the same instant at a -05:00 offset) and epoch seconds as a JSON number; each is
+	//     the token's expiry rounded down to the form's precision;
+	//   - next_search_after rotates, one form per page, through "<seq>" (one part: the event's
+	//     creation number), "<epoch ms>,<seq>" and "<epoch ms>,<seq>,<16-hex request id>";
+	//     Search-After takes any of them back, three parts trimmed to two included, and
+	//     Faults.SearchAfterQuirk has no effect;
+	//   - an expired or unknown point in time answers {"message":"The Pit_Id has expired"},
+	//     400 and 404 alternately;
+	//   - Faults.AuditLogDisabled answers 403 {"message":"You do not have access to that
+	//     record."};
+	//   - every Harvest list answered 200 to a token minted with a sub records a harvest_access
+	//     event performed by that user (see SeatUse).
+	Profile string
+}
+
+// Profiles of Options.Profile.
+const (
+	ProfileDocumented = "documented"
+	ProfileGenerous   = "generous"
+)
+
+// profileEnv names the environment variable ProfileFromEnv reads.
+const profileEnv = "GREENHOUSE_SIM_PROFILE"
+
+// ProfileFromEnv returns the profile named by the environment variable GREENHOUSE_SIM_PROFILE:
+// ProfileDocumented when unset or empty, an error for an unknown name.
+func ProfileFromEnv() (string, error) {
+	switch v := os.Getenv(profileEnv); v {
+	case "":
+		return ProfileDocumented, nil
+	case ProfileDocumented, ProfileGenerous:
+		return v, nil
+	default:
+		return "", fmt.Errorf("%s=%q: unknown simulator profile (want %q or %q)", profileEnv, v, ProfileDocumented, ProfileGenerous)
+	}
 }
 
 func (o Options) withDefaults() Options {
@@ -71,8 +117,14 @@ func (o Options) withDefaults() Options {
 	defD(&o.TokenTTL, time.Hour)
 	defD(&o.PITLifetime, 5*time.Minute)
 	defD(&o.Retention, 30*24*time.Hour)
+	if o.Profile == "" {
+		o.Profile = ProfileDocumented
+	}
 	return o
 }
+
+// documented tells whether the server follows the documented profile.
+func (s *Server) documented() bool { return s.opts.Profile == ProfileDocumented }
 
 // Server is the simulated Greenhouse (auth, Harvest v3 and Audit Log hosts in one); it
 // implements http.Handler. It is safe for concurrent use.
@@ -94,15 +146,18 @@ type tokenInfo struct {
 	expires time.Time
 }
 
-// New returns a simulator with no organisation.
+// New returns a simulator with no organisation. It panics when opts.Profile names no profile.
 func New(opts Options) *Server {
+	if p := opts.Profile; p != "" && p != ProfileDocumented && p != ProfileGenerous {
+		panic(fmt.Sprintf("simulator: unknown profile %q (want %q or %q)", p, ProfileDocumented, ProfileGenerous))
+	}
 	s := &Server{opts: opts.withDefaults(), byClient: map[string]*Org{}, tokens: map[string]tokenInfo{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", s.token)
-	mux.HandleFunc("GET /v3/users", s.harvest(scopeUsers, listUsers))
-	mux.HandleFunc("GET /v3/user_roles", s.harvest(scopeRoles, listRoles))
-	mux.HandleFunc("GET /v3/user_job_permissions", s.harvest(scopeJobPerms, listJobPerms))
-	mux.HandleFunc("GET /v3/future_job_permissions", s.harvest(scopeFuturePerms, listFuturePerms))
+	mux.HandleFunc("GET /v3/users", s.harvest(scopeUsers, 0, listUsers))
+	mux.HandleFunc("GET /v3/user_roles", s.harvest(scopeRoles, 1, listRoles))
+	mux.HandleFunc("GET /v3/user_job_permissions", s.harvest(scopeJobPerms, 2, listJobPerms))
+	mux.HandleFunc("GET /v3/future_job_permissions", s.harvest(scopeFuturePerms, 3, listFuturePerms))
 	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /events/", s.events)
 	s.mux = mux
@@ -150,8 +205,13 @@ func (c Credentials) String() string {
 
 // Faults make an organisation misbehave. The zero value is a healthy organisation.
 type Faults struct {
-	// AuditLogDisabled answers /events with 403 "The Audit Log add-on is not enabled …".
+	// AuditLogDisabled answers /events with 403 "The Audit Log add-on is not enabled …" (403
+	// "You do not have access to that record." in the documented profile).
 	AuditLogDisabled bool
+	// AuditLogWrongHost answers /events with 404 {"message":"Resource not found"} before auth
+	// and limits, as a host or region without the Audit Log would (counted as an Audit Log
+	// request).
+	AuditLogWrongHost bool
 	// MissingScopes are removed from the credential (e.g. "harvest:user_job_permissions:list",
 	// "audit_log:events:list"): the endpoint answers 403 "Missing required scope: …".
 	MissingScopes []string
@@ -161,8 +221,9 @@ type Faults struct {
 	// InvalidClient answers the token endpoint with 401 {"error":"invalid_client"}.
 	InvalidClient bool
 	// ExpirePIT makes every point in time expire after its first continuation page: the second
-	// continuation gets 400 "Pit_Id … has expired". A paging=true request that carries
-	// Search-After without Pit-Id opens a new point in time resuming there.
+	// continuation gets the expiry answer (400 "Pit_Id … has expired"; Options.Profile tells
+	// the documented one). A paging=true request that carries Search-After without Pit-Id
+	// opens a new point in time resuming there.
 	ExpirePIT bool
 	// Fail5xx answers the next N requests of the organisation with 503 (decrements).
 	Fail5xx int
@@ -175,8 +236,12 @@ type Faults struct {
 	// 99999999999), "huge" (a body larger than 64 MiB).
 	Malformed string
 	// SearchAfterQuirk returns next_search_after with three parts or as a JSON list,
-	// alternately.
+	// alternately (generous profile only).
 	SearchAfterQuirk bool
+	// SearchAfterTwoPartsOnly returns next_search_after with three parts and answers 400
+	// {"message":"Search-After must be two comma-separated values"} to a Search-After that is
+	// not exactly two parts: a client must trim.
+	SearchAfterTwoPartsOnly bool
 }
 
 // Stats count what an organisation (or the server) was served. Every request counts in
@@ -272,11 +337,12 @@ type role struct {
 type event struct {
 	at     int64  // event time, Unix milliseconds
 	perf   int64  // user id (> 0) or -n for API key n
-	target int64  // target id, 0 for none
+	target int64  // target id, 0 for none; with ownReq the index of request.type in Org.requests
 	rid    uint64 // request id
 	seq    uint32 // creation order: the point-in-time snapshot and the Search-After tiebreak
 	typ    uint8  // index in Org.types
-	tgt    uint8  // index in targetTypes or actionNames
+	tgt    uint8  // index in targetTypes, actionNames or (a user's harvest_access) harvestTargets
+	ownReq bool   // a user's API request: request.type is Org.requests[target], target_id null
 }
 
 func eventLess(a, b event) int {
@@ -313,8 +379,10 @@ type Org struct {
 	futurePerms []perm // ascending id
 	nextUser    int64
 	nextPerm    int64
-	events      []event  // ascending (at, seq)
-	types       []string // event type names by index
+	events      []event          // ascending (at, seq)
+	types       []string         // event type names by index
+	requests    []string         // request types of events with ownReq, by index
+	requestIdx  map[string]int64 // index of each of requests
 	nextSeq     uint32
 	stats       Stats
 	limits      map[string]*window
@@ -334,7 +402,29 @@ var (
 	actionNames  = []string{"Report Viewed", "Candidate Exported", "Job Board Published", "Bulk Email Sent", "Interview Kit Viewed", "Offer Approved"}
 	changeFields = []string{"status", "stage", "title", "salary", "recruiter_id", "source"}
 	apiKeyNames  = []string{"Harvest key for BI", "Harvest key for HRIS sync", "Harvest key for Slack"}
+	// harvestTargets are the target types of a user's harvest_access events, one per listing.
+	harvestTargets = []string{"User", "UserRole", "UserJobPermission", "FutureJobPermission"}
 )
+
+// Request types of generated events, computed once so that Truth reads them without
+// allocating: by API key (per target type), by action, and by target type and verb.
+var (
+	apiKeyRequests = mapNames(targetTypes, func(tt string) string { return "GET /v3/" + strings.ToLower(tt) + "s" })
+	actionRequests = mapNames(actionNames, func(an string) string { return strings.ToLower(strings.ReplaceAll(an, " ", "_")) + "#create" })
+	changeRequests = [3][]string{
+		mapNames(targetTypes, func(tt string) string { return strings.ToLower(tt) + "s#update" }),
+		mapNames(targetTypes, func(tt string) string { return strings.ToLower(tt) + "s#create" }),
+		mapNames(targetTypes, func(tt string) string { return strings.ToLower(tt) + "s#destroy" }),
+	}
+)
+
+func mapNames(names []string, fn func(string) string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = fn(n)
+	}
+	return out
+}
 
 const (
 	typeUpdate = iota
@@ -626,12 +716,12 @@ type TruthUser struct {
 	LicenseType               string
 	SiteAdmin, ServiceAccount bool
 	CreatedAt, UpdatedAt      time.Time
-	// LastActivityAt is the newest event time (whole seconds) of the user as performer, ever;
-	// nil if none.
+	// LastActivityAt is the newest event time (whole seconds) of the user's seat use (SeatUse),
+	// ever; nil if none.
 	LastActivityAt *time.Time
 }
 
-// DailyActivity is one user's events on one UTC day.
+// DailyActivity is one user's seat-use events (SeatUse) on one UTC day.
 type DailyActivity struct {
 	UserID      int64
 	Day         time.Time // 00:00 UTC
@@ -641,10 +731,29 @@ type DailyActivity struct {
 
 // Truth is what a correct collector must end with, as of Now.
 type Truth struct {
-	Users      []TruthUser     // every user ever served, removed ones included, by id
-	Events     int             // audit events retrievable now (within retention)
-	UserEvents int             // of which performer.type == "user"
-	Daily      []DailyActivity // per user performer and UTC day, within retention; by user, day
+	Users         []TruthUser     // every user ever served, removed ones included, by id
+	Events        int             // audit events retrievable now (within retention)
+	UserEvents    int             // of which performer.type == "user"
+	SeatUseEvents int             // of which SeatUse holds
+	Daily         []DailyActivity // per user and UTC day of the SeatUse events; by user, day
+}
+
+// SeatUse is the rule that tells whether an audit event counts as a person's use of a seat:
+// performer.type is "user", event.type is not "harvest_access", and request.type is not an API
+// request. An API request's type starts with "/" or "http", or is an HTTP method (one or more
+// ASCII capital letters) followed by a space and then "/" or "http". A user's own API traffic
+// (a token minted with the user as sub) is recorded as performed by that user, yet is no one's
+// use of a seat.
+func SeatUse(performerType, eventType, requestType string) bool {
+	return performerType == "user" && eventType != "harvest_access" && !apiRequest(requestType)
+}
+
+// apiRequest tells whether a request.type names an API request (see SeatUse).
+func apiRequest(rt string) bool {
+	if method, rest, ok := strings.Cut(rt, " "); ok && method != "" && strings.Trim(method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" {
+		rt = rest
+	}
+	return strings.HasPrefix(rt, "/") || strings.HasPrefix(rt, "http")
 }
 
 // Truth computes the ground truth as of Now.
@@ -661,7 +770,8 @@ func (o *Org) Truth() Truth {
 		if e.at > now {
 			break
 		}
-		if e.perf > 0 && e.at > last[e.perf] {
+		use := e.perf > 0 && SeatUse("user", o.types[e.typ], o.requestType(e))
+		if use && e.at > last[e.perf] {
 			last[e.perf] = e.at
 		}
 		if e.at < cut {
@@ -672,6 +782,10 @@ func (o *Org) Truth() Truth {
 			continue
 		}
 		t.UserEvents++
+		if !use {
+			continue
+		}
+		t.SeatUseEvents++
 		k := dk{e.perf, e.at - mod(e.at, 86_400_000)}
 		d := daily[k]
 		if d == nil {
@@ -820,6 +934,50 @@ func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
 	}
 	o.insertEvents([]event{o.userEvent(userID, at, int(typ))})
 	return nil
+}
+
+// AddAPIUserEvent records an event of the given type (e.g. "data_change_update") performed by
+// a user through the API, with the given request.type (e.g. "/v3/users/123") and a null
+// target_id. Truth counts it as seat use only when SeatUse says so. It returns an error for an
+// unknown user.
+func (o *Org) AddAPIUserEvent(userID int64, at time.Time, eventType, requestType string) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.byID[userID]; !ok {
+		return fmt.Errorf("add API event of user %d: no such user", userID)
+	}
+	typ, err := o.typeIndex(eventType)
+	if err != nil {
+		return fmt.Errorf("add API event of user %d: %w", userID, err)
+	}
+	e := o.userEvent(userID, at, int(typ))
+	e.ownReq, e.target = true, o.requestIndex(requestType)
+	o.insertEvents([]event{e})
+	return nil
+}
+
+// recordHarvestAccess records the harvest_access event of a Harvest list answered to a token
+// minted with sub: the user's own API traffic shows in the Audit Log as performed by them
+// (documented profile). target indexes harvestTargets. The caller holds o.mu.
+func (o *Org) recordHarvestAccess(sub int64, at time.Time, target int, requestType string) {
+	e := event{at: at.UnixMilli(), perf: sub, rid: o.rng.Uint64(), seq: o.nextEventSeq(), typ: typeHarvest,
+		tgt: uint8(target), ownReq: true, target: o.requestIndex(requestType)}
+	o.insertEvents([]event{e})
+}
+
+// requestIndex returns the index of a request type in o.requests, adding it when new; the
+// caller holds o.mu. Repeated requests (the same listing, the same cursor) share one string.
+func (o *Org) requestIndex(rt string) int64 {
+	if i, ok := o.requestIdx[rt]; ok {
+		return i
+	}
+	if o.requestIdx == nil {
+		o.requestIdx = map[string]int64{}
+	}
+	i := int64(len(o.requests))
+	o.requests = append(o.requests, rt)
+	o.requestIdx[rt] = i
+	return i
 }
 
 // AddEvents adds n random events in [from, to): activity by existing active users, and about

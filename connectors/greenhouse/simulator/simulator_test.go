@@ -105,8 +105,6 @@ func (h *harness) mint(sub int64) string {
 	var tok struct {
 		TokenType   string `json:"token_type"`
 		AccessToken string `json:"access_token"`
-		ExpiresAt   string `json:"expires_at"`
-		ExpiresIn   int    `json:"expires_in"`
 	}
 	r.json(h.t, &tok)
 	require.Equal(h.t, "Bearer", tok.TokenType)
@@ -466,8 +464,15 @@ func TestRolesAndPermissions(t *testing.T) {
 	assert.Equal(t, http.StatusUnprocessableEntity, h.get("/v3/future_job_permissions?user_ids="+many).status)
 }
 
+// generous is roomy in the generous profile, for the tests of its answers.
+func generous(c *clock) simulator.Options {
+	o := roomy(c)
+	o.Profile = simulator.ProfileGenerous
+	return o
+}
+
 func TestTokenEndpoint(t *testing.T) {
-	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 4, Users: 200, Events: 10})
+	h := newHarness(t, generous(nil), simulator.OrgSpec{Name: "acme", Seed: 4, Users: 200, Events: 10})
 	c := h.org.Credentials()
 	var deactivated int64
 	for _, u := range h.org.Truth().Users {
@@ -539,7 +544,8 @@ func TestRateLimits(t *testing.T) {
 	c := newClock()
 	c.Advance(2 * time.Second) // 12:00:02, inside the windows starting at 12:00:00
 	opts := simulator.Options{Now: c.Now, HarvestLimit: 3, HarvestWindow: 30 * time.Second, AuditLimit: 2,
-		AuditWindow: 10 * time.Second, AuditPagedLimit: 1, AuditPagedWindow: 30 * time.Second, TokenLimit: 3, TokenWindow: time.Minute}
+		AuditWindow: 10 * time.Second, AuditPagedLimit: 1, AuditPagedWindow: 30 * time.Second, TokenLimit: 3, TokenWindow: time.Minute,
+		Profile: simulator.ProfileGenerous}
 	h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 5, Users: 20, Events: 300})
 	windowEnd := func(d time.Duration) string {
 		return strconv.FormatInt(c.Now().Truncate(d).Add(d).Unix(), 10)
@@ -618,7 +624,8 @@ type eventsPage struct {
 
 type wireEvent struct {
 	Request struct {
-		ID string `json:"id"`
+		ID   string `json:"id"`
+		Type string `json:"type"`
 	} `json:"request"`
 	Performer struct {
 		Meta map[string]any `json:"meta"`
@@ -762,7 +769,8 @@ func pitRead(t *testing.T, h *harness, query string, max int) (ids []string, sta
 	return ids, 0, "too many pages"
 }
 
-// normalize trims next_search_after to its two leading parts, as a client does.
+// normalize trims next_search_after to at most its two leading parts and joins a list, as a
+// client does; a one-part value passes as it is.
 func normalize(t *testing.T, raw json.RawMessage) string {
 	t.Helper()
 	var parts []string
@@ -776,12 +784,12 @@ func normalize(t *testing.T, raw json.RawMessage) string {
 			parts = append(parts, n.String())
 		}
 	}
-	require.GreaterOrEqual(t, len(parts), 2)
-	return strings.Join(parts[:2], ",")
+	require.NotEmpty(t, parts[0], "next_search_after %s", raw)
+	return strings.Join(parts[:min(2, len(parts))], ",")
 }
 
 func TestPointInTimePagination(t *testing.T) {
-	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 7, Users: 50, Events: 100})
+	h := newHarness(t, generous(nil), simulator.OrgSpec{Name: "acme", Seed: 7, Users: 50, Events: 100})
 	burst := h.clock.Now().Add(-time.Hour).Truncate(time.Second)
 	h.org.AddEvents(1300, burst, burst.Add(999*time.Millisecond))
 	window := "after_time=" + at(burst) + "&before_time=" + at(burst.Add(time.Second))
@@ -920,7 +928,21 @@ func crawl(t *testing.T, h *harness) []wireEvent {
 }
 
 func TestTruthMatchesWhatIsServed(t *testing.T) {
-	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 8, Users: 120, Events: 6000})
+	for _, profile := range []string{simulator.ProfileDocumented, simulator.ProfileGenerous} {
+		t.Run(profile, func(t *testing.T) { testTruthMatchesWhatIsServed(t, profile) })
+	}
+}
+
+// testTruthMatchesWhatIsServed crawls the Audit Log and rebuilds the truth from what it served,
+// after the admin's own Harvest traffic and a user's API change (not seat use).
+func testTruthMatchesWhatIsServed(t *testing.T, profile string) {
+	opts := roomy(nil)
+	opts.Profile = profile
+	h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 8, Users: 120, Events: 6000})
+	admin := h.org.Credentials().AdminUserID
+	h.listIDs("/v3/users?per_page=50")
+	h.listIDs("/v3/user_roles")
+	require.NoError(t, h.org.AddAPIUserEvent(admin, h.clock.Now().Add(-time.Hour), "data_change_update", "/v3/users/123"))
 	check := func(t *testing.T) {
 		tr := h.org.Truth()
 		evs := crawl(t, h)
@@ -931,12 +953,15 @@ func TestTruthMatchesWhatIsServed(t *testing.T) {
 			day time.Time
 		}
 		daily := map[key]*simulator.DailyActivity{}
-		users := 0
+		users, seatUse := 0, 0
 		for _, e := range evs {
-			if e.Performer.Type != "user" {
+			if e.Performer.Type == "user" {
+				users++
+			}
+			if !simulator.SeatUse(e.Performer.Type, e.Event.Type, e.Request.Type) {
 				continue
 			}
-			users++
+			seatUse++
 			id := int64(e.Performer.ID.(float64))
 			ts, err := time.Parse(time.RFC3339Nano, e.EventTime)
 			require.NoError(t, err)
@@ -954,6 +979,12 @@ func TestTruthMatchesWhatIsServed(t *testing.T) {
 			}
 		}
 		assert.Equal(t, tr.UserEvents, users)
+		assert.Equal(t, tr.SeatUseEvents, seatUse)
+		wantExcluded := 1 // the API change
+		if profile == simulator.ProfileDocumented {
+			wantExcluded += 3 + 1 // three pages of users and one of roles, as the admin
+		}
+		assert.Equal(t, wantExcluded, tr.UserEvents-tr.SeatUseEvents, "user events that are no seat use")
 		var want []simulator.DailyActivity
 		for _, d := range daily {
 			want = append(want, *d)
@@ -1067,7 +1098,7 @@ func TestMutations(t *testing.T) {
 }
 
 func TestFaults(t *testing.T) {
-	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 10, Users: 700, Events: 2000})
+	h := newHarness(t, generous(nil), simulator.OrgSpec{Name: "acme", Seed: 10, Users: 700, Events: 2000})
 	cred := h.org.Credentials()
 	form := "grant_type=client_credentials&sub=" + strconv.FormatInt(cred.AdminUserID, 10)
 	for _, tc := range []struct {
@@ -1306,5 +1337,523 @@ func BenchmarkEventsWindow(b *testing.B) {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+// The documented profile (the default): what differs from the generous one.
+
+func TestProfiles(t *testing.T) {
+	assert.PanicsWithValue(t, `simulator: unknown profile "strict" (want "documented" or "generous")`, func() {
+		simulator.New(simulator.Options{Profile: "strict"})
+	})
+	for _, tc := range []struct {
+		env, want string
+		fails     bool
+	}{
+		{"", simulator.ProfileDocumented, false},
+		{"documented", simulator.ProfileDocumented, false},
+		{"generous", simulator.ProfileGenerous, false},
+		{"Generous", "", true},
+		{"kind", "", true},
+	} {
+		t.Setenv("GREENHOUSE_SIM_PROFILE", tc.env)
+		p, err := simulator.ProfileFromEnv()
+		if tc.fails {
+			assert.ErrorContains(t, err, "GREENHOUSE_SIM_PROFILE", "env %q", tc.env)
+			continue
+		}
+		require.NoError(t, err, "env %q", tc.env)
+		assert.Equal(t, tc.want, p, "env %q", tc.env)
+	}
+	for _, p := range []string{"", simulator.ProfileDocumented} {
+		opts := roomy(nil)
+		opts.Profile = p
+		h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 13, Users: 20, Events: 10})
+		assert.Empty(t, h.get("/v3/user_roles").header.Get("X-RateLimit-Reset"), "profile %q is the documented one", p)
+	}
+}
+
+func TestDocumentedRateLimitHeaders(t *testing.T) {
+	c := newClock()
+	c.Advance(2 * time.Second) // 12:00:02, inside the windows starting at 12:00:00
+	opts := simulator.Options{Now: c.Now, HarvestLimit: 3, HarvestWindow: 30 * time.Second, AuditLimit: 2,
+		AuditWindow: 10 * time.Second, AuditPagedLimit: 1, AuditPagedWindow: 30 * time.Second, TokenLimit: 3, TokenWindow: time.Minute}
+	h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 14, Users: 20, Events: 300})
+	onlyRetryAfter := func(t *testing.T, r reply) {
+		t.Helper()
+		assert.Equal(t, http.StatusTooManyRequests, r.status, "%s", r.body)
+		assert.NotEmpty(t, r.header.Get("Retry-After"))
+		for _, k := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
+			assert.Empty(t, r.header.Get(k), k)
+		}
+	}
+	limitAndRemaining := func(t *testing.T, r reply, limit, remaining string) {
+		t.Helper()
+		assert.Equal(t, limit, r.header.Get("X-RateLimit-Limit"))
+		assert.Equal(t, remaining, r.header.Get("X-RateLimit-Remaining"))
+		assert.Empty(t, r.header.Get("X-RateLimit-Reset"), "no reset outside a Harvest 429")
+		assert.Empty(t, r.header.Get("Retry-After"))
+	}
+
+	t.Run("harvest", func(t *testing.T) {
+		h.org.SetFaults(simulator.Faults{MissingScopes: []string{"harvest:users:list"}})
+		r := h.get("/v3/users")
+		h.org.SetFaults(simulator.Faults{})
+		require.Equal(t, http.StatusForbidden, r.status)
+		limitAndRemaining(t, r, "3", "2")
+		for i := range 2 {
+			r := h.get("/v3/user_roles")
+			require.Equal(t, http.StatusOK, r.status)
+			limitAndRemaining(t, r, "3", strconv.Itoa(1-i))
+		}
+		r = h.get("/v3/users")
+		assert.Equal(t, http.StatusTooManyRequests, r.status)
+		assert.Equal(t, "3", r.header.Get("X-RateLimit-Limit"))
+		assert.Equal(t, "0", r.header.Get("X-RateLimit-Remaining"))
+		assert.Equal(t, strconv.FormatInt(c.Now().Truncate(30*time.Second).Add(30*time.Second).Unix(), 10),
+			r.header.Get("X-RateLimit-Reset"), "the window's end in epoch seconds")
+		assert.Equal(t, "28", r.header.Get("Retry-After"))
+	})
+
+	t.Run("audit", func(t *testing.T) {
+		for i := range 2 {
+			r := h.get("/events")
+			require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+			limitAndRemaining(t, r, "2", strconv.Itoa(1-i))
+		}
+		onlyRetryAfter(t, h.get("/events"))
+		c.Advance(10 * time.Second)
+		r := h.get("/events?paging=true")
+		require.Equal(t, http.StatusOK, r.status)
+		limitAndRemaining(t, r, "2", "1")
+		onlyRetryAfter(t, h.get("/events?paging=true"))
+	})
+
+	t.Run("token", func(t *testing.T) {
+		cred := h.org.Credentials()
+		c.Advance(time.Minute)
+		form := "grant_type=client_credentials&sub=" + strconv.FormatInt(cred.AdminUserID, 10)
+		for i := range 3 {
+			r := h.tokenReq(cred.ClientID, cred.ClientSecret, form)
+			require.Equal(t, http.StatusOK, r.status)
+			limitAndRemaining(t, r, "3", strconv.Itoa(2-i))
+		}
+		onlyRetryAfter(t, h.tokenReq(cred.ClientID, cred.ClientSecret, form))
+	})
+}
+
+// expiryForms match the documented profile's expires_at forms, in rotation order.
+var expiryForms = []*regexp.Regexp{
+	regexp.MustCompile(`^"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"$`),
+	regexp.MustCompile(`^"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"$`),
+	regexp.MustCompile(`^"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d{4}"$`),
+	regexp.MustCompile(`^\d+$`),
+}
+
+// parseExpiresAt reads any documented expires_at form and says which it is.
+func parseExpiresAt(t *testing.T, raw json.RawMessage) (time.Time, int) {
+	t.Helper()
+	for i, re := range expiryForms {
+		if !re.Match(raw) {
+			continue
+		}
+		if i == 3 {
+			n, err := strconv.ParseInt(string(raw), 10, 64)
+			require.NoError(t, err)
+			return time.Unix(n, 0).UTC(), i
+		}
+		var s string
+		require.NoError(t, json.Unmarshal(raw, &s))
+		at, err := time.Parse([]string{time.RFC3339, time.RFC3339, "2006-01-02T15:04:05.000-0700"}[i], s)
+		require.NoError(t, err)
+		return at.UTC(), i
+	}
+	t.Fatalf("expires_at %s has no documented form", raw)
+	return time.Time{}, 0
+}
+
+func TestDocumentedTokenExpiry(t *testing.T) {
+	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 15, Users: 20, Events: 10})
+	cred := h.org.Credentials()
+	form := "grant_type=client_credentials&sub=" + strconv.FormatInt(cred.AdminUserID, 10)
+	mint := func() (string, json.RawMessage) {
+		r := h.tokenReq(cred.ClientID, cred.ClientSecret, form)
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+		var tok map[string]json.RawMessage
+		r.json(t, &tok)
+		assert.NotContains(t, tok, "expires_in")
+		assert.JSONEq(t, `"Bearer"`, string(tok["token_type"]))
+		var access string
+		require.NoError(t, json.Unmarshal(tok["access_token"], &access))
+		return access, tok["expires_at"]
+	}
+
+	t.Run("four forms in turn, one instant", func(t *testing.T) {
+		want := h.clock.Now().Add(time.Hour)
+		var forms []int
+		for range 8 {
+			_, raw := mint()
+			exp, f := parseExpiresAt(t, raw)
+			assert.Equal(t, want, exp, "%s", raw)
+			forms = append(forms, f)
+		}
+		for i := range forms {
+			assert.Equal(t, (forms[0]+i)%4, forms[i], "round robin: %v", forms)
+		}
+		assert.Contains(t, forms, 2)
+	})
+
+	t.Run("rounded down: the token lives at least as long as written", func(t *testing.T) {
+		h.clock.Advance(987654321 * time.Nanosecond)
+		exp := h.clock.Now().Add(time.Hour)
+		type minted struct {
+			token   string
+			written time.Time
+		}
+		var toks []minted
+		for range 4 {
+			tok, raw := mint()
+			written, f := parseExpiresAt(t, raw)
+			precision := time.Millisecond
+			if f == 1 || f == 3 {
+				precision = time.Second
+			}
+			assert.Equal(t, exp.Truncate(precision), written, "%s", raw)
+			toks = append(toks, minted{tok, written})
+		}
+		h.clock.Advance(exp.Truncate(time.Millisecond).Sub(h.clock.Now()))
+		for _, m := range toks {
+			h.token = m.token
+			assert.Equal(t, http.StatusOK, h.get("/v3/user_roles").status, "valid at %v, the instant written or later", m.written)
+		}
+		h.clock.Advance(exp.Sub(h.clock.Now()))
+		assert.Equal(t, http.StatusUnauthorized, h.get("/v3/user_roles").status, "expired at the real expiry")
+	})
+}
+
+// pagesWithForms reads a window with point-in-time pagination, size 100, and returns each
+// page's events (by request id) and the next_search_after that followed it.
+func pagesWithForms(t *testing.T, h *harness, window string) (pages [][]string, nexts []string) {
+	t.Helper()
+	pitID, next := "", ""
+	for range 100 {
+		hdr := []string{}
+		if pitID != "" {
+			hdr = []string{"Pit-Id", pitID, "Search-After", next}
+		}
+		r := h.get("/events?paging=true&size=100&"+window, hdr...)
+		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+		var p eventsPage
+		r.json(t, &p)
+		var ids []string
+		for _, e := range decodeEvents(t, p) {
+			ids = append(ids, e.Request.ID)
+		}
+		if string(p.Paging.Next) == "null" {
+			require.Empty(t, ids, "the last page is empty")
+			return pages, nexts
+		}
+		require.NoError(t, json.Unmarshal(p.Paging.Next, &next), "a string: %s", p.Paging.Next)
+		pages, nexts = append(pages, ids), append(nexts, next)
+		pitID = p.Paging.PitID
+	}
+	t.Fatal("endless pagination")
+	return nil, nil
+}
+
+func TestDocumentedSearchAfterForms(t *testing.T) {
+	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 16, Users: 50, Events: 100})
+	burst := h.clock.Now().Add(-time.Hour).Truncate(time.Second)
+	h.org.AddEvents(1300, burst, burst.Add(5*time.Millisecond)) // some 260 events per millisecond
+	window := "after_time=" + at(burst) + "&before_time=" + at(burst.Add(time.Second))
+	pages, nexts := pagesWithForms(t, h, window)
+
+	var all []string
+	forms := map[int]int{}
+	for i, n := range nexts {
+		parts := strings.Split(n, ",")
+		forms[len(parts)]++
+		switch len(parts) {
+		case 1:
+			assert.Regexp(t, `^\d+$`, n)
+		case 2:
+			assert.Regexp(t, `^\d{13},\d+$`, n)
+		case 3:
+			assert.Regexp(t, `^\d{13},\d+,[0-9a-f]{16}$`, n)
+		}
+		all = append(all, pages[i]...)
+	}
+	assert.Len(t, all, 1300)
+	assert.Len(t, uniq(all), 1300, "no event skipped or repeated")
+	assert.Len(t, nexts, 13)
+	assert.Len(t, forms, 3, "every form: %v", forms)
+	for i := 1; i < len(nexts); i++ {
+		prev := len(strings.Split(nexts[i-1], ","))
+		assert.Equal(t, prev%3+1, len(strings.Split(nexts[i], ",")), "one, two, three parts in turn: %q", nexts)
+	}
+
+	// Every value resumes exactly where its page ended, with a new point in time too, and a
+	// three-part value trimmed to two parts resumes at the same place.
+	for i, n := range nexts {
+		values := []string{n}
+		if parts := strings.Split(n, ","); len(parts) == 3 {
+			values = append(values, strings.Join(parts[:2], ","))
+		}
+		var want []string
+		if i+1 < len(pages) {
+			want = pages[i+1]
+		}
+		for _, v := range values {
+			var p eventsPage
+			r := h.get("/events?paging=true&size=100&"+window, "Search-After", v)
+			require.Equal(t, http.StatusOK, r.status, "%s: %s", v, r.body)
+			r.json(t, &p)
+			var got []string
+			for _, e := range decodeEvents(t, p) {
+				got = append(got, e.Request.ID)
+			}
+			assert.Equal(t, want, got, "resuming after page %d with %q", i, v)
+		}
+	}
+
+	for _, v := range []string{"garbage", "1,2,3,4", "1,x", "x", "1,2,nothex", "1,2,abc", "4000000000", "99999999"} {
+		r := h.get("/events?paging=true&"+window, "Search-After", v)
+		assert.Equal(t, http.StatusBadRequest, r.status, "%q: %s", v, r.body)
+		assert.Contains(t, string(r.body), "Search-After", v)
+	}
+}
+
+func TestSearchAfterTwoPartsOnly(t *testing.T) {
+	for _, profile := range []string{simulator.ProfileDocumented, simulator.ProfileGenerous} {
+		t.Run(profile, func(t *testing.T) {
+			opts := roomy(nil)
+			opts.Profile = profile
+			h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 17, Users: 50, Events: 100})
+			burst := h.clock.Now().Add(-time.Hour).Truncate(time.Second)
+			h.org.AddEvents(1300, burst, burst.Add(5*time.Millisecond))
+			window := "after_time=" + at(burst) + "&before_time=" + at(burst.Add(time.Second))
+			h.org.SetFaults(simulator.Faults{SearchAfterTwoPartsOnly: true, SearchAfterQuirk: true})
+
+			var p eventsPage
+			h.get("/events?paging=true&size=500&"+window).json(t, &p)
+			var next string
+			require.NoError(t, json.Unmarshal(p.Paging.Next, &next), "%s", p.Paging.Next)
+			parts := strings.Split(next, ",")
+			require.Len(t, parts, 3, "issued with three parts")
+			for _, v := range []string{next, parts[1], "1,2,3,4"} {
+				r := h.get("/events?paging=true&size=500&"+window, "Pit-Id", p.Paging.PitID, "Search-After", v)
+				assert.Equal(t, http.StatusBadRequest, r.status, "%q", v)
+				assert.JSONEq(t, `{"message":"Search-After must be two comma-separated values"}`, string(r.body), "%q", v)
+			}
+			ids, status, body := pitRead(t, h, window, 10)
+			require.Equal(t, 200, status, body)
+			assert.Len(t, uniq(ids), 1300, "trimmed values page through")
+		})
+	}
+}
+
+func TestDocumentedPointInTimeExpiry(t *testing.T) {
+	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 18, Users: 50, Events: 100})
+	burst := h.clock.Now().Add(-time.Hour).Truncate(time.Second)
+	h.org.AddEvents(1300, burst, burst.Add(999*time.Millisecond))
+	window := "after_time=" + at(burst) + "&before_time=" + at(burst.Add(time.Second))
+	const expired = `{"message":"The Pit_Id has expired"}`
+
+	t.Run("lifetime: 400 and 404 alternately", func(t *testing.T) {
+		var p eventsPage
+		h.get("/events?paging=true&size=500&"+window).json(t, &p)
+		h.clock.Advance(5*time.Minute + time.Second)
+		var statuses []int
+		for _, pit := range []string{p.Paging.PitID, p.Paging.PitID, "unknown", "unknown"} {
+			r := h.get("/events?paging=true&size=500&"+window, "Pit-Id", pit, "Search-After", normalize(t, p.Paging.Next))
+			assert.JSONEq(t, expired, string(r.body))
+			statuses = append(statuses, r.status)
+		}
+		assert.Contains(t, [][]int{{400, 404, 400, 404}, {404, 400, 404, 400}}, statuses)
+	})
+
+	t.Run("ExpirePIT", func(t *testing.T) {
+		h.org.SetFaults(simulator.Faults{ExpirePIT: true})
+		defer h.org.SetFaults(simulator.Faults{})
+		statuses := map[int]bool{}
+		for range 2 {
+			ids, status, body := pitRead(t, h, window, 10)
+			assert.JSONEq(t, expired, body)
+			assert.Len(t, ids, 1000, "the opening page and one continuation")
+			statuses[status] = true
+		}
+		// Each read takes three requests: the two expiries land on both statuses.
+		assert.Equal(t, map[int]bool{400: true, 404: true}, statuses)
+	})
+}
+
+func TestAuditLogErrors(t *testing.T) {
+	for _, profile := range []string{simulator.ProfileDocumented, simulator.ProfileGenerous} {
+		t.Run(profile, func(t *testing.T) {
+			opts := roomy(nil)
+			opts.Profile = profile
+			h := newHarness(t, opts, simulator.OrgSpec{Name: "acme", Seed: 19, Users: 20, Events: 100})
+
+			h.org.SetFaults(simulator.Faults{AuditLogDisabled: true})
+			r := h.get("/events")
+			assert.Equal(t, http.StatusForbidden, r.status)
+			want := `{"message":"You do not have access to that record."}`
+			if profile == simulator.ProfileGenerous {
+				want = `{"message":"The Audit Log add-on is not enabled for this organization."}`
+			}
+			assert.JSONEq(t, want, string(r.body))
+
+			// The wrong host answers before auth, faults and limits.
+			h.org.SetFaults(simulator.Faults{AuditLogWrongHost: true, Fail5xx: 1, AdminNotSiteAdmin: true})
+			before := h.org.Stats()
+			for _, target := range []string{"/events", "/events?paging=true", "/events/"} {
+				r = h.get(target)
+				assert.Equal(t, http.StatusNotFound, r.status, target)
+				assert.JSONEq(t, `{"message":"Resource not found"}`, string(r.body), target)
+				assert.Empty(t, r.header.Get("X-RateLimit-Limit"), target)
+			}
+			h.clock.Advance(2 * time.Hour) // the token expired: still the wrong host
+			assert.Equal(t, http.StatusNotFound, h.get("/events").status)
+			after := h.org.Stats()
+			assert.Equal(t, before.AuditRequests+4, after.AuditRequests)
+			assert.Equal(t, before.Requests+4, after.Requests)
+			assert.Equal(t, 1, h.org.Faults().Fail5xx, "untouched by the wrong host")
+			h.org.SetFaults(simulator.Faults{})
+			h.token = h.mint(h.org.Credentials().AdminUserID)
+			h.org.SetFaults(simulator.Faults{AuditLogWrongHost: true})
+			assert.Equal(t, http.StatusOK, h.get("/v3/user_roles").status, "Harvest is on its own host")
+		})
+	}
+}
+
+func TestAdminHarvestAccessEvents(t *testing.T) {
+	h := newHarness(t, roomy(nil), simulator.OrgSpec{Name: "acme", Seed: 20, Users: 300, Events: 3000})
+	admin := h.org.Credentials().AdminUserID
+	before := h.org.Truth()
+	var adminUser simulator.TruthUser
+	for _, u := range before.Users {
+		if u.ID == admin {
+			adminUser = u
+		}
+	}
+	require.NotNil(t, adminUser.LastActivityAt, "the admin has activity of its own")
+
+	h.clock.Advance(time.Minute + 123*time.Millisecond)
+	now := h.clock.Now()
+	lists := []struct{ target, targetType string }{
+		{"/v3/users?per_page=500&show_service_accounts=true", "User"},
+		{"/v3/user_roles", "UserRole"},
+		{"/v3/user_job_permissions?per_page=500", "UserJobPermission"},
+		{"/v3/future_job_permissions", "FutureJobPermission"},
+	}
+	for _, l := range lists {
+		require.Equal(t, http.StatusOK, h.get(l.target).status, l.target)
+	}
+	// Neither a refused request nor a token without sub records anything.
+	require.Equal(t, http.StatusUnprocessableEntity, h.get("/v3/users?per_page=0").status)
+	cred := h.org.Credentials()
+	r := h.tokenReq(cred.ClientID, cred.ClientSecret, "grant_type=client_credentials")
+	require.Equal(t, http.StatusOK, r.status)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	r.json(t, &tok)
+	adminToken := h.token
+	h.token = tok.AccessToken
+	require.Equal(t, http.StatusOK, h.get("/v3/user_roles").status)
+	h.token = adminToken
+
+	query := "/events?size=500&event_types=harvest_access&performer_types=user"
+	first := h.get(query)
+	require.Equal(t, http.StatusOK, first.status)
+	assert.Equal(t, string(first.body), string(h.get(query).body), "rendered the same every time")
+	var p struct {
+		Hits    int              `json:"hits"`
+		Results []map[string]any `json:"results"`
+	}
+	first.json(t, &p)
+	require.Equal(t, len(lists), p.Hits)
+	for i, e := range p.Results {
+		l := lists[len(lists)-1-i] // newest first; one millisecond apart at most, ties by creation
+		assert.Equal(t, map[string]any{"type": "user", "id": float64(admin), "ip_address": e["performer"].(map[string]any)["ip_address"],
+			"meta": map[string]any{"name": adminUser.Name, "username": adminUser.Email}}, e["performer"])
+		assert.Equal(t, l.target, e["request"].(map[string]any)["type"])
+		assert.Regexp(t, `^[0-9a-f]{16}$`, e["request"].(map[string]any)["id"])
+		assert.Equal(t, map[string]any{"type": "harvest_access", "target_type": l.targetType, "target_id": nil, "meta": nil}, e["event"])
+		assert.Equal(t, now.Format("2006-01-02T15:04:05.000Z"), e["event_time"])
+	}
+
+	after := h.org.Truth()
+	assert.Equal(t, before.Events+len(lists), after.Events, "retrievable events include them")
+	assert.Equal(t, before.UserEvents+len(lists), after.UserEvents, "performed by a user")
+	assert.Equal(t, before.SeatUseEvents, after.SeatUseEvents, "but no one's seat use")
+	assert.Equal(t, before.Daily, after.Daily)
+	assert.Equal(t, before.Users, after.Users, "the admin's last activity stays")
+
+	t.Run("a user's API change", func(t *testing.T) {
+		when := now.Add(-time.Minute)
+		require.NoError(t, h.org.AddAPIUserEvent(admin, when, "data_change_update", "/v3/users/123"))
+		require.NoError(t, h.org.AddAPIUserEvent(admin, when, "data_change_create", "POST https://harvest.greenhouse.io/v3/users"))
+		assert.Error(t, h.org.AddAPIUserEvent(1, when, "data_change_update", "/v3/users/1"))
+		evs := decodeEventsAt(t, h, "/events?size=500&event_types=data_change_update,data_change_create&after_time="+
+			at(when.Truncate(time.Second))+"&before_time="+at(when.Truncate(time.Second).Add(time.Second)))
+		var types []string
+		for _, e := range evs {
+			if e.Performer.ID == float64(admin) {
+				types = append(types, e.Request.Type)
+			}
+		}
+		assert.ElementsMatch(t, []string{"/v3/users/123", "POST https://harvest.greenhouse.io/v3/users"}, types)
+		tr := h.org.Truth()
+		assert.Equal(t, after.SeatUseEvents, tr.SeatUseEvents)
+		assert.Equal(t, after.UserEvents+2, tr.UserEvents)
+		assert.Equal(t, after.Daily, tr.Daily)
+		assert.Equal(t, after.Users, tr.Users)
+
+		require.NoError(t, h.org.AddAPIUserEvent(admin, when, "data_change_update", "users#update"), "not an API request")
+		tr = h.org.Truth()
+		assert.Equal(t, after.SeatUseEvents+1, tr.SeatUseEvents)
+		for _, u := range tr.Users {
+			if u.ID == admin {
+				require.NotNil(t, u.LastActivityAt)
+				assert.Equal(t, when.Truncate(time.Second), *u.LastActivityAt)
+			}
+		}
+	})
+
+	t.Run("generous records nothing", func(t *testing.T) {
+		g := newHarness(t, generous(nil), simulator.OrgSpec{Name: "acme", Seed: 20, Users: 300, Events: 3000})
+		before := g.org.Truth()
+		for _, l := range lists {
+			require.Equal(t, http.StatusOK, g.get(l.target).status, l.target)
+		}
+		assert.Equal(t, before, g.org.Truth())
+	})
+}
+
+func TestSeatUse(t *testing.T) {
+	for _, tc := range []struct {
+		performer, event, request string
+		use                       bool
+	}{
+		{"user", "data_change_update", "applications#update", true},
+		{"user", "data_change_create", "candidates#create", true},
+		{"user", "action", "report_viewed#create", true},
+		{"user", "data_change_update", "", true},
+		{"user", "data_change_update", "get /v3/users", true}, // a method is in capitals
+		{"user", "data_change_update", "GET candidates#show", true},
+		{"user", "harvest_access", "/v3/users?per_page=500", false},
+		{"user", "harvest_access", "candidates#show", false},
+		{"user", "data_change_update", "/v3/users/123", false},
+		{"user", "data_change_update", "https://harvest.greenhouse.io/v1/users/1", false},
+		{"user", "data_change_update", "http://harvest.greenhouse.io/v1/users/1", false},
+		{"user", "data_change_create", "POST /v3/users", false},
+		{"user", "data_change_update", "PATCH https://harvest.greenhouse.io/v3/users/1", false},
+		{"api_key", "harvest_access", "GET /v3/users", false},
+		{"api_key", "data_change_update", "applications#update", false},
+		{"greenhouse_internal", "data_change_update", "applications#update", false},
+		{"oauth", "mcp_tool_call", "list_offices", false},
+	} {
+		assert.Equal(t, tc.use, simulator.SeatUse(tc.performer, tc.event, tc.request), "%+v", tc)
 	}
 }
