@@ -198,17 +198,25 @@ func (s *Store) batch(ctx context.Context, insert string, n int, row func(i int)
 	return nil
 }
 
+// SeatUseSQL is the condition under which an audit event is a person's use of a seat
+// (docs/events.md, "What counts as use"): a user performed it, it is not Harvest access, and
+// its request.type is not an API request ("/v3/…", "https://…", "GET /v3/…"). A token minted
+// with a user as sub acts as that user, so the collector's own reads and any integration's
+// changes appear as that user's events; they are nobody's use of a seat. The simulator's
+// SeatUse is the same rule, and a test keeps the two equal.
+const SeatUseSQL = `performer_type = 'user' AND event_type != 'harvest_access' AND NOT match(request_type, '^([A-Z]+ )?(/|http)')`
+
 const refreshDailySQL = `INSERT INTO {db}.user_activity_daily (tenant_id, app, user_id, day, events, last_event_at, version)
 SELECT tenant_id, ? AS app, toInt64OrZero(performer_id) AS uid, toDate(event_time) AS d,
        toUInt32(uniqExact(event_id)), max(event_time), toUInt64(?)
 FROM {db}.audit_events
 WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
   AND toDate(event_time) IN (%s)
-  AND performer_type = 'user' AND toInt64OrZero(performer_id) != 0
+  AND ` + SeatUseSQL + ` AND toInt64OrZero(performer_id) != 0
 GROUP BY tenant_id, uid, d`
 
 // RefreshDailyActivity recomputes user_activity_daily for tenant and the given UTC days from
-// audit_events: per user performer (performer_type 'user', user_id = the numeric
+// audit_events: per user performer of seat-use events (SeatUseSQL; user_id = the numeric
 // performer_id) and day, the distinct events and the newest event time. Rows carry the write
 // time in ns as version, so a replay recomputes the same figures and replaces the old rows.
 func (s *Store) RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error {
@@ -246,11 +254,12 @@ const userActivitySQL = `SELECT toInt64OrZero(performer_id) AS uid, uniqExact(ev
        argMax(event_type, tuple(event_time, event_id))
 FROM {db}.audit_events
 WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
-  AND performer_type = 'user' AND toInt64OrZero(performer_id) != 0 %s
+  AND ` + SeatUseSQL + ` AND toInt64OrZero(performer_id) != 0 %s
 GROUP BY uid
 ORDER BY uid`
 
-// UserActivity returns, per user performer with events of tenant in [from, to), the distinct
+// UserActivity returns, per user performer with seat-use events (SeatUseSQL) of tenant in
+// [from, to), the distinct
 // event count and the newest event with its type (ties broken by event_id). When ids is not
 // empty only those users are returned.
 func (s *Store) UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]UserActivity, error) {

@@ -24,11 +24,13 @@ func message(code Code, detail string, adminID int64) string {
 	case CodeAdminNotSiteAdmin:
 		return fmt.Sprintf("User %d is not a Site Admin. Greenhouse requires a Site Admin for every list endpoint and the Audit Log: use the numeric ID of a Site Admin (Configure → Users).", adminID)
 	case CodeMissingScope:
-		return "The credential lacks a permission (" + detail + "). In Greenhouse, open Configure → Dev Center → API Credentials, edit this Harvest V3 (OAuth) credential and grant that scope; the collector needs harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
+		return "The credential lacks a permission (" + detail + "). In Greenhouse, open Configure → Dev Center → API Credentials, edit this Harvest V3 (OAuth) credential and grant it; the collector needs harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
 	case CodeAuditLogNotEnabled:
 		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management (accountmanagement+auditlog@greenhouse.io) to enable it. Licenses are collected meanwhile, without usage data."
 	case CodeAuditLogForbidden:
-		return "Greenhouse refused access to the Audit Log (" + detail + "). Grant the credential Audit Log access and make sure the admin user is a Site Admin."
+		return "Greenhouse refused access to the Audit Log (" + detail + "). Either the Audit Log add-on is not enabled for this Greenhouse account (ask Greenhouse account management, accountmanagement+auditlog@greenhouse.io, to enable it), or the credential lacks Audit Log access (edit it under Configure → Dev Center → API Credentials), or the admin user is not a Site Admin. Licenses are collected meanwhile, without usage data."
+	case CodeAuditLogNotFound:
+		return "The Audit Log answered 404 Not Found (" + detail + "). Either the Audit Log URL points at the wrong host or region (Greenhouse's is https://auditlog.us.greenhouse.io), or the Audit Log add-on is not enabled for this Greenhouse account (ask Greenhouse account management, accountmanagement+auditlog@greenhouse.io). Licenses are collected meanwhile, without usage data."
 	case CodeRateLimited:
 		return "Greenhouse's rate limit was reached; try again in a minute."
 	case CodeUnavailable:
@@ -76,7 +78,9 @@ func skipped(name string) connectors.Check {
 func (c *Client) check(ctx context.Context) []connectors.Check {
 	id := c.cfg.AdminUserID
 	out := make([]connectors.Check, 0, 5)
-	if err := c.mint(ctx); err != nil {
+	// An unchanged credential's client keeps its token: minting another could cut short the
+	// one a running sync holds, should Greenhouse keep one live token per credential.
+	if _, err := c.accessToken(ctx, ""); err != nil {
 		name := "credentials"
 		if CodeOf(err) == CodeAdminUserInvalid {
 			out = append(out, ok(name), failed("admin_user", err, id))
@@ -136,7 +140,8 @@ func (c *Client) check(ctx context.Context) []connectors.Check {
 
 	now := c.now()
 	if _, err := c.auditQuery(ctx, now.Add(-time.Hour), now.Add(time.Second), 100, "", "", false); err != nil {
-		out = append(out, failed("audit_log", nameScope(err, "audit_log:events:list"), id))
+		// Greenhouse documents no scope name for the Audit Log: none is named here.
+		out = append(out, failed("audit_log", err, id))
 	} else {
 		out = append(out, ok("audit_log"))
 	}

@@ -20,7 +20,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,19 +33,14 @@ const (
 	DefaultAuditLog = "https://auditlog.us.greenhouse.io"
 )
 
-// Defaults, and the documented limits they come from (GREENHOUSE.md 3.6, 4.6;
-// docs/greenhouse-wire.md):
+// Defaults, and the documented limits they come from (docs/greenhouse-wire.md):
 //
-//   - Harvest v3: a fixed 30 s window, X-RateLimit-Limit (75 by default), -Remaining and -Reset
-//     on every answer. The Audit Log: 50 requests per 10 s with the same headers (omitted on a
-//     429), plus 3 paginated requests per 30 s that no header reports. The token endpoint has
-//     its own budget. Each of the four classes has its own pacer in a Client, and a Client is
-//     one credential, so the budgets are never shared or mixed up.
-//   - The pacer spends the budget the headers announce and then waits for X-RateLimit-Reset:
-//     a sync runs at the limit without provoking a 429. No reserve is kept (reserve = 0): a
-//     credential belongs to the collector alone, requests of one Client are counted locally
-//     before their answers arrive, and a reserve would only cost throughput (a reserve of one
-//     is 2% of the Audit Log's 50).
+//   - Each request class (token, Harvest, Audit Log, paginated Audit Log) has its own pacer in
+//     a Client, and a Client is one credential, so the budgets are never shared or mixed up.
+//     pacer.go says how a pacer follows whatever subset of the rate-limit headers an answer
+//     carries. No reserve is kept: a credential belongs to the collector alone, requests of
+//     one Client are counted locally before their answers arrive, and a reserve would only
+//     cost throughput (a reserve of one is 2% of the Audit Log's 50).
 //   - A 429 is waited out exactly for its Retry-After (seconds or an HTTP date), at most
 //     maxRetryAfter; without Retry-After it backs off like a transient failure.
 //   - Transient failures (5xx, timeouts, resets, cut bodies) are retried MaxRetries times (4)
@@ -63,7 +57,7 @@ const (
 	// maxRetryAfter clamps an absurd Retry-After or X-RateLimit-Reset.
 	maxRetryAfter = 5 * time.Minute
 	// pagedLimit and pagedWindow are the Audit Log's limit on paginated requests (3 per 30 s,
-	// GREENHOUSE.md 3.6); no header reports it, so it is enforced locally.
+	// docs/greenhouse-wire.md); no header reports it, so it is enforced locally.
 	pagedLimit  = 3
 	pagedWindow = 30 * time.Second
 	// defaultRetries is the number of retries of a transient failure or a 429 per request.
@@ -96,6 +90,10 @@ type Config struct {
 	// zero means the documented 3 per 30 s. Tests against a scaled simulator lower them.
 	AuditPagedLimit  int
 	AuditPagedWindow time.Duration
+	// TokenWindow, HarvestWindow and AuditWindow are the lengths of the rate-limit windows
+	// assumed where an answer names no X-RateLimit-Reset; zero means the documented 60 s, 30 s
+	// and 10 s. Tests against a scaled simulator shorten them.
+	TokenWindow, HarvestWindow, AuditWindow time.Duration
 }
 
 // String describes the configuration with the secret masked.
@@ -125,6 +123,8 @@ type Client struct {
 	paged  *pacer
 
 	requests, throttled, retries atomic.Int64
+	// twoPartSearchAfter is set once the Audit Log refused a Search-After of three parts.
+	twoPartSearchAfter atomic.Bool
 }
 
 type endpointKind int
@@ -186,10 +186,16 @@ func New(cfg Config) (*Client, error) {
 		}
 	}
 	c.tokSem = make(chan struct{}, 1)
-	c.pacers = map[endpointKind]*pacer{kindToken: {}, kindHarvest: {}, kindAudit: {}}
-	c.paged = &pacer{limit0: pagedLimit, window: pagedWindow, local: true}
+	c.pacers = map[endpointKind]*pacer{}
+	for kind, w := range map[endpointKind]time.Duration{kindToken: cfg.TokenWindow, kindHarvest: cfg.HarvestWindow, kindAudit: cfg.AuditWindow} {
+		if w <= 0 {
+			w = defaultWindows[kind]
+		}
+		c.pacers[kind] = newPacer(w, defaultLimits[kind])
+	}
+	c.paged = newLocalPacer(pagedLimit, pagedWindow)
 	if cfg.AuditPagedLimit > 0 && cfg.AuditPagedWindow > 0 {
-		c.paged.limit0, c.paged.window = cfg.AuditPagedLimit, cfg.AuditPagedWindow
+		c.paged = newLocalPacer(cfg.AuditPagedLimit, cfg.AuditPagedWindow)
 	}
 	return c, nil
 }
@@ -221,190 +227,6 @@ func (c *Client) Stats() Stats {
 	return Stats{Requests: c.requests.Load(), Throttled: c.throttled.Load(), Retries: c.retries.Load()}
 }
 
-// pacer keeps a request class inside its rate limit. For server-reported limits it follows
-// X-RateLimit-Limit, -Remaining and -Reset: requests sent count against the remaining budget
-// before their answers arrive, and when the budget is spent it waits for the reset, so a
-// steady-state sync never provokes a 429. A local pacer keeps a sliding window over the send
-// times of its last requests.
-type pacer struct {
-	mu        sync.Mutex
-	limit     int       // X-RateLimit-Limit, 0 unknown
-	remaining int       // requests left in the server's window
-	reset     time.Time // when the server's window resets
-	known     bool      // remaining and reset describe the current window
-	blind     int       // requests sent since the window rolled over, before an answer told
-	// local sliding window: at most limit0 requests in any interval of window plus a margin,
-	// so that the server's fixed windows, whatever their phase, never see more. (A fixed
-	// window of our own, out of phase with the server's, let two of ours put 4 requests into
-	// one of its: 14 429s in a naive 30-day point-in-time backfill.)
-	local  bool
-	limit0 int
-	window time.Duration
-	sent   []time.Time // send times of the last limit0 requests, oldest first
-	// slack is added to X-RateLimit-Reset, whose precision is a second. It starts at zero,
-	// trusting the header not to name a time before the window really ends; a 429 met anyway
-	// means the server rounds its reset down, and from then on the pacer waits one second
-	// more. Either way a client meets at most one 429 per class from its own pacing, and an
-	// exhausted window does not always cost a second (10% of the Audit Log's 10 s window).
-	slack time.Duration
-}
-
-// errPacedPastDeadline: the budget is spent and the window resets after ctx's deadline.
-var errPacedPastDeadline = errors.New("the rate-limit window resets after the deadline")
-
-// wait blocks until a request may be sent, or ctx ends. When the wait would outlast ctx's
-// deadline it returns errPacedPastDeadline at once instead of sleeping.
-func (p *pacer) wait(ctx context.Context, now func() time.Time) (time.Duration, error) {
-	var waited time.Duration
-	for {
-		p.mu.Lock()
-		until, ok := p.take(now())
-		p.mu.Unlock()
-		if ok {
-			return waited, nil
-		}
-		t := now()
-		d := until.Sub(t) + 5*time.Millisecond
-		if dl, has := ctx.Deadline(); has && t.Add(d).After(dl) {
-			return waited, errPacedPastDeadline
-		}
-		if err := sleep(ctx, d); err != nil {
-			return waited, err
-		}
-		waited += d
-	}
-}
-
-// take spends one request of the budget, or says until when to wait. p.mu is held.
-func (p *pacer) take(t time.Time) (time.Time, bool) {
-	if p.local {
-		if len(p.sent) < p.limit0 {
-			p.sent = append(p.sent, t)
-			return time.Time{}, true
-		}
-		// The margin covers the variation of the requests' way to the server.
-		until := p.sent[0].Add(p.window + min(p.window/50, 250*time.Millisecond))
-		if t.Before(until) {
-			return until, false
-		}
-		copy(p.sent, p.sent[1:])
-		p.sent[len(p.sent)-1] = t
-		return time.Time{}, true
-	}
-	if p.known && !t.Before(p.reset) {
-		// The window rolled over: until an answer reports the new one, allow at most the
-		// learned limit in flight.
-		p.known, p.blind = false, 0
-	}
-	switch {
-	case p.known && p.remaining > 0:
-		p.remaining--
-		return time.Time{}, true
-	case p.known:
-		return p.reset, false
-	case p.limit == 0 || p.blind < p.limit:
-		p.blind++
-		return time.Time{}, true
-	default:
-		// As many requests as the limit are in flight in a window nobody reported yet.
-		return t.Add(50 * time.Millisecond), false
-	}
-}
-
-// observe learns from a response's rate-limit headers.
-func (p *pacer) observe(h http.Header, now time.Time) {
-	limit, errL := strconv.Atoi(strings.TrimSpace(h.Get("X-RateLimit-Limit")))
-	rem, err1 := strconv.Atoi(strings.TrimSpace(h.Get("X-RateLimit-Remaining")))
-	reset, err2 := parseReset(h.Get("X-RateLimit-Reset"), now)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if errL == nil && limit > 0 {
-		p.limit = limit
-	}
-	if err1 != nil || err2 != nil || rem < 0 {
-		return
-	}
-	if p.limit > 0 && rem > p.limit {
-		rem = p.limit
-	}
-	p.remaining, p.reset, p.known = rem, reset.Add(p.slack), true
-}
-
-// block makes the pacer wait until t (after a 429).
-func (p *pacer) block(until time.Time) {
-	p.mu.Lock()
-	if p.local {
-		p.sent = p.sent[:0]
-		for range p.limit0 {
-			p.sent = append(p.sent, until.Add(-p.window))
-		}
-	} else {
-		p.remaining, p.reset, p.known = 0, until, true
-		p.slack = time.Second
-	}
-	p.mu.Unlock()
-}
-
-// parseReset reads X-RateLimit-Reset: epoch seconds (or milliseconds), or seconds from now
-// when the value is small.
-func parseReset(v string, now time.Time) (time.Time, error) {
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("invalid X-RateLimit-Reset %q", v)
-	}
-	var t time.Time
-	switch {
-	case n > 1e12:
-		t = time.UnixMilli(n)
-	case n > 1e9:
-		t = time.Unix(n, 0)
-	default:
-		t = now.Add(time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second)
-	}
-	// A reset far ahead (a hostile answer, a skewed clock) must not stall the pacer for
-	// hours: it holds requests at most maxRetryAfter, like Retry-After.
-	if limit := now.Add(maxRetryAfter); t.After(limit) {
-		t = limit
-	}
-	return t, nil
-}
-
-// parseRetryAfter reads Retry-After (seconds or an HTTP date), clamped to [0, maxRetryAfter].
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return 0, false
-		}
-		if n > int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter, true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		return min(max(d, 0), maxRetryAfter), true
-	}
-	return 0, false
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // accessToken returns a valid token, minting one when none is held, the one held expires
 // within refreshEarly, or it equals stale (a token Greenhouse just refused with a 401). Minting
 // is single-flight: concurrent callers wait for one mint (or their ctx) and share its token.
@@ -419,18 +241,6 @@ func (c *Client) accessToken(ctx context.Context, stale string) (string, error) 
 		return c.token, nil
 	}
 	return c.mintLocked(ctx)
-}
-
-// mint mints a new token whatever is held (the credentials check).
-func (c *Client) mint(ctx context.Context) error {
-	select {
-	case c.tokSem <- struct{}{}:
-	case <-ctx.Done():
-		return &APIError{Op: "mint token", Code: CodeUnavailable, Err: ctx.Err()}
-	}
-	defer func() { <-c.tokSem }()
-	_, err := c.mintLocked(ctx)
-	return err
 }
 
 // mintLocked posts the client-credentials grant; c.tokSem is held.
@@ -480,7 +290,8 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		if _, err := c.pacers[kind].wait(ctx, c.now); err != nil {
+		tk, err := c.pacers[kind].wait(ctx, c.now)
+		if err != nil {
 			return nil, nil, c.paceErr(op, err, lastErr)
 		}
 		req, err := build()
@@ -504,7 +315,7 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			if err == nil && len(body) > maxBody {
 				return nil, nil, &APIError{Op: op, Status: resp.StatusCode, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("response larger than %d MiB", maxBody>>20)}
 			}
-			c.pacers[kind].observe(resp.Header, c.now())
+			c.pacers[kind].observe(tk, resp.Header, c.now())
 		}
 		if err != nil {
 			// A failed connection, a timeout, or a body cut short: transient.
@@ -822,7 +633,9 @@ func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(Au
 		if err != nil {
 			return err
 		}
-		if p.Hits > len(p.Results) {
+		// hits is not documented (a total, a capped total, or the page's count): a full page
+		// is never taken as the whole window, whatever hits says.
+		if p.Hits > len(p.Results) || len(p.Results) >= auditPageSize {
 			span := end.Sub(start)
 			if span <= time.Second {
 				if err := c.auditPIT(ctx, qFrom, end, seen, fn); err != nil {
@@ -885,19 +698,23 @@ func prune(seen map[string]time.Time, t time.Time) {
 	}
 }
 
-// auditPIT reads a window with point-in-time pagination. When the point in time expires it
-// opens a new one resuming at the last position (paging=true with Search-After and no
-// Pit-Id); should the API ignore that position and start over, the events already delivered
-// are dropped by id. It gives up after three restarts in a row that deliver nothing new.
+// auditPIT reads a window with point-in-time pagination. When the point in time expires, or
+// the API refuses a Search-After value it gave, it opens a new one resuming at the last
+// position (paging=true with Search-After and no Pit-Id), or from the window's start when the
+// position itself was refused; should the API start over, the events already delivered are
+// dropped by id. It gives up after three restarts in a row that deliver nothing new.
 func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[string]time.Time, fn func(AuditBatch) error) error {
 	resume := ""
 	for stalls := 0; ; {
 		last, progressed, err := c.auditPITOnce(ctx, from, to, resume, seen, fn)
-		if err == nil || !expiredPIT(err) {
-			return err
+		if err == nil || !restartablePIT(err) || refusedPosition(err) && resume == "" && last == "" {
+			return err // done, or a failure a restart would only repeat
 		}
-		if last != "" {
+		switch {
+		case expiredPIT(err) && last != "":
 			resume = last
+		case !expiredPIT(err):
+			resume = "" // the position was refused: start the window over
 		}
 		if progressed {
 			stalls = 0
@@ -907,16 +724,32 @@ func (c *Client) auditPIT(ctx context.Context, from, to time.Time, seen map[stri
 	}
 }
 
-// expiredPIT reports whether err is the Audit Log's answer to an expired point in time.
+// expiredPIT reports whether err is the Audit Log's answer to an expired point in time: the
+// words "Pit_Id has expired" with no documented status, so recognised by message on any 4xx
+// (docs/greenhouse-wire.md).
 func expiredPIT(err error) bool {
 	var ae *APIError
-	return errors.As(err, &ae) && ae.Status == 400 && strings.Contains(strings.ToLower(ae.Message), "pit")
+	if !errors.As(err, &ae) || ae.Status < 400 || ae.Status > 499 || ae.Status == 401 || ae.Status == 429 {
+		return false
+	}
+	m := strings.ToLower(ae.Message)
+	return strings.Contains(m, "pit") && (strings.Contains(m, "expire") || strings.Contains(m, "invalid") || strings.Contains(m, "not found"))
 }
+
+// refusedPosition reports whether err is a validation answer (400 or 422) to a continuation
+// request, such as a Search-After value the API does not take back.
+func refusedPosition(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && (ae.Status == 400 || ae.Status == 422) && !expiredPIT(err)
+}
+
+// restartablePIT reports whether a point-in-time read that failed with err may start again.
+func restartablePIT(err error) bool { return expiredPIT(err) || refusedPosition(err) }
 
 // auditPITOnce pages through one point in time, starting at resume ("" = the start). It
 // returns the last position reached and whether it delivered new events.
 func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume string, seen map[string]time.Time, fn func(AuditBatch) error) (last string, progressed bool, err error) {
-	p, err := c.auditQuery(ctx, from, to, auditPageSize, "", resume, true)
+	p, err := c.auditContinue(ctx, from, to, "", resume)
 	if err != nil {
 		return "", false, err
 	}
@@ -934,10 +767,26 @@ func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume st
 			return last, progressed, nil
 		}
 		last = p.Paging.Next
-		if p, err = c.auditQuery(ctx, from, to, auditPageSize, p.Paging.PitID, p.Paging.Next, true); err != nil {
+		if p, err = c.auditContinue(ctx, from, to, p.Paging.PitID, p.Paging.Next); err != nil {
 			return last, progressed, err
 		}
 	}
+}
+
+// auditContinue requests a paginated page at the position searchAfter, as given; if the API
+// refuses a value of more than two parts it asks again with the first two, and keeps to two
+// parts from then on (public clients disagree on the form the API takes back).
+func (c *Client) auditContinue(ctx context.Context, from, to time.Time, pitID, searchAfter string) (auditPage, error) {
+	if c.twoPartSearchAfter.Load() {
+		searchAfter = twoParts(searchAfter)
+	}
+	p, err := c.auditQuery(ctx, from, to, auditPageSize, pitID, searchAfter, true)
+	if err != nil && refusedPosition(err) && twoParts(searchAfter) != searchAfter {
+		c.twoPartSearchAfter.Store(true)
+		c.log.Debug().Msg("audit log refused a Search-After of more than two parts; sending two")
+		return c.auditQuery(ctx, from, to, auditPageSize, pitID, twoParts(searchAfter), true)
+	}
+	return p, err
 }
 
 // Check runs the connect-flow checks within ctx (and at most 25 s).

@@ -19,18 +19,30 @@ import (
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 )
 
-// fastOptions are Greenhouse's limits on windows scaled down 100 times.
+// fastOptions are Greenhouse's limits on windows scaled down 100 times, in the simulator
+// profile GREENHOUSE_SIM_PROFILE names (documented when unset).
 func fastOptions() simulator.Options {
 	return simulator.Options{
+		Profile:       envProfile(),
 		HarvestWindow: 300 * time.Millisecond, AuditWindow: 100 * time.Millisecond,
 		AuditPagedWindow: 300 * time.Millisecond, TokenWindow: 600 * time.Millisecond,
 	}
 }
 
+// envProfile is the simulator profile of this test run.
+func envProfile() string {
+	p, err := simulator.ProfileFromEnv()
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
 type fixture struct {
-	sim *simulator.Server
-	srv *httptest.Server
-	org *simulator.Org
+	sim  *simulator.Server
+	srv  *httptest.Server
+	org  *simulator.Org
+	opts simulator.Options
 }
 
 func newFixture(t *testing.T, opts simulator.Options, spec simulator.OrgSpec) *fixture {
@@ -40,7 +52,7 @@ func newFixture(t *testing.T, opts simulator.Options, spec simulator.OrgSpec) *f
 	t.Cleanup(srv.Close)
 	org, err := sim.AddOrg(spec)
 	require.NoError(t, err)
-	return &fixture{sim: sim, srv: srv, org: org}
+	return &fixture{sim: sim, srv: srv, org: org, opts: opts}
 }
 
 func (f *fixture) client(t *testing.T, mut ...func(*greenhouse.Config)) *greenhouse.Client {
@@ -50,6 +62,11 @@ func (f *fixture) client(t *testing.T, mut ...func(*greenhouse.Config)) *greenho
 		Endpoints: greenhouse.Endpoints{Auth: f.srv.URL, Harvest: f.srv.URL, AuditLog: f.srv.URL},
 		ClientID:  c.ClientID, ClientSecret: c.ClientSecret, AdminUserID: c.AdminUserID,
 		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond, // as fastOptions
+		// The client assumes the simulator's windows where no X-RateLimit-Reset names them.
+		TokenWindow: f.opts.TokenWindow, HarvestWindow: f.opts.HarvestWindow, AuditWindow: f.opts.AuditWindow,
+	}
+	if f.opts.AuditPagedWindow > 0 {
+		cfg.AuditPagedWindow = f.opts.AuditPagedWindow
 	}
 	for _, m := range mut {
 		m(&cfg)
@@ -185,6 +202,15 @@ func TestTokenRefreshesBeforeExpiryAndOn401(t *testing.T) {
 	assert.Equal(t, before+2, f.org.Stats().TokenRequests, "one token, one refresh after the 401")
 }
 
+// auditDisabledCode is the code of an account without the Audit Log add-on: the generous
+// profile says "not enabled", the documented one answers the docs' generic 403.
+func auditDisabledCode() greenhouse.Code {
+	if envProfile() == simulator.ProfileGenerous {
+		return greenhouse.CodeAuditLogNotEnabled
+	}
+	return greenhouse.CodeAuditLogForbidden
+}
+
 func TestErrorCodesFromFaults(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -198,7 +224,9 @@ func TestErrorCodesFromFaults(t *testing.T) {
 		{"admin not site admin", simulator.Faults{AdminNotSiteAdmin: true}, 0, "users", greenhouse.CodeAdminNotSiteAdmin},
 		{"missing users scope", simulator.Faults{MissingScopes: []string{"harvest:users:list"}}, 0, "users", greenhouse.CodeMissingScope},
 		{"missing permissions scope", simulator.Faults{MissingScopes: []string{"harvest:user_job_permissions:list"}}, 0, "permissions", greenhouse.CodeMissingScope},
-		{"audit log not enabled", simulator.Faults{AuditLogDisabled: true}, 0, "audit", greenhouse.CodeAuditLogNotEnabled},
+		// Only the generous profile says "not enabled"; the documented 403 does not.
+		{"audit log not enabled", simulator.Faults{AuditLogDisabled: true}, 0, "audit", auditDisabledCode()},
+		{"audit log on a wrong host", simulator.Faults{AuditLogWrongHost: true}, 0, "audit", greenhouse.CodeAuditLogNotFound},
 		{"audit log scope", simulator.Faults{MissingScopes: []string{"audit_log:events:list"}}, 0, "audit", greenhouse.CodeMissingScope},
 		{"server errors", simulator.Faults{Fail5xx: 1000}, 0, "users", greenhouse.CodeUnavailable},
 		{"html body", simulator.Faults{Malformed: "html"}, 0, "users", greenhouse.CodeUnexpectedResponse},
@@ -360,39 +388,53 @@ func TestAuditWindowsFitOnePageAndDeliverEverythingOnce(t *testing.T) {
 	assert.LessOrEqual(t, st.AuditRequests, int64(75), "requests: %d", st.AuditRequests)
 }
 
+// TestAuditDenseSecondUsesPITAndRecoversFromExpiry reads a second too dense for one page with
+// point-in-time pagination, whatever form next_search_after takes (one, two or three parts in
+// the documented profile; a JSON list in the generous one) and whether the API takes back three
+// parts or insists on two, through points in time that expire after one continuation (the
+// documented profile answers the expiry with 400 and 404 alternately).
 func TestAuditDenseSecondUsesPITAndRecoversFromExpiry(t *testing.T) {
-	f := newFixture(t, fastOptions(), simulator.OrgSpec{Name: "acme", Seed: 11, Users: 50, Events: 100})
-	burst := time.Now().Add(-time.Hour).Truncate(time.Second)
-	f.org.AddEvents(1300, burst, burst.Add(999*time.Millisecond)) // one second, three pages
-	f.org.SetFaults(simulator.Faults{ExpirePIT: true, SearchAfterQuirk: true})
-	gc := f.client(t)
-	ids := map[string]int{}
-	require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-2*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
-		for _, e := range b.Events {
-			ids[e.ID]++
-		}
-		return nil
-	}))
-	// Every event of the last two hours, the burst included, exactly once.
-	for id, n := range ids {
-		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
+	for name, faults := range map[string]simulator.Faults{
+		"expiring":                 {ExpirePIT: true},
+		"expiring, quirky":         {ExpirePIT: true, SearchAfterQuirk: true},
+		"two parts only":           {SearchAfterTwoPartsOnly: true},
+		"expiring, two parts only": {ExpirePIT: true, SearchAfterTwoPartsOnly: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, fastOptions(), simulator.OrgSpec{Name: "acme", Seed: 11, Users: 50, Events: 100})
+			burst := time.Now().Add(-time.Hour).Truncate(time.Second)
+			f.org.AddEvents(1300, burst, burst.Add(999*time.Millisecond)) // one second, three pages
+			f.org.SetFaults(faults)
+			gc := f.client(t)
+			ids := map[string]int{}
+			require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-2*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
+				for _, e := range b.Events {
+					ids[e.ID]++
+				}
+				return nil
+			}))
+			// Every event of the last two hours, the burst included, exactly once.
+			for id, n := range ids {
+				require.Equal(t, 1, n, "event %s delivered %d times", id, n)
+			}
+			assert.GreaterOrEqual(t, len(ids), 1300)
+			// The same read without faults and with the whole 30 days: exactly the org's events.
+			f.org.SetFaults(simulator.Faults{})
+			all := map[string]int{}
+			require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-30*24*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
+				for _, e := range b.Events {
+					all[e.ID]++
+				}
+				return nil
+			}))
+			assert.Len(t, all, f.org.Truth().Events)
+			for id := range ids {
+				assert.Equal(t, 1, all[id], "event %s of the PIT read is one of the org's", id)
+			}
+			// Three pages and the empty last one take 4 paginated requests.
+			assert.GreaterOrEqual(t, f.org.Stats().AuditPaged, int64(4), "the dense second was paginated")
+		})
 	}
-	assert.GreaterOrEqual(t, len(ids), 1300)
-	// The same read without faults and with the whole 30 days: exactly the org's events.
-	f.org.SetFaults(simulator.Faults{})
-	all := map[string]int{}
-	require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-30*24*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
-		for _, e := range b.Events {
-			all[e.ID]++
-		}
-		return nil
-	}))
-	assert.Len(t, all, f.org.Truth().Events)
-	for id := range ids {
-		assert.Equal(t, 1, all[id], "event %s of the PIT read is one of the org's", id)
-	}
-	// Three pages and the empty last one take 4 paginated requests; the expiries cost more.
-	assert.Greater(t, f.org.Stats().AuditPaged, int64(4), "the dense second was paginated through expired points in time")
 }
 
 func TestCheckReportsEveryCheck(t *testing.T) {
@@ -414,7 +456,8 @@ func TestCheckReportsEveryCheck(t *testing.T) {
 		{"healthy", simulator.Faults{}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "ok:"}},
 		{"bad credentials", simulator.Faults{InvalidClient: true}, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped:", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:"}},
 		{"not site admin", simulator.Faults{AdminNotSiteAdmin: true}, map[string]string{"credentials": "ok:", "admin_user": "failed:admin_not_site_admin", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:"}},
-		{"no audit log", simulator.Faults{AuditLogDisabled: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:audit_log_not_enabled"}},
+		{"no audit log", simulator.Faults{AuditLogDisabled: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:" + string(auditDisabledCode())}},
+		{"audit log on a wrong host", simulator.Faults{AuditLogWrongHost: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:audit_log_not_found"}},
 		{"scope missing", simulator.Faults{MissingScopes: []string{"harvest:future_job_permissions:list"}}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "failed:missing_scope", "audit_log": "ok:"}},
 	}
 	for _, tt := range tests {

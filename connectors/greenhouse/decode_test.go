@@ -36,8 +36,20 @@ func TestDecodeToken(t *testing.T) {
 		{"null expiries: one hour", `{"access_token":"a","expires_at":null,"expires_in":null}`, t0.Add(time.Hour), ""},
 		{"no token", `{"token_type":"Bearer","expires_in":3600}`, time.Time{}, "no access_token"},
 		{"not bearer", `{"token_type":"mac","access_token":"a"}`, time.Time{}, "not bearer"},
-		{"bad expires_at", `{"access_token":"a","expires_at":"tomorrow"}`, time.Time{}, "invalid expires_at"},
-		{"negative expires_in", `{"access_token":"a","expires_in":-5}`, time.Time{}, "invalid expires_in"},
+		// Greenhouse's non-standard expires_at, in every form sources show (docs/greenhouse-wire.md).
+		{"expires_at alone, milliseconds", `{"token_type":"Bearer","access_token":"a","expires_at":"2026-11-22T12:59:59.999Z"}`, t0.Add(time.Hour - time.Millisecond), ""},
+		{"expires_at alone, whole seconds", `{"access_token":"a","expires_at":"2026-11-22T13:00:00Z"}`, t0.Add(time.Hour), ""},
+		{"expires_at, +0000 offset", `{"access_token":"a","expires_at":"2026-11-22T13:00:00.000+0000"}`, t0.Add(time.Hour), ""},
+		{"expires_at, -0500 offset", `{"access_token":"a","expires_at":"2026-11-22T08:00:00-0500"}`, t0.Add(time.Hour), ""},
+		{"expires_at, epoch seconds", `{"access_token":"a","expires_at":1795352400}`, t0.Add(time.Hour), ""},
+		{"expires_at, epoch seconds string", `{"access_token":"a","expires_at":"1795352400"}`, t0.Add(time.Hour), ""},
+		{"expires_at, epoch milliseconds", `{"access_token":"a","expires_at":1795352400000}`, t0.Add(time.Hour), ""},
+		{"expires_at far ahead", `{"access_token":"a","expires_at":"2099-12-31T23:59:59.999Z"}`, time.Date(2099, 12, 31, 23, 59, 59, 999e6, time.UTC), ""},
+		// An expiry that cannot be read does not fail the token: a short lifetime is assumed.
+		{"unreadable expires_at", `{"access_token":"a","expires_at":"tomorrow"}`, t0.Add(unknownExpiry), ""},
+		{"unreadable expires_at, readable expires_in", `{"access_token":"a","expires_at":"tomorrow","expires_in":300}`, t0.Add(5 * time.Minute), ""},
+		{"negative expires_in", `{"access_token":"a","expires_in":-5}`, t0.Add(unknownExpiry), ""},
+		{"expires_at an object", `{"access_token":"a","expires_at":{"at":1}}`, t0.Add(unknownExpiry), ""},
 		{"wrong type", `{"access_token":42}`, time.Time{}, "decode token"},
 		{"html", `<html>login</html>`, time.Time{}, "decode token"},
 		{"truncated", `{"access_token":"a","exp`, time.Time{}, "decode token"},
@@ -150,9 +162,11 @@ func TestNormalizeSearchAfter(t *testing.T) {
 		err      bool
 	}{
 		{`"1700000000000,500"`, "1700000000000,500", false},
-		{`"1700000000000,500,abc"`, "1700000000000,500", false},
+		// Every form is passed on as given (docs/greenhouse-wire.md): nothing is trimmed here.
+		{`"1700000000000,500,abc"`, "1700000000000,500,abc", false},
+		{`"1685989175"`, "1685989175", false},
 		{`[1700000000000,"500"]`, "1700000000000,500", false},
-		{`[1700000000000, 500, "x"]`, "1700000000000,500", false},
+		{`[1700000000000, 500, "x"]`, "1700000000000,500,x", false},
 		{`["1700000000000,500"]`, "1700000000000,500", false},
 		{`1700000000000`, "1700000000000", false},
 		{`null`, "", false},
@@ -195,7 +209,10 @@ func TestClassify(t *testing.T) {
 		{"harvest 429", kindHarvest, 429, `{"message":"Rate limit exceeded"}`, CodeRateLimited},
 		{"harvest 503", kindHarvest, 503, `<html>down</html>`, CodeUnavailable},
 		{"audit not enabled", kindAudit, 403, `{"message":"The Audit Log add-on is not enabled for this organization."}`, CodeAuditLogNotEnabled},
-		{"audit 404", kindAudit, 404, `{"message":"Not Found"}`, CodeAuditLogNotEnabled},
+		{"audit 404", kindAudit, 404, `{"message":"Not Found"}`, CodeAuditLogNotFound},
+		{"audit 404, documented body", kindAudit, 404, `{"message":"Resource not found"}`, CodeAuditLogNotFound},
+		{"audit 404 saying not enabled", kindAudit, 404, `{"message":"The Audit Log add-on is not enabled"}`, CodeAuditLogNotEnabled},
+		{"audit 403, documented body", kindAudit, 403, `{"message":"You do not have access to that record."}`, CodeAuditLogForbidden},
 		{"audit scope", kindAudit, 403, `{"message":"Missing required scope: audit_log:events:list"}`, CodeMissingScope},
 		{"audit site admin", kindAudit, 403, `{"message":"The user authorizing this request must be a Site Admin."}`, CodeAdminNotSiteAdmin},
 		{"audit other 403", kindAudit, 403, `{"message":"Forbidden"}`, CodeAuditLogForbidden},
@@ -326,12 +343,26 @@ func TestDecodeUsers(t *testing.T) {
 	]`))
 	require.NoError(t, err)
 	require.Len(t, users, 3)
+	// A primary_email of null, "" or absent all mean a service account (docs/greenhouse-wire.md).
+	for name, body := range map[string]string{
+		"null": `[{"id":9,"primary_email":null}]`, "empty": `[{"id":9,"primary_email":""}]`,
+		"blank": `[{"id":9,"primary_email":"  "}]`, "absent": `[{"id":9}]`,
+		"explicit false, empty": `[{"id":9,"primary_email":"","service_account":false}]`,
+	} {
+		us, err := decodeUsers([]byte(body))
+		require.NoError(t, err, name)
+		assert.True(t, us[0].ServiceAccount, name)
+	}
+	us, err := decodeUsers([]byte(`[{"id":9,"primary_email":"bot@x.example","service_account":true},{"id":8,"primary_email":"a@x.example"}]`))
+	require.NoError(t, err)
+	assert.True(t, us[0].ServiceAccount, "an explicit flag adds")
+	assert.False(t, us[1].ServiceAccount)
 	assert.Equal(t, User{ID: 3, Name: "Ada Burke", FirstName: "Ada", LastName: "Burke", PrimaryEmail: "ada@x.example",
 		Emails: []string{"ada@x.example", "a@y.example"}, SiteAdmin: true,
 		CreatedAt: time.Date(2024, 1, 1, 0, 0, 0, 5e8, time.UTC), UpdatedAt: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}, users[0])
 	assert.True(t, users[1].ServiceAccount, "empty primary_email marks a service account")
 	assert.True(t, users[1].Deactivated)
-	assert.False(t, users[2].ServiceAccount, "an explicit field wins")
+	assert.True(t, users[2].ServiceAccount, "an empty primary_email wins over an explicit false")
 
 	for name, body := range map[string]string{
 		"id as string":  `[{"id":"3"}]`,
@@ -349,64 +380,21 @@ func TestDecodeUsers(t *testing.T) {
 	}
 }
 
-func TestPacer(t *testing.T) {
-	ctx := context.Background()
-	t.Run("spends the reported budget, then waits for the reset", func(t *testing.T) {
-		p := &pacer{}
-		now := time.Now()
-		h := http.Header{}
-		h.Set("X-RateLimit-Limit", "75")
-		h.Set("X-RateLimit-Remaining", "2")
-		h.Set("X-RateLimit-Reset", fmt.Sprint(now.Add(300*time.Millisecond).UnixMilli()))
-		p.observe(h, now)
-		assert.Equal(t, 75, p.limit, "the limit is learned")
-		for range 2 {
-			d, err := p.wait(ctx, time.Now)
-			require.NoError(t, err)
-			assert.Zero(t, d)
-		}
-		start := time.Now()
-		_, err := p.wait(ctx, time.Now)
-		require.NoError(t, err)
-		assert.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond, "waited for the reset")
-	})
-	t.Run("a reset beyond the deadline fails at once", func(t *testing.T) {
-		p := &pacer{known: true, remaining: 0, reset: time.Now().Add(10 * time.Second)}
-		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		_, err := p.wait(ctx, time.Now)
-		assert.ErrorIs(t, err, errPacedPastDeadline)
-		assert.Less(t, time.Since(start), 100*time.Millisecond)
-	})
-	t.Run("cancellation wakes a wait", func(t *testing.T) {
-		p := &pacer{known: true, remaining: 0, reset: time.Now().Add(10 * time.Second)}
-		ctx, cancel := context.WithCancel(ctx)
-		time.AfterFunc(50*time.Millisecond, cancel)
-		start := time.Now()
-		_, err := p.wait(ctx, time.Now)
-		assert.ErrorIs(t, err, context.Canceled)
-		assert.Less(t, time.Since(start), time.Second)
-	})
-	t.Run("local limiter: 3 per window", func(t *testing.T) {
-		p := &pacer{local: true, limit0: 3, window: 200 * time.Millisecond}
-		start := time.Now()
-		for range 3 {
-			_, err := p.wait(ctx, time.Now)
-			require.NoError(t, err)
-		}
-		assert.Less(t, time.Since(start), 50*time.Millisecond)
-		_, err := p.wait(ctx, time.Now)
-		require.NoError(t, err)
-		assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "the fourth waits for the next window")
-	})
-	t.Run("after a rollover at most the learned limit goes out blind", func(t *testing.T) {
-		p := &pacer{limit: 2, known: true, remaining: 5, reset: time.Now().Add(-time.Millisecond)}
-		for range 2 {
-			until, ok := p.take(time.Now())
-			require.True(t, ok, "until %v", until)
-		}
-		_, ok := p.take(time.Now())
-		assert.False(t, ok, "a third request waits for an answer or a moment")
-	})
+// TestTimestampForms: Greenhouse renders ISO 8601 with milliseconds and Z; other forms seen in
+// public fixtures (no fraction, +00:00, +0000, another offset) read as the same instant.
+func TestTimestampForms(t *testing.T) {
+	want := time.Date(2026, 1, 1, 10, 0, 0, 123e6, time.UTC)
+	for _, v := range []string{"2026-01-01T10:00:00.123Z", "2026-01-01T10:00:00.123+00:00", "2026-01-01T10:00:00.123+0000", "2026-01-01T05:00:00.123-0500"} {
+		p, err := decodeAuditPage([]byte(`{"hits":1,"results":[{"event_time":"` + v + `","event":{"type":"action"}}]}`))
+		require.NoError(t, err, v)
+		assert.True(t, want.Equal(p.Results[0].Time), "%s read as %v", v, p.Results[0].Time)
+		users, err := decodeUsers([]byte(`[{"id":1,"primary_email":"a@x.example","created_at":"` + v + `"}]`))
+		require.NoError(t, err, v)
+		assert.True(t, want.Equal(users[0].CreatedAt), v)
+	}
+	got, err := parseTime("2026-01-01T10:00:00Z")
+	require.NoError(t, err)
+	assert.Equal(t, want.Truncate(time.Second), got)
+	// Sent times are whole-second UTC, whatever the clock's zone and precision.
+	assert.Equal(t, "2026-01-01T10:00:00Z", auditTime(want.In(time.FixedZone("x", -5*3600))))
 }

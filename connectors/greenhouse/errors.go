@@ -13,7 +13,7 @@ import (
 // Code is a stable error code; the connect flow shows it as a check code.
 type Code string
 
-// The codes of PRODUCT.md 4.1.
+// The codes of docs/api.md ("Check codes").
 const (
 	CodeInvalidClient      Code = "invalid_client"
 	CodeLegacyAPIKey       Code = "legacy_api_key"
@@ -22,6 +22,7 @@ const (
 	CodeMissingScope       Code = "missing_scope"
 	CodeAuditLogNotEnabled Code = "audit_log_not_enabled"
 	CodeAuditLogForbidden  Code = "audit_log_forbidden"
+	CodeAuditLogNotFound   Code = "audit_log_not_found"
 	CodeRateLimited        Code = "rate_limited"
 	CodeUnavailable        Code = "greenhouse_unavailable"
 	CodeUnexpectedResponse Code = "unexpected_response"
@@ -77,6 +78,7 @@ var (
 	ErrMissingScope       error = &APIError{Code: CodeMissingScope}
 	ErrAuditLogNotEnabled error = &APIError{Code: CodeAuditLogNotEnabled}
 	ErrAuditLogForbidden  error = &APIError{Code: CodeAuditLogForbidden}
+	ErrAuditLogNotFound   error = &APIError{Code: CodeAuditLogNotFound}
 	ErrRateLimited        error = &APIError{Code: CodeRateLimited}
 	ErrUnavailable        error = &APIError{Code: CodeUnavailable}
 	ErrUnexpectedResponse error = &APIError{Code: CodeUnexpectedResponse}
@@ -117,8 +119,13 @@ func classify(op string, kind endpointKind, status int, body []byte) *APIError {
 		e.Code = CodeInvalidClient
 	case status == 403 && strings.Contains(lower, "scope"):
 		e.Code = CodeMissingScope
-	case kind == kindAudit && (status == 404 || (status == 403 && strings.Contains(lower, "not enabled"))):
+	case kind == kindAudit && (status == 403 || status == 404) && strings.Contains(lower, "not enabled"):
+		// Only an answer that says so means the add-on is off (docs/greenhouse-wire.md).
 		e.Code = CodeAuditLogNotEnabled
+	case kind == kindAudit && status == 404:
+		// A wrong host or region, or possibly an account without the add-on: the docs'
+		// "Resource not found" does not tell which.
+		e.Code = CodeAuditLogNotFound
 	case kind == kindAudit && status == 403 && strings.Contains(lower, "site admin"):
 		e.Code = CodeAdminNotSiteAdmin
 	case kind == kindAudit && status == 403:

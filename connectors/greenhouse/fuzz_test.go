@@ -42,10 +42,10 @@ func FuzzDecodeToken(f *testing.F) {
 		// expires_in is capped at 1e8 s; expires_at may be anything, but an answer without
 		// either defaults to an hour and the earlier of the two wins.
 		var r struct {
-			ExpiresAt *string `json:"expires_at"`
+			ExpiresAt json.RawMessage `json:"expires_at"`
 		}
 		_ = json.Unmarshal(b, &r)
-		if (r.ExpiresAt == nil || *r.ExpiresAt == "") && exp.After(now.Add(1e8*time.Second)) {
+		if _, given := jsonScalar(r.ExpiresAt); !given && exp.After(now.Add(1e8*time.Second)) {
 			t.Fatalf("expiry %v beyond the expires_in cap", exp)
 		}
 	})
@@ -274,9 +274,6 @@ func FuzzParseReset(f *testing.F) {
 // checkSearchAfter asserts the contract of a normalised Search-After value.
 func checkSearchAfter(t *testing.T, s string) {
 	t.Helper()
-	if n := len(strings.Split(s, ",")); s != "" && n > 2 {
-		t.Fatalf("search_after %q has %d parts", s, n)
-	}
 	if strings.ContainsAny(s, "\r\n") {
 		t.Fatalf("search_after %q has a line break", s)
 	}

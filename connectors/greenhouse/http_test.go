@@ -388,7 +388,13 @@ func TestCheckWithHandWrittenAnswers(t *testing.T) {
 		{"admin 403 site admin", answers{forbidden(`{"message":"Forbidden","errors":["The user authorizing this request must be a Site Admin."]}`), okList, okList, okAudit}, []string{"ok", "failed:admin_not_site_admin", "skipped", "skipped", "skipped"}, "Site Admin"},
 		{"roles scope, unnamed by Greenhouse", answers{site, okList, forbidden(`{"message":"Forbidden: missing scope"}`), okAudit}, []string{"ok", "ok", "ok", "failed:missing_scope", "ok"}, "harvest:user_roles:list"},
 		{"audit log not enabled", answers{site, okList, okList, forbidden(`{"message":"The Audit Log add-on is not enabled for this organization."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_enabled"}, "account management"},
-		{"audit log 404", answers{site, okList, okList, func(w http.ResponseWriter) { w.WriteHeader(404) }}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_enabled"}, "Audit Log add-on"},
+		// A 404 alone may be a wrong host or region: the message names both causes.
+		{"audit log 404", answers{site, okList, okList, func(w http.ResponseWriter) { w.WriteHeader(404) }}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found"}, "wrong host or region"},
+		{"audit log 404, documented body", answers{site, okList, okList, func(w http.ResponseWriter) {
+			w.WriteHeader(404)
+			_, _ = w.Write([]byte(`{"message":"Resource not found"}`))
+		}}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found"}, "Audit Log add-on is not enabled"},
+		{"audit log 403, documented body", answers{site, okList, okList, forbidden(`{"message":"You do not have access to that record."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden"}, "add-on is not enabled"},
 		{"audit log forbidden", answers{site, okList, okList, forbidden(`{"message":"Forbidden"}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden"}, "Audit Log"},
 	}
 	for _, tt := range tests {

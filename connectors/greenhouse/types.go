@@ -116,16 +116,21 @@ func snippet(b []byte) string {
 	return strconv.Quote(string(b))
 }
 
+// parseTime reads a timestamp of Greenhouse's: ISO 8601 as RFC 3339, with or without a
+// fraction, with Z, ±hh:mm or ±hhmm (docs/greenhouse-wire.md, "Timestamps"); "" is zero.
 func parseTime(v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return t, fmt.Errorf("invalid time %q", v)
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, v); err == nil {
+			return t.UTC(), nil
+		}
 	}
-	return t.UTC(), nil
+	return time.Time{}, fmt.Errorf("invalid time %q", v)
 }
+
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"}
 
 // decodeUsers decodes a users page.
 func decodeUsers(b []byte) ([]User, error) {
@@ -154,11 +159,9 @@ func decodeUsers(b []byte) ([]User, error) {
 		if r.PrimaryEmail != nil {
 			u.PrimaryEmail = *r.PrimaryEmail
 		}
-		// Greenhouse marks integration service users by an empty primary email (GREENHOUSE.md 4.8).
-		u.ServiceAccount = u.PrimaryEmail == ""
-		if r.ServiceAccount != nil {
-			u.ServiceAccount = *r.ServiceAccount
-		}
+		// Greenhouse marks integration service users by a primary email that is null, "" or
+		// absent (docs/greenhouse-wire.md, "Service accounts"); an explicit flag can only add.
+		u.ServiceAccount = strings.TrimSpace(u.PrimaryEmail) == "" || r.ServiceAccount != nil && *r.ServiceAccount
 		var err error
 		if u.CreatedAt, err = parseTime(r.CreatedAt); err != nil {
 			return nil, fmt.Errorf("user %d: created_at: %w", u.ID, err)
@@ -171,13 +174,21 @@ func decodeUsers(b []byte) ([]User, error) {
 	return out, nil
 }
 
-// decodeToken reads a token answer: access_token plus expires_at (RFC 3339) and/or expires_in
-// (seconds); the earlier wins; neither means one hour.
+// unknownExpiry is the lifetime assumed of a token whose answer gives no expiry the connector
+// can read: short, so a token is renewed long before Greenhouse's documented hour; a 401
+// renews it sooner.
+const unknownExpiry = 10 * time.Minute
+
+// decodeToken reads a token answer: access_token plus expires_at and/or expires_in (seconds);
+// the earlier wins. Greenhouse answers with a non-standard expires_at whose forms vary between
+// sources (docs/greenhouse-wire.md): RFC 3339 with or without a fraction, a ±hhmm offset, or
+// epoch seconds as a number or a string. Neither field means one hour; an expiry that cannot
+// be read means unknownExpiry and never fails the token.
 func decodeToken(b []byte, now time.Time) (string, time.Time, error) {
 	var r struct {
 		AccessToken string          `json:"access_token"`
 		TokenType   string          `json:"token_type"`
-		ExpiresAt   *string         `json:"expires_at"`
+		ExpiresAt   json.RawMessage `json:"expires_at"`
 		ExpiresIn   json.RawMessage `json:"expires_in"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -189,31 +200,68 @@ func decodeToken(b []byte, now time.Time) (string, time.Time, error) {
 	if r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") {
 		return "", time.Time{}, fmt.Errorf("token type %q is not bearer", r.TokenType)
 	}
-	exp := time.Time{}
-	if r.ExpiresAt != nil && *r.ExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, *r.ExpiresAt)
-		if err != nil {
-			return "", time.Time{}, fmt.Errorf("invalid expires_at %q", *r.ExpiresAt)
-		}
-		exp = t
-	}
-	if len(r.ExpiresIn) > 0 && string(r.ExpiresIn) != "null" {
-		var n json.Number
-		if err := json.Unmarshal(bytes.Trim(r.ExpiresIn, `"`), &n); err != nil {
-			return "", time.Time{}, fmt.Errorf("invalid expires_in %s", snippet(r.ExpiresIn))
-		}
-		f, err := n.Float64()
-		if err != nil || f <= 0 || f > 1e8 {
-			return "", time.Time{}, fmt.Errorf("invalid expires_in %s", n)
-		}
-		if t := now.Add(time.Duration(f * float64(time.Second))); exp.IsZero() || t.Before(exp) {
+	exp, given, readable := time.Time{}, false, true
+	if v, ok := jsonScalar(r.ExpiresAt); ok {
+		given = true
+		if t, err := parseExpiresAt(v); err == nil {
 			exp = t
+		} else {
+			readable = false
 		}
 	}
-	if exp.IsZero() {
+	if v, ok := jsonScalar(r.ExpiresIn); ok {
+		given = true
+		f, err := strconv.ParseFloat(v, 64)
+		if err == nil && f > 0 && f <= 1e8 {
+			if t := now.Add(time.Duration(f * float64(time.Second))); exp.IsZero() || t.Before(exp) {
+				exp = t
+			}
+		} else {
+			readable = false
+		}
+	}
+	switch {
+	case !given:
 		exp = now.Add(time.Hour)
+	case !readable && (exp.IsZero() || exp.After(now.Add(unknownExpiry))):
+		exp = now.Add(unknownExpiry)
 	}
 	return r.AccessToken, exp, nil
+}
+
+// jsonScalar returns the text of a JSON string or number; false for null, absent or "".
+func jsonScalar(raw json.RawMessage) (string, bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", false
+	}
+	var s string
+	if raw[0] == '"' {
+		if json.Unmarshal(raw, &s) != nil {
+			return string(raw), true
+		}
+		s = strings.TrimSpace(s)
+		return s, s != ""
+	}
+	return string(raw), true
+}
+
+// parseExpiresAt reads expires_at: RFC 3339 (fraction optional), a ±hhmm offset, or epoch
+// seconds (milliseconds when the number is that large).
+func parseExpiresAt(v string) (time.Time, error) {
+	if n, err := strconv.ParseFloat(v, 64); err == nil {
+		switch {
+		case n <= 0 || n > 1e15:
+			return time.Time{}, fmt.Errorf("invalid expires_at %q", v)
+		case n > 1e11:
+			return time.UnixMilli(int64(n)).UTC(), nil
+		}
+		return time.Unix(int64(n), 0).UTC(), nil
+	}
+	if t, err := parseTime(v); err == nil && !t.IsZero() {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("invalid expires_at %q", v)
 }
 
 // auditPage is one /events answer.
@@ -277,9 +325,12 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 	return p, nil
 }
 
-// normalizeSearchAfter turns next_search_after (a string of 2 or 3 comma-separated parts, a
-// number, or a JSON list of strings and numbers) into the two-part header value; null is "".
-// Anything else, or a value that could not travel in a header, is an error.
+// normalizeSearchAfter turns next_search_after into the Search-After header value: a string
+// (one, two or three comma-separated parts, passed on as given), a number, or a JSON list of
+// strings and numbers (joined by commas); null is "". Public clients report each form and
+// disagree on what the API takes back (docs/greenhouse-wire.md), so nothing is dropped here:
+// the Audit Log reader falls back to two parts if the API refuses more. Anything else, or a
+// value that could not travel in a header, is an error.
 func normalizeSearchAfter(raw json.RawMessage) (string, error) {
 	s := strings.TrimSpace(string(raw))
 	if s == "" || s == "null" {
@@ -321,14 +372,22 @@ func normalizeSearchAfter(raw json.RawMessage) (string, error) {
 	for i := range parts {
 		parts[i] = strings.TrimSpace(parts[i])
 	}
-	if len(parts) > 2 {
-		parts = parts[:2]
-	}
 	out := strings.Join(parts, ",")
 	if out == "" || len(out) > 512 || strings.ContainsFunc(out, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return "", invalid
 	}
 	return out, nil
+}
+
+// twoParts is a Search-After value cut to its first two parts, the form one public client
+// reports the API insists on.
+func twoParts(v string) string {
+	if i := strings.IndexByte(v, ','); i >= 0 {
+		if j := strings.IndexByte(v[i+1:], ','); j >= 0 {
+			return v[:i+1+j]
+		}
+	}
+	return v
 }
 
 // decodeEvent flattens an event and computes its stable id: SHA-256 over the canonical JSON
@@ -347,11 +406,11 @@ func decodeEvent(v any, canon *bytes.Buffer) (AuditEvent, error) {
 	if !ok {
 		return e, errors.New("event_time missing")
 	}
-	tm, err := time.Parse(time.RFC3339Nano, t)
-	if err != nil {
+	tm, err := parseTime(t)
+	if err != nil || tm.IsZero() {
 		return e, fmt.Errorf("invalid event_time %q", t)
 	}
-	e.Time = tm.UTC()
+	e.Time = tm
 	if ev, ok := obj["event"].(map[string]any); ok {
 		e.Type = str(ev["type"])
 		e.TargetType = str(ev["target_type"])
