@@ -332,7 +332,7 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 		return doc, http.StatusUnprocessableEntity, nil
 	}
 	doc.ClientID = *req.ClientID
-	gc, err := s.newClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, ep)
+	gc, keepClient, err := s.connectClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, ep)
 	if err != nil {
 		if greenhouse.CodeOf(err) == "legacy_api_key" {
 			doc.State, doc.Checks = StateError, legacyChecks()
@@ -373,6 +373,7 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 		return doc, 0, fmt.Errorf("store connection: %w", err)
 	}
 	s.outboxDropped(tenant, dropped)
+	keepClient(stored.Generation)
 	if err := s.deliverOutbox(ctx, tenant, stored.Outbox); err != nil {
 		s.log.Warn().Err(err).Str("tenant", tenant).Msg("announce connection; queued for retry")
 	}

@@ -67,7 +67,7 @@ func TestAPIDocExamples(t *testing.T) {
 	}
 	// Every check code the service can produce is documented.
 	for _, code := range []string{"invalid_client", "legacy_api_key", "admin_user_invalid", "admin_not_site_admin",
-		"missing_scope", "audit_log_not_enabled", "audit_log_forbidden", "rate_limited", "greenhouse_unavailable", "unexpected_response"} {
+		"missing_scope", "audit_log_not_enabled", "audit_log_forbidden", "audit_log_not_found", "rate_limited", "greenhouse_unavailable", "unexpected_response"} {
 		assert.Contains(t, doc, "`"+code+"`")
 	}
 }

@@ -47,6 +47,11 @@ type Config struct {
 	StreamMaxAge    time.Duration // 0: keep events forever
 
 	DebugAddr string // address of the pprof listener; empty: none
+
+	// GreenhouseWindows overrides the lengths of Greenhouse's rate-limit windows that the
+	// connector assumes where an answer names no X-RateLimit-Reset ("harvest=3s,audit=1s,
+	// token=6s,audit-paged=3s"): only for a simulator whose windows are scaled down.
+	GreenhouseWindows string
 }
 
 // DefaultConfig returns the documented defaults.
@@ -109,6 +114,7 @@ func (c *Config) fields() []configField {
 		{"duplicate-window", "JetStream deduplication window", false, &c.DuplicateWindow},
 		{"stream-max-age", "JetStream stream retention (0: unlimited)", false, &c.StreamMaxAge},
 		{"debug-addr", "address of a Go profiling listener (/debug/pprof/, no token: keep it private); empty: none", false, &c.DebugAddr},
+		{"greenhouse-windows", "rate-limit window lengths assumed where Greenhouse names no reset, e.g. harvest=3s,audit=1s,token=6s,audit-paged=3s: only for a scaled-down simulator; empty: Greenhouse's documented 30s, 10s, 60s and 30s", false, &c.GreenhouseWindows},
 	}
 }
 
@@ -227,6 +233,9 @@ func (c Config) Validate() error {
 	if c.DuplicateWindow < time.Minute {
 		errs = append(errs, fmt.Errorf("duplicate-window %s is shorter than 1m", c.DuplicateWindow))
 	}
+	if _, err := parseWindows(c.GreenhouseWindows); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -273,4 +282,32 @@ func ConfigDoc() string {
 		fmt.Fprintf(&b, "| `-%s` | `%s` | `%s` | %s |\n", f.name, EnvName(f.name), def, f.usage)
 	}
 	return b.String()
+}
+
+// rateWindows are the window lengths of greenhouse-windows; zero keeps the documented one.
+type rateWindows struct{ Harvest, Audit, Token, AuditPaged time.Duration }
+
+// parseWindows reads greenhouse-windows: comma-separated name=duration pairs, each name at
+// most once, each duration between 10ms and 1h.
+func parseWindows(v string) (rateWindows, error) {
+	var w rateWindows
+	if strings.TrimSpace(v) == "" {
+		return w, nil
+	}
+	dst := map[string]*time.Duration{"harvest": &w.Harvest, "audit": &w.Audit, "token": &w.Token, "audit-paged": &w.AuditPaged}
+	seen := map[string]bool{}
+	for _, part := range strings.Split(v, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		p := dst[name]
+		if !ok || p == nil || seen[name] {
+			return w, fmt.Errorf("greenhouse-windows: %q is not one of harvest=, audit=, token=, audit-paged= (each once)", part)
+		}
+		seen[name] = true
+		d, err := time.ParseDuration(val)
+		if err != nil || d < 10*time.Millisecond || d > time.Hour {
+			return w, fmt.Errorf("greenhouse-windows: %s=%q is not a duration between 10ms and 1h", name, val)
+		}
+		*p = d
+	}
+	return w, nil
 }

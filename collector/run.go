@@ -332,21 +332,23 @@ func (s *Service) announce(ctx context.Context, p pendingChange) error {
 // codeMessage is the actionable message of a check code seen during a sync.
 func codeMessage(code greenhouse.Code) string {
 	switch code {
-	case "invalid_client":
+	case greenhouse.CodeInvalidClient:
 		return "Greenhouse rejects the client ID and secret. Create a new Harvest V3 (OAuth) credential under Configure → Dev Center → API Credentials and reconnect."
-	case "admin_user_invalid":
+	case greenhouse.CodeAdminUserInvalid:
 		return "The admin user ID no longer names an active Greenhouse user. Reconnect with the numeric ID of an active Site Admin."
-	case "admin_not_site_admin":
+	case greenhouse.CodeAdminNotSiteAdmin:
 		return "The admin user is not a Site Admin any more; Greenhouse's list endpoints and the Audit Log require one. Reconnect with a Site Admin's user ID."
-	case "missing_scope":
-		return "The credential lacks a required scope. Edit it under Configure → Dev Center → API Credentials and grant the users, user roles, job permissions, future job permissions and audit log scopes."
-	case "audit_log_not_enabled":
+	case greenhouse.CodeMissingScope:
+		return "The credential lacks a required permission. Edit it under Configure → Dev Center → API Credentials and grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
+	case greenhouse.CodeAuditLogNotEnabled:
 		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management to enable it to get usage data."
-	case "audit_log_forbidden":
-		return "The credential may not read the Audit Log. Grant it Audit Log access and make sure the admin user is a Site Admin."
-	case "rate_limited":
+	case greenhouse.CodeAuditLogForbidden:
+		return "Greenhouse refuses the Audit Log: the add-on may not be enabled for this account, the credential may lack Audit Log access, or the admin user may not be a Site Admin. Licenses are collected meanwhile, without usage data."
+	case greenhouse.CodeAuditLogNotFound:
+		return "The Audit Log answers 404 Not Found: its URL may point at the wrong host or region, or the add-on may not be enabled for this account. Licenses are collected meanwhile, without usage data."
+	case greenhouse.CodeRateLimited:
 		return "Greenhouse's rate limit was reached; the collector retries by itself."
-	case "greenhouse_unavailable":
+	case greenhouse.CodeUnavailable:
 		return "Greenhouse did not answer; the collector retries by itself."
 	}
 	return "Greenhouse answered in an unexpected way; the collector retries by itself."

@@ -2,9 +2,13 @@ package collector
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,13 +55,17 @@ type Service struct {
 
 	mu      sync.Mutex
 	clients map[string]tenantClient // by tenant
+	credKey []byte                  // HMAC key of credentialKey, this process's alone
 
 	sched    *scheduler
 	observer func(RunInfo)
 }
 
+// tenantClient is a tenant's Greenhouse client, with the connection generation it serves and
+// the key of the credential it was built from (credentialKey).
 type tenantClient struct {
 	generation int64
+	credential [32]byte
 	client     *greenhouse.Client
 }
 
@@ -87,7 +95,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		alerts:      events.BucketKV[alertState](deps.Bus, "alerts"),
 		leases:      events.BucketKV[lease](deps.Bus, "leases"),
 		clients:     map[string]tenantClient{},
+		credKey:     make([]byte, 32),
 		observer:    deps.RunObserver,
+	}
+	if _, err := rand.Read(s.credKey); err != nil {
+		return nil, fmt.Errorf("collector: credential key: %w", err)
 	}
 	s.sched = newScheduler(s)
 	return s, nil
@@ -99,12 +111,15 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // client returns the tenant's Greenhouse client, building it (and unsealing the secret) when
-// the connection's generation changed. Clients keep the token and the pacing state between
-// syncs.
+// the connection's generation changed and the credential with it. Clients keep the token and
+// the pacing state between syncs, and across a reconnect with the same credential: Greenhouse
+// may keep one live token per credential (docs/greenhouse-wire.md), and a new client would
+// mint another.
 func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if tc, ok := s.clients[tenant]; ok && tc.generation == sc.Generation {
+	tc, ok := s.clients[tenant]
+	if ok && tc.generation == sc.Generation {
 		return tc.client, nil
 	}
 	if sc.Secret == nil {
@@ -114,12 +129,50 @@ func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client
 	if err != nil {
 		return nil, fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)
 	}
+	key := s.credentialKey(sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
+	if ok && tc.credential == key {
+		tc.generation = sc.Generation
+		s.clients[tenant] = tc
+		return tc.client, nil
+	}
 	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
 	if err != nil {
 		return nil, err
 	}
-	s.clients[tenant] = tenantClient{generation: sc.Generation, client: c}
+	s.clients[tenant] = tenantClient{generation: sc.Generation, credential: key, client: c}
 	return c, nil
+}
+
+// connectClient returns the client a connect request's checks run on: the tenant's own when
+// the credential is the one it holds (its token is reused, not a new one minted), else a new
+// one, which keep then makes the tenant's once the connection is stored.
+func (s *Service) connectClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (gc *greenhouse.Client, keep func(generation int64), err error) {
+	key := s.credentialKey(clientID, secret, adminUserID, ep)
+	s.mu.Lock()
+	tc, ok := s.clients[tenant]
+	s.mu.Unlock()
+	if ok && tc.credential == key {
+		gc = tc.client
+	} else if gc, err = s.newClient(tenant, clientID, secret, adminUserID, ep); err != nil {
+		return nil, nil, err
+	}
+	return gc, func(generation int64) {
+		s.mu.Lock()
+		s.clients[tenant] = tenantClient{generation: generation, credential: key, client: gc}
+		s.mu.Unlock()
+	}, nil
+}
+
+// credentialKey identifies a credential and where it is sent, without keeping the secret: an
+// HMAC under a key of this process.
+func (s *Service) credentialKey(clientID, secret string, adminUserID int64, ep events.Endpoints) [32]byte {
+	m := hmac.New(sha256.New, s.credKey)
+	for _, v := range []string{clientID, secret, strconv.FormatInt(adminUserID, 10), ep.Auth, ep.Harvest, ep.AuditLog} {
+		_, _ = fmt.Fprintf(m, "%d:%s", len(v), v)
+	}
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
 }
 
 func (s *Service) dropClient(tenant string) {
@@ -129,15 +182,23 @@ func (s *Service) dropClient(tenant string) {
 }
 
 func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (*greenhouse.Client, error) {
-	return greenhouse.New(greenhouse.Config{
-		Endpoints:    greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog},
-		ClientID:     clientID,
-		ClientSecret: secret,
-		AdminUserID:  adminUserID,
-		HTTPClient:   s.hc,
-		Logger:       s.log.With().Str("tenant", tenant).Logger(),
-		Now:          s.now,
-	})
+	w, _ := parseWindows(s.cfg.GreenhouseWindows) // validated with the configuration
+	cfg := greenhouse.Config{
+		Endpoints:     greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog},
+		ClientID:      clientID,
+		ClientSecret:  secret,
+		AdminUserID:   adminUserID,
+		HTTPClient:    s.hc,
+		Logger:        s.log.With().Str("tenant", tenant).Logger(),
+		Now:           s.now,
+		TokenWindow:   w.Token,
+		HarvestWindow: w.Harvest,
+		AuditWindow:   w.Audit,
+	}
+	if w.AuditPaged > 0 {
+		cfg.AuditPagedLimit, cfg.AuditPagedWindow = 3, w.AuditPaged
+	}
+	return greenhouse.New(cfg)
 }
 
 // settings returns the effective settings of a connection.

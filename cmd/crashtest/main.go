@@ -120,7 +120,11 @@ func main() {
 // newSim builds the simulator with Greenhouse's limit windows scaled down ten times, so that
 // a first sync spans several of the script's kills.
 func newSim() (*simulator.Server, []*simulator.Org, error) {
-	sim := simulator.New(simulator.Options{
+	profile, err := simulator.ProfileFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	sim := simulator.New(simulator.Options{Profile: profile,
 		HarvestWindow: 3 * time.Second, AuditWindow: time.Second, AuditPagedWindow: 3 * time.Second, TokenWindow: 6 * time.Second,
 	})
 	orgs := make([]*simulator.Org, 0, len(orgSpecs))
@@ -213,6 +217,7 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.SecretKeys = sealingKey
 	cfg.AllowEndpointOverride = true
 	cfg.AllowInsecureEndpoints = true
+	cfg.GreenhouseWindows = "harvest=3s,audit=1s,token=6s,audit-paged=3s" // as newSim's
 	cfg.Shards = 8
 	cfg.LeaseTTL = o.leaseTTL
 	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Str("replica", cfg.ReplicaID).Logger()

@@ -74,8 +74,13 @@ func run() error {
 
 	step := func(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
 
-	// 1. The Greenhouse simulator, at Greenhouse's documented limits.
-	sim := simulator.New(simulator.Options{})
+	// 1. The Greenhouse simulator, at Greenhouse's documented limits, answering as its docs
+	// show (GREENHOUSE_SIM_PROFILE=generous: every rate-limit header on every answer).
+	profile, err := simulator.ProfileFromEnv()
+	if err != nil {
+		return err
+	}
+	sim := simulator.New(simulator.Options{Profile: profile})
 	simLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

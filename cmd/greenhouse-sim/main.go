@@ -32,6 +32,7 @@ type config struct {
 	orgs, users, events int
 	seed                int64
 	fast                bool
+	profile             string
 }
 
 func (c config) validate() error {
@@ -48,15 +49,20 @@ func (c config) validate() error {
 	if c.events < 0 {
 		errs = append(errs, fmt.Errorf("-events %d: must not be negative", c.events))
 	}
+	if c.profile != simulator.ProfileDocumented && c.profile != simulator.ProfileGenerous {
+		errs = append(errs, fmt.Errorf("-profile %q: must be documented or generous", c.profile))
+	}
 	return errors.Join(errs...)
 }
 
-// options are Greenhouse's limits, or with fast every window scaled down ten times.
+// options are Greenhouse's limits, or with fast every window scaled down ten times (a
+// collector in front of it then needs -greenhouse-windows harvest=3s,audit=1s,token=6s,
+// audit-paged=3s), in the profile -profile names.
 func (c config) options() simulator.Options {
 	if !c.fast {
-		return simulator.Options{}
+		return simulator.Options{Profile: c.profile}
 	}
-	return simulator.Options{HarvestWindow: 3 * time.Second, AuditWindow: time.Second,
+	return simulator.Options{Profile: c.profile, HarvestWindow: 3 * time.Second, AuditWindow: time.Second,
 		AuditPagedWindow: 3 * time.Second, TokenWindow: 6 * time.Second}
 }
 
@@ -68,6 +74,7 @@ func run() error {
 	flag.IntVar(&c.events, "events", 0, "audit events per organisation over the last 30 days (0: 40 per user)")
 	flag.Int64Var(&c.seed, "seed", 1, "seed of the first organisation (the next ones add 1)")
 	flag.BoolVar(&c.fast, "fast", false, "scale every rate-limit window down 10 times (demos)")
+	flag.StringVar(&c.profile, "profile", simulator.ProfileDocumented, "documented (as Greenhouse's docs show it) or generous (every rate-limit header on every answer)")
 	flag.Parse()
 	if err := c.validate(); err != nil {
 		return fmt.Errorf("invalid flags: %w", err)

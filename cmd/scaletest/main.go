@@ -145,7 +145,11 @@ func serveSim(ctx context.Context, o options) error {
 		return err
 	}
 	began := time.Now()
-	sim := simulator.New(simulator.Options{}) // Greenhouse's real limits and windows
+	profile, err := simulator.ProfileFromEnv()
+	if err != nil {
+		return err
+	}
+	sim := simulator.New(simulator.Options{Profile: profile}) // Greenhouse's real limits and windows
 	orgs := make([]*simulator.Org, len(specs))
 	var (
 		next    atomic.Int64

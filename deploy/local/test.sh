@@ -19,4 +19,8 @@ export CLICKHOUSE_ADDR
 echo "test.sh: ClickHouse at $CLICKHOUSE_ADDR" >&2
 
 go vet ./...
-go test -count=1 -timeout 45m "$@" ./...
+# Everything against the simulator's documented profile (Greenhouse as its docs show it), then
+# the connector and end-to-end tests again against the generous one (every rate-limit header on
+# every answer): docs/greenhouse-wire.md, "Simulator profiles".
+GREENHOUSE_SIM_PROFILE=documented go test -count=1 -timeout 45m "$@" ./...
+GREENHOUSE_SIM_PROFILE=generous go test -count=1 -timeout 45m "$@" ./connectors/... ./collector/
