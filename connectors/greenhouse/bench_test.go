@@ -68,6 +68,7 @@ func newBenchEnv(b *testing.B, scale time.Duration) *benchEnv {
 		Endpoints: greenhouse.Endpoints{Auth: srv.URL, Harvest: srv.URL, AuditLog: srv.URL},
 		ClientID:  c.ClientID, ClientSecret: c.ClientSecret, AdminUserID: c.AdminUserID,
 		AuditPagedLimit: opts.AuditPagedLimit, AuditPagedWindow: opts.AuditPagedWindow,
+		AllowInsecure: true, UnsafeAllowLoopback: true,
 	})
 	require.NoError(b, err)
 	return &benchEnv{opts: opts, scale: scale, srv: srv, org: org, gc: gc}

@@ -50,6 +50,7 @@ func (f *fixture) client(t *testing.T, mut ...func(*greenhouse.Config)) *greenho
 		Endpoints: greenhouse.Endpoints{Auth: f.srv.URL, Harvest: f.srv.URL, AuditLog: f.srv.URL},
 		ClientID:  c.ClientID, ClientSecret: c.ClientSecret, AdminUserID: c.AdminUserID,
 		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond, // as fastOptions
+		AllowInsecure: true, UnsafeAllowLoopback: true, // the simulator: plain http on loopback
 	}
 	for _, m := range mut {
 		m(&cfg)
