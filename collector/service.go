@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -21,8 +23,11 @@ type Deps struct {
 	Bus        *events.Bus
 	Sealer     *events.Sealer
 	Logger     zerolog.Logger
-	HTTPClient *http.Client     // for Greenhouse; nil: the connector's default
-	Now        func() time.Time // nil: time.Now
+	HTTPClient *http.Client // for Greenhouse; nil: the connector's default
+	// GreenhouseRootCAs verifies Greenhouse's certificates in the connector's default client;
+	// nil: the system's roots (tests serve https with a certificate of their own).
+	GreenhouseRootCAs *x509.CertPool
+	Now               func() time.Time // nil: time.Now
 	// RunObserver, when set, is told about every sync run.
 	RunObserver func(RunInfo)
 }
@@ -41,6 +46,7 @@ type Service struct {
 	sealer  *events.Sealer
 	log     zerolog.Logger
 	hc      *http.Client
+	rootCAs *x509.CertPool
 	now     func() time.Time
 	metrics *metrics
 
@@ -54,6 +60,7 @@ type Service struct {
 
 	sched    *scheduler
 	observer func(RunInfo)
+	connects *rate.Limiter // connect requests; nil: unlimited
 }
 
 type tenantClient struct {
@@ -80,6 +87,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		sealer:      deps.Sealer,
 		log:         deps.Logger,
 		hc:          deps.HTTPClient,
+		rootCAs:     deps.GreenhouseRootCAs,
 		now:         func() time.Time { return now().UTC() },
 		metrics:     newMetrics(),
 		conns:       events.BucketKV[storedConnection](deps.Bus, "connections"),
@@ -88,6 +96,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		leases:      events.BucketKV[lease](deps.Bus, "leases"),
 		clients:     map[string]tenantClient{},
 		observer:    deps.RunObserver,
+	}
+	if cfg.ConnectsPerMinute > 0 {
+		s.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)
 	}
 	s.sched = newScheduler(s)
 	return s, nil
@@ -101,24 +112,40 @@ func (s *Service) Run(ctx context.Context) error {
 // client returns the tenant's Greenhouse client, building it (and unsealing the secret) when
 // the connection's generation changed. Clients keep the token and the pacing state between
 // syncs.
-func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client, error) {
+//
+// Before a client is built, the stored endpoints are checked against the running
+// configuration (endpointsRefused), and the secret opens only with the tenant, client id,
+// admin user and endpoints it was sealed with (secretBinding). Either failure is a
+// *syncError on the credentials check (endpoint_not_allowed, sealed_secret_mismatch): the
+// connection is not used. A secret sealed under a key this replica does not hold is
+// client_unavailable, the operator's to fix.
+func (s *Service) client(ctx context.Context, tenant string, sc storedConnection) (*greenhouse.Client, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if tc, ok := s.clients[tenant]; ok && tc.generation == sc.Generation {
+	tc, ok := s.clients[tenant]
+	s.mu.Unlock()
+	if ok && tc.generation == sc.Generation {
 		return tc.client, nil
 	}
 	if sc.Secret == nil {
 		return nil, fmt.Errorf("tenant %q is disconnected", tenant)
 	}
-	secret, err := s.sealer.Open(*sc.Secret, tenant)
-	if err != nil {
-		return nil, fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)
+	if e := s.endpointsRefused(ctx, sc.Doc.Endpoints); e != nil {
+		return nil, &syncError{check: "credentials", code: codeEndpointNotAllowed, err: fmt.Errorf("stored endpoints of tenant %q refused: %s", tenant, e.Message)}
 	}
-	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
+	secret, err := s.sealer.Open(*sc.Secret, secretBinding(tenant, sc.Doc))
+	if errors.Is(err, events.ErrTampered) {
+		return nil, &syncError{check: "credentials", code: codeSealedSecretMismatch, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
+	}
+	if err != nil {
+		return nil, &syncError{code: codeClientUnavailable, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
+	}
+	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Doc.Endpoints)
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
 	s.clients[tenant] = tenantClient{generation: sc.Generation, client: c}
+	s.mu.Unlock()
 	return c, nil
 }
 
@@ -128,15 +155,22 @@ func (s *Service) dropClient(tenant string) {
 	s.mu.Unlock()
 }
 
-func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (*greenhouse.Client, error) {
+func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep *events.Endpoints) (*greenhouse.Client, error) {
+	var gep greenhouse.Endpoints
+	if ep != nil {
+		gep = greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog}
+	}
 	return greenhouse.New(greenhouse.Config{
-		Endpoints:    greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog},
-		ClientID:     clientID,
-		ClientSecret: secret,
-		AdminUserID:  adminUserID,
-		HTTPClient:   s.hc,
-		Logger:       s.log.With().Str("tenant", tenant).Logger(),
-		Now:          s.now,
+		Endpoints:           gep,
+		ClientID:            clientID,
+		ClientSecret:        secret,
+		AdminUserID:         adminUserID,
+		HTTPClient:          s.hc,
+		Logger:              s.log.With().Str("tenant", tenant).Logger(),
+		Now:                 s.now,
+		AllowInsecure:       s.cfg.AllowInsecureEndpoints,
+		UnsafeAllowLoopback: s.cfg.UnsafeAllowLoopbackEndpointsForTests,
+		RootCAs:             s.rootCAs,
 	})
 }
 

@@ -213,6 +213,8 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.SecretKeys = sealingKey
 	cfg.AllowEndpointOverride = true
 	cfg.AllowInsecureEndpoints = true
+	cfg.AllowedEndpointHosts = "127.0.0.1"          // the simulator's address
+	cfg.UnsafeAllowLoopbackEndpointsForTests = true // the simulator runs on this host
 	cfg.Shards = 8
 	cfg.LeaseTTL = o.leaseTTL
 	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Str("replica", cfg.ReplicaID).Logger()
@@ -343,13 +345,13 @@ func getJSON(ctx context.Context, url string, v any) error {
 	return nil
 }
 
-// readStream starts NATS on the replica's store directory (on a random port) and reads every
+// readStream starts NATS on the replica's store directory (in process) and reads every
 // message of the SAAS stream, checking that each Nats-Msg-Id is its CloudEvents id.
 func readStream(ctx context.Context, dir string) ([]envelope, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("NATS store: %w", err)
 	}
-	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Host: "127.0.0.1", Port: -1})
+	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +359,7 @@ func readStream(ctx context.Context, dir string) ([]envelope, error) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL(), events.InProcess(ns))
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}

@@ -109,7 +109,9 @@ func run() error {
 	cfg.ClickHouseDatabase = "saas_demo"
 	cfg.SecretKeys = "demo:" + base64.StdEncoding.EncodeToString(key)
 	cfg.AllowEndpointOverride = true
-	cfg.AllowInsecureEndpoints = true // the simulator speaks plain http on loopback
+	cfg.AllowInsecureEndpoints = true               // the simulator speaks plain http on loopback
+	cfg.AllowedEndpointHosts = "127.0.0.1"          // the simulator's address
+	cfg.UnsafeAllowLoopbackEndpointsForTests = true // the simulator runs on this host
 	cfg.DefaultAuditInterval = time.Minute
 	cfg.DefaultUsersInterval = 5 * time.Minute
 	logOut := io.Discard
