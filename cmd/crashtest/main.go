@@ -7,9 +7,9 @@
 //	    script, GET /orgs (one name a line), GET /connect/ORG (the body of the connect request)
 //	    GET /truth/ORG (the organisation's ground truth as JSON) and GET /requests (how many
 //	    Greenhouse requests it served); prints one ready line.
-//	crashtest -addr HOST:PORT -data-dir DIR -nats-port N -clickhouse-addr A [-clickhouse-database D]
-//	    runs one collector replica with an embedded NATS server in DIR on a fixed port, a fixed
-//	    API token (-api-token) and a fixed sealing key.
+//	crashtest -addr HOST:PORT -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
+//	    runs one collector replica with an embedded NATS server in DIR (in process), a fixed API
+//	    token (-api-token) and a fixed sealing key.
 //	crashtest -verify -sim-url URL -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
 //	    starts NATS offline on DIR, reads ClickHouse and the simulator's truth, and checks users,
 //	    license types, statuses, last activity, audit event counts, daily activity, that no
@@ -70,7 +70,6 @@ type options struct {
 	sim, verify        bool
 	addr, simURL       string
 	dataDir            string
-	natsPort           int
 	chAddr, chDatabase string
 	apiToken           string
 	leaseTTL           time.Duration
@@ -84,7 +83,6 @@ func main() {
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:8089", "listen address of the simulator (-sim) or of the collector's API")
 	flag.StringVar(&o.simURL, "sim-url", "http://127.0.0.1:8089", "simulator base URL (-verify)")
 	flag.StringVar(&o.dataDir, "data-dir", "./crashtest-data", "data directory of the embedded NATS server")
-	flag.IntVar(&o.natsPort, "nats-port", 4333, "client port of the embedded NATS server")
 	flag.StringVar(&o.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&o.chDatabase, "clickhouse-database", "crashtest", "ClickHouse database")
 	flag.StringVar(&o.apiToken, "api-token", defaultToken, "bearer token of the collector's API")
@@ -207,7 +205,6 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.HTTPAddr = o.addr
 	cfg.APIToken = o.apiToken
 	cfg.DataDir = o.dataDir
-	cfg.NATSPort = o.natsPort
 	cfg.ClickHouseAddr = o.chAddr
 	cfg.ClickHouseDatabase = o.chDatabase
 	cfg.SecretKeys = sealingKey
