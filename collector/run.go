@@ -68,8 +68,8 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		// The secret cannot be opened (a sealing key removed, or the connection was altered
 		// in the state store) or the stored endpoints are refused: record a failed run so that
 		// the document and a requested run id say so.
-		se, ok := err.(*syncError)
-		if !ok {
+		var se *syncError
+		if !errors.As(err, &se) {
 			se = &syncError{code: codeClientUnavailable, err: err}
 		}
 		kind := "users"
