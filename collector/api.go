@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"path"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,7 +61,8 @@ func (s *Service) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	route("GET /readyz", false, s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	// The metrics name tenants: behind the token here, or on metrics-addr of their own.
+	mux.Handle("GET /metrics", s.requireToken(s.MetricsHandler()))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -94,12 +98,20 @@ func (s *Service) instrument(route string, h http.Handler) http.Handler {
 	})
 }
 
-// requireToken checks the bearer token in constant time.
+// MetricsHandler serves the Prometheus metrics (no token: the API wraps it, metrics-addr does
+// not).
+func (s *Service) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// requireToken checks the bearer token in constant time. The scheme is case-insensitive
+// (RFC 7235: "bearer" and "BEARER" are "Bearer").
 func (s *Service) requireToken(h http.Handler) http.Handler {
-	want := []byte("Bearer " + s.cfg.APIToken)
+	want := []byte(s.cfg.APIToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		match := subtle.ConstantTimeCompare([]byte(strings.TrimLeft(token, " ")), want) == 1
+		if !match || !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="collector"`)
 			writeError(w, http.StatusUnauthorized, apiError{Code: "unauthorized", Message: "missing or wrong bearer token"})
 			return
@@ -159,6 +171,9 @@ func decodeStrict(r *http.Request, w http.ResponseWriter, v any) *apiError {
 		}
 		return &apiError{Code: "invalid_body", Message: "the body could not be read"}
 	}
+	if e := checkObject(body); e != nil {
+		return e
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -195,33 +210,6 @@ func jsonKind(k string) string {
 	return k
 }
 
-// validateEndpoint checks one base URL override.
-func (s *Service) validateEndpoint(field, raw string) *apiError {
-	if raw == "" {
-		return nil
-	}
-	if !s.cfg.AllowEndpointOverride {
-		return &apiError{Code: "endpoint_override_disabled", Field: field, Message: "Greenhouse base URL overrides are disabled by the operator"}
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return &apiError{Code: "invalid_field", Field: field, Message: "must be an absolute URL such as https://harvest.greenhouse.io"}
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return &apiError{Code: "invalid_field", Field: field, Message: "must not carry credentials, a query or a fragment"}
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !s.cfg.AllowInsecureEndpoints {
-			return &apiError{Code: "insecure_endpoint", Field: field, Message: "plain http is refused; the operator has not enabled insecure endpoints"}
-		}
-	default:
-		return &apiError{Code: "invalid_field", Field: field, Message: "scheme must be https"}
-	}
-	return nil
-}
-
 // validateConnect checks a connect request and returns the effective settings.
 func (s *Service) validateConnect(req connectRequest) (events.Settings, *apiError) {
 	set := events.Settings{
@@ -251,7 +239,7 @@ func (s *Service) validateConnect(req connectRequest) (events.Settings, *apiErro
 		return set, &apiError{Code: "invalid_field", Field: "admin_user_id", Message: "admin_user_id must be a positive integer"}
 	}
 	if e := req.Endpoints; e != nil {
-		for _, f := range []struct{ name, v string }{{"endpoints.auth", e.Auth}, {"endpoints.harvest", e.Harvest}, {"endpoints.audit_log", e.AuditLog}} {
+		for _, f := range endpointFields(*e) {
 			if err := s.validateEndpoint(f.name, f.v); err != nil {
 				return set, err
 			}
@@ -291,6 +279,16 @@ func (s *Service) putConnection(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if s.connects != nil {
+		if res := s.connects.Reserve(); res.Delay() > 0 {
+			wait := res.Delay()
+			res.Cancel()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeError(w, http.StatusTooManyRequests, apiError{Code: "too_many_requests",
+				Message: fmt.Sprintf("more than %d connect requests a minute; retry in %s", s.cfg.ConnectsPerMinute, wait.Round(time.Second))})
+			return
+		}
+	}
 	var req connectRequest
 	if e := decodeStrict(r, w, &req); e != nil {
 		writeError(w, http.StatusBadRequest, *e)
@@ -300,6 +298,18 @@ func (s *Service) putConnection(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		writeError(w, http.StatusBadRequest, *e)
 		return
+	}
+	if s.cfg.MaxTenants > 0 {
+		n, err := s.otherConnectedTenants(r.Context(), tenant)
+		if err != nil {
+			s.unavailable(w, err)
+			return
+		}
+		if n >= s.cfg.MaxTenants {
+			writeError(w, http.StatusConflict, apiError{Code: "tenant_limit_reached",
+				Message: fmt.Sprintf("the collector already serves %d connected tenants, its limit (max-tenants); disconnect one or ask the operator", n)})
+			return
+		}
 	}
 	doc, code, err := s.connect(r.Context(), tenant, req, settings)
 	if err != nil {
@@ -315,12 +325,8 @@ func (s *Service) putConnection(w http.ResponseWriter, r *http.Request) {
 func (s *Service) connect(ctx context.Context, tenant string, req connectRequest, settings events.Settings) (events.Connection, int, error) {
 	now := s.now()
 	doc := events.Connection{TenantID: tenant, App: appName, AdminUserID: *req.AdminUserID, Settings: settings, UpdatedAt: now}
-	var ep events.Endpoints
-	if req.Endpoints != nil {
-		ep = *req.Endpoints
-	}
-	if ep != (events.Endpoints{}) {
-		e := ep
+	if overridden(req.Endpoints) {
+		e := *req.Endpoints
 		doc.Endpoints = &e
 	}
 	if req.APIKey != nil || legacyKey.MatchString(*req.ClientID) && (req.ClientSecret == nil || *req.ClientSecret == "") {
@@ -332,7 +338,11 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 		return doc, http.StatusUnprocessableEntity, nil
 	}
 	doc.ClientID = *req.ClientID
-	gc, keepClient, err := s.connectClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, ep)
+	if e := s.endpointsRefused(ctx, doc.Endpoints); e != nil {
+		doc.State, doc.Checks = StateError, refusedChecks(codeEndpointNotAllowed, e.Message)
+		return doc, http.StatusUnprocessableEntity, nil
+	}
+	gc, keepClient, err := s.connectClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, doc.Endpoints)
 	if err != nil {
 		if greenhouse.CodeOf(err) == "legacy_api_key" {
 			doc.State, doc.Checks = StateError, legacyChecks()
@@ -345,17 +355,20 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
 	doc.Checks = gc.Check(cctx)
 	cancel()
+	if overridden(doc.Endpoints) {
+		doc.Checks = withoutReplies(doc.Checks)
+	}
 	doc.State, doc.UsageData = stateOf(doc.Checks)
 	if doc.State == StateError {
 		return doc, http.StatusUnprocessableEntity, nil
 	}
-	sealed, err := s.sealer.Seal(*req.ClientSecret, tenant)
+	sealed, err := s.sealer.Seal(*req.ClientSecret, secretBinding(tenant, doc))
 	if err != nil {
 		return doc, 0, fmt.Errorf("seal client secret: %w", err)
 	}
 	dropped := 0
 	stored, _, err := s.conns.Modify(ctx, connectionKey(tenant), func(old storedConnection, exists bool) (storedConnection, error) {
-		sc := storedConnection{Doc: doc, Secret: &sealed, Endpoints: ep, Generation: 1, CreatedAt: now}
+		sc := storedConnection{Doc: doc, Secret: &sealed, Generation: 1, CreatedAt: now}
 		previous := ""
 		if exists {
 			previous = old.Doc.State
@@ -499,7 +512,40 @@ var (
 	errAlreadyPending = errors.New("a requested sync is pending") // nothing to write
 )
 
+// otherConnectedTenants counts the connected tenants (those with a stored secret) but tenant.
+func (s *Service) otherConnectedTenants(ctx context.Context, tenant string) (int, error) {
+	n := 0
+	err := s.conns.Values(ctx, appName+".", func(key string, sc storedConnection, _ uint64) error {
+		if sc.Secret != nil && key != connectionKey(tenant) {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Pages of GET /v1/connections.
+const (
+	defaultConnectionsPage = 100
+	maxConnectionsPage     = 1000
+)
+
+// connectionsPage is the body of GET /v1/connections.
+type connectionsPage struct {
+	Connections []events.Connection `json:"connections"`
+	// NextCursor, when set, asks for the next page (?cursor=); absent on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// stateRank orders the needs-attention list: error, degraded, disconnected, connected.
+var stateRank = map[string]int{StateError: 0, StateDegraded: 1, StateDisconnected: 2, StateConnected: 3}
+
 func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
+	limit, after, e := pageParams(r.URL.Query())
+	if e != nil {
+		writeError(w, http.StatusBadRequest, *e)
+		return
+	}
 	out := []events.Connection{}
 	// One pass over the bucket: a read per connection took 6.9 s for 10,000 tenants
 	// (docs/performance.md#scale).
@@ -512,9 +558,69 @@ func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Those needing attention first: error, degraded, disconnected, connected; then by tenant.
-	rank := map[string]int{StateError: 0, StateDegraded: 1, StateDisconnected: 2, StateConnected: 3}
-	sortConnections(out, rank)
-	writeJSON(w, http.StatusOK, map[string]any{"connections": out})
+	sortConnections(out, stateRank)
+	start := 0
+	if after != nil {
+		start = sort.Search(len(out), func(i int) bool {
+			ri := stateRank[out[i].State]
+			return ri > after.rank || ri == after.rank && out[i].TenantID > after.tenant
+		})
+	}
+	page := connectionsPage{Connections: out[start:min(start+limit, len(out))]}
+	if end := start + limit; end < len(out) {
+		last := out[end-1]
+		page.NextCursor = encodeCursor(pageCursor{rank: stateRank[last.State], tenant: last.TenantID})
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// pageCursor is the position after which a page of GET /v1/connections starts: the last
+// connection of the previous page, by state rank and tenant id. A connection whose state
+// changes between two pages may be shown twice or not at all.
+type pageCursor struct {
+	rank   int
+	tenant string
+}
+
+func encodeCursor(c pageCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("c1:%d:%s", c.rank, c.tenant)))
+}
+
+func decodeCursor(raw string) (pageCursor, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil {
+		return pageCursor{}, false
+	}
+	parts := strings.SplitN(string(b), ":", 3)
+	if len(parts) != 3 || parts[0] != "c1" {
+		return pageCursor{}, false
+	}
+	rank, err := strconv.Atoi(parts[1])
+	if err != nil || rank < 0 || rank > 3 || ValidateTenantID(parts[2]) != nil {
+		return pageCursor{}, false
+	}
+	return pageCursor{rank: rank, tenant: parts[2]}, true
+}
+
+// pageParams reads ?limit= (1 to maxConnectionsPage, default defaultConnectionsPage) and
+// ?cursor= (a next_cursor of an earlier page).
+func pageParams(q url.Values) (int, *pageCursor, *apiError) {
+	limit := defaultConnectionsPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxConnectionsPage {
+			return 0, nil, &apiError{Code: "invalid_field", Field: "limit", Message: fmt.Sprintf("limit must be an integer from 1 to %d", maxConnectionsPage)}
+		}
+		limit = n
+	}
+	if v := q.Get("cursor"); v != "" {
+		c, ok := decodeCursor(v)
+		if !ok {
+			return 0, nil, &apiError{Code: "invalid_cursor", Field: "cursor", Message: "cursor must be the next_cursor of an earlier page"}
+		}
+		return limit, &c, nil
+	}
+	return limit, nil, nil
 }
 
 // tenantUsage loads what classifying a tenant's users needs.

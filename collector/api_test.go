@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 )
 
 // validationService is a Service with no backends: enough for everything the API refuses
@@ -46,7 +47,21 @@ func TestAPIRejectsBadRequests(t *testing.T) {
 		{"long tenant", "PUT", "/v1/tenants/" + strings.Repeat("a", 65) + "/connections/greenhouse", "", `{` + good + `}`, nil, 400, "invalid_tenant_id", "tenant_id"},
 		{"empty body", "PUT", path, "", ``, nil, 400, "invalid_json", ""},
 		{"not json", "PUT", path, "", `client_id=x`, nil, 400, "invalid_json", ""},
-		{"array", "PUT", path, "", `[1,2]`, nil, 400, "invalid_field", ""},
+		{"array", "PUT", path, "", `[1,2]`, nil, 400, "invalid_json", ""},
+		{"array of the object", "PUT", path, "", `[{` + good + `}]`, nil, 400, "invalid_json", ""},
+		{"null", "PUT", path, "", `null`, nil, 400, "invalid_json", ""},
+		{"string", "PUT", path, "", `"{}"`, nil, 400, "invalid_json", ""},
+		{"number", "PUT", path, "", `42`, nil, 400, "invalid_json", ""},
+		{"bearer in lower case", "PUT", "/v1/tenants/ac.me/connections/greenhouse", "bearer token-0123456789abcdef", `{` + good + `}`, nil, 400, "invalid_tenant_id", "tenant_id"},
+		{"bearer in upper case", "GET", "/v1/tenants/ac.me/licenses", "BEARER token-0123456789abcdef", ``, nil, 400, "invalid_tenant_id", "tenant_id"},
+		{"basic scheme", "GET", "/v1/tenants/acme/licenses", "Basic token-0123456789abcdef", ``, nil, 401, "unauthorized", ""},
+		{"token prefix", "GET", "/v1/tenants/acme/licenses", "Bearer token-0123456789abcde", ``, nil, 401, "unauthorized", ""},
+		{"no space", "GET", "/v1/tenants/acme/licenses", "Bearertoken-0123456789abcdef", ``, nil, 401, "unauthorized", ""},
+		{"metrics without token", "GET", "/metrics", "-", ``, nil, 401, "unauthorized", ""},
+		{"metrics, wrong token", "GET", "/metrics", "Bearer nope", ``, nil, 401, "unauthorized", ""},
+		{"page too large", "GET", "/v1/connections?limit=1001", "", ``, nil, 400, "invalid_field", "limit"},
+		{"page of zero", "GET", "/v1/connections?limit=0", "", ``, nil, 400, "invalid_field", "limit"},
+		{"bad cursor", "GET", "/v1/connections?cursor=bm90LWEtY3Vyc29y", "", ``, nil, 400, "invalid_cursor", "cursor"},
 		{"two values", "PUT", path, "", `{` + good + `}{}`, nil, 400, "invalid_json", ""},
 		{"unknown field", "PUT", path, "", `{` + good + `,"password":"x"}`, nil, 400, "unknown_field", "password"},
 		{"admin id as string", "PUT", path, "", `{"client_id":"a-1","client_secret":"s","admin_user_id":"42"}`, nil, 400, "invalid_field", "admin_user_id"},
@@ -143,4 +158,104 @@ func TestConfigMasksSecrets(t *testing.T) {
 	assert.Equal(t, "***", m["clickhouse-password"])
 	assert.Equal(t, "***", m["secret-keys"])
 	assert.Equal(t, ":8080", m["http-addr"])
+}
+
+// TestAPIRefusesDuplicateKeys: a key twice in one object, exactly or in another case (as
+// encoding/json would match it to the same field), is a 400 naming the field, at any depth.
+func TestAPIRefusesDuplicateKeys(t *testing.T) {
+	const path = "/v1/tenants/acme/connections/greenhouse"
+	tests := []struct{ name, body, field string }{
+		{"exact", `{"client_id":"a-1","client_secret":"WRONG","client_secret":"s3cr3t-value","admin_user_id":42}`, "client_secret"},
+		{"upper case", `{"client_secret":"WRONG","CLIENT_SECRET":"s3cr3t-value","client_id":"a-1","admin_user_id":42}`, "CLIENT_SECRET"},
+		{"mixed case", `{"client_id":"a-1","Client_Id":"b-2","client_secret":"s3cr3t-value","admin_user_id":42}`, "Client_Id"},
+		{"long s", `{"client_secret":"WRONG","client_\u017fecret":"s3cr3t-value","client_id":"a-1","admin_user_id":42}`, "client_\u017fecret"},
+		{"nested", `{"client_id":"a-1","client_secret":"s3cr3t-value","admin_user_id":42,"settings":{"users_interval":"1h","USERS_INTERVAL":"2h"}}`, "settings.USERS_INTERVAL"},
+		{"nested endpoints", `{"client_id":"a-1","client_secret":"s3cr3t-value","admin_user_id":42,"endpoints":{"auth":"https://auth.greenhouse.io","Auth":"https://evil.example"}}`, "endpoints.Auth"},
+		{"unknown keys too", `{"client_id":"a-1","client_secret":"s3cr3t-value","admin_user_id":42,"x":1,"X":2}`, "X"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validationService(t, func(c *Config) { c.CheckTimeout = time.Second })
+			req := httptest.NewRequest("PUT", path, strings.NewReader(tt.body))
+			req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+			var body struct {
+				Error apiError `json:"error"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+			assert.Equal(t, "duplicate_field", body.Error.Code)
+			assert.Equal(t, tt.field, body.Error.Field)
+			assert.NotContains(t, rec.Body.String(), "s3cr3t-value")
+		})
+	}
+}
+
+// TestAPIConnectRateLimit: with connects-per-minute, connect requests beyond it get 429 with
+// Retry-After.
+func TestAPIConnectRateLimit(t *testing.T) {
+	s := validationService(t, func(c *Config) { c.ConnectsPerMinute = 2 })
+	s.connects = rate.NewLimiter(rate.Limit(2.0/60), 2)
+	codes := []int{}
+	var last *httptest.ResponseRecorder
+	for range 3 {
+		req := httptest.NewRequest("PUT", "/v1/tenants/acme/connections/greenhouse", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
+		last = httptest.NewRecorder()
+		s.Handler().ServeHTTP(last, req)
+		codes = append(codes, last.Code)
+	}
+	assert.Equal(t, []int{400, 400, 429}, codes)
+	assert.Contains(t, last.Body.String(), "too_many_requests")
+	assert.NotEmpty(t, last.Header().Get("Retry-After"))
+}
+
+// TestAPIEndpointHostsAllowed: an override outside allowed-endpoint-hosts is answered 422,
+// before any request, with endpoint_not_allowed on the credentials check.
+func TestAPIEndpointHostsAllowed(t *testing.T) {
+	tests := []struct {
+		name, hosts, url string
+		refused          bool
+	}{
+		{"outside the default", "greenhouse.io", "https://harvest.example.com", true},
+		{"look-alike suffix", "greenhouse.io", "https://evilgreenhouse.io", true},
+		{"suffix as a label", "greenhouse.io", "https://greenhouse.io.evil.example", true},
+		{"IP not listed", "greenhouse.io,203.0.113.7", "https://198.51.100.7", true},
+		{"an IP is not a domain", "10.0.0.1", "https://10.0.0.1.nip.io", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validationService(t, func(c *Config) {
+				c.AllowEndpointOverride = true
+				c.AllowedEndpointHosts = tt.hosts
+			})
+			body := `{"client_id":"a-1","client_secret":"s3cr3t-value","admin_user_id":42,"endpoints":{"harvest":"` + tt.url + `"}}`
+			req := httptest.NewRequest("PUT", "/v1/tenants/acme/connections/greenhouse", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req) // no state store: storing would panic
+			require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
+			var doc struct {
+				State  string
+				Checks []struct{ Name, Status, Code, Message string }
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &doc))
+			assert.Equal(t, "error", doc.State)
+			require.Len(t, doc.Checks, 5)
+			assert.Equal(t, "endpoint_not_allowed", doc.Checks[0].Code)
+			assert.Contains(t, doc.Checks[0].Message, "endpoints.harvest")
+		})
+	}
+	h, err := parseAllowedHosts("greenhouse.io, 10.0.0.1,EXAMPLE.org.")
+	require.NoError(t, err)
+	for host, want := range map[string]bool{
+		"greenhouse.io": true, "harvest.greenhouse.io": true, "HARVEST.Greenhouse.IO.": true, "auditlog.us.greenhouse.io": true,
+		"evilgreenhouse.io": false, "greenhouse.io.evil": false, "10.0.0.1": true, "::ffff:10.0.0.1": true, "10.0.0.2": false,
+		"a.example.org": true, "example.com": false,
+	} {
+		assert.Equal(t, want, h.allows(host), host)
+	}
+	_, err = parseAllowedHosts("https://greenhouse.io")
+	assert.Error(t, err)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,7 +27,7 @@ func TestAPIDocExamples(t *testing.T) {
 		"connection":      func() any { return &events.Connection{} },
 		"error":           func() any { return &map[string]apiError{} },
 		"sync-accepted":   func() any { return &map[string]string{} },
-		"connections":     func() any { return &struct{ Connections []events.Connection }{} },
+		"connections":     func() any { return &connectionsPage{} },
 		"licenses": func() any {
 			return &struct {
 				TenantID string                 `json:"tenant_id"`
@@ -65,9 +66,33 @@ func TestAPIDocExamples(t *testing.T) {
 	} {
 		assert.True(t, strings.Contains(doc, route), "route %s is not documented", route)
 	}
-	// Every check code the service can produce is documented.
-	for _, code := range []string{"invalid_client", "legacy_api_key", "admin_user_invalid", "admin_not_site_admin",
-		"missing_scope", "audit_log_not_enabled", "audit_log_forbidden", "audit_log_not_found", "rate_limited", "greenhouse_unavailable", "unexpected_response"} {
-		assert.Contains(t, doc, "`"+code+"`")
+	// Every code the service can answer with is documented: the connector's check codes, the
+	// collector's own codes (code... constants) and every error code of the API handlers,
+	// read from the source, so that a new code cannot go undocumented.
+	codes := map[string]bool{}
+	collect := func(file string, re *regexp.Regexp) {
+		src, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+			codes[m[1]] = true
+		}
+	}
+	files, err := filepath.Glob("*.go")
+	require.NoError(t, err)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		collect(f, regexp.MustCompile(`Code: +"([a-z_]+)"`))
+		collect(f, regexp.MustCompile(`(?m)^\s+code[A-Za-z]+ += "([a-z_]+)"`))
+	}
+	collect("../connectors/greenhouse/errors.go", regexp.MustCompile(`(?m)^\s+Code[A-Za-z]+ +Code = "([a-z_]+)"`))
+	for _, must := range []string{"invalid_client", "unauthorized", "duplicate_field", "sealed_secret_mismatch", "endpoint_not_allowed"} {
+		require.True(t, codes[must], "the source scan finds %s", must)
+	}
+	for code := range codes {
+		// `code` or `400 code`
+		documented := regexp.MustCompile("`([0-9]{3} )?" + code + "`").MatchString(doc)
+		assert.True(t, documented, "code %s is not in docs/api.md", code)
 	}
 }

@@ -2,6 +2,9 @@ package collector
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -33,13 +36,17 @@ type App struct {
 	cfg      Config
 	log      zerolog.Logger
 	listener net.Listener
+	metrics  net.Listener // the metrics listener, or nil
 	debug    net.Listener // the pprof listener, or nil
 }
 
 // Options are Start's optional parts.
 type Options struct {
-	HTTPClient *http.Client     // for Greenhouse
-	Now        func() time.Time // clock of the service
+	HTTPClient *http.Client // for Greenhouse
+	// GreenhouseRootCAs verifies Greenhouse's certificates (tests serving https); nil: the
+	// system's roots.
+	GreenhouseRootCAs *x509.CertPool
+	Now               func() time.Time // clock of the service
 	// RunObserver, when set, is told about every sync run (tests, instrumentation).
 	RunObserver func(RunInfo)
 }
@@ -57,19 +64,31 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 		}
 	}()
 	url := cfg.NATSURL
+	natsOpts := natsOptions(cfg)
 	if url == "" {
+		// The embedded server takes this replica's in-process connection only, unless asked to
+		// listen; then every client, this replica included, presents the token
+		// (docs/security.md).
+		token := cfg.NATSToken
+		if cfg.NATSListen && token == "" {
+			token = randomToken()
+		}
 		ns, err := events.StartEmbedded(events.EmbeddedConfig{
-			Dir: filepath.Join(cfg.DataDir, "nats"), Host: "127.0.0.1", Port: cfg.NATSPort, Logger: log,
+			Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Host: "127.0.0.1", Port: cfg.NATSPort,
+			Token: token, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: %w", err)
 		}
 		a.NATS = ns
 		url = ns.ClientURL()
-	}
-	var natsOpts []nats.Option
-	if cfg.NATSCreds != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(cfg.NATSCreds))
+		natsOpts = append(natsOpts, events.InProcess(ns))
+		if token != "" {
+			natsOpts = append(natsOpts, nats.Token(token))
+		}
+		if cfg.NATSListen {
+			log.Info().Str("addr", ns.Addr().String()).Bool("generated_token", cfg.NATSToken == "").Msg("embedded NATS listening; clients need the token")
+		}
 	}
 	if a.Conn, err = events.Connect(ctx, url, natsOpts...); err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
@@ -97,19 +116,59 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 	if err != nil {
 		return nil, fmt.Errorf("secret-keys: %w", err)
 	}
-	if a.Service, err = New(cfg, Deps{Store: a.Store, Bus: a.Bus, Sealer: sealer, Logger: log, HTTPClient: opts.HTTPClient, Now: opts.Now, RunObserver: opts.RunObserver}); err != nil {
+	if a.Service, err = New(cfg, Deps{Store: a.Store, Bus: a.Bus, Sealer: sealer, Logger: log, HTTPClient: opts.HTTPClient,
+		GreenhouseRootCAs: opts.GreenhouseRootCAs, Now: opts.Now, RunObserver: opts.RunObserver}); err != nil {
 		return nil, err
+	}
+	if cfg.UnsafeAllowLoopbackEndpointsForTests {
+		log.Warn().Msg("unsafe-allow-loopback-endpoints-for-tests is on: endpoint overrides may reach this host; never run so in production")
 	}
 	if a.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	a.Addr = a.listener.Addr().String()
+	if cfg.MetricsAddr != "" {
+		if a.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 	if cfg.DebugAddr != "" {
 		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
 			return nil, fmt.Errorf("listen on debug-addr %s: %w", cfg.DebugAddr, err)
 		}
 	}
 	return a, nil
+}
+
+// natsOptions are the connect options of an external NATS: credentials and TLS. A tls:// URL,
+// or a server that requires TLS, is verified against the system's roots or nats-ca.
+func natsOptions(cfg Config) []nats.Option {
+	var opts []nats.Option
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSCA))
+	}
+	if cfg.NATSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSCert, cfg.NATSKey))
+	}
+	return opts
+}
+
+// randomToken is a token of 32 random bytes.
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read does not fail
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// MetricsAddr returns the metrics listener's address, or "" when there is none.
+func (a *App) MetricsAddr() string {
+	if a.metrics == nil {
+		return ""
+	}
+	return a.metrics.Addr().String()
 }
 
 // DebugAddr returns the pprof listener's address, or "" when there is none.
@@ -139,6 +198,12 @@ func (a *App) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(a.listener) }()
 	a.log.Info().Str("addr", a.Addr).Msg("HTTP API listening")
+	var met *http.Server
+	if a.metrics != nil {
+		met = &http.Server{Handler: a.Service.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = met.Serve(a.metrics) }()
+		a.log.Info().Str("addr", a.MetricsAddr()).Msg("metrics listener")
+	}
 	var dbg *http.Server
 	if a.debug != nil {
 		dbg = &http.Server{Handler: debugHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -151,6 +216,9 @@ func (a *App) Run(ctx context.Context) error {
 	shutErr := srv.Shutdown(sctx)
 	if dbg != nil {
 		_ = dbg.Close()
+	}
+	if met != nil {
+		_ = met.Close()
 	}
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve HTTP: %w", err)
@@ -165,6 +233,9 @@ func (a *App) Close() {
 	}
 	if a.debug != nil {
 		_ = a.debug.Close()
+	}
+	if a.metrics != nil {
+		_ = a.metrics.Close()
 	}
 	if a.Store != nil {
 		_ = a.Store.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,8 +23,15 @@ type Config struct {
 
 	NATSURL   string // external NATS (comma-separated URLs); empty: run an embedded server
 	NATSCreds string // path to a NATS credentials file for the external NATS
+	NATSCA    string // CA certificate file verifying the external NATS servers
+	NATSCert  string // client certificate file for the external NATS (TLS client auth)
+	NATSKey   string // the client certificate's key file
 	DataDir   string // data directory of the embedded NATS server
-	NATSPort  int    // client port of the embedded NATS server (-1: random)
+	NATSPort  int    // client port of the embedded NATS server (-1: random), with NATSListen
+	// NATSListen opens the embedded server's client port; without it the server takes the
+	// replica's own in-process connection only.
+	NATSListen bool
+	NATSToken  string // token network clients of the embedded server present (secret); empty: random
 
 	ClickHouseAddr     string // comma-separated host:port (native protocol)
 	ClickHouseDatabase string
@@ -37,8 +45,15 @@ type Config struct {
 	DefaultAuditInterval     time.Duration
 	CheckTimeout             time.Duration
 
-	AllowEndpointOverride  bool // allow per-tenant Greenhouse base URLs
-	AllowInsecureEndpoints bool // allow plain-http overrides (testing only)
+	AllowEndpointOverride  bool   // allow per-tenant Greenhouse base URLs
+	AllowInsecureEndpoints bool   // allow plain-http overrides (testing only)
+	AllowedEndpointHosts   string // domains (with their subdomains) and IPs overrides may name; "*": any
+	// UnsafeAllowLoopbackEndpointsForTests lets overrides reach loopback addresses (the
+	// simulator of tests and the demo); never in production.
+	UnsafeAllowLoopbackEndpointsForTests bool
+
+	MaxTenants        int // connected tenants at most (0: unlimited)
+	ConnectsPerMinute int // connect requests (PUT) per minute at most (0: unlimited)
 
 	Shards          int           // tenant shards leased across replicas
 	LeaseTTL        time.Duration // a dead replica's shards move after at most this long
@@ -46,7 +61,8 @@ type Config struct {
 	DuplicateWindow time.Duration // JetStream dedup window
 	StreamMaxAge    time.Duration // 0: keep events forever
 
-	DebugAddr string // address of the pprof listener; empty: none
+	MetricsAddr string // address of a listener serving /metrics without a token; empty: none
+	DebugAddr   string // address of the pprof listener; empty: none
 
 	// GreenhouseWindows overrides the lengths of Greenhouse's rate-limit windows that the
 	// connector assumes where an answer names no X-RateLimit-Reset ("harvest=3s,audit=1s,
@@ -71,6 +87,7 @@ func DefaultConfig() Config {
 		DefaultUsersInterval:     time.Hour,
 		DefaultAuditInterval:     5 * time.Minute,
 		CheckTimeout:             30 * time.Second,
+		AllowedEndpointHosts:     "greenhouse.io",
 		Shards:                   64,
 		LeaseTTL:                 30 * time.Second,
 		StreamReplicas:           1,
@@ -89,14 +106,19 @@ type configField struct {
 func (c *Config) fields() []configField {
 	return []configField{
 		{"http-addr", "address of the HTTP API", false, &c.HTTPAddr},
-		{"api-token", "bearer token required by every API route but health and metrics (required)", true, &c.APIToken},
+		{"api-token", "bearer token required by every API route but /healthz and /readyz (required)", true, &c.APIToken},
 		{"replica-id", "name of this replica in shard leases", false, &c.ReplicaID},
 		{"log-level", "log level: debug, info, warn, error", false, &c.LogLevel},
 		{"concurrency", "tenants synced at once by this replica", false, &c.Concurrency},
 		{"nats-url", "external NATS URLs, comma-separated; empty runs an embedded NATS server", false, &c.NATSURL},
 		{"nats-creds", "NATS credentials file for the external NATS", false, &c.NATSCreds},
+		{"nats-ca", "CA certificate file verifying the external NATS servers' TLS certificates (tls:// URLs; empty: the system's roots)", false, &c.NATSCA},
+		{"nats-cert", "client certificate file for an external NATS that requires TLS client authentication", false, &c.NATSCert},
+		{"nats-key", "key file of nats-cert", false, &c.NATSKey},
 		{"data-dir", "data directory of the embedded NATS server", false, &c.DataDir},
-		{"nats-port", "client port of the embedded NATS server (-1: random)", false, &c.NATSPort},
+		{"nats-listen", "open the embedded NATS server's client port (127.0.0.1:nats-port) to other processes, which must present nats-token; false: in-process only", false, &c.NATSListen},
+		{"nats-port", "client port of the embedded NATS server with nats-listen (-1: random)", false, &c.NATSPort},
+		{"nats-token", "token clients of the listening embedded NATS server must present; empty: a random one known to this process only", true, &c.NATSToken},
 		{"clickhouse-addr", "ClickHouse native addresses host:port, comma-separated", false, &c.ClickHouseAddr},
 		{"clickhouse-database", "ClickHouse database", false, &c.ClickHouseDatabase},
 		{"clickhouse-user", "ClickHouse user", false, &c.ClickHouseUser},
@@ -108,11 +130,16 @@ func (c *Config) fields() []configField {
 		{"check-timeout", "bound on the connect-flow checks", false, &c.CheckTimeout},
 		{"allow-endpoint-override", "accept per-tenant Greenhouse base URLs", false, &c.AllowEndpointOverride},
 		{"allow-insecure-endpoints", "accept plain-http base URLs (testing only)", false, &c.AllowInsecureEndpoints},
+		{"allowed-endpoint-hosts", "hosts base URL overrides may name, comma-separated: a domain allows its subdomains, an IP address itself, * any host", false, &c.AllowedEndpointHosts},
+		{"unsafe-allow-loopback-endpoints-for-tests", "let base URL overrides reach loopback addresses (the simulator of tests and the demo); never in production", false, &c.UnsafeAllowLoopbackEndpointsForTests},
+		{"max-tenants", "connected tenants at most; a connect beyond it is refused (0: unlimited)", false, &c.MaxTenants},
+		{"connects-per-minute", "connect requests (PUT) accepted per minute (0: unlimited)", false, &c.ConnectsPerMinute},
 		{"shards", "tenant shards leased across replicas", false, &c.Shards},
 		{"lease-ttl", "lease lifetime: a dead replica's shards move within it", false, &c.LeaseTTL},
 		{"stream-replicas", "replicas of the JetStream stream and KV buckets (use 3 on a 3-node NATS cluster)", false, &c.StreamReplicas},
 		{"duplicate-window", "JetStream deduplication window", false, &c.DuplicateWindow},
 		{"stream-max-age", "JetStream stream retention (0: unlimited)", false, &c.StreamMaxAge},
+		{"metrics-addr", "address of a listener serving /metrics without a token (keep it private); empty: none, /metrics on the API needs the token", false, &c.MetricsAddr},
 		{"debug-addr", "address of a Go profiling listener (/debug/pprof/, no token: keep it private); empty: none", false, &c.DebugAddr},
 		{"greenhouse-windows", "rate-limit window lengths assumed where Greenhouse names no reset, e.g. harvest=3s,audit=1s,token=6s,audit-paged=3s: only for a scaled-down simulator; empty: Greenhouse's documented 30s, 10s, 60s and 30s", false, &c.GreenhouseWindows},
 	}
@@ -221,6 +248,30 @@ func (c Config) Validate() error {
 	if c.AllowInsecureEndpoints && !c.AllowEndpointOverride {
 		errs = append(errs, errors.New("allow-insecure-endpoints needs allow-endpoint-override"))
 	}
+	if c.UnsafeAllowLoopbackEndpointsForTests && !c.AllowEndpointOverride {
+		errs = append(errs, errors.New("unsafe-allow-loopback-endpoints-for-tests needs allow-endpoint-override"))
+	}
+	if _, err := parseAllowedHosts(c.AllowedEndpointHosts); err != nil {
+		errs = append(errs, err)
+	}
+	if c.NATSURL != "" && (c.NATSListen || c.NATSToken != "") {
+		errs = append(errs, errors.New("nats-listen and nats-token apply to the embedded NATS server, not to nats-url"))
+	}
+	if c.NATSToken != "" && !c.NATSListen {
+		errs = append(errs, errors.New("nats-token needs nats-listen"))
+	}
+	if c.NATSURL == "" && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != "") {
+		errs = append(errs, errors.New("nats-creds, nats-ca, nats-cert and nats-key apply to an external NATS (nats-url)"))
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		errs = append(errs, errors.New("nats-cert and nats-key go together"))
+	}
+	if c.MaxTenants < 0 {
+		errs = append(errs, fmt.Errorf("max-tenants %d is negative", c.MaxTenants))
+	}
+	if c.ConnectsPerMinute < 0 {
+		errs = append(errs, fmt.Errorf("connects-per-minute %d is negative", c.ConnectsPerMinute))
+	}
 	if c.Shards < 1 || c.Shards > 4096 {
 		errs = append(errs, fmt.Errorf("shards %d is outside 1..4096", c.Shards))
 	}
@@ -247,6 +298,9 @@ func (c Config) Masked() map[string]string {
 		v := fmt.Sprint(derefAny(f.ptr))
 		if f.secret && v != "" {
 			v = "***"
+		}
+		if f.ptr == &c.NATSURL {
+			v = maskURLPasswords(v)
 		}
 		out[f.name] = v
 	}
@@ -310,4 +364,17 @@ func parseWindows(v string) (rateWindows, error) {
 		*p = d
 	}
 	return w, nil
+}
+
+// maskURLPasswords masks the user information (user:password@ or token@) of each of a
+// comma-separated list of URLs.
+func maskURLPasswords(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = url.User("***")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

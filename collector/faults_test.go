@@ -74,7 +74,8 @@ type stateWatch struct {
 	done chan struct{}
 }
 
-func watchStates(api, tenant string) *stateWatch {
+func watchStates(e *env, tenant string) *stateWatch {
+	api := e.api
 	w := &stateWatch{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -91,10 +92,11 @@ func watchStates(api, tenant string) *stateWatch {
 			if err != nil {
 				continue
 			}
-			var doc events.Connection
-			err = json.NewDecoder(resp.Body).Decode(&doc)
+			raw, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
+			_, _ = e.responses.Write(raw) // for the secrets scan
+			var doc events.Connection
+			if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal(raw, &doc) != nil {
 				continue
 			}
 			s := doc.State
@@ -194,7 +196,7 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 	cfg.ClickHouseAddr = ch.Addr()
 	e := startEnv(t, cfg)
 	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/chdown/connections/greenhouse", connectBody(org, simSrv.URL), nil))
-	watch := watchStates(e.api, "chdown")
+	watch := watchStates(e, "chdown")
 
 	ch.Stop()
 	var doc events.Connection
@@ -237,6 +239,7 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 
 	assertMatchesTruth(t, e.app.Store, "chdown", org.Truth(), true)
 	assertExactlyOnce(t, envs, "chdown", org.Truth())
+	assertNoSecrets(t, e, "", org.Credentials().ClientID, []string{org.Credentials().ClientSecret})
 }
 
 // TestNATSRestartMidSync restarts an external NATS server (same port, same store directory)
@@ -248,7 +251,7 @@ func TestNATSRestartMidSync(t *testing.T) {
 	t.Parallel()
 	natsDir := t.TempDir()
 	natsPort := freePort(t)
-	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
+	ns, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
 	require.NoError(t, err)
 	defer func() {
 		ns.Shutdown()
@@ -272,7 +275,7 @@ func TestNATSRestartMidSync(t *testing.T) {
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	time.Sleep(natsOutage) // the outage itself
-	ns, err = events.StartEmbedded(events.EmbeddedConfig{Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
+	ns, err = events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: natsDir, Host: "127.0.0.1", Port: natsPort})
 	require.NoError(t, err)
 	upAt := time.Now()
 
@@ -281,6 +284,8 @@ func TestNATSRestartMidSync(t *testing.T) {
 
 	assertMatchesTruth(t, e.app.Store, "natsdown", org.Truth(), true)
 	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "natsdown", org.Truth())
+	e.call(http.MethodGet, "/v1/tenants/natsdown/connections/greenhouse", nil, nil)
+	assertNoSecrets(t, e, natsDir, org.Credentials().ClientID, []string{org.Credentials().ClientSecret})
 }
 
 // TestGreenhouseFaults5xxAndLatency serves a tenant's first sync slowly and with a burst of
@@ -300,7 +305,7 @@ func TestGreenhouseFaults5xxAndLatency(t *testing.T) {
 	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/flaky/connections/greenhouse", connectBody(org, simSrv.URL), nil))
 	org.SetFaults(simulator.Faults{Fail5xx: greenhouse5xxBurst, Latency: greenhouseLatency})
 	start := time.Now()
-	watch := watchStates(e.api, "flaky")
+	watch := watchStates(e, "flaky")
 
 	e.waitConnection("flaky", 55*time.Second, syncedAndConnected)
 	states := watch.states()
@@ -310,11 +315,16 @@ func TestGreenhouseFaults5xxAndLatency(t *testing.T) {
 	assert.Contains(t, strings.Join(states, ","), "greenhouse_unavailable", "the connection showed the failure meanwhile")
 	assertMatchesTruth(t, e.app.Store, "flaky", org.Truth(), true)
 	assertExactlyOnce(t, decodeAll(t, streamMessages(t, e.app)), "flaky", org.Truth())
+	assertNoSecrets(t, e, "", org.Credentials().ClientID, []string{org.Credentials().ClientSecret})
 }
 
 // TestHostileEndpointOverrides sends base URL overrides pointing at loopback, link-local
-// metadata services and odd schemes to a collector that allows overrides but not plain http:
-// each is refused with 400 before any request leaves, and nothing is stored.
+// metadata services, private and other internal addresses, and odd schemes, to a collector that
+// allows overrides to any host but not plain http (and not the test-only loopback allowance).
+// Plain-http and malformed URLs are refused with 400 for their form; https URLs to every
+// class of internal address, as IP literals and as a name resolving to loopback, are refused
+// with 422 endpoint_not_allowed for their address. No connection reaches the https server
+// on loopback, nothing is stored, and the request's secret is in no answer or log line.
 func TestHostileEndpointOverrides(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault test")
@@ -327,10 +337,25 @@ func TestHostileEndpointOverrides(t *testing.T) {
 	}))
 	defer target.Close()
 	targetURL := target.URL // http://127.0.0.1:port
+	var tlsConns atomic.Int64
+	tlsTarget := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"access_token":"t","token_type":"Bearer","expires_in":3600}`))
+	}))
+	tlsTarget.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			tlsConns.Add(1)
+		}
+	}
+	tlsTarget.StartTLS()
+	defer tlsTarget.Close()
+	tlsPort := strings.TrimPrefix(tlsTarget.URL, "https://127.0.0.1:")
 
 	cfg := testConfig(t, storagetest.Database(t))
 	cfg.AllowEndpointOverride = true
 	cfg.AllowInsecureEndpoints = false
+	cfg.AllowedEndpointHosts = "*" // the address checks alone
+	cfg.UnsafeAllowLoopbackEndpointsForTests = false
+	cfg.CheckTimeout = 5 * time.Second
 	e := startEnv(t, cfg)
 
 	tests := []struct {
@@ -350,6 +375,21 @@ func TestHostileEndpointOverrides(t *testing.T) {
 		{"credentials in url", "https://admin:pw@harvest.greenhouse.io", "invalid_field"},
 		{"query", "https://harvest.greenhouse.io/?next=http://127.0.0.1", "invalid_field"},
 		{"no host", "https:///v3", "invalid_field"},
+		// https: refused for the address, not the scheme.
+		{"https loopback", tlsTarget.URL, "endpoint_not_allowed"},
+		{"https loopback, other address", "https://127.1.2.3:" + tlsPort, "endpoint_not_allowed"},
+		{"https localhost", "https://localhost:" + tlsPort, "endpoint_not_allowed"},
+		{"https loopback v6", "https://[::1]:" + tlsPort, "endpoint_not_allowed"},
+		{"https v4-mapped loopback", "https://[::ffff:127.0.0.1]:" + tlsPort, "endpoint_not_allowed"},
+		{"https unspecified", "https://0.0.0.0:" + tlsPort, "endpoint_not_allowed"},
+		{"https cloud metadata", "https://169.254.169.254/latest/meta-data/", "endpoint_not_allowed"},
+		{"https cloud metadata v6", "https://[fd00:ec2::254]", "endpoint_not_allowed"},
+		{"https private 10/8", "https://10.0.0.1", "endpoint_not_allowed"},
+		{"https private 192.168/16", "https://192.168.1.1", "endpoint_not_allowed"},
+		{"https v4-mapped private", "https://[::ffff:10.0.0.1]", "endpoint_not_allowed"},
+		{"https carrier-grade NAT", "https://100.64.0.1", "endpoint_not_allowed"},
+		{"https link-local v6", "https://[fe80::1]", "endpoint_not_allowed"},
+		{"https multicast", "https://224.0.0.1", "endpoint_not_allowed"},
 	}
 	fields := []struct{ json, name string }{{"auth", "endpoints.auth"}, {"harvest", "endpoints.harvest"}, {"audit_log", "endpoints.audit_log"}}
 	for _, tc := range tests {
@@ -360,16 +400,33 @@ func TestHostileEndpointOverrides(t *testing.T) {
 					"endpoints": map[string]string{f.json: tc.url},
 				}
 				var out struct {
-					Error struct{ Code, Field string } `json:"error"`
+					Error  struct{ Code, Field string } `json:"error"`
+					State  string                       `json:"state"`
+					Checks []struct{ Code, Message string }
 				}
-				assert.Equal(t, 400, e.call(http.MethodPut, "/v1/tenants/hostile/connections/greenhouse", body, &out))
-				assert.Equal(t, tc.code, out.Error.Code)
-				assert.Equal(t, f.name, out.Error.Field)
+				status := e.call(http.MethodPut, "/v1/tenants/hostile/connections/greenhouse", body, &out)
+				if tc.code != "endpoint_not_allowed" {
+					assert.Equal(t, 400, status)
+					assert.Equal(t, tc.code, out.Error.Code)
+					assert.Equal(t, f.name, out.Error.Field)
+					return
+				}
+				assert.Equal(t, 422, status)
+				assert.Equal(t, "error", out.State)
+				if assert.NotEmpty(t, out.Checks) {
+					assert.Equal(t, tc.code, out.Checks[0].Code)
+					assert.Contains(t, out.Checks[0].Message, f.name)
+				}
 			})
 		}
 	}
 	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/hostile/connections/greenhouse", nil, nil), "nothing stored")
 	assert.Zero(t, hits.Load(), "no request reached the loopback target")
+	assert.Zero(t, tlsConns.Load(), "no connection reached the https target on loopback")
+	for _, form := range secretForms("s3cr3t-value") {
+		assert.NotContains(t, e.responses.String(), form, "the secret in an answer")
+		assert.NotContains(t, e.logs.String(), form, "the secret in the log")
+	}
 }
 
 // TestTenantIsolation connects two tenants and checks that one tenant's read API never
@@ -405,6 +462,7 @@ func TestTenantIsolation(t *testing.T) {
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
+		_, _ = e.responses.Write(b) // for the secrets scan
 		return resp.StatusCode, string(b)
 	}
 	emails := func(org *simulator.Org) []string {
@@ -469,6 +527,7 @@ func TestTenantIsolation(t *testing.T) {
 	assert.NotEqual(t, beta.Credentials().ClientID, doc.ClientID)
 	b, _ := json.Marshal(doc)
 	assert.False(t, bytes.Contains(b, []byte(beta.Credentials().ClientID)))
+	assertNoSecrets(t, e, "", alpha.Credentials().ClientID, []string{alpha.Credentials().ClientSecret, beta.Credentials().ClientSecret})
 }
 
 // TestConnectionChangesQueuedThroughOutage changes connections while ClickHouse is down: a new
@@ -541,4 +600,6 @@ func TestConnectionChangesQueuedThroughOutage(t *testing.T) {
 	assert.ElementsMatch(t, []string{"obxa:connected", "obxb:connected", "obxa:disconnected"}, changes)
 	assert.Eventually(t, func() bool { return !strings.Contains(kvRaw(t, e.app), `"outbox"`) }, 20*time.Second, 200*time.Millisecond,
 		"delivered changes leave the outbox")
+	e.call(http.MethodGet, "/v1/connections", nil, nil)
+	assertNoSecrets(t, e, "", orgB.Credentials().ClientID, []string{orgA.Credentials().ClientSecret, orgB.Credentials().ClientSecret})
 }

@@ -89,3 +89,8 @@ func (m *metrics) observeRun(sum events.SyncSummary) {
 		m.lastSuccess.WithLabelValues(sum.TenantID, sum.Kind).Set(float64(sum.FinishedAt.Unix()))
 	}
 }
+
+// forgetTenant deletes the tenant's series: a disconnected tenant is no longer listed.
+func (m *metrics) forgetTenant(tenant string) {
+	m.lastSuccess.DeletePartialMatch(prometheus.Labels{"tenant": tenant})
+}

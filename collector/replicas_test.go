@@ -41,7 +41,7 @@ func TestReplicasShareTenantsAndTakeOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("replica test")
 	}
-	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: t.TempDir(), Host: "127.0.0.1", Port: -1})
+	ns, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: t.TempDir(), Host: "127.0.0.1", Port: -1})
 	require.NoError(t, err)
 	defer ns.Shutdown()
 

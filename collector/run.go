@@ -63,10 +63,15 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 			log.Warn().Err(err).Msg("mark requested sync started")
 		}
 	}
-	gc, err := s.client(job.tenant, job.sc)
+	gc, err := s.client(ctx, job.tenant, job.sc)
 	if err != nil {
-		// The secret cannot be opened (a sealing key removed) or the stored endpoints are
-		// refused: record a failed run so that the document and a requested run id say so.
+		// The secret cannot be opened (a sealing key removed, or the connection was altered
+		// in the state store) or the stored endpoints are refused: record a failed run so that
+		// the document and a requested run id say so.
+		var se *syncError
+		if !errors.As(err, &se) {
+			se = &syncError{code: codeClientUnavailable, err: err}
+		}
 		kind := "users"
 		if !job.users {
 			kind = "audit"
@@ -77,7 +82,7 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		}
 		s.finishRun(ctx, job, runResult{
 			summary: events.SyncSummary{TenantID: job.tenant, App: appName, RunID: runID, Kind: kind, StartedAt: s.now()},
-			err:     &syncError{code: codeClientUnavailable, err: err},
+			err:     se,
 		})
 		return false, false, time.Time{}
 	}
@@ -131,6 +136,10 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		sum.ErrorMessage = r.err.Error()
 		if msg := internalMessage(r.err.code); msg != "" {
 			sum.ErrorMessage = msg // a plain sentence for the customer; the log below keeps the cause
+		} else if overridden(job.sc.Doc.Endpoints) || r.err.code == codeSealedSecretMismatch || r.err.code == codeEndpointNotAllowed {
+			// An overridden endpoint's reply (which the error may quote) never reaches the
+			// API; nor do the details of a refused connection (docs/security.md).
+			sum.ErrorMessage = codeMessage(greenhouse.Code(r.err.code))
 		}
 	}
 	s.metrics.observeRun(sum)
@@ -350,6 +359,10 @@ func codeMessage(code greenhouse.Code) string {
 		return "Greenhouse's rate limit was reached; the collector retries by itself."
 	case greenhouse.CodeUnavailable:
 		return "Greenhouse did not answer; the collector retries by itself."
+	case codeSealedSecretMismatch:
+		return "The stored credential does not match this connection's client ID, admin user or endpoints (they were changed outside the API, or the connection was stored by a collector version that did not bind them), so it is not used. Reconnect with the client ID and secret."
+	case codeEndpointNotAllowed:
+		return "The connection's Greenhouse base URLs are not allowed by the collector's configuration, so the credential is not used. Reconnect without endpoint overrides, or ask the operator."
 	}
 	return "Greenhouse answered in an unexpected way; the collector retries by itself."
 }

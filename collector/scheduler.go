@@ -155,6 +155,7 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 		if deleted || sc.Secret == nil {
 			delete(sch.tenants, tenant)
 			sch.s.dropClient(tenant)
+			sch.s.metrics.forgetTenant(tenant)
 			return
 		}
 		ts, known := sch.tenants[tenant]

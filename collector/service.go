@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
 
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -25,8 +27,11 @@ type Deps struct {
 	Bus        *events.Bus
 	Sealer     *events.Sealer
 	Logger     zerolog.Logger
-	HTTPClient *http.Client     // for Greenhouse; nil: the connector's default
-	Now        func() time.Time // nil: time.Now
+	HTTPClient *http.Client // for Greenhouse; nil: the connector's default
+	// GreenhouseRootCAs verifies Greenhouse's certificates in the connector's default client;
+	// nil: the system's roots (tests serve https with a certificate of their own).
+	GreenhouseRootCAs *x509.CertPool
+	Now               func() time.Time // nil: time.Now
 	// RunObserver, when set, is told about every sync run.
 	RunObserver func(RunInfo)
 }
@@ -45,6 +50,7 @@ type Service struct {
 	sealer  *events.Sealer
 	log     zerolog.Logger
 	hc      *http.Client
+	rootCAs *x509.CertPool
 	now     func() time.Time
 	metrics *metrics
 
@@ -59,6 +65,7 @@ type Service struct {
 
 	sched    *scheduler
 	observer func(RunInfo)
+	connects *rate.Limiter // connect requests; nil: unlimited
 }
 
 // tenantClient is a tenant's Greenhouse client, with the connection generation it serves and
@@ -88,6 +95,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		sealer:      deps.Sealer,
 		log:         deps.Logger,
 		hc:          deps.HTTPClient,
+		rootCAs:     deps.GreenhouseRootCAs,
 		now:         func() time.Time { return now().UTC() },
 		metrics:     newMetrics(),
 		conns:       events.BucketKV[storedConnection](deps.Bus, "connections"),
@@ -100,6 +108,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	if _, err := rand.Read(s.credKey); err != nil {
 		return nil, fmt.Errorf("collector: credential key: %w", err)
+	}
+	if cfg.ConnectsPerMinute > 0 {
+		s.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)
 	}
 	s.sched = newScheduler(s)
 	return s, nil
@@ -115,27 +126,42 @@ func (s *Service) Run(ctx context.Context) error {
 // the pacing state between syncs, and across a reconnect with the same credential: Greenhouse
 // may keep one live token per credential (docs/greenhouse-wire.md), and a new client would
 // mint another.
-func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client, error) {
+//
+// Before a client is built, the stored endpoints are checked against the running
+// configuration (endpointsRefused), and the secret opens only with the tenant, client id,
+// admin user and endpoints it was sealed with (secretBinding). Either failure is a
+// *syncError on the credentials check (endpoint_not_allowed, sealed_secret_mismatch): the
+// connection is not used. A secret sealed under a key this replica does not hold is
+// client_unavailable, the operator's to fix.
+func (s *Service) client(ctx context.Context, tenant string, sc storedConnection) (*greenhouse.Client, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	tc, ok := s.clients[tenant]
+	s.mu.Unlock()
 	if ok && tc.generation == sc.Generation {
 		return tc.client, nil
 	}
 	if sc.Secret == nil {
 		return nil, fmt.Errorf("tenant %q is disconnected", tenant)
 	}
-	secret, err := s.sealer.Open(*sc.Secret, tenant)
-	if err != nil {
-		return nil, fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)
+	if e := s.endpointsRefused(ctx, sc.Doc.Endpoints); e != nil {
+		return nil, &syncError{check: "credentials", code: codeEndpointNotAllowed, err: fmt.Errorf("stored endpoints of tenant %q refused: %s", tenant, e.Message)}
 	}
-	key := s.credentialKey(sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
-	if ok && tc.credential == key {
+	secret, err := s.sealer.Open(*sc.Secret, secretBinding(tenant, sc.Doc))
+	if errors.Is(err, events.ErrTampered) {
+		return nil, &syncError{check: "credentials", code: codeSealedSecretMismatch, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
+	}
+	if err != nil {
+		return nil, &syncError{code: codeClientUnavailable, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
+	}
+	key := s.credentialKey(sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Doc.Endpoints)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tc, ok := s.clients[tenant]; ok && tc.credential == key {
 		tc.generation = sc.Generation
 		s.clients[tenant] = tc
 		return tc.client, nil
 	}
-	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Endpoints)
+	c, err := s.newClient(tenant, sc.Doc.ClientID, secret, sc.Doc.AdminUserID, sc.Doc.Endpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +172,7 @@ func (s *Service) client(tenant string, sc storedConnection) (*greenhouse.Client
 // connectClient returns the client a connect request's checks run on: the tenant's own when
 // the credential is the one it holds (its token is reused, not a new one minted), else a new
 // one, which keep then makes the tenant's once the connection is stored.
-func (s *Service) connectClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (gc *greenhouse.Client, keep func(generation int64), err error) {
+func (s *Service) connectClient(tenant, clientID, secret string, adminUserID int64, ep *events.Endpoints) (gc *greenhouse.Client, keep func(generation int64), err error) {
 	key := s.credentialKey(clientID, secret, adminUserID, ep)
 	s.mu.Lock()
 	tc, ok := s.clients[tenant]
@@ -165,7 +191,11 @@ func (s *Service) connectClient(tenant, clientID, secret string, adminUserID int
 
 // credentialKey identifies a credential and where it is sent, without keeping the secret: an
 // HMAC under a key of this process.
-func (s *Service) credentialKey(clientID, secret string, adminUserID int64, ep events.Endpoints) [32]byte {
+func (s *Service) credentialKey(clientID, secret string, adminUserID int64, endpoints *events.Endpoints) [32]byte {
+	var ep events.Endpoints
+	if endpoints != nil {
+		ep = *endpoints
+	}
 	m := hmac.New(sha256.New, s.credKey)
 	for _, v := range []string{clientID, secret, strconv.FormatInt(adminUserID, 10), ep.Auth, ep.Harvest, ep.AuditLog} {
 		_, _ = fmt.Fprintf(m, "%d:%s", len(v), v)
@@ -181,19 +211,26 @@ func (s *Service) dropClient(tenant string) {
 	s.mu.Unlock()
 }
 
-func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep events.Endpoints) (*greenhouse.Client, error) {
+func (s *Service) newClient(tenant, clientID, secret string, adminUserID int64, ep *events.Endpoints) (*greenhouse.Client, error) {
+	var gep greenhouse.Endpoints
+	if ep != nil {
+		gep = greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog}
+	}
 	w, _ := parseWindows(s.cfg.GreenhouseWindows) // validated with the configuration
 	cfg := greenhouse.Config{
-		Endpoints:     greenhouse.Endpoints{Auth: ep.Auth, Harvest: ep.Harvest, AuditLog: ep.AuditLog},
-		ClientID:      clientID,
-		ClientSecret:  secret,
-		AdminUserID:   adminUserID,
-		HTTPClient:    s.hc,
-		Logger:        s.log.With().Str("tenant", tenant).Logger(),
-		Now:           s.now,
-		TokenWindow:   w.Token,
-		HarvestWindow: w.Harvest,
-		AuditWindow:   w.Audit,
+		Endpoints:           gep,
+		ClientID:            clientID,
+		ClientSecret:        secret,
+		AdminUserID:         adminUserID,
+		HTTPClient:          s.hc,
+		Logger:              s.log.With().Str("tenant", tenant).Logger(),
+		Now:                 s.now,
+		AllowInsecure:       s.cfg.AllowInsecureEndpoints,
+		UnsafeAllowLoopback: s.cfg.UnsafeAllowLoopbackEndpointsForTests,
+		RootCAs:             s.rootCAs,
+		TokenWindow:         w.Token,
+		HarvestWindow:       w.Harvest,
+		AuditWindow:         w.Audit,
 	}
 	if w.AuditPaged > 0 {
 		cfg.AuditPagedLimit, cfg.AuditPagedWindow = 3, w.AuditPaged

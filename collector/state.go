@@ -9,11 +9,12 @@ import (
 )
 
 // storedConnection is a tenant's connection as kept in the connections KV bucket. The client
-// secret is sealed (AES-256-GCM, bound to the tenant id) and erased on disconnect.
+// secret is sealed (AES-256-GCM, bound to the tenant, client id, admin user and endpoints of
+// Doc: secretBinding) and erased on disconnect. Doc.Endpoints is the one copy of the
+// endpoints: what the API shows is what syncs use.
 type storedConnection struct {
-	Doc       events.Connection `json:"doc"`
-	Secret    *events.Sealed    `json:"secret,omitempty"`
-	Endpoints events.Endpoints  `json:"endpoints"`
+	Doc    events.Connection `json:"doc"`
+	Secret *events.Sealed    `json:"secret,omitempty"`
 	// Generation increases with every PUT: a new generation resets the tenant's schedule and
 	// its Greenhouse client.
 	Generation int64 `json:"generation"`

@@ -522,10 +522,12 @@ func TestKubernetesDeployment(t *testing.T) {
 
 	require.Len(t, pod.Containers, 1)
 	c := pod.Containers[0]
-	require.Len(t, c.Ports, 1)
-	port := c.Ports[0]
+	require.Len(t, c.Ports, 2)
+	port, metricsPort := c.Ports[0], c.Ports[1]
 	assert.Equal(t, "http", port.Name)
-	assert.Equal(t, strconv.Itoa(port.ContainerPort), spec.Template.Metadata.Annotations["prometheus.io/port"])
+	assert.Equal(t, "metrics", metricsPort.Name)
+	// /metrics on the API port needs the token; Prometheus scrapes the metrics listener.
+	assert.Equal(t, strconv.Itoa(metricsPort.ContainerPort), spec.Template.Metadata.Annotations["prometheus.io/port"])
 
 	var cm struct {
 		Data map[string]string `yaml:"data"`
@@ -533,6 +535,8 @@ func TestKubernetesDeployment(t *testing.T) {
 	cmDoc := m.decode(t, "ConfigMap", &cm)
 	_, httpPort, _ := strings.Cut(cm.Data["COLLECTOR_HTTP_ADDR"], ":")
 	assert.Equal(t, strconv.Itoa(port.ContainerPort), httpPort, "the collector listens on the container port")
+	_, metricsAddrPort, _ := strings.Cut(cm.Data["COLLECTOR_METRICS_ADDR"], ":")
+	assert.Equal(t, strconv.Itoa(metricsPort.ContainerPort), metricsAddrPort, "the metrics listener is on the metrics port")
 
 	probes := []struct {
 		name  string
@@ -653,13 +657,16 @@ func TestKubernetesNetworkPolicy(t *testing.T) {
 	for _, want := range []string{"TCP/" + natsPort, "TCP/" + chPort, "UDP/53", "TCP/53", "TCP/443"} {
 		assert.True(t, egress[want], "egress allows %s", want)
 	}
-	var ingress8080 bool
+	var ingress8080, ingressMetrics bool
+	_, metricsPort, _ := strings.Cut(cm.Data["COLLECTOR_METRICS_ADDR"], ":")
 	for _, r := range np.Spec.Ingress {
 		for _, p := range r.Ports {
 			ingress8080 = ingress8080 || p.Port == 8080
+			ingressMetrics = ingressMetrics || strconv.Itoa(p.Port) == metricsPort
 		}
 	}
 	assert.True(t, ingress8080, "ingress allows the HTTP API")
+	assert.True(t, ingressMetrics, "ingress allows Prometheus to the metrics listener")
 }
 
 // portOf returns the port of "nats://host:port" or "host:port", or def without one.

@@ -142,7 +142,7 @@ func TestPublishRejectsInvalidEnvelope(t *testing.T) {
 func TestPublishRidesThroughServerRestart(t *testing.T) {
 	const total = 5000
 	dir := t.TempDir()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Port: -1})
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: dir, Port: -1})
 	require.NoError(t, err)
 	port := serverPort(t, srv)
 	var (
@@ -185,7 +185,7 @@ waiting:
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	ackedAtShutdown := b.Stats().Acked
-	restarted, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Port: port})
+	restarted, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: dir, Port: port})
 	require.NoError(t, err)
 	mu.Lock()
 	current = restarted

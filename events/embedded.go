@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 )
 
@@ -20,17 +21,27 @@ const embeddedReadyTimeout = 30 * time.Second
 
 // EmbeddedConfig configures an embedded single-node NATS server with JetStream.
 type EmbeddedConfig struct {
-	Dir        string         // JetStream store directory; required
+	Dir string // JetStream store directory; required
+	// Listen opens a client port (Host, Port) to network clients. Without it the server
+	// listens on nothing and takes in-process connections only (InProcess): no other process
+	// can reach the state store (docs/security.md).
+	Listen     bool
 	Host       string         // listen address; "" = 127.0.0.1
 	Port       int            // client port; 0 = 4222, -1 = a random free port
+	Token      string         // when set, every client (in-process ones too) must present it (nats.Token)
 	MaxPayload int32          // maximum message size; 0 = DefaultMaxPayload
 	Logger     zerolog.Logger // server log lines; the zero value logs nothing
 }
 
+// InProcess is the connect option for a server started by StartEmbedded: the connection is
+// made in memory, without the network (the URL given to Connect is then only a label).
+func InProcess(srv *server.Server) nats.Option { return nats.InProcessServer(srv) }
+
 // StartEmbedded starts a NATS server with JetStream enabled and its store in cfg.Dir, and
 // waits until it accepts connections. It returns an error (and leaves nothing running) when
 // the configuration is invalid or the server does not become ready. The caller stops it with
-// Shutdown and WaitForShutdown; ClientURL gives the address to connect to.
+// Shutdown and WaitForShutdown. With cfg.Listen, ClientURL gives the address to connect to;
+// without it, clients connect with the InProcess option.
 func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("start embedded nats: store directory is required")
@@ -48,12 +59,18 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("start embedded nats: max payload %d is negative", cfg.MaxPayload)
 	}
 	opts := &server.Options{
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		JetStream:  true,
-		StoreDir:   cfg.Dir,
-		MaxPayload: cfg.MaxPayload,
-		NoSigs:     true,
+		Host:          cfg.Host,
+		Port:          cfg.Port,
+		DontListen:    !cfg.Listen,
+		Authorization: cfg.Token,
+		JetStream:     true,
+		StoreDir:      cfg.Dir,
+		MaxPayload:    cfg.MaxPayload,
+		NoSigs:        true,
+	}
+	where := fmt.Sprintf("on %s:%d", cfg.Host, cfg.Port)
+	if !cfg.Listen {
+		where = "in process"
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -73,9 +90,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
 		if fatal != "" {
-			return nil, fmt.Errorf("start embedded nats on %s:%d: %s", cfg.Host, cfg.Port, fatal)
+			return nil, fmt.Errorf("start embedded nats %s: %s", where, fatal)
 		}
-		return nil, fmt.Errorf("start embedded nats on %s:%d: not ready after %s", cfg.Host, cfg.Port, embeddedReadyTimeout)
+		return nil, fmt.Errorf("start embedded nats %s: not ready after %s", where, embeddedReadyTimeout)
 	}
 	if !srv.JetStreamEnabled() {
 		srv.Shutdown()

@@ -19,7 +19,7 @@ import (
 // and stops it at the end of the test.
 func startServer(t testing.TB, dir string) *server.Server {
 	t.Helper()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Port: -1, Logger: zerolog.Nop()})
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: dir, Port: -1, Logger: zerolog.Nop()})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		srv.Shutdown()

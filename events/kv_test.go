@@ -235,7 +235,7 @@ type storedConnection struct {
 
 func TestNoPlaintextSecretOnDisk(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Port: -1})
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: dir, Port: -1})
 	require.NoError(t, err)
 	stopped := false
 	t.Cleanup(func() {

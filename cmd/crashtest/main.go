@@ -7,9 +7,9 @@
 //	    script, GET /orgs (one name a line), GET /connect/ORG (the body of the connect request)
 //	    GET /truth/ORG (the organisation's ground truth as JSON) and GET /requests (how many
 //	    Greenhouse requests it served); prints one ready line.
-//	crashtest -addr HOST:PORT -data-dir DIR -nats-port N -clickhouse-addr A [-clickhouse-database D]
-//	    runs one collector replica with an embedded NATS server in DIR on a fixed port, a fixed
-//	    API token (-api-token) and a fixed sealing key.
+//	crashtest -addr HOST:PORT -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
+//	    runs one collector replica with an embedded NATS server in DIR (in process), a fixed API
+//	    token (-api-token) and a fixed sealing key.
 //	crashtest -verify -sim-url URL -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
 //	    starts NATS offline on DIR, reads ClickHouse and the simulator's truth, and checks users,
 //	    license types, statuses, last activity, audit event counts, daily activity, that no
@@ -70,7 +70,6 @@ type options struct {
 	sim, verify        bool
 	addr, simURL       string
 	dataDir            string
-	natsPort           int
 	chAddr, chDatabase string
 	apiToken           string
 	leaseTTL           time.Duration
@@ -84,7 +83,6 @@ func main() {
 	flag.StringVar(&o.addr, "addr", "127.0.0.1:8089", "listen address of the simulator (-sim) or of the collector's API")
 	flag.StringVar(&o.simURL, "sim-url", "http://127.0.0.1:8089", "simulator base URL (-verify)")
 	flag.StringVar(&o.dataDir, "data-dir", "./crashtest-data", "data directory of the embedded NATS server")
-	flag.IntVar(&o.natsPort, "nats-port", 4333, "client port of the embedded NATS server")
 	flag.StringVar(&o.chAddr, "clickhouse-addr", "127.0.0.1:9000", "ClickHouse native address")
 	flag.StringVar(&o.chDatabase, "clickhouse-database", "crashtest", "ClickHouse database")
 	flag.StringVar(&o.apiToken, "api-token", defaultToken, "bearer token of the collector's API")
@@ -211,13 +209,14 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.HTTPAddr = o.addr
 	cfg.APIToken = o.apiToken
 	cfg.DataDir = o.dataDir
-	cfg.NATSPort = o.natsPort
 	cfg.ClickHouseAddr = o.chAddr
 	cfg.ClickHouseDatabase = o.chDatabase
 	cfg.SecretKeys = sealingKey
 	cfg.AllowEndpointOverride = true
 	cfg.AllowInsecureEndpoints = true
 	cfg.GreenhouseWindows = "harvest=3s,audit=1s,token=6s,audit-paged=3s" // as newSim's
+	cfg.AllowedEndpointHosts = "127.0.0.1"                                // the simulator's address
+	cfg.UnsafeAllowLoopbackEndpointsForTests = true                       // the simulator runs on this host
 	cfg.Shards = 8
 	cfg.LeaseTTL = o.leaseTTL
 	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Str("replica", cfg.ReplicaID).Logger()
@@ -348,13 +347,13 @@ func getJSON(ctx context.Context, url string, v any) error {
 	return nil
 }
 
-// readStream starts NATS on the replica's store directory (on a random port) and reads every
+// readStream starts NATS on the replica's store directory (in process) and reads every
 // message of the SAAS stream, checking that each Nats-Msg-Id is its CloudEvents id.
 func readStream(ctx context.Context, dir string) ([]envelope, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("NATS store: %w", err)
 	}
-	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir, Host: "127.0.0.1", Port: -1})
+	ns, err := events.StartEmbedded(events.EmbeddedConfig{Dir: dir})
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +361,7 @@ func readStream(ctx context.Context, dir string) ([]envelope, error) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL(), events.InProcess(ns))
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}

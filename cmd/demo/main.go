@@ -109,12 +109,13 @@ func run() error {
 	cfg.APIToken = token
 	cfg.ReplicaID = "demo"
 	cfg.DataDir, _ = filepath.Abs(*dataDir)
-	cfg.NATSPort = -1
 	cfg.ClickHouseAddr = *chAddr
 	cfg.ClickHouseDatabase = "saas_demo"
 	cfg.SecretKeys = "demo:" + base64.StdEncoding.EncodeToString(key)
 	cfg.AllowEndpointOverride = true
-	cfg.AllowInsecureEndpoints = true // the simulator speaks plain http on loopback
+	cfg.AllowInsecureEndpoints = true               // the simulator speaks plain http on loopback
+	cfg.AllowedEndpointHosts = "127.0.0.1"          // the simulator's address
+	cfg.UnsafeAllowLoopbackEndpointsForTests = true // the simulator runs on this host
 	cfg.DefaultAuditInterval = time.Minute
 	cfg.DefaultUsersInterval = 5 * time.Minute
 	logOut := io.Discard
@@ -130,7 +131,7 @@ func run() error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- app.Run(ctx) }()
 	api := "http://" + app.Addr
-	step("collector API on %s (embedded NATS %s, ClickHouse %s database %s)", api, app.NATS.ClientURL(), *chAddr, cfg.ClickHouseDatabase)
+	step("collector API on %s (embedded NATS in process, ClickHouse %s database %s)", api, *chAddr, cfg.ClickHouseDatabase)
 
 	// Count what is published, per subject.
 	counts := &subjectCounts{n: map[string]int{}}
@@ -275,7 +276,7 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 	for _, n := range names {
 		fmt.Printf("  %-22s %8d rows\n", n, rows[n])
 	}
-	fmt.Printf("\nNATS JetStream (stream SAAS at %s)\n", app.NATS.ClientURL())
+	fmt.Println("\nNATS JetStream (stream SAAS, embedded, in process)")
 	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	for _, line := range counts.lines() {
 		fmt.Fprintln(tw, "  "+line+"\t")

@@ -71,6 +71,7 @@ func newBenchEnv(b *testing.B, scale time.Duration, profile string) *benchEnv {
 		AuditPagedLimit: opts.AuditPagedLimit, AuditPagedWindow: opts.AuditPagedWindow,
 		// The documented window lengths, scaled like the simulator's.
 		TokenWindow: opts.TokenWindow, HarvestWindow: opts.HarvestWindow, AuditWindow: opts.AuditWindow,
+		AllowInsecure: true, UnsafeAllowLoopback: true,
 	})
 	require.NoError(b, err)
 	return &benchEnv{opts: opts, scale: scale, srv: srv, org: org, gc: gc}

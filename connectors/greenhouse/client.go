@@ -8,12 +8,13 @@ package greenhouse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -77,7 +78,8 @@ type Config struct {
 	ClientSecret string
 	AdminUserID  int64
 	// HTTPClient sends the requests; nil means a client with a 10 s connect timeout, a 30 s
-	// response header timeout, and redirects followed only on the same scheme and host.
+	// response header timeout, redirects followed only on the same scheme and host, no proxy,
+	// and the address checks of dial.go. A client given here replaces all of that.
 	HTTPClient *http.Client
 	// Logger receives a debug line per retry, throttle and token refresh; never a secret.
 	Logger zerolog.Logger
@@ -94,6 +96,15 @@ type Config struct {
 	// assumed where an answer names no X-RateLimit-Reset; zero means the documented 60 s, 30 s
 	// and 10 s. Tests against a scaled simulator shorten them.
 	TokenWindow, HarvestWindow, AuditWindow time.Duration
+	// AllowInsecure accepts plain-http base URLs; without it only https is accepted.
+	AllowInsecure bool
+	// UnsafeAllowLoopback lets the default client connect to loopback addresses, which it
+	// otherwise refuses with private, link-local and other non-global ones (dial.go). For
+	// tests and the local demo against a server on this host only, never in production.
+	UnsafeAllowLoopback bool
+	// RootCAs verifies the servers' certificates in the default client; nil means the
+	// system's roots.
+	RootCAs *x509.CertPool
 }
 
 // String describes the configuration with the secret masked.
@@ -160,6 +171,10 @@ func New(cfg Config) (*Client, error) {
 			errs = append(errs, fmt.Errorf("base URL %q is not an absolute http(s) URL", raw))
 			continue
 		}
+		if u.Scheme == "http" && !cfg.AllowInsecure {
+			errs = append(errs, fmt.Errorf("base URL %q is plain http, which is refused without AllowInsecure", raw))
+			continue
+		}
 		c.base[kind] = u
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -173,10 +188,11 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.hc = cfg.HTTPClient
 	if c.hc == nil {
+		// No proxy: the dialer's address checks must see the address really connected to.
 		c.hc = &http.Client{
 			Transport: &http.Transport{
-				Proxy:                 http.ProxyFromEnvironment,
-				DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+				DialContext:           guardedDialer(cfg.UnsafeAllowLoopback).DialContext,
+				TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 				TLSHandshakeTimeout:   10 * time.Second,
 				ResponseHeaderTimeout: 30 * time.Second,
 				MaxIdleConnsPerHost:   4,

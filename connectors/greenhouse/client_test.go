@@ -62,6 +62,7 @@ func (f *fixture) client(t *testing.T, mut ...func(*greenhouse.Config)) *greenho
 		Endpoints: greenhouse.Endpoints{Auth: f.srv.URL, Harvest: f.srv.URL, AuditLog: f.srv.URL},
 		ClientID:  c.ClientID, ClientSecret: c.ClientSecret, AdminUserID: c.AdminUserID,
 		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond, // as fastOptions
+		AllowInsecure: true, UnsafeAllowLoopback: true, // the simulator: plain http on loopback
 		// The client assumes the simulator's windows where no X-RateLimit-Reset names them.
 		TokenWindow: f.opts.TokenWindow, HarvestWindow: f.opts.HarvestWindow, AuditWindow: f.opts.AuditWindow,
 	}

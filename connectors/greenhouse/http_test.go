@@ -59,6 +59,7 @@ func (f *fakeGH) client(t *testing.T, mut ...func(*greenhouse.Config)) *greenhou
 	cfg := greenhouse.Config{
 		Endpoints: greenhouse.Endpoints{Auth: f.srv.URL, Harvest: f.srv.URL, AuditLog: f.srv.URL},
 		ClientID:  "client-1", ClientSecret: testSecret, AdminUserID: 7,
+		AllowInsecure: true, UnsafeAllowLoopback: true, // httptest: plain http on loopback
 	}
 	for _, m := range mut {
 		m(&cfg)

@@ -10,7 +10,7 @@
 # It installs Debian's ClickHouse when missing and starts a throwaway one, serves a
 # deterministic simulator (cmd/crashtest -sim: 5 tenants, 200-800 users, 5k-20k events),
 # connects the tenants through the API once, then loops: start the replica (cmd/crashtest,
-# embedded NATS on a fixed port and directory), ask for a sync of every tenant, wait 0.7-6.2 s
+# embedded NATS in process on a fixed directory), ask for a sync of every tenant, wait 0.7-6.2 s
 # after the start, kill -9. Finally it starts the
 # replica once more, asks every tenant for a sync, waits until each has finished one, stops the
 # replica and runs cmd/crashtest -verify. Exit status: 0 when everything matches.
@@ -55,7 +55,6 @@ go build -o "$work/crashtest" ./cmd/crashtest
 
 sim_port=$(free_port)
 api_port=$(free_port)
-nats_port=$(free_port)
 SIM=http://127.0.0.1:$sim_port
 API=http://127.0.0.1:$api_port
 
@@ -66,7 +65,7 @@ grep -q ready "$work/sim.out" || { echo "crash-test.sh: simulator did not start"
 orgs=$(curl -sSf "$SIM/orgs")
 
 start_collector() {
-  "$work/crashtest" -addr "127.0.0.1:$api_port" -data-dir "$work/data" -nats-port "$nats_port" \
+  "$work/crashtest" -addr "127.0.0.1:$api_port" -data-dir "$work/data" \
     -clickhouse-addr "$CH" -clickhouse-database crashtest -api-token "$TOKEN" >>"$work/collector.log" 2>&1 &
   col_pid=$!
 }

@@ -23,7 +23,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: *dir, Port: *port})
+	srv, err := events.StartEmbedded(events.EmbeddedConfig{Listen: true, Dir: *dir, Port: *port})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
