@@ -153,7 +153,6 @@ wait_collector() {
     sleep 0.2
   done
 }
-apiget() { curl -sS -m 30 -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:${api[$1]}$2"; }
 ask_syncs() { # ask_syncs K: a sync of every tenant through replica K
   for org in $orgs; do
     curl -sS -m 30 -o /dev/null -H "Authorization: Bearer $TOKEN" -X POST "http://127.0.0.1:${api[$1]}/v1/tenants/$org/connections/greenhouse/sync" || true
@@ -217,22 +216,27 @@ say "faults done after $(( $(date +%s) - started )) s; the schedule runs for $ST
 sleep "$STEADY"
 for k in 1 2 3; do collector_healthy "$k" || true; done
 
-# Every tenant finishes one more requested sync.
+# Every tenant finishes one more requested sync: its Audit Log part succeeds (the replicas'
+# runs file says so; a requested run that failed is asked for again).
 declare -A run_ids
-for org in $orgs; do
-  run_ids[$org]=$(curl -sS -m 30 -H "Authorization: Bearer $TOKEN" -X POST "http://127.0.0.1:${api[1]}/v1/tenants/$org/connections/greenhouse/sync" \
+request_sync() {
+  run_ids[$1]=$(curl -sS -m 30 -H "Authorization: Bearer $TOKEN" -X POST "http://127.0.0.1:${api[1]}/v1/tenants/$1/connections/greenhouse/sync" \
     | sed -n 's/.*"run_id": *"\([^"]*\)".*/\1/p' || true)
-  [ -n "${run_ids[$org]}" ] || { say "sync request for $org failed"; exit 1; }
-done
+  [ -n "${run_ids[$1]}" ] || { say "sync request for $1 failed"; exit 1; }
+}
+run_ended() { # run_ended ID STATUS: the audit part of run ID ended with STATUS
+  grep -F "\"RunID\":\"$1\"" "$work/runs.jsonl" 2>/dev/null | grep -F '"Kind":"audit"' | grep -qF "\"Status\":\"$2\""
+}
+for org in $orgs; do request_sync "$org"; done
 pending="$orgs"
 deadline=$(( $(date +%s) + FINAL_TIMEOUT ))
 while [ -n "$pending" ]; do
   next=
   for org in $pending; do
-    doc=$(apiget 1 "/v1/tenants/$org/connections/greenhouse" || true)
-    if grep -q "\"run_id\": \"${run_ids[$org]}\"" <<<"$doc" && grep -q '"kind": "audit"' <<<"$doc" \
-      && grep -q '"status": "succeeded"' <<<"$doc"; then
-      continue
+    run_ended "${run_ids[$org]}" succeeded && continue
+    if run_ended "${run_ids[$org]}" failed; then
+      say "the requested sync of $org failed; asking again"
+      request_sync "$org"
     fi
     next="$next $org"
   done
