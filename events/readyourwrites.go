@@ -22,7 +22,9 @@ import (
 // process's own write: 10 attempts, 2 ms to 100 ms apart, about half a second in all.
 const readAttempts = 10
 
-func readBackoff(attempt int) time.Duration { return min(2*time.Millisecond<<attempt, 100*time.Millisecond) }
+func readBackoff(attempt int) time.Duration {
+	return min(2*time.Millisecond<<attempt, 100*time.Millisecond)
+}
 
 // errBehind is returned (wrapped) when no replica answered with this process's own latest
 // write in time.

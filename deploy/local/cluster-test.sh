@@ -56,7 +56,7 @@ say() { echo "cluster-test.sh: $*" >&2; }
 cleanup() {
   for i in 0 1 2; do [ -n "${nats_pid[$i]}" ] && kill -CONT "${nats_pid[$i]}" 2>/dev/null || true; done
   for k in 1 2 3; do [ -n "${col_pid[$k]}" ] && kill -9 "${col_pid[$k]}" 2>/dev/null || true; done
-  [ -n "$rec_pid" ] && kill "$rec_pid" 2>/dev/null || true
+  [ -n "$rec_pid" ] && kill -9 "$rec_pid" 2>/dev/null || true
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
   for i in 0 1 2; do [ -n "${nats_pid[$i]}" ] && kill "${nats_pid[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
