@@ -17,7 +17,12 @@ CHDB_VERSION=${CHDB_VERSION:-26.5.3}
 cache=${CHDB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/greenhouse-collector/chdb-$CHDB_VERSION}
 lib=$cache/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
 if [ ! -s "$lib" ]; then
-  command -v npm >/dev/null || { echo "compat-test.sh: npm is required to fetch libchdb.so (apt-get install npm)" >&2; exit 2; }
+  if ! command -v npm >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    echo "compat-test.sh: installing Debian's npm" >&2
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >&2
+  fi
   echo "compat-test.sh: installing @chdb/lib-linux-x64-gnu@$CHDB_VERSION into $cache" >&2
   mkdir -p "$cache"
   npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$cache" "@chdb/lib-linux-x64-gnu@$CHDB_VERSION" >&2
