@@ -3,7 +3,7 @@
 # faults injected while they sync, then checked against the simulator's truth
 # (docs/reliability.md, "A JetStream cluster under failure").
 #
-#   deploy/local/cluster-test.sh [--short]
+#   deploy/local/cluster-test.sh [--short | --bench]
 #
 # It starts a throwaway ClickHouse (deploy/local/clickhouse.sh), three NATS nodes (cmd/natsnode,
 # the nats-server dependency) from deploy/nats/nats-{0,1,2}.conf with their addresses moved to
@@ -25,17 +25,20 @@
 #     two replicas ran a tenant at once (the replicas' runs files); no routine run was later
 #     than the lease TTL beyond its interval (saas.sync.completed); the handover time after
 #     each fault.
-# The full run then compares publishing on the cluster with 3 replicas against one node with
-# 1 (events/bench/compare.sh, nats bench and the events publisher; BENCH=0 skips it).
+# The full run then compares publishing on the cluster (restarted with empty stores) with 3
+# replicas against one node of the same binary with 1 (events/bench/compare.sh: nats bench and
+# the events publisher, 512-byte messages, MSGS each, 5 repetitions, medians; BENCH=0 skips
+# it); --bench runs that comparison alone.
 # Exit status: 0 when everything holds. KEEP=1 keeps the work directory (logs, data).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-SHORT=
+SHORT= BENCH_ONLY=
 case "${1:-}" in
   --short) SHORT=1 ;;
+  --bench) BENCH_ONLY=1 ;;
   "") ;;
-  *) echo "usage: $0 [--short]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--short | --bench]" >&2; exit 2 ;;
 esac
 TTL_S=${LEASE_TTL:-5}
 if [ -n "$SHORT" ]; then ROUNDS=${ROUNDS:-1}; STEADY=${STEADY:-45}; BENCH=0; else ROUNDS=${ROUNDS:-3}; STEADY=${STEADY:-120}; BENCH=${BENCH:-1}; fi
@@ -49,16 +52,16 @@ deploy/local/clickhouse.sh install
 
 work=$(mktemp -d)
 status=1
-declare -a nats_pid=("" "" "") col_pid=("" "" "" "")
+declare -a nats_pid=("" "" "" "") col_pid=("" "" "" "")
 sim_pid=
 rec_pid=
 say() { echo "cluster-test.sh: $*" >&2; }
 cleanup() {
-  for i in 0 1 2; do [ -n "${nats_pid[$i]}" ] && kill -CONT "${nats_pid[$i]}" 2>/dev/null || true; done
+  for i in 0 1 2 3; do [ -n "${nats_pid[$i]}" ] && kill -CONT "${nats_pid[$i]}" 2>/dev/null || true; done
   for k in 1 2 3; do [ -n "${col_pid[$k]}" ] && kill -9 "${col_pid[$k]}" 2>/dev/null || true; done
   [ -n "$rec_pid" ] && kill -9 "$rec_pid" 2>/dev/null || true
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null || true
-  for i in 0 1 2; do [ -n "${nats_pid[$i]}" ] && kill "${nats_pid[$i]}" 2>/dev/null || true; done
+  for i in 0 1 2 3; do [ -n "${nats_pid[$i]}" ] && kill "${nats_pid[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
   deploy/local/clickhouse.sh stop "$work/clickhouse" || true
   if [ "$status" -eq 0 ] && [ -z "${KEEP:-}" ]; then
@@ -89,8 +92,6 @@ wait_for() {
   done
 }
 
-CH=$(deploy/local/clickhouse.sh start "$work/clickhouse")
-say "ClickHouse at $CH"
 go build -o "$work/" ./cmd/natsnode ./cmd/crashtest ./cmd/clustertest
 
 # The three nodes: deploy/nats's configurations with loopback ports and local stores.
@@ -118,11 +119,58 @@ nats_healthy() {
   kill -0 "${nats_pid[$1]}" 2>/dev/null || { say "nats-$1 exited: $(tail -n 3 "$work/nats-$1/log")"; exit 1; }
   curl -sf "http://127.0.0.1:${mon[$1]}/healthz" >/dev/null
 }
-for i in 0 1 2; do start_nats "$i"; done
 meta_leader() { curl -sf "http://127.0.0.1:${mon[$1]}/jsz" | grep -q '"leader": *"nats-'; }
-for i in 0 1 2; do wait_for 120 "NATS node nats-$i healthy" nats_healthy "$i"; done
-for i in 0 1 2; do wait_for 120 "NATS node nats-$i knowing the JetStream meta leader" meta_leader "$i"; done
-say "NATS cluster at $NATS_URL"
+start_cluster() {
+  for i in 0 1 2; do start_nats "$i"; done
+  for i in 0 1 2; do wait_for 120 "NATS node nats-$i healthy" nats_healthy "$i"; done
+  for i in 0 1 2; do wait_for 120 "NATS node nats-$i knowing the JetStream meta leader" meta_leader "$i"; done
+  say "NATS cluster at $NATS_URL"
+}
+stop_nats() {
+  for i in "$@"; do
+    [ -n "${nats_pid[$i]}" ] || continue
+    kill "${nats_pid[$i]}" 2>/dev/null || true
+    wait "${nats_pid[$i]}" 2>/dev/null || true
+    nats_pid[$i]=
+  done
+}
+
+# bench: publishing on the cluster with 3 replicas, then on one node with 1, each with empty
+# stores, side by side (events/bench/compare.sh).
+bench() {
+  local msgs=${MSGS:-50000}
+  stop_nats 0 1 2
+  for i in 0 1 2; do rm -rf "$work/nats-$i/data"; mkdir -p "$work/nats-$i/data"; done
+  start_cluster
+  say "publishing on the cluster, 3 replicas"
+  NATS_URL=$NATS_URL REPLICAS=3 MSGS=$msgs events/bench/compare.sh 512 | tee "$work/bench-r3.txt"
+  stop_nats 0 1 2
+  local port mport
+  port=$(free_port); mport=$(free_port)
+  mkdir -p "$work/single"
+  "$work/natsnode" -js -sd "$work/single" -a 127.0.0.1 -p "$port" -m "$mport" >"$work/single.log" 2>&1 &
+  nats_pid[3]=$!
+  mon[3]=$mport
+  wait_for 60 "the single NATS node healthy" nats_healthy 3
+  say "publishing on one node, 1 replica"
+  NATS_URL=nats://127.0.0.1:$port REPLICAS=1 MSGS=$msgs events/bench/compare.sh 512 | tee "$work/bench-r1.txt"
+  stop_nats 3
+  echo
+  echo "publish rate, median of 5 runs of $msgs messages of 512 B, msgs/s:"
+  printf '%-24s %12s %12s\n' "" "nats bench" "events"
+  printf '%-24s %12s %12s\n' "3 nodes, 3 replicas" "$(awk '/^512B/ {print $2}' "$work/bench-r3.txt")" "$(awk '/^512B/ {print $4}' "$work/bench-r3.txt")"
+  printf '%-24s %12s %12s\n' "1 node, 1 replica" "$(awk '/^512B/ {print $2}' "$work/bench-r1.txt")" "$(awk '/^512B/ {print $4}' "$work/bench-r1.txt")"
+}
+
+if [ -n "$BENCH_ONLY" ]; then
+  bench
+  status=0
+  exit 0
+fi
+
+start_cluster
+CH=$(deploy/local/clickhouse.sh start "$work/clickhouse")
+say "ClickHouse at $CH"
 
 sim_port=$(free_port)
 SIM=http://127.0.0.1:$sim_port
@@ -270,16 +318,7 @@ ok=1
 
 if [ -n "$ok" ] && [ "$BENCH" = 1 ]; then
   echo
-  say "publishing: the cluster, 3 replicas"
-  NATS_URL=$NATS_URL REPLICAS=3 MSGS=${MSGS:-50000} events/bench/compare.sh 512 | tee "$work/bench-r3.txt"
-  for i in 0 1 2; do kill "${nats_pid[$i]}"; wait "${nats_pid[$i]}" 2>/dev/null || true; nats_pid[$i]=; done
-  say "publishing: one node, 1 replica"
-  MSGS=${MSGS:-50000} events/bench/compare.sh 512 | tee "$work/bench-r1.txt"
-  echo
-  echo "publish rate, median msgs/s (512 B):"
-  printf '%-22s %12s %12s\n' "" "nats bench" "events"
-  printf '%-22s %12s %12s\n' "3 nodes, 3 replicas" "$(awk '/^512B/ {print $2}' "$work/bench-r3.txt")" "$(awk '/^512B/ {print $4}' "$work/bench-r3.txt")"
-  printf '%-22s %12s %12s\n' "1 node, 1 replica" "$(awk '/^512B/ {print $2}' "$work/bench-r1.txt")" "$(awk '/^512B/ {print $4}' "$work/bench-r1.txt")"
+  bench
 fi
 
 echo
