@@ -100,7 +100,7 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 		return nil, fmt.Errorf("set up JetStream: %w", err)
 	}
 	if a.Store, err = storage.Open(ctx, storage.Config{
-		Addr: strings.Split(cfg.ClickHouseAddr, ","), Database: cfg.ClickHouseDatabase,
+		Addr: strings.Split(cfg.ClickHouseAddr, ","), Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster,
 		Username: cfg.ClickHouseUser, Password: cfg.ClickHousePassword, Logger: log,
 	}); err != nil {
 		return nil, fmt.Errorf("open ClickHouse: %w", err)

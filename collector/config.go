@@ -35,6 +35,7 @@ type Config struct {
 
 	ClickHouseAddr     string // comma-separated host:port (native protocol)
 	ClickHouseDatabase string
+	ClickHouseCluster  string // cluster the schema is created on (ON CLUSTER, Replicated engines); empty: none
 	ClickHouseUser     string
 	ClickHousePassword string // secret
 
@@ -121,6 +122,7 @@ func (c *Config) fields() []configField {
 		{"nats-token", "token clients of the listening embedded NATS server must present; empty: a random one known to this process only", true, &c.NATSToken},
 		{"clickhouse-addr", "ClickHouse native addresses host:port, comma-separated", false, &c.ClickHouseAddr},
 		{"clickhouse-database", "ClickHouse database", false, &c.ClickHouseDatabase},
+		{"clickhouse-cluster", "ClickHouse cluster (remote_servers) to create the schema on, ON CLUSTER with ReplicatedReplacingMergeTree tables; empty: one server or ClickHouse Cloud (docs/schema.md)", false, &c.ClickHouseCluster},
 		{"clickhouse-user", "ClickHouse user", false, &c.ClickHouseUser},
 		{"clickhouse-password", "ClickHouse password", true, &c.ClickHousePassword},
 		{"secret-keys", "keys sealing client secrets: id:base64(32 bytes)[,id:key…], first is primary (required)", true, &c.SecretKeys},

@@ -70,6 +70,7 @@ type scheduler struct {
 	mu      sync.Mutex
 	tenants map[string]*tenantSchedule
 	owned   map[int]uint64 // shard → lease revision
+	fence   leaseFence     // until when each owned shard may be acted on (fence.go)
 	sem     chan struct{}
 	// freshRunning counts the first syncs under way (planDispatch caps them).
 	freshRunning int
@@ -85,6 +86,7 @@ func newScheduler(s *Service) *scheduler {
 		s:       s,
 		tenants: map[string]*tenantSchedule{},
 		owned:   map[int]uint64{},
+		fence:   newLeaseFence(),
 		outbox:  map[string]*outboxRetry{},
 		sem:     make(chan struct{}, s.cfg.Concurrency),
 		wake:    make(chan struct{}, 1),
@@ -104,6 +106,7 @@ func (sch *scheduler) run(ctx context.Context) error {
 	log := sch.s.log.With().Str("replica", sch.s.cfg.ReplicaID).Logger()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- sch.watchConnections(ctx) }()
+	go sch.watchFence(ctx)
 
 	leaseEvery := sch.s.cfg.LeaseTTL / 3
 	leaseTick := time.NewTicker(leaseEvery)
@@ -202,12 +205,22 @@ func (sch *scheduler) refreshLeases(ctx context.Context) error {
 	s := sch.s
 	me := s.cfg.ReplicaID
 	now := s.now()
+	// A round is bounded, so that the loop keeps dispatching while NATS is slow; a write that
+	// does not answer in time is retried on the next round.
+	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.LeaseTTL/2, 2*time.Second))
+	defer cancel()
+	var errs []error
+	// Without the heartbeat or the replica count, held shards are still renewed (they are
+	// what keeps runs going), but none is released or taken.
+	renewOnly := false
 	if _, err := s.leases.Put(ctx, replicaKey(me), lease{Owner: me, Renewed: now}); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+		errs, renewOnly = append(errs, fmt.Errorf("heartbeat: %w", err)), true
 	}
 	replicas := 0
-	if err := s.leases.Keys(ctx, "replica.", func(string) error { replicas++; return nil }); err != nil {
-		return fmt.Errorf("list replicas: %w", err)
+	if !renewOnly {
+		if err := s.leases.Keys(ctx, "replica.", func(string) error { replicas++; return nil }); err != nil {
+			errs, renewOnly = append(errs, fmt.Errorf("list replicas: %w", err)), true
+		}
 	}
 	if replicas < 1 {
 		replicas = 1
@@ -227,20 +240,30 @@ func (sch *scheduler) refreshLeases(ctx context.Context) error {
 	}
 	sch.mu.Unlock()
 
-	var errs []error
-	// Renew.
+	// Renew. A lease is held until its last write was sent plus the TTL (fence.go): a write
+	// that fails for another reason than a conflict leaves the shard held until then.
+	until := map[int]time.Time{}
 	shards := make([]int, 0, len(owned))
 	for n := range owned {
 		shards = append(shards, n)
 	}
 	sort.Ints(shards)
 	for _, n := range shards {
+		sent := time.Now()
 		rev, err := s.leases.Update(ctx, shardKey(n), lease{Owner: me, Renewed: now}, owned[n])
-		if err != nil {
-			delete(owned, n) // lost (expired and taken, or conflict)
+		if errors.Is(err, events.ErrConflict) {
+			delete(owned, n) // lost (expired and taken, or deleted)
 			continue
 		}
-		owned[n] = rev
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		owned[n], until[n] = rev, sent.Add(s.cfg.LeaseTTL)
+	}
+	if renewOnly {
+		sch.setOwned(owned, until)
+		return errors.Join(errs...)
 	}
 	// Release above the fair share (the highest shards first, so replicas converge).
 	for i := len(shards) - 1; i >= 0 && len(owned) > fair; i-- {
@@ -259,18 +282,40 @@ func (sch *scheduler) refreshLeases(ctx context.Context) error {
 		if _, ok := owned[n]; ok {
 			continue
 		}
+		sent := time.Now()
 		rev, err := s.leases.Create(ctx, shardKey(n), lease{Owner: me, Renewed: now})
 		if err == nil {
-			owned[n] = rev
+			owned[n], until[n] = rev, sent.Add(s.cfg.LeaseTTL)
 		} else if !errors.Is(err, events.ErrConflict) {
 			errs = append(errs, err)
 		}
 	}
+	sch.setOwned(owned, until)
+	return errors.Join(errs...)
+}
+
+// setOwned records the shards held after a round of lease writes, with the new ends of the
+// leases written (a shard kept without a successful write keeps its earlier end), and drops
+// the shards whose lease has ended.
+func (sch *scheduler) setOwned(owned map[int]uint64, until map[int]time.Time) {
+	now := time.Now()
 	sch.mu.Lock()
+	for n := range owned {
+		if u, ok := until[n]; ok {
+			sch.fence.until[n] = u
+		}
+		if !sch.fence.valid(n, now) {
+			delete(owned, n)
+		}
+	}
+	for n := range sch.fence.until {
+		if _, ok := owned[n]; !ok {
+			delete(sch.fence.until, n)
+		}
+	}
 	sch.owned = owned
 	sch.mu.Unlock()
-	s.metrics.shardsOwned.Set(float64(len(owned)))
-	return errors.Join(errs...)
+	sch.s.metrics.shardsOwned.Set(float64(len(owned)))
 }
 
 // releaseAll gives the shards back on shutdown so that other replicas take them at once.
@@ -280,6 +325,7 @@ func (sch *scheduler) releaseAll() {
 	sch.mu.Lock()
 	owned := sch.owned
 	sch.owned = map[int]uint64{}
+	sch.fence.until = map[int]time.Time{}
 	sch.mu.Unlock()
 	for n, rev := range owned {
 		_ = sch.s.leases.Delete(ctx, shardKey(n), rev)
@@ -289,8 +335,9 @@ func (sch *scheduler) releaseAll() {
 
 // owns reports whether this replica holds the tenant's shard.
 func (sch *scheduler) owns(tenant string) bool {
-	_, ok := sch.owned[shardOf(tenant, sch.s.cfg.Shards)]
-	return ok
+	n := shardOf(tenant, sch.s.cfg.Shards)
+	_, ok := sch.owned[n]
+	return ok && sch.fence.valid(n, time.Now())
 }
 
 // dueSync is a tenant whose sync is due, as dispatch sees it.
@@ -415,11 +462,12 @@ start:
 		if d.requested {
 			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
 		}
+		jctx := sch.startJob(ctx, d.tenant)
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
 			defer func() { <-sch.sem }()
-			sch.runJob(ctx, job)
+			sch.runJob(jctx, job)
 		}()
 	}
 	sch.s.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
@@ -513,6 +561,7 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 	now := s.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
+	sch.endJob(job.tenant)
 	if job.fresh {
 		sch.freshRunning--
 	}

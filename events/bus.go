@@ -33,6 +33,10 @@ const (
 	BucketLeases      = "leases"      // shard ownership across replicas; entries expire after LeaseTTL
 )
 
+// LeaseHistory is how many revisions of each lease the leases bucket keeps (within its TTL):
+// a lease is renewed every third of the TTL, so it holds every revision younger than the TTL.
+const LeaseHistory = 8
+
 // Buckets lists every bucket name NewBus creates.
 func Buckets() []string {
 	return []string{BucketConnections, BucketCheckpoints, BucketAlerts, BucketLeases}
@@ -159,6 +163,9 @@ func (c Config) bucketConfig(name string) jetstream.KeyValueConfig {
 	case BucketLeases:
 		cfg.Description = "Collector shard leases; an entry expires unless refreshed within the TTL"
 		cfg.TTL = c.LeaseTTL
+		// A shard's recent holders stay readable (KV History) for operators and for the
+		// cluster test's lease check (docs/reliability.md); the TTL bounds what is kept.
+		cfg.History = LeaseHistory
 	}
 	return cfg
 }
@@ -181,7 +188,7 @@ type publishStats struct {
 }
 
 // NewBus creates or updates the stream (file storage, deduplication window, limits) and the KV
-// buckets (file storage, history 1, the leases bucket with LeaseTTL) and returns a Bus over
+// buckets (file storage, history 1, the leases bucket with LeaseTTL and LeaseHistory) and returns a Bus over
 // them. It returns an error for an invalid configuration or when JetStream refuses a change
 // (for example a storage type change of an existing stream). nc stays owned by the caller.
 func NewBus(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {

@@ -78,13 +78,13 @@ func TestNewBusBuckets(t *testing.T) {
 			require.NoError(t, err)
 			st, err := kv.Status(ctx)
 			require.NoError(t, err)
-			assert.Equal(t, int64(1), st.History())
 			assert.Equal(t, jetstream.FileStorage, st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Storage)
-			wantTTL := time.Duration(0)
+			wantTTL, wantHistory := time.Duration(0), int64(1)
 			if name == events.BucketLeases {
-				wantTTL = events.DefaultLeaseTTL
+				wantTTL, wantHistory = events.DefaultLeaseTTL, events.LeaseHistory
 			}
 			assert.Equal(t, wantTTL, st.TTL())
+			assert.Equal(t, wantHistory, st.History())
 		})
 	}
 }

@@ -27,11 +27,12 @@ const modifyAttempts = 64
 // KV is a typed view of one JetStream KV bucket: values are JSON-encoded T. Keys allow
 // [-/_=.a-zA-Z0-9] and must not start or end with "."; the collector uses keys like
 // "greenhouse.acme". Revisions are the bucket's stream sequences and drive compare-and-set.
-// A KV is safe for concurrent use.
+// A KV reads its own writes (readyourwrites.go). A KV is safe for concurrent use.
 type KV[T any] struct {
-	kv     jetstream.KeyValue
-	bucket string
-	err    error // set when the bucket name was unknown
+	kv      jetstream.KeyValue
+	bucket  string
+	err     error // set when the bucket name was unknown
+	written writtenRevisions
 }
 
 // BucketKV returns a typed view of the bus's bucket name, one of BucketConnections,
@@ -55,7 +56,7 @@ func (k *KV[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 	if k.err != nil {
 		return zero, 0, k.err
 	}
-	e, err := k.kv.Get(ctx, key)
+	e, err := k.getAtLeast(ctx, key)
 	if err != nil {
 		return zero, 0, k.wrap("get", key, err)
 	}
@@ -80,6 +81,7 @@ func (k *KV[T]) Create(ctx context.Context, key string, v T) (uint64, error) {
 	if err != nil {
 		return 0, k.wrap("create", key, err)
 	}
+	k.written.wrote(key, rev)
 	return rev, nil
 }
 
@@ -97,6 +99,7 @@ func (k *KV[T]) Update(ctx context.Context, key string, v T, rev uint64) (uint64
 	if err != nil {
 		return 0, k.wrap("update", key, err)
 	}
+	k.written.wrote(key, newRev)
 	return newRev, nil
 }
 
@@ -114,6 +117,7 @@ func (k *KV[T]) Put(ctx context.Context, key string, v T) (uint64, error) {
 	if err != nil {
 		return 0, k.wrap("put", key, err)
 	}
+	k.written.wrote(key, rev)
 	return rev, nil
 }
 
@@ -128,6 +132,7 @@ func (k *KV[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	if rev != 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
+	k.written.forget(key)
 	if err := k.kv.Delete(ctx, key, opts...); err != nil {
 		return k.wrap("delete", key, err)
 	}
@@ -141,6 +146,7 @@ func (k *KV[T]) Purge(ctx context.Context, key string) error {
 	if k.err != nil {
 		return k.err
 	}
+	k.written.forget(key)
 	if err := k.kv.Purge(ctx, key); err != nil {
 		return k.wrap("purge", key, err)
 	}

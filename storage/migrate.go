@@ -113,7 +113,7 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := s.execIdempotent(ctx, s.sql(schemaMigrationsDDL)); err != nil {
+	if err := s.execIdempotent(ctx, s.ddl(schemaMigrationsDDL)); err != nil {
 		return fmt.Errorf("migrate: create schema_migrations: %w", err)
 	}
 	applied := map[uint32]string{}
@@ -146,7 +146,7 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS, dir string) error {
 		}
 		start := time.Now()
 		for i, st := range m.statements {
-			if err := s.execIdempotent(ctx, s.sql(st)); err != nil {
+			if err := s.execIdempotent(ctx, s.ddl(st)); err != nil {
 				return fmt.Errorf("migrate: %04d_%s statement %d: %w", m.version, m.name, i+1, err)
 			}
 		}

@@ -40,6 +40,10 @@ type Config struct {
 	Database string
 	// Username and Password authenticate; empty Username means "default".
 	Username, Password string
+	// Cluster, when set, names the ClickHouse cluster (remote_servers) the schema is created
+	// on: CREATE … ON CLUSTER with ReplicatedReplacingMergeTree tables (replicatedDDL). Empty:
+	// one server, or ClickHouse Cloud, which replicates plain ReplacingMergeTree tables itself.
+	Cluster string
 	// DialTimeout bounds a connection attempt. Default 5 s.
 	DialTimeout time.Duration
 	// MaxOpenConns bounds the connection pool. Default 8.
@@ -122,6 +126,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if !identRE.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("open clickhouse: invalid database name %q", cfg.Database)
 	}
+	if cfg.Cluster != "" && !clusterRE.MatchString(cfg.Cluster) {
+		return nil, fmt.Errorf("open clickhouse: invalid cluster name %q", cfg.Cluster)
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Protocol:        clickhouse.Native,
 		Addr:            cfg.Addr,
@@ -145,7 +152,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %s: %w", strings.Join(cfg.Addr, ","), err)
 	}
-	if err := conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.db); err != nil && exceptionCode(err) != codeDatabaseAlreadyExists {
+	if err := conn.Exec(ctx, s.createDatabaseSQL()); err != nil && exceptionCode(err) != codeDatabaseAlreadyExists {
 		_ = conn.Close()
 		return nil, fmt.Errorf("create database %s: %w", cfg.Database, err)
 	}

@@ -212,7 +212,7 @@ SELECT tenant_id, ? AS app, toInt64OrZero(performer_id) AS uid, toDate(event_tim
 FROM {db}.audit_events
 WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
   AND toDate(event_time) IN (%s)
-  AND ` + SeatUseSQL + ` AND toInt64OrZero(performer_id) != 0
+  AND ` + SeatUseSQL + ` AND ` + userPerformerSQL + `
 GROUP BY tenant_id, uid, d`
 
 // RefreshDailyActivity recomputes user_activity_daily for tenant and the given UTC days from
@@ -254,7 +254,7 @@ const userActivitySQL = `SELECT toInt64OrZero(performer_id) AS uid, uniqExact(ev
        argMax(event_type, tuple(event_time, event_id))
 FROM {db}.audit_events
 WHERE tenant_id = ? AND event_time >= toDateTime(?, 'UTC') AND event_time < toDateTime(?, 'UTC')
-  AND ` + SeatUseSQL + ` AND toInt64OrZero(performer_id) != 0 %s
+  AND ` + SeatUseSQL + ` AND ` + userPerformerSQL + ` %s
 GROUP BY uid
 ORDER BY uid`
 

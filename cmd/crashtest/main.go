@@ -10,8 +10,12 @@
 //	crashtest -addr HOST:PORT -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
 //	    runs one collector replica with an embedded NATS server in DIR (in process), a fixed API
 //	    token (-api-token) and a fixed sealing key.
+//	    With -nats-url it uses that NATS (deploy/local/cluster-test.sh: a 3-node cluster, with
+//	    -replica-id, -stream-replicas 3 and -runs-file, which gets one JSON line per sync run
+//	    with the replica that ran it).
 //	crashtest -verify -sim-url URL -data-dir DIR -clickhouse-addr A [-clickhouse-database D]
-//	    starts NATS offline on DIR, reads ClickHouse and the simulator's truth, and checks users,
+//	    starts NATS offline on DIR (or reads the stream from -nats-url), reads ClickHouse and
+//	    the simulator's truth, and checks users,
 //	    license types, statuses, last activity, audit event counts, daily activity, that no
 //	    CloudEvents id is in the stream twice, one saas.user.changed per user, exactly one
 //	    license_inactive alert per inactive license holder and no license_active or
@@ -34,6 +38,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -74,6 +79,9 @@ type options struct {
 	apiToken           string
 	leaseTTL           time.Duration
 	logLevel           string
+	natsURL, replicaID string
+	streamReplicas     int
+	runsFile           string
 }
 
 func main() {
@@ -88,6 +96,10 @@ func main() {
 	flag.StringVar(&o.apiToken, "api-token", defaultToken, "bearer token of the collector's API")
 	flag.DurationVar(&o.leaseTTL, "lease-ttl", time.Second, "shard lease lifetime: a killed replica's shards are free after it")
 	flag.StringVar(&o.logLevel, "log-level", "info", "log level of the collector")
+	flag.StringVar(&o.natsURL, "nats-url", "", "external NATS URLs, comma-separated (empty: the embedded NATS in data-dir)")
+	flag.StringVar(&o.replicaID, "replica-id", "", "name of the replica in shard leases (empty: host name and pid)")
+	flag.IntVar(&o.streamReplicas, "stream-replicas", 1, "replicas of the stream and KV buckets")
+	flag.StringVar(&o.runsFile, "runs-file", "", "append one JSON line per sync run (tenant, replica, kind, start, end) to this file")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -219,8 +231,28 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.UnsafeAllowLoopbackEndpointsForTests = true                       // the simulator runs on this host
 	cfg.Shards = 8
 	cfg.LeaseTTL = o.leaseTTL
+	cfg.NATSURL = o.natsURL
+	cfg.StreamReplicas = o.streamReplicas
+	if o.replicaID != "" {
+		cfg.ReplicaID = o.replicaID
+	}
 	log := zerolog.New(os.Stderr).Level(level).With().Timestamp().Str("replica", cfg.ReplicaID).Logger()
-	app, err := collector.Start(ctx, cfg, log, collector.Options{})
+	var opts collector.Options
+	if o.runsFile != "" {
+		f, err := os.OpenFile(o.runsFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("runs-file: %w", err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		enc := json.NewEncoder(f)
+		opts.RunObserver = func(r collector.RunInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			_ = enc.Encode(r) // one write per line: a kill loses at most the line being written
+		}
+	}
+	app, err := collector.Start(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}
@@ -256,7 +288,12 @@ func verify(ctx context.Context, o options, out io.Writer) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	envs, err := readStream(ctx, filepath.Join(o.dataDir, "nats"))
+	var envs []envelope
+	if o.natsURL != "" {
+		envs, err = readClusterStream(ctx, o.natsURL)
+	} else {
+		envs, err = readStream(ctx, filepath.Join(o.dataDir, "nats"))
+	}
 	if err != nil {
 		return false, err
 	}
@@ -366,6 +403,23 @@ func readStream(ctx context.Context, dir string) ([]envelope, error) {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
 	defer nc.Close()
+	return readSAAS(ctx, nc)
+}
+
+// readClusterStream reads every message of the SAAS stream from a running NATS (the cluster
+// of deploy/local/cluster-test.sh).
+func readClusterStream(ctx context.Context, url string) ([]envelope, error) {
+	nc, err := events.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	return readSAAS(ctx, nc)
+}
+
+// readSAAS reads every message of the SAAS stream, checking that each Nats-Msg-Id is its
+// CloudEvents id.
+func readSAAS(ctx context.Context, nc *nats.Conn) ([]envelope, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # test.sh: runs the whole test suite on a fresh Debian machine with Go installed.
 # It installs Debian's ClickHouse when it is missing, starts a throwaway server for the run
-# (NATS is embedded in the tests), runs go vet and every test, and cleans up.
+# (NATS is embedded in the tests), runs go vet and every test, and cleans up. Then, unless
+# arguments were given, the ClickHouse compatibility test (18.16 against 26.x in process,
+# docs/schema.md) and the short JetStream cluster run (three replicas, three NATS nodes,
+# faults; docs/reliability.md), each with servers of its own.
 # Extra arguments go to `go test` (e.g. -run TestEndToEnd).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,3 +27,7 @@ go vet ./...
 # every answer): docs/greenhouse-wire.md, "Simulator profiles".
 GREENHOUSE_SIM_PROFILE=documented go test -count=1 -timeout 45m "$@" ./...
 GREENHOUSE_SIM_PROFILE=generous go test -count=1 -timeout 45m "$@" ./connectors/... ./collector/
+if [ $# -eq 0 ]; then
+  deploy/local/compat-test.sh
+  deploy/local/cluster-test.sh --short
+fi

@@ -24,6 +24,7 @@ func main() {
 	batch := flag.Int("batch", 1000, "messages per Publish call")
 	inflight := flag.Int("inflight", events.DefaultMaxInFlight, "Config.MaxInFlight")
 	window := flag.Duration("dupwindow", 2*time.Minute, "the stream's duplicate window (nats bench's default is 2m)")
+	replicas := flag.Int("replicas", 1, "replicas of the stream (3 on a 3-node cluster)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -38,14 +39,14 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(*url, *msgs, *size, *batch, *inflight, *window); err != nil {
+	if err := run(*url, *msgs, *size, *batch, *inflight, *replicas, *window); err != nil {
 		fmt.Fprintln(os.Stderr, "pub:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(url string, n, size, batch, inflight int, window time.Duration) error {
+func run(url string, n, size, batch, inflight, replicas int, window time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	nc, err := events.Connect(ctx, url)
@@ -53,7 +54,7 @@ func run(url string, n, size, batch, inflight int, window time.Duration) error {
 		return err
 	}
 	defer nc.Close()
-	bus, err := events.NewBus(ctx, nc, events.Config{Stream: "BENCH", Subjects: []string{"saas.>"}, KVPrefix: "bench", MaxInFlight: inflight, DuplicateWindow: window})
+	bus, err := events.NewBus(ctx, nc, events.Config{Stream: "BENCH", Subjects: []string{"saas.>"}, KVPrefix: "bench", MaxInFlight: inflight, DuplicateWindow: window, Replicas: replicas})
 	if err != nil {
 		return err
 	}
