@@ -26,7 +26,7 @@ func TestInsertAuditEventsSurvivesOutage(t *testing.T) {
 	srv := storagetest.StartServer(t, storagetest.ServerOptions{})
 	s := storagetest.NewStoreWithConfig(t, storage.Config{Addr: []string{srv.Addr()}, DialTimeout: time.Second,
 		AuditFlushInterval: 20 * time.Millisecond, Logger: storagetest.Logger(t)})
-	ctx := ctxT(t)
+	ctx := t.Context()
 
 	base := ts("2024-06-01 00:00:00")
 	events := func(from, to int) []storage.AuditEventRow {
@@ -91,7 +91,7 @@ func TestTimezones(t *testing.T) {
 
 	srv := storagetest.StartServer(t, storagetest.ServerOptions{Timezone: "Asia/Kolkata"})
 	s := storagetest.NewStoreWithConfig(t, storage.Config{Addr: []string{srv.Addr()}})
-	ctx := ctxT(t)
+	ctx := t.Context()
 	var tz string
 	require.NoError(t, s.Conn().QueryRow(ctx, "SELECT timezone()").Scan(&tz))
 	require.Equal(t, "Asia/Kolkata", tz)

@@ -49,7 +49,7 @@ func fixtureUsers() []storage.UserRow {
 func TestInactiveLicensesAndUtilisation(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	require.NoError(t, s.UpsertUsers(ctx, fixtureUsers()))
 
 	inactive := func(id int64, typ, reason string, last *time.Time) storage.InactiveLicense {
@@ -134,7 +134,7 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 
 // activityFixture inserts audit events of two users over two days (plus noise) and the users.
 func activityFixture(t *testing.T, s *storage.Store) {
-	ctx := ctxT(t)
+	ctx := t.Context()
 	ev := []storage.AuditEventRow{
 		auditEvent("acme", 1, ts("2024-06-01 09:00:00"), 1, "a"),
 		auditEvent("acme", 2, ts("2024-06-01 10:00:00"), 1, "b"),
@@ -172,7 +172,7 @@ var (
 func TestActivityQueries(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	activityFixture(t, s)
 
 	t.Run("daily activity", func(t *testing.T) {
