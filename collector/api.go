@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,7 +157,13 @@ type settingsRequest struct {
 	AuditInterval     *string `json:"audit_interval"`
 }
 
-var legacyKey = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
+// secret is the client secret sent, "" when none was.
+func (r connectRequest) secret() string {
+	if r.ClientSecret == nil {
+		return ""
+	}
+	return *r.ClientSecret
+}
 
 // decodeStrict decodes one JSON object with no unknown fields into v, mapping every failure to
 // a 400 body that names the field.
@@ -224,7 +229,7 @@ func (s *Service) validateConnect(req connectRequest) (events.Settings, *apiErro
 		if len(*req.ClientID) > 256 {
 			return set, &apiError{Code: "invalid_field", Field: "client_id", Message: "client_id is longer than 256 characters"}
 		}
-		legacy := legacyKey.MatchString(*req.ClientID) && (req.ClientSecret == nil || *req.ClientSecret == "")
+		legacy := greenhouse.IsLegacyAPIKey(*req.ClientID, req.secret())
 		if !legacy && (req.ClientSecret == nil || *req.ClientSecret == "") {
 			return set, &apiError{Code: "missing_field", Field: "client_secret", Message: "client_secret is required"}
 		}
@@ -329,7 +334,7 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 		e := *req.Endpoints
 		doc.Endpoints = &e
 	}
-	if req.APIKey != nil || legacyKey.MatchString(*req.ClientID) && (req.ClientSecret == nil || *req.ClientSecret == "") {
+	if req.APIKey != nil || greenhouse.IsLegacyAPIKey(*req.ClientID, req.secret()) {
 		doc.State = StateError
 		doc.Checks = legacyChecks()
 		if req.ClientID != nil && req.APIKey == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -146,4 +147,19 @@ func (c *Client) check(ctx context.Context) []connectors.Check {
 		out = append(out, ok("audit_log"))
 	}
 	return out
+}
+
+// Check runs the connect-flow checks within ctx (and at most 25 s).
+func (c *Client) Check(ctx context.Context) []Check {
+	ctx, cancel := context.WithTimeout(ctx, 25*time.Second)
+	defer cancel()
+	return c.check(ctx)
+}
+
+// probe is a single GET for the checks.
+func (c *Client) probe(ctx context.Context, op string, kind endpointKind, target string) ([]byte, error) {
+	body, _, err := c.send(ctx, op, kind, func() (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	}, true)
+	return body, err
 }

@@ -467,25 +467,13 @@ func canonical(b *bytes.Buffer, v any) {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		b.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeString(b, k)
+		writeSeq(b, '{', '}', len(keys), func(i int) {
+			writeString(b, keys[i])
 			b.WriteByte(':')
-			canonical(b, x[k])
-		}
-		b.WriteByte('}')
+			canonical(b, x[keys[i]])
+		})
 	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			canonical(b, e)
-		}
-		b.WriteByte(']')
+		writeSeq(b, '[', ']', len(x), func(i int) { canonical(b, x[i]) })
 	case json.Number:
 		b.WriteString(x.String())
 	case string:
@@ -498,6 +486,18 @@ func canonical(b *bytes.Buffer, v any) {
 		vb, _ := json.Marshal(x)
 		b.Write(vb)
 	}
+}
+
+// writeSeq writes n elements between open and close, separated by commas.
+func writeSeq(b *bytes.Buffer, open, close byte, n int, elem func(i int)) {
+	b.WriteByte(open)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		elem(i)
+	}
+	b.WriteByte(close)
 }
 
 // writeString writes s exactly as json.Marshal does (event ids depend on it): printable ASCII
