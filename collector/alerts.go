@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
 
@@ -99,7 +100,7 @@ func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now ti
 	}
 	data := events.Alert{
 		TenantID:    rec.TenantID,
-		App:         appName,
+		App:         connectors.AppGreenhouse,
 		Alert:       tr.alert,
 		UserID:      rec.UserID,
 		Name:        rec.Name,

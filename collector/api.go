@@ -329,14 +329,14 @@ func (s *Service) putConnection(w http.ResponseWriter, r *http.Request) {
 // (secret sealed) and announces it. It answers 200 or 422 with the document.
 func (s *Service) connect(ctx context.Context, tenant string, req connectRequest, settings events.Settings) (events.Connection, int, error) {
 	now := s.now()
-	doc := events.Connection{TenantID: tenant, App: appName, AdminUserID: *req.AdminUserID, Settings: settings, UpdatedAt: now}
+	doc := events.Connection{TenantID: tenant, App: connectors.AppGreenhouse, AdminUserID: *req.AdminUserID, Settings: settings, UpdatedAt: now}
 	if overridden(req.Endpoints) {
 		e := *req.Endpoints
 		doc.Endpoints = &e
 	}
 	if req.APIKey != nil || greenhouse.IsLegacyAPIKey(*req.ClientID, req.secret()) {
 		doc.State = StateError
-		doc.Checks = legacyChecks()
+		doc.Checks = greenhouse.LegacyKeyChecks()
 		if req.ClientID != nil && req.APIKey == nil {
 			doc.ClientID = maskLegacy(*req.ClientID)
 		}
@@ -344,17 +344,17 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 	}
 	doc.ClientID = *req.ClientID
 	if e := s.endpointsRefused(ctx, doc.Endpoints); e != nil {
-		doc.State, doc.Checks = StateError, refusedChecks(codeEndpointNotAllowed, e.Message)
+		doc.State, doc.Checks = StateError, greenhouse.CredentialsRefused(codeEndpointNotAllowed, e.Message)
 		return doc, http.StatusUnprocessableEntity, nil
 	}
 	gc, keepClient, err := s.connectClient(tenant, *req.ClientID, *req.ClientSecret, *req.AdminUserID, doc.Endpoints)
 	if err != nil {
-		if greenhouse.CodeOf(err) == "legacy_api_key" {
-			doc.State, doc.Checks = StateError, legacyChecks()
+		if greenhouse.CodeOf(err) == greenhouse.CodeLegacyAPIKey {
+			doc.State, doc.Checks = StateError, greenhouse.LegacyKeyChecks()
 			return doc, http.StatusUnprocessableEntity, nil
 		}
 		doc.State = StateError
-		doc.Checks = []connectors.Check{{Name: "credentials", Status: connectors.CheckFailed, Code: string(greenhouse.CodeOf(err)), Message: "the credential could not be used: " + err.Error()}}
+		doc.Checks = []connectors.Check{{Name: greenhouse.CheckCredentials, Status: connectors.CheckFailed, Code: string(greenhouse.CodeOf(err)), Message: credentialUnusableMessage(err)}}
 		return doc, http.StatusUnprocessableEntity, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
@@ -397,15 +397,6 @@ func (s *Service) connect(ctx context.Context, tenant string, req connectRequest
 	}
 	s.log.Info().Str("tenant", tenant).Str("state", stored.Doc.State).Int64("generation", stored.Generation).Msg("connected")
 	return stored.Doc, http.StatusOK, nil
-}
-
-func legacyChecks() []connectors.Check {
-	checks := []connectors.Check{{Name: "credentials", Status: connectors.CheckFailed, Code: "legacy_api_key",
-		Message: "This is a Harvest v1/v2 API key; those stopped working on 2026-08-31. In Greenhouse, go to Configure → Dev Center → API Credentials → Create new API credentials, choose \"Harvest V3 (OAuth)\", grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access, then connect with its client ID and secret."}}
-	for _, n := range checkNames[1:] {
-		checks = append(checks, connectors.Check{Name: n, Status: connectors.CheckSkipped})
-	}
-	return checks
 }
 
 // maskLegacy keeps a legacy key out of answers: only its last 4 characters are shown.
@@ -520,7 +511,7 @@ var (
 // otherConnectedTenants counts the connected tenants (those with a stored secret) but tenant.
 func (s *Service) otherConnectedTenants(ctx context.Context, tenant string) (int, error) {
 	n := 0
-	err := s.conns.Values(ctx, appName+".", func(key string, sc storedConnection, _ uint64) error {
+	err := s.conns.Values(ctx, connectors.AppGreenhouse+".", func(key string, sc storedConnection, _ uint64) error {
 		if sc.Secret != nil && key != connectionKey(tenant) {
 			n++
 		}
@@ -554,7 +545,7 @@ func (s *Service) listConnections(w http.ResponseWriter, r *http.Request) {
 	out := []events.Connection{}
 	// One pass over the bucket: a read per connection took 6.9 s for 10,000 tenants
 	// (docs/performance.md#scale).
-	err := s.conns.Values(r.Context(), appName+".", func(_ string, sc storedConnection, _ uint64) error {
+	err := s.conns.Values(r.Context(), connectors.AppGreenhouse+".", func(_ string, sc storedConnection, _ uint64) error {
 		out = append(out, sc.Doc)
 		return nil
 	})
@@ -665,7 +656,7 @@ func (s *Service) licenses(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []events.LicenseRecord{}
-	err = s.store.CurrentUsers(r.Context(), tenant, appName, func(row storage.UserRow) error {
+	err = s.store.CurrentUsers(r.Context(), tenant, connectors.AppGreenhouse, func(row storage.UserRow) error {
 		rec := record(row, params)
 		if !rec.Licensed || (filter != "all" && rec.Usage != filter) {
 			return nil
@@ -716,11 +707,11 @@ func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := Summary{
-		TenantID: tenant, App: appName, UsersByStatus: map[string]int{}, LicensesByType: map[string]int{},
+		TenantID: tenant, App: connectors.AppGreenhouse, UsersByStatus: map[string]int{}, LicensesByType: map[string]int{},
 		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
 		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
 	}
-	err = s.store.CurrentUsers(r.Context(), tenant, appName, func(row storage.UserRow) error {
+	err = s.store.CurrentUsers(r.Context(), tenant, connectors.AppGreenhouse, func(row storage.UserRow) error {
 		sum.Users++
 		sum.UsersByStatus[row.Status]++
 		if row.ServiceAccount {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
 
@@ -42,7 +43,7 @@ func stateService(t *testing.T, mut func(*Config)) *Service {
 
 func (s *Service) putStored(t *testing.T, tenant, state string) {
 	t.Helper()
-	sc := storedConnection{Doc: events.Connection{TenantID: tenant, App: appName, State: state, ClientID: "c-" + tenant, AdminUserID: 1}, Generation: 1}
+	sc := storedConnection{Doc: events.Connection{TenantID: tenant, App: connectors.AppGreenhouse, State: state, ClientID: "c-" + tenant, AdminUserID: 1}, Generation: 1}
 	if state != StateDisconnected {
 		sc.Secret = &events.Sealed{KeyID: "k", Nonce: []byte("n"), Ciphertext: []byte("c")}
 	}

@@ -4,13 +4,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
-
-// appName is the app name this collector writes into every row and event.
-const appName = "greenhouse"
 
 // userDiff merges one complete users listing into the stored state of a tenant's users.
 // It is fed page by page; the rows it returns are the new state of every listed user, with the
@@ -55,7 +53,7 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	}
 	row := storage.UserRow{
 		TenantID:       d.tenant,
-		App:            appName,
+		App:            connectors.AppGreenhouse,
 		UserID:         u.ID,
 		Name:           u.Name,
 		Email:          u.PrimaryEmail,

@@ -196,9 +196,9 @@ func (e *env) waitConnection(tenant string, timeout time.Duration, ok func(event
 func checkCodes(doc events.Connection) map[string]string {
 	out := map[string]string{}
 	for _, c := range doc.Checks {
-		out[c.Name] = string(c.Status)
+		out[string(c.Name)] = string(c.Status)
 		if c.Code != "" {
-			out[c.Name] += ":" + c.Code
+			out[string(c.Name)] += ":" + c.Code
 		}
 	}
 	return out

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
@@ -20,11 +19,11 @@ const (
 	// codeEndpointNotAllowed: a base URL override names a host outside allowed-endpoint-hosts
 	// or one that is (or resolves to) an internal address, or, for a stored connection, one
 	// the running configuration no longer allows.
-	codeEndpointNotAllowed = "endpoint_not_allowed"
+	codeEndpointNotAllowed greenhouse.Code = "endpoint_not_allowed"
 	// codeSealedSecretMismatch: the stored secret does not open with the connection's tenant,
 	// client id, admin user and endpoints (they were changed in the state store, or the
 	// connection was stored by a version that did not bind them).
-	codeSealedSecretMismatch = "sealed_secret_mismatch"
+	codeSealedSecretMismatch greenhouse.Code = "sealed_secret_mismatch"
 )
 
 // allowedHosts is the parsed allowed-endpoint-hosts setting.
@@ -128,7 +127,7 @@ func (s *Service) endpointsRefused(ctx context.Context, ep *events.Endpoints) *a
 	}
 	hosts, err := parseAllowedHosts(s.cfg.AllowedEndpointHosts)
 	if err != nil {
-		return &apiError{Code: codeEndpointNotAllowed, Message: err.Error()}
+		return &apiError{Code: string(codeEndpointNotAllowed), Message: err.Error()}
 	}
 	for _, f := range endpointFields(*ep) {
 		if f.v == "" {
@@ -140,51 +139,17 @@ func (s *Service) endpointsRefused(ctx context.Context, ep *events.Endpoints) *a
 		u, _ := url.Parse(f.v) // validateEndpoint parsed it
 		host := u.Hostname()
 		if !hosts.allows(host) {
-			return &apiError{Code: codeEndpointNotAllowed, Field: f.name,
+			return &apiError{Code: string(codeEndpointNotAllowed), Field: f.name,
 				Message: fmt.Sprintf("%s: the host %q is outside the hosts the operator allows for overrides (allowed-endpoint-hosts)", f.name, host)}
 		}
 		err := greenhouse.CheckHost(ctx, host, s.cfg.UnsafeAllowLoopbackEndpointsForTests)
 		var ae *greenhouse.AddressError
 		if errors.As(err, &ae) {
-			return &apiError{Code: codeEndpointNotAllowed, Field: f.name,
+			return &apiError{Code: string(codeEndpointNotAllowed), Field: f.name,
 				Message: fmt.Sprintf("%s: the host %q is or resolves to a %s address, which the collector never connects to", f.name, host, ae.Class)}
 		}
 	}
 	return nil
-}
-
-// refusedChecks are the checks of a connect refused before any request: the credentials check
-// failed with code and message, the others skipped.
-func refusedChecks(code, message string) []connectors.Check {
-	checks := []connectors.Check{{Name: checkNames[0], Status: connectors.CheckFailed, Code: code, Message: message}}
-	for _, n := range checkNames[1:] {
-		checks = append(checks, connectors.Check{Name: n, Status: connectors.CheckSkipped})
-	}
-	return checks
-}
-
-// withoutReplies gives the failed checks of a connection with overridden endpoints the
-// message of their code instead of the connector's, which can quote the endpoint's reply: an
-// override must not turn the connect flow into a way of reading what answers at an address
-// (docs/security.md).
-func withoutReplies(checks []connectors.Check) []connectors.Check {
-	out := make([]connectors.Check, len(checks))
-	for i, c := range checks {
-		if c.Status == connectors.CheckFailed {
-			c.Message = overrideMessage(c.Code)
-		}
-		out[i] = c
-	}
-	return out
-}
-
-// overrideMessage is the message of a failed check against an overridden endpoint.
-func overrideMessage(code string) string {
-	switch greenhouse.Code(code) {
-	case greenhouse.CodeRateLimited, greenhouse.CodeUnavailable, greenhouse.CodeUnexpectedResponse:
-		return fmt.Sprintf("The overridden endpoint did not answer as Greenhouse does (%s); its reply is not shown. Check the endpoint, then try again.", code)
-	}
-	return codeMessage(greenhouse.Code(code))
 }
 
 // secretBinding is the authenticated data a connection's client secret is sealed with: the

@@ -102,7 +102,7 @@ func watchStates(e *env, tenant string) *stateWatch {
 			s := doc.State
 			for _, c := range doc.Checks {
 				if c.Code != "" {
-					s += " " + c.Name + ":" + c.Code
+					s += " " + string(c.Name) + ":" + c.Code
 				}
 			}
 			if doc.LastSync != nil && doc.LastSync.ErrorCode != "" {
@@ -212,7 +212,7 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 	t.Logf("ClickHouse down %s; connected and synced %s after it came back; states seen: %q",
 		clickHouseOutage, recovered.Round(100*time.Millisecond), states)
 	assert.Equal(t, collector.StateConnected, doc.State)
-	assert.Equal(t, "succeeded", doc.LastSync.Status)
+	assert.Equal(t, events.RunSucceeded, doc.LastSync.Status)
 	// The outage is the collector's, not Greenhouse's nor the customer's: the runs it failed
 	// say so (in their saas.sync.completed; last_sync may already show the next run), and no
 	// check of the customer's connection was blamed.

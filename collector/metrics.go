@@ -78,15 +78,16 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) observeRun(sum events.SyncSummary) {
-	m.syncs.WithLabelValues(sum.Kind, sum.Status).Inc()
-	if sum.Status == "failed" {
-		m.syncFailures.WithLabelValues(sum.Kind, sum.ErrorCode).Inc()
+	kind := string(sum.Kind)
+	m.syncs.WithLabelValues(kind, string(sum.Status)).Inc()
+	if sum.Status == events.RunFailed {
+		m.syncFailures.WithLabelValues(kind, sum.ErrorCode).Inc()
 	}
-	m.syncDuration.WithLabelValues(sum.Kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
+	m.syncDuration.WithLabelValues(kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
 	m.requests.Add(float64(sum.Requests))
 	m.throttled.Add(float64(sum.Throttled))
-	if sum.Status == "succeeded" {
-		m.lastSuccess.WithLabelValues(sum.TenantID, sum.Kind).Set(float64(sum.FinishedAt.Unix()))
+	if sum.Status == events.RunSucceeded {
+		m.lastSuccess.WithLabelValues(sum.TenantID, kind).Set(float64(sum.FinishedAt.Unix()))
 	}
 }
 

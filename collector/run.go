@@ -16,16 +16,13 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
-// Connection states (PRODUCT.md 4.1).
+// Connection states (docs/api.md).
 const (
 	StateConnected    = "connected"
 	StateDegraded     = "degraded"
 	StateError        = "error"
 	StateDisconnected = "disconnected"
 )
-
-// checkNames are the connect-flow checks in order.
-var checkNames = []string{"credentials", "admin_user", "users", "permissions", "audit_log"}
 
 // stateOf derives a connection's state and usage_data from its checks: any failure but the
 // Audit Log's means no data can be collected (error); an Audit Log failure alone means
@@ -36,7 +33,7 @@ func stateOf(checks []connectors.Check) (state string, usageData bool) {
 		if c.Status == connectors.CheckOK {
 			continue
 		}
-		if c.Name == "audit_log" {
+		if c.Name == greenhouse.CheckAuditLog {
 			usageData = false
 			if state == StateConnected {
 				state = StateDegraded
@@ -72,16 +69,16 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		if !errors.As(err, &se) {
 			se = &syncError{code: codeClientUnavailable, err: err}
 		}
-		kind := "users"
+		kind := events.RunUsers
 		if !job.users {
-			kind = "audit"
+			kind = events.RunAudit
 		}
 		runID := job.runID
 		if runID == "" {
 			runID = uuid.NewString()
 		}
 		s.finishRun(ctx, job, runResult{
-			summary: events.SyncSummary{TenantID: job.tenant, App: appName, RunID: runID, Kind: kind, StartedAt: s.now()},
+			summary: events.SyncSummary{TenantID: job.tenant, App: connectors.AppGreenhouse, RunID: runID, Kind: kind, StartedAt: s.now()},
 			err:     se,
 		})
 		return false, false, time.Time{}
@@ -98,7 +95,7 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 		usersOK = r.err == nil
 	}
 	if job.audit {
-		if job.users && !usersOK && (results[0].err.check == "credentials" || results[0].err.check == "admin_user") {
+		if job.users && !usersOK && (results[0].err.check == greenhouse.CheckCredentials || results[0].err.check == greenhouse.CheckAdminUser) {
 			// Credentials or admin user failing: the Audit Log would fail the same way.
 		} else {
 			r := s.syncAudit(ctx, job.tenant, job.sc, gc)
@@ -124,22 +121,22 @@ func (s *Service) runTenant(ctx context.Context, job syncJob) (usersOK, auditOK 
 
 // finishRun records one run: its row, its event, and its effect on the connection document.
 func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
-	log := s.log.With().Str("tenant", job.tenant).Str("run_id", r.summary.RunID).Str("kind", r.summary.Kind).Logger()
+	log := s.log.With().Str("tenant", job.tenant).Str("run_id", r.summary.RunID).Str("kind", string(r.summary.Kind)).Logger()
 	sum := r.summary
 	if sum.FinishedAt.IsZero() {
 		sum.FinishedAt = s.now()
 	}
-	sum.Status = "succeeded"
+	sum.Status = events.RunSucceeded
 	if r.err != nil {
-		sum.Status = "failed"
-		sum.ErrorCode = r.err.code
+		sum.Status = events.RunFailed
+		sum.ErrorCode = string(r.err.code)
 		sum.ErrorMessage = r.err.Error()
 		if msg := internalMessage(r.err.code); msg != "" {
 			sum.ErrorMessage = msg // a plain sentence for the customer; the log below keeps the cause
 		} else if overridden(job.sc.Doc.Endpoints) || r.err.code == codeSealedSecretMismatch || r.err.code == codeEndpointNotAllowed {
 			// An overridden endpoint's reply (which the error may quote) never reaches the
 			// API; nor do the details of a refused connection (docs/security.md).
-			sum.ErrorMessage = codeMessage(greenhouse.Code(r.err.code))
+			sum.ErrorMessage = checkCodeMessage(r.err.code)
 		}
 	}
 	s.metrics.observeRun(sum)
@@ -154,8 +151,8 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		Dur("took", sum.FinishedAt.Sub(sum.StartedAt)).Msg("sync finished")
 
 	if err := s.store.InsertSyncRun(ctx, storage.SyncRunRow{
-		TenantID: job.tenant, App: appName, RunID: sum.RunID, Kind: sum.Kind, StartedAt: sum.StartedAt, FinishedAt: sum.FinishedAt,
-		Status: sum.Status, Users: uint32(sum.Users), Events: uint32(sum.Events), Requests: uint32(sum.Requests),
+		TenantID: job.tenant, App: connectors.AppGreenhouse, RunID: sum.RunID, Kind: string(sum.Kind), StartedAt: sum.StartedAt, FinishedAt: sum.FinishedAt,
+		Status: string(sum.Status), Users: uint32(sum.Users), Events: uint32(sum.Events), Requests: uint32(sum.Requests),
 		Throttled: uint32(sum.Throttled), ErrorCode: sum.ErrorCode, ErrorMessage: sum.ErrorMessage,
 	}); err != nil {
 		log.Warn().Err(err).Msg("store sync run")
@@ -192,7 +189,7 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 		if job.runID != "" && sc.SyncStarted == job.runID {
 			sc.SyncStarted = ""
 		}
-		if r.err == nil && sum.Kind == "users" {
+		if r.err == nil && sum.Kind == events.RunUsers {
 			sc.SyncedGeneration = sc.Generation
 		}
 		if r.err == nil {
@@ -201,16 +198,16 @@ func (s *Service) finishRun(ctx context.Context, job syncJob, r runResult) {
 				if c.Status == connectors.CheckOK {
 					continue
 				}
-				if (sum.Kind == "users" && c.Name != "audit_log") || (sum.Kind == "audit" && c.Name == "audit_log") {
+				if (sum.Kind == events.RunUsers && c.Name != greenhouse.CheckAuditLog) || (sum.Kind == events.RunAudit && c.Name == greenhouse.CheckAuditLog) {
 					sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckOK}
 				}
 			}
 			return
 		}
-		code := greenhouse.Code(r.err.code)
+		code := r.err.code
 		for i, c := range sc.Doc.Checks {
 			if r.err.check != "" && c.Name == r.err.check {
-				sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckFailed, Code: string(code), Message: codeMessage(code)}
+				sc.Doc.Checks[i] = connectors.Check{Name: c.Name, Status: connectors.CheckFailed, Code: string(code), Message: checkCodeMessage(code)}
 			}
 		}
 	}); err != nil && !errors.Is(err, errStaleGeneration) {
@@ -263,13 +260,13 @@ func connectionChanges(a, b events.Connection) []string {
 	if a.UsageData != b.UsageData {
 		out = append(out, "usage_data")
 	}
-	prev := map[string]connectors.Check{}
+	prev := map[connectors.CheckName]connectors.Check{}
 	for _, c := range a.Checks {
 		prev[c.Name] = c
 	}
 	for _, c := range b.Checks {
 		if p := prev[c.Name]; p.Status != c.Status || p.Code != c.Code {
-			out = append(out, "check:"+c.Name)
+			out = append(out, "check:"+string(c.Name))
 		}
 	}
 	return out
@@ -327,7 +324,7 @@ func (s *Service) announce(ctx context.Context, p pendingChange) error {
 	checks, _ := json.Marshal(doc.Checks)
 	changedJSON, _ := json.Marshal(p.Changed)
 	if err := s.stored(s.store.InsertConnectionEvent(ctx, storage.ConnectionEventRow{
-		TenantID: doc.TenantID, App: appName, TS: doc.UpdatedAt, EventID: p.ID, State: doc.State, UsageData: doc.UsageData,
+		TenantID: doc.TenantID, App: connectors.AppGreenhouse, TS: doc.UpdatedAt, EventID: p.ID, State: doc.State, UsageData: doc.UsageData,
 		Checks: string(checks), Changed: string(changedJSON),
 	})); err != nil {
 		return fmt.Errorf("store connection event: %w", err)
@@ -338,39 +335,10 @@ func (s *Service) announce(ctx context.Context, p pendingChange) error {
 	return nil
 }
 
-// codeMessage is the actionable message of a check code seen during a sync.
-func codeMessage(code greenhouse.Code) string {
-	switch code {
-	case greenhouse.CodeInvalidClient:
-		return "Greenhouse rejects the client ID and secret. Create a new Harvest V3 (OAuth) credential under Configure → Dev Center → API Credentials and reconnect."
-	case greenhouse.CodeAdminUserInvalid:
-		return "The admin user ID no longer names an active Greenhouse user. Reconnect with the numeric ID of an active Site Admin."
-	case greenhouse.CodeAdminNotSiteAdmin:
-		return "The admin user is not a Site Admin any more; Greenhouse's list endpoints and the Audit Log require one. Reconnect with a Site Admin's user ID."
-	case greenhouse.CodeMissingScope:
-		return "The credential lacks a required permission. Edit it under Configure → Dev Center → API Credentials and grant harvest:users:list, harvest:user_roles:list, harvest:user_job_permissions:list, harvest:future_job_permissions:list and Audit Log access."
-	case greenhouse.CodeAuditLogNotEnabled:
-		return "The Audit Log add-on is not enabled for this Greenhouse account; ask Greenhouse account management to enable it to get usage data."
-	case greenhouse.CodeAuditLogForbidden:
-		return "Greenhouse refuses the Audit Log: the add-on may not be enabled for this account, the credential may lack Audit Log access, or the admin user may not be a Site Admin. Licenses are collected meanwhile, without usage data."
-	case greenhouse.CodeAuditLogNotFound:
-		return "The Audit Log answers 404 Not Found: its URL may point at the wrong host or region, or the add-on may not be enabled for this account. Licenses are collected meanwhile, without usage data."
-	case greenhouse.CodeRateLimited:
-		return "Greenhouse's rate limit was reached; the collector retries by itself."
-	case greenhouse.CodeUnavailable:
-		return "Greenhouse did not answer; the collector retries by itself."
-	case codeSealedSecretMismatch:
-		return "The stored credential does not match this connection's client ID, admin user or endpoints (they were changed outside the API, or the connection was stored by a collector version that did not bind them), so it is not used. Reconnect with the client ID and secret."
-	case codeEndpointNotAllowed:
-		return "The connection's Greenhouse base URLs are not allowed by the collector's configuration, so the credential is not used. Reconnect without endpoint overrides, or ask the operator."
-	}
-	return "Greenhouse answered in an unexpected way; the collector retries by itself."
-}
-
 // newChecks returns the checks of a fresh document: all ok.
 func okChecks() []connectors.Check {
-	out := make([]connectors.Check, len(checkNames))
-	for i, n := range checkNames {
+	out := make([]connectors.Check, len(greenhouse.CheckNames))
+	for i, n := range greenhouse.CheckNames {
 		out[i] = connectors.Check{Name: n, Status: connectors.CheckOK}
 	}
 	return out

@@ -89,7 +89,7 @@ func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 	assert.Nil(t, leaked.Load(), "the secret did not leave")
 	assert.Equal(t, "error", doc.State)
 	assert.Equal(t, "failed:sealed_secret_mismatch", checkCodes(doc)["credentials"])
-	assert.Equal(t, "failed", doc.LastSync.Status)
+	assert.Equal(t, events.RunFailed, doc.LastSync.Status)
 	assert.Equal(t, "sealed_secret_mismatch", doc.LastSync.ErrorCode)
 	require.NotNil(t, doc.Endpoints, "GET shows the endpoints a sync would use")
 	assert.Equal(t, attacker.URL, doc.Endpoints.Auth)

@@ -38,8 +38,10 @@ type Deps struct {
 
 // RunInfo describes one finished sync run.
 type RunInfo struct {
-	Tenant, Replica, RunID, Kind, Status string
-	Start, End                           time.Time
+	Tenant, Replica, RunID string
+	Kind                   events.RunKind
+	Status                 events.RunStatus
+	Start, End             time.Time
 }
 
 // Service is one collector replica: the HTTP API, the scheduler and the sync pipeline.
@@ -98,10 +100,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		rootCAs:     deps.GreenhouseRootCAs,
 		now:         func() time.Time { return now().UTC() },
 		metrics:     newMetrics(),
-		conns:       events.BucketKV[storedConnection](deps.Bus, "connections"),
-		checkpoints: events.BucketKV[checkpoint](deps.Bus, "checkpoints"),
-		alerts:      events.BucketKV[alertState](deps.Bus, "alerts"),
-		leases:      events.BucketKV[lease](deps.Bus, "leases"),
+		conns:       events.BucketKV[storedConnection](deps.Bus, events.BucketConnections),
+		checkpoints: events.BucketKV[checkpoint](deps.Bus, events.BucketCheckpoints),
+		alerts:      events.BucketKV[alertState](deps.Bus, events.BucketAlerts),
+		leases:      events.BucketKV[lease](deps.Bus, events.BucketLeases),
 		clients:     map[string]tenantClient{},
 		credKey:     make([]byte, 32),
 		observer:    deps.RunObserver,
@@ -144,11 +146,11 @@ func (s *Service) client(ctx context.Context, tenant string, sc storedConnection
 		return nil, fmt.Errorf("tenant %q is disconnected", tenant)
 	}
 	if e := s.endpointsRefused(ctx, sc.Doc.Endpoints); e != nil {
-		return nil, &syncError{check: "credentials", code: codeEndpointNotAllowed, err: fmt.Errorf("stored endpoints of tenant %q refused: %s", tenant, e.Message)}
+		return nil, &syncError{check: greenhouse.CheckCredentials, code: codeEndpointNotAllowed, err: fmt.Errorf("stored endpoints of tenant %q refused: %s", tenant, e.Message)}
 	}
 	secret, err := s.sealer.Open(*sc.Secret, secretBinding(tenant, sc.Doc))
 	if errors.Is(err, events.ErrTampered) {
-		return nil, &syncError{check: "credentials", code: codeSealedSecretMismatch, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
+		return nil, &syncError{check: greenhouse.CheckCredentials, code: codeSealedSecretMismatch, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
 	}
 	if err != nil {
 		return nil, &syncError{code: codeClientUnavailable, err: fmt.Errorf("unseal client secret of tenant %q: %w", tenant, err)}
@@ -303,28 +305,14 @@ func (s *Service) stored(err error) error {
 // Greenhouse. They appear in last_sync, saas.sync.completed and sync_runs, never on a check:
 // the customer's admin can do nothing about them, the operator can.
 const (
-	codeStorageUnavailable = "storage_unavailable" // ClickHouse read or write failed
-	codeNATSUnavailable    = "nats_unavailable"    // a publish or a KV read or write failed
-	codeClientUnavailable  = "client_unavailable"  // the stored secret cannot be opened (sealing key gone)
+	codeStorageUnavailable greenhouse.Code = "storage_unavailable" // ClickHouse read or write failed
+	codeNATSUnavailable    greenhouse.Code = "nats_unavailable"    // a publish or a KV read or write failed
+	codeClientUnavailable  greenhouse.Code = "client_unavailable"  // the stored secret cannot be opened (sealing key gone)
 )
-
-// internalMessage is the customer-facing message of an internal code ("" for other codes):
-// the raw cause (addresses, driver errors) stays in the operator's log.
-func internalMessage(code string) string {
-	switch code {
-	case codeStorageUnavailable:
-		return "The collector's storage (ClickHouse) was unavailable; the sync is retried by itself."
-	case codeNATSUnavailable:
-		return "The collector's messaging (NATS) was unavailable; the sync is retried by itself."
-	case codeClientUnavailable:
-		return "The collector could not open the stored credential (its sealing key is not configured); the operator must restore the key, or the customer reconnect."
-	}
-	return ""
-}
 
 // internalError marks a failure of ClickHouse or NATS inside a sync.
 type internalError struct {
-	code string
+	code greenhouse.Code
 	err  error
 }
 
@@ -332,7 +320,7 @@ func (e *internalError) Error() string { return e.err.Error() }
 func (e *internalError) Unwrap() error { return e.err }
 
 // internal wraps err (nil stays nil) as a failure of the collector's own dependency.
-func internal(code string, err error) error {
+func internal(code greenhouse.Code, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -344,7 +332,7 @@ func internal(code string, err error) error {
 }
 
 // internalCode returns the code of an internalError in err's chain, or "".
-func internalCode(err error) string {
+func internalCode(err error) greenhouse.Code {
 	var ie *internalError
 	if errors.As(err, &ie) {
 		return ie.code

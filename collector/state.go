@@ -87,11 +87,11 @@ type checkpoint struct {
 }
 
 // connectionKey is the KV key of a tenant's entries in every bucket.
-func connectionKey(tenant string) string { return appName + "." + tenant }
+func connectionKey(tenant string) string { return connectors.AppGreenhouse + "." + tenant }
 
 // tenantFromKey is the inverse of connectionKey.
 func tenantFromKey(key string) (string, bool) {
-	const prefix = appName + "."
+	const prefix = connectors.AppGreenhouse + "."
 	if len(key) <= len(prefix) || key[:len(prefix)] != prefix {
 		return "", false
 	}

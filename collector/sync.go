@@ -8,13 +8,15 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
 const (
-	// auditRetention is how far back the Audit Log keeps events (GREENHOUSE.md 3.8); the first
+	// auditRetention is how far back the Audit Log keeps events (docs/greenhouse-wire.md,
+	// "Audit Log"); the first
 	// backfill starts just inside it.
 	auditRetention = 30 * 24 * time.Hour
 	// auditOverlap is re-read at the start of every poll, for events indexed late; writes are
@@ -28,19 +30,19 @@ const (
 
 // syncError is a failed sync step with the check it affects.
 type syncError struct {
-	check string // users, permissions, audit_log, credentials, admin_user; "" for an internal failure
-	code  string // a check code of PRODUCT.md 4.1, or storage_unavailable / nats_unavailable
+	check connectors.CheckName // the check it fails; "" for an internal failure
+	code  greenhouse.Code      // a check code (docs/api.md), or one of the collector's own (codes.go)
 	err   error
 }
 
 // newSyncError classifies a failed step: Greenhouse's failures go on the step's check (or on
 // credentials or admin_user, whatever the step), the collector's own on none.
-func newSyncError(step string, err error) *syncError {
+func newSyncError(step connectors.CheckName, err error) *syncError {
 	if code := internalCode(err); code != "" {
 		return &syncError{code: code, err: err}
 	}
 	code := greenhouse.CodeOf(err)
-	return &syncError{check: checkForCode(code, step), code: string(code), err: err}
+	return &syncError{check: checkForCode(code, step), code: code, err: err}
 }
 
 func (e *syncError) Error() string { return e.err.Error() }
@@ -48,12 +50,12 @@ func (e *syncError) Unwrap() error { return e.err }
 
 // checkForCode maps a connector error code to the connect-flow check it belongs to; step is the
 // check of the step that failed (users, permissions or audit_log).
-func checkForCode(code greenhouse.Code, step string) string {
+func checkForCode(code greenhouse.Code, step connectors.CheckName) connectors.CheckName {
 	switch code {
-	case greenhouse.Code("invalid_client"), greenhouse.Code("legacy_api_key"):
-		return "credentials"
-	case greenhouse.Code("admin_user_invalid"), greenhouse.Code("admin_not_site_admin"):
-		return "admin_user"
+	case greenhouse.CodeInvalidClient, greenhouse.CodeLegacyAPIKey:
+		return greenhouse.CheckCredentials
+	case greenhouse.CodeAdminUserInvalid, greenhouse.CodeAdminNotSiteAdmin:
+		return greenhouse.CheckAdminUser
 	}
 	return step
 }
@@ -69,16 +71,16 @@ type runResult struct {
 // the checkpoint advances at the end.
 func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnection, gc *greenhouse.Client) runResult {
 	start := s.now()
-	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: appName, RunID: uuid.NewString(), Kind: "users", StartedAt: start}}
+	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: connectors.AppGreenhouse, RunID: uuid.NewString(), Kind: events.RunUsers, StartedAt: start}}
 	before := gc.Stats()
-	fail := func(step string, err error) runResult {
+	fail := func(step connectors.CheckName, err error) runResult {
 		res.err = newSyncError(step, err)
 		return res
 	}
 
 	cp, cpRev, err := s.getCheckpoint(ctx, tenant)
 	if err != nil {
-		return fail("users", err)
+		return fail(greenhouse.CheckUsers, err)
 	}
 	if cp.ObservedSince.IsZero() {
 		cp.ObservedSince = start
@@ -86,7 +88,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 
 	hasPerm := map[int64]struct{}{}
 	if err := gc.ListUserRoles(ctx, func([]greenhouse.UserRole) error { return nil }); err != nil {
-		return fail("permissions", fmt.Errorf("list user roles: %w", err))
+		return fail(greenhouse.CheckPermissions, fmt.Errorf("list user roles: %w", err))
 	}
 	if err := gc.ListJobPermissions(ctx, func(ps []greenhouse.JobPermission) error {
 		for _, p := range ps {
@@ -94,7 +96,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		}
 		return nil
 	}); err != nil {
-		return fail("permissions", fmt.Errorf("list job permissions: %w", err))
+		return fail(greenhouse.CheckPermissions, fmt.Errorf("list job permissions: %w", err))
 	}
 	if err := gc.ListFutureJobPermissions(ctx, func(ps []greenhouse.FutureJobPermission) error {
 		for _, p := range ps {
@@ -102,20 +104,20 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		}
 		return nil
 	}); err != nil {
-		return fail("permissions", fmt.Errorf("list future job permissions: %w", err))
+		return fail(greenhouse.CheckPermissions, fmt.Errorf("list future job permissions: %w", err))
 	}
 
 	prev := map[int64]storage.UserRow{}
-	if err := s.store.CurrentUsers(ctx, tenant, appName, func(r storage.UserRow) error {
+	if err := s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
 		prev[r.UserID] = r
 		return nil
 	}); err != nil {
-		return fail("users", internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err)))
+		return fail(greenhouse.CheckUsers, internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err)))
 	}
 
 	alerts, alertRev, err := s.getAlerts(ctx, tenant)
 	if err != nil {
-		return fail("users", err)
+		return fail(greenhouse.CheckUsers, err)
 	}
 
 	params := s.usageParams(sc.Doc, cp, start, cp.ActivityThrough)
@@ -202,47 +204,47 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		return nil
 	})
 	if err != nil {
-		return fail("users", fmt.Errorf("list users: %w", err))
+		return fail(greenhouse.CheckUsers, fmt.Errorf("list users: %w", err))
 	}
 	for _, ch := range diff.removed() {
 		ch := ch
 		if err := handle(ch.row, &ch); err != nil {
-			return fail("users", err)
+			return fail(greenhouse.CheckUsers, err)
 		}
 		if err := evaluate(ch.row); err != nil {
-			return fail("users", err)
+			return fail(greenhouse.CheckUsers, err)
 		}
 		if len(rows) >= flushRows {
 			if err := flush(); err != nil {
-				return fail("users", err)
+				return fail(greenhouse.CheckUsers, err)
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return fail("users", err)
+		return fail(greenhouse.CheckUsers, err)
 	}
 	if len(newUsers) > 0 && !cp.ActivityThrough.IsZero() {
 		// Users created since the last listing may have acted before they were known: give them
 		// the activity already stored.
 		if err := s.applyActivity(ctx, tenant, sc, cp.BackfillFrom, cp.ActivityThrough, newUsers, &alerts); err != nil {
-			return fail("users", err)
+			return fail(greenhouse.CheckUsers, err)
 		}
 	}
 
 	lc := make([]storage.LicenseCountRow, 0, len(counts))
 	ts := start.Truncate(time.Second)
 	for k, n := range counts {
-		lc = append(lc, storage.LicenseCountRow{TenantID: tenant, App: appName, TS: ts, LicenseType: k[0], Status: k[1], Users: n})
+		lc = append(lc, storage.LicenseCountRow{TenantID: tenant, App: connectors.AppGreenhouse, TS: ts, LicenseType: k[0], Status: k[1], Users: n})
 	}
 	if err := s.stored(s.store.InsertLicenseCounts(ctx, lc)); err != nil {
-		return fail("users", fmt.Errorf("store license counts: %w", err))
+		return fail(greenhouse.CheckUsers, fmt.Errorf("store license counts: %w", err))
 	}
 	if err := s.putAlerts(ctx, tenant, alerts, alertRev); err != nil {
-		return fail("users", err)
+		return fail(greenhouse.CheckUsers, err)
 	}
 	cp.UsersSyncedAt = start
 	if err := s.putCheckpoint(ctx, tenant, cp, cpRev); err != nil {
-		return fail("users", err)
+		return fail(greenhouse.CheckUsers, err)
 	}
 	after := gc.Stats()
 	res.summary.Users = listed
@@ -255,10 +257,10 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 // the events window by window, then applies the new activity to users and daily figures.
 func (s *Service) syncAudit(ctx context.Context, tenant string, sc storedConnection, gc *greenhouse.Client) runResult {
 	start := s.now()
-	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: appName, RunID: uuid.NewString(), Kind: "audit", StartedAt: start}}
+	res := runResult{summary: events.SyncSummary{TenantID: tenant, App: connectors.AppGreenhouse, RunID: uuid.NewString(), Kind: events.RunAudit, StartedAt: start}}
 	before := gc.Stats()
 	fail := func(err error) runResult {
-		res.err = newSyncError("audit_log", err)
+		res.err = newSyncError(greenhouse.CheckAuditLog, err)
 		after := gc.Stats()
 		res.summary.Requests = int(after.Requests - before.Requests)
 		res.summary.Throttled = int(after.Throttled - before.Throttled)
@@ -394,7 +396,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 		rows []storage.UserRow
 		envs []events.Envelope
 	)
-	err = s.store.CurrentUsers(ctx, tenant, appName, func(r storage.UserRow) error {
+	err = s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
 		if a, ok := byUser[r.UserID]; ok && (r.LastActivityAt == nil || a.LastEventAt.After(*r.LastActivityAt)) {
 			prevAt := r.LastActivityAt
 			at := a.LastEventAt.UTC()
@@ -404,7 +406,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 			rows = append(rows, r)
 			env, err := events.NewEnvelope(tenant, events.TypeUsageUpdated,
 				fmt.Sprintf("%s:usage:%d:%d", tenant, r.UserID, at.Unix()), fmt.Sprintf("users/%d", r.UserID), now,
-				events.UsageUpdated{TenantID: tenant, App: appName, UserID: r.UserID, LastActivityAt: at, LastEventType: a.LastEventType,
+				events.UsageUpdated{TenantID: tenant, App: connectors.AppGreenhouse, UserID: r.UserID, LastActivityAt: at, LastEventType: a.LastEventType,
 					PreviousActivityAt: prevAt, EventsInPoll: int(a.Events)})
 			if err != nil {
 				return err

@@ -60,7 +60,7 @@ func TestSyncRequests(t *testing.T) {
 		doc := e.waitConnection("busy", 40*time.Second, func(c events.Connection) bool {
 			return c.LastSync != nil && c.LastSync.RunID == id && c.LastSync.Kind == "audit"
 		})
-		assert.Equal(t, "succeeded", doc.LastSync.Status)
+		assert.Equal(t, events.RunSucceeded, doc.LastSync.Status)
 	}
 
 	r1 := post()
@@ -111,7 +111,7 @@ func TestSyncWithoutSealingKey(t *testing.T) {
 	doc := e2.waitConnection("keyless", 40*time.Second, func(c events.Connection) bool {
 		return c.LastSync != nil && c.LastSync.RunID == run["run_id"]
 	})
-	assert.Equal(t, "failed", doc.LastSync.Status)
+	assert.Equal(t, events.RunFailed, doc.LastSync.Status)
 	assert.Equal(t, "client_unavailable", doc.LastSync.ErrorCode)
 	assert.NotContains(t, doc.LastSync.ErrorMessage, "k1", "the cause stays in the operator's log")
 	assert.Contains(t, e2.logs.String(), `key id \"k1\": sealed with an unknown key id`, "the operator's log names the cause")

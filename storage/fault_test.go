@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/storage"
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
@@ -99,7 +100,7 @@ func TestTimezones(t *testing.T) {
 	late := ts("2024-03-31 23:30:00") // 05:00 on April 1st in Kolkata, 16:30 on March 31st in LA
 	require.NoError(t, s.InsertAuditEvents(ctx, []storage.AuditEventRow{auditEvent("tz", 1, late.In(la), 1, "x")}))
 	require.NoError(t, s.RefreshDailyActivity(ctx, "tz", []time.Time{late}))
-	daily, err := s.DailyActivity(ctx, "tz", storage.AuditApp, ts("2024-03-31 00:00:00"), ts("2024-04-01 00:00:00"))
+	daily, err := s.DailyActivity(ctx, "tz", connectors.AppGreenhouse, ts("2024-03-31 00:00:00"), ts("2024-04-01 00:00:00"))
 	require.NoError(t, err)
 	assert.Equal(t, []storage.DailyActivityRow{{UserID: 1, Day: ts("2024-03-31 00:00:00"), Events: 1, LastEventAt: late}}, daily)
 

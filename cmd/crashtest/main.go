@@ -42,6 +42,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/seatwatch/greenhouse-collector/collector"
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
@@ -401,7 +402,7 @@ func readStream(ctx context.Context, dir string) ([]envelope, error) {
 
 func checkUsers(ctx context.Context, store *storage.Store, rep *report, tenant string, truth simulator.Truth) (int, error) {
 	got := map[int64]storage.UserRow{}
-	if err := store.CurrentUsers(ctx, tenant, "greenhouse", func(r storage.UserRow) error { got[r.UserID] = r; return nil }); err != nil {
+	if err := store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error { got[r.UserID] = r; return nil }); err != nil {
 		return 0, fmt.Errorf("read users of %s: %w", tenant, err)
 	}
 	if len(got) != len(truth.Users) {
@@ -438,7 +439,7 @@ func checkActivity(ctx context.Context, store *storage.Store, rep *report, tenan
 	if n != uint64(truth.Events) {
 		rep.fail(tenant, "%d audit events stored (uniqExact), %d in the truth", n, truth.Events)
 	}
-	daily, err := store.DailyActivity(ctx, tenant, "greenhouse", now.Add(-40*24*time.Hour), now.Add(24*time.Hour))
+	daily, err := store.DailyActivity(ctx, tenant, connectors.AppGreenhouse, now.Add(-40*24*time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		return 0, 0, fmt.Errorf("read daily activity of %s: %w", tenant, err)
 	}
