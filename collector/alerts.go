@@ -7,6 +7,7 @@ import (
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
 // Alert names (PRODUCT.md 3).
@@ -57,12 +58,12 @@ func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
 			s.Users[key] = st
 		}
 		return transition{}, false
-	case rec.Usage == UsageInactive && !st.Inactive:
+	case rec.Usage == storage.UsageInactive && !st.Inactive:
 		st.Inactive = true
 		st.Seq++
 		s.Users[key] = st
 		return transition{alert: AlertLicenseInactive, seq: uint64(st.Seq), rec: rec}, true
-	case rec.Usage == UsageActive && st.Inactive:
+	case rec.Usage == storage.UsageActive && st.Inactive:
 		st.Inactive = false
 		st.Seq++
 		s.Users[key] = st
@@ -89,7 +90,7 @@ func alertType(alert string) events.Type {
 }
 
 // alertEnvelope builds the envelope of one transition.
-func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now time.Time) (events.Envelope, error) {
+func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time, now time.Time) (events.Envelope, error) {
 	rec := tr.rec
 	reason := rec.Reason
 	switch tr.alert {

@@ -620,14 +620,14 @@ func pageParams(q url.Values) (int, *pageCursor, *apiError) {
 }
 
 // tenantUsage loads what classifying a tenant's users needs.
-func (s *Service) tenantUsage(ctx context.Context, tenant string) (storedConnection, UsageParams, error) {
+func (s *Service) tenantUsage(ctx context.Context, tenant string) (storedConnection, storage.UsageParams, error) {
 	sc, _, err := s.conns.Get(ctx, connectionKey(tenant))
 	if err != nil {
-		return sc, UsageParams{}, err
+		return sc, storage.UsageParams{}, err
 	}
 	cp, _, err := s.getCheckpoint(ctx, tenant)
 	if err != nil {
-		return sc, UsageParams{}, err
+		return sc, storage.UsageParams{}, err
 	}
 	return sc, s.usageParams(sc.Doc, cp, s.now(), cp.ActivityThrough), nil
 }
@@ -641,7 +641,7 @@ func (s *Service) licenses(w http.ResponseWriter, r *http.Request) {
 	switch filter {
 	case "":
 		filter = "all"
-	case "all", UsageActive, UsageInactive, UsageUnknown:
+	case "all", storage.UsageActive, storage.UsageInactive, storage.UsageUnknown:
 	default:
 		writeError(w, http.StatusBadRequest, apiError{Code: "invalid_field", Field: "usage", Message: "usage must be one of inactive, active, unknown, all"})
 		return
@@ -706,39 +706,17 @@ func (s *Service) summary(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, err)
 		return
 	}
-	sum := Summary{
-		TenantID: tenant, App: connectors.AppGreenhouse, UsersByStatus: map[string]int{}, LicensesByType: map[string]int{},
-		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
-		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
-	}
-	err = s.store.CurrentUsers(r.Context(), tenant, connectors.AppGreenhouse, func(row storage.UserRow) error {
-		sum.Users++
-		sum.UsersByStatus[row.Status]++
-		if row.ServiceAccount {
-			sum.ServiceAccounts++
-		}
-		rec := record(row, params)
-		if !rec.Licensed {
-			return nil
-		}
-		sum.Licenses++
-		sum.LicensesByType[rec.LicenseType]++
-		switch rec.Usage {
-		case UsageActive:
-			sum.Active++
-		case UsageInactive:
-			sum.Inactive++
-		default:
-			sum.Unknown++
-		}
-		return nil
-	})
+	u, err := s.store.Utilisation(r.Context(), tenant, connectors.AppGreenhouse, params)
 	if err != nil {
 		s.unavailable(w, err)
 		return
 	}
-	if sum.Licenses > 0 {
-		sum.Utilisation = float64(sum.Active) / float64(sum.Licenses)
+	sum := Summary{
+		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Stored, UsersByStatus: u.ByStatus,
+		ServiceAccounts: u.ServiceAccounts, Licenses: u.Licenses, LicensesByType: u.ByType,
+		Active: u.Active, Inactive: u.Inactive, Unknown: u.Unknown, Utilisation: u.Ratio,
+		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
+		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
 	}
 	writeJSON(w, http.StatusOK, sum)
 }

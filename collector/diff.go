@@ -47,9 +47,9 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 		return storage.UserRow{}, nil, false
 	}
 	d.seen[u.ID] = struct{}{}
-	status := StatusActive
+	status := storage.StatusActive
 	if u.Deactivated {
-		status = StatusDeactivated
+		status = storage.StatusDeactivated
 	}
 	row := storage.UserRow{
 		TenantID:       d.tenant,
@@ -105,7 +105,7 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	return row, &change{
 		row:     row,
 		changed: changed,
-		freed:   Licensed(prev.Status, prev.ServiceAccount) && !Licensed(row.Status, row.ServiceAccount) && row.Status != StatusActive,
+		freed:   storage.Licensed(prev.Status, prev.ServiceAccount) && !storage.Licensed(row.Status, row.ServiceAccount) && row.Status != storage.StatusActive,
 	}, true
 }
 
@@ -114,11 +114,11 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 func (d *userDiff) removed() []change {
 	var out []change
 	for id, prev := range d.prev {
-		if _, ok := d.seen[id]; ok || prev.Status == StatusRemoved {
+		if _, ok := d.seen[id]; ok || prev.Status == storage.StatusRemoved {
 			continue
 		}
 		row := prev
-		row.Status = StatusRemoved
+		row.Status = storage.StatusRemoved
 		removedAt := d.now
 		row.RemovedAt = &removedAt
 		row.Revision = prev.Revision + 1
@@ -126,14 +126,14 @@ func (d *userDiff) removed() []change {
 		out = append(out, change{
 			row:     row,
 			changed: []string{"status"},
-			freed:   Licensed(prev.Status, prev.ServiceAccount),
+			freed:   storage.Licensed(prev.Status, prev.ServiceAccount),
 		})
 	}
 	return out
 }
 
 // record turns a stored row into the contract's license record, with its usage.
-func record(r storage.UserRow, p UsageParams) events.LicenseRecord {
+func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
 	rec := events.LicenseRecord{
 		TenantID:         r.TenantID,
 		App:              r.App,
@@ -141,7 +141,7 @@ func record(r storage.UserRow, p UsageParams) events.LicenseRecord {
 		Name:             r.Name,
 		Email:            r.Email,
 		Status:           r.Status,
-		Licensed:         Licensed(r.Status, r.ServiceAccount),
+		Licensed:         storage.Licensed(r.Status, r.ServiceAccount),
 		LicenseType:      r.LicenseType,
 		SiteAdmin:        r.SiteAdmin,
 		ServiceAccount:   r.ServiceAccount,
@@ -154,7 +154,7 @@ func record(r storage.UserRow, p UsageParams) events.LicenseRecord {
 		LastActivityType: r.LastActivityType,
 	}
 	if rec.Licensed {
-		rec.Usage, rec.Reason = ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
+		rec.Usage, rec.Reason = storage.ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
 	}
 	return rec
 }

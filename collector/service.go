@@ -262,9 +262,9 @@ func (s *Service) settings(doc events.Connection) (inactiveAfterDays int, users,
 // activityThrough is the time through which users' activity has been applied from the stored
 // events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
 // applied (a crash between the two steps) must not make anyone look inactive.
-func (s *Service) usageParams(doc events.Connection, cp checkpoint, now, activityThrough time.Time) UsageParams {
+func (s *Service) usageParams(doc events.Connection, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
 	days, _, _ := s.settings(doc)
-	p := UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
+	p := storage.UsageParams{Now: now, InactiveAfterDays: days, CoverageStart: cp.CoverageStart}
 	switch {
 	case p.CoverageStart.IsZero():
 	case activityThrough.IsZero():

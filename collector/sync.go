@@ -413,7 +413,7 @@ func (s *Service) applyActivity(ctx context.Context, tenant string, sc storedCon
 			}
 			envs = append(envs, env)
 		}
-		if r.Status == StatusRemoved {
+		if r.Status == storage.StatusRemoved {
 			return nil
 		}
 		tr, fire := alerts.evaluate(record(r, params))

@@ -124,12 +124,15 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 			assert.Equal(t, tc.wantUtil.Unknown, u.Unknown)
 			assert.Equal(t, tc.wantUtil.ByType, u.ByType)
 			assert.InDelta(t, tc.wantUtil.Ratio, u.Ratio, 1e-9)
+			assert.Equal(t, 9, u.Stored, "every user stored, the removed one included")
+			assert.Equal(t, 1, u.ServiceAccounts)
+			assert.Equal(t, map[string]int{"active": 7, "deactivated": 1, "removed": 1}, u.ByStatus)
 		})
 	}
 
 	empty, err := s.Utilisation(ctx, "nobody", "greenhouse", storage.UsageParams{Now: fixNow, InactiveAfterDays: 30})
 	require.NoError(t, err)
-	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}}, empty)
+	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}}, empty)
 }
 
 // activityFixture inserts audit events of two users over two days (plus noise) and the users.
