@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -10,7 +12,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
-// Alert names (PRODUCT.md 3).
+// Alert names (docs/events.md).
 const (
 	AlertLicenseInactive = "license_inactive"
 	AlertLicenseActive   = "license_active"
@@ -121,4 +123,30 @@ func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time
 	}
 	return events.NewEnvelope(rec.TenantID, alertType(tr.alert), alertEventID(rec.TenantID, rec.UserID, tr.alert, tr.seq),
 		fmt.Sprintf("users/%d", rec.UserID), now, data)
+}
+
+// alertStore reads and writes the tenants' alert state.
+type alertStore struct{ kv kvStore[alertState] }
+
+// get reads a tenant's alert state; absent is an empty state with revision 0.
+func (a alertStore) get(ctx context.Context, tenant string) (alertState, uint64, error) {
+	st, rev, err := a.kv.Get(ctx, connectionKey(tenant))
+	if errors.Is(err, events.ErrNotFound) {
+		return alertState{Users: map[string]alertUser{}}, 0, nil
+	}
+	if err != nil {
+		return alertState{}, 0, internal(codeNATSUnavailable, fmt.Errorf("read alert state of tenant %q: %w", tenant, err))
+	}
+	if st.Users == nil {
+		st.Users = map[string]alertUser{}
+	}
+	return st, rev, nil
+}
+
+// put writes a tenant's alert state with compare-and-set.
+func (a alertStore) put(ctx context.Context, tenant string, st alertState, rev uint64) error {
+	if _, err := createOrUpdate(ctx, a.kv, connectionKey(tenant), st, rev); err != nil {
+		return internal(codeNATSUnavailable, fmt.Errorf("save alert state of tenant %q: %w", tenant, err))
+	}
+	return nil
 }

@@ -40,6 +40,11 @@ type change struct {
 	freed bool
 }
 
+// created reports whether the change is a user new to the listing.
+func (ch *change) created() bool {
+	return ch != nil && len(ch.changed) == 1 && ch.changed[0] == "created"
+}
+
 // apply merges one listed user. It returns the user's new row and, when something changed,
 // the change (nil otherwise). A user listed twice in one listing is applied once.
 func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.UserRow, *change, bool) {

@@ -20,13 +20,13 @@ func TestLicenseType(t *testing.T) {
 // TestUsageJudgedAsOfAppliedActivity: stored but not yet applied events (a crash between
 // storing a poll and applying its activity) never make a license look inactive.
 func TestUsageJudgedAsOfAppliedActivity(t *testing.T) {
-	s := &Service{cfg: DefaultConfig()}
+	st := DefaultConfig().settingsOf(events.Connection{})
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	created := now.AddDate(0, 0, -90)
 	cp := checkpoint{CoverageStart: now.AddDate(0, 0, -31), AuditThrough: now}
 
 	// Backfill stored, activity not applied yet: too early to judge.
-	p := s.usageParams(events.Connection{}, cp, now, time.Time{})
+	p := usageParams(st, cp, now, time.Time{})
 	usage, reason := storage.ClassifyUsage(created, nil, p)
 	if usage != storage.UsageUnknown || reason != storage.ReasonInsufficientHistory {
 		t.Fatalf("before the activity is applied: %s/%s, want unknown/insufficient_history", usage, reason)
@@ -34,7 +34,7 @@ func TestUsageJudgedAsOfAppliedActivity(t *testing.T) {
 
 	// Applied through an hour ago: judged as of then.
 	applied := now.Add(-time.Hour)
-	p = s.usageParams(events.Connection{}, cp, now, applied)
+	p = usageParams(st, cp, now, applied)
 	if !p.Now.Equal(applied) {
 		t.Fatalf("judged as of %s, want %s", p.Now, applied)
 	}
