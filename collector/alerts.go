@@ -102,15 +102,8 @@ func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time
 		reason = rec.Status
 	}
 	data := events.Alert{
-		TenantID:    rec.TenantID,
-		App:         connectors.AppGreenhouse,
-		Alert:       tr.alert,
-		UserID:      rec.UserID,
-		Name:        rec.Name,
-		Email:       rec.Email,
-		LicenseType: rec.LicenseType,
-		Status:      rec.Status,
-		Reason:      reason,
+		TenantID: rec.TenantID, App: connectors.AppGreenhouse, Alert: tr.alert, Reason: reason,
+		UserID: rec.UserID, Name: rec.Name, Email: rec.Email, LicenseType: rec.LicenseType, Status: rec.Status,
 		Evidence: events.Evidence{
 			LastActivityAt:    rec.LastActivityAt,
 			LastEventType:     rec.LastActivityType,

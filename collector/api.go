@@ -49,29 +49,46 @@ type api struct {
 	connects    *rate.Limiter // connect requests; nil: unlimited
 }
 
-// apiCode is the code of an error answer (docs/api.md, "Errors").
+// apiCode is the code of an error answer (docs/api.md, "Errors"). The codes follow, by the
+// status they answer with; a refused endpoint override answers codeEndpointNotAllowed.
 type apiCode string
 
-// The API's error codes; a refused endpoint override answers with codeEndpointNotAllowed.
+// 400: the body cannot be read as one JSON object of the request's type.
 const (
-	codeNotFound           apiCode = "not_found"
-	codeInternal           apiCode = "internal"
+	codeBodyTooLarge   apiCode = "body_too_large"
+	codeInvalidBody    apiCode = "invalid_body"
+	codeInvalidJSON    apiCode = "invalid_json"
+	codeUnknownField   apiCode = "unknown_field"
+	codeDuplicateField apiCode = "duplicate_field"
+)
+
+// 400: a value is missing or wrong.
+const (
+	codeInvalidTenantID apiCode = "invalid_tenant_id"
+	codeInvalidField    apiCode = "invalid_field"
+	codeMissingField    apiCode = "missing_field"
+	codeInvalidCursor   apiCode = "invalid_cursor"
+)
+
+// 400: an endpoint override the operator's settings refuse.
+const (
+	codeOverrideDisabled apiCode = "endpoint_override_disabled"
+	codeInsecureEndpoint apiCode = "insecure_endpoint"
+)
+
+// 401, 404, 409 and 429: the request is refused.
+const (
 	codeUnauthorized       apiCode = "unauthorized"
-	codeInvalidTenantID    apiCode = "invalid_tenant_id"
-	codeBodyTooLarge       apiCode = "body_too_large"
-	codeInvalidBody        apiCode = "invalid_body"
-	codeInvalidJSON        apiCode = "invalid_json"
-	codeInvalidField       apiCode = "invalid_field"
-	codeUnknownField       apiCode = "unknown_field"
-	codeMissingField       apiCode = "missing_field"
-	codeDuplicateField     apiCode = "duplicate_field"
-	codeInvalidCursor      apiCode = "invalid_cursor"
-	codeOverrideDisabled   apiCode = "endpoint_override_disabled"
-	codeInsecureEndpoint   apiCode = "insecure_endpoint"
-	codeTooManyRequests    apiCode = "too_many_requests"
-	codeTenantLimitReached apiCode = "tenant_limit_reached"
+	codeNotFound           apiCode = "not_found"
 	codeDisconnected       apiCode = "disconnected"
-	codeUnavailable        apiCode = "unavailable"
+	codeTenantLimitReached apiCode = "tenant_limit_reached"
+	codeTooManyRequests    apiCode = "too_many_requests"
+)
+
+// 500 and 503: the collector failed.
+const (
+	codeInternal    apiCode = "internal"
+	codeUnavailable apiCode = "unavailable"
 )
 
 // apiError is the body of every 4xx/5xx answer: {"error": {"code", "message", "field"}}.

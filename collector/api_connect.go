@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -264,14 +265,7 @@ func (a *api) getConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc, err := a.conns.get(r.Context(), tenant)
-	switch {
-	case errors.Is(err, events.ErrNotFound):
-		noConnection(w, tenant)
-	case err != nil:
-		a.unavailable(w, err)
-	default:
-		writeJSON(w, http.StatusOK, sc.Doc)
-	}
+	a.answer(w, tenant, err, func() { writeJSON(w, http.StatusOK, sc.Doc) })
 }
 
 func (a *api) deleteConnection(w http.ResponseWriter, r *http.Request) {
@@ -280,21 +274,15 @@ func (a *api) deleteConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sc, err := a.conns.disconnect(r.Context(), tenant)
-	if errors.Is(err, events.ErrNotFound) {
-		noConnection(w, tenant)
-		return
-	}
-	if err != nil {
-		a.unavailable(w, err)
-		return
-	}
-	a.clients.drop(tenant)
-	if len(sc.Outbox) > 0 {
-		if err := a.conns.deliver(r.Context(), tenant, sc.Outbox); err != nil {
-			a.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect; queued for retry")
+	a.answer(w, tenant, err, func() {
+		a.clients.drop(tenant)
+		if len(sc.Outbox) > 0 {
+			if err := a.conns.deliver(r.Context(), tenant, sc.Outbox); err != nil {
+				a.log.Warn().Err(err).Str("tenant", tenant).Msg("announce disconnect; queued for retry")
+			}
 		}
-	}
-	w.WriteHeader(http.StatusNoContent)
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 func (a *api) syncNow(w http.ResponseWriter, r *http.Request) {
@@ -302,7 +290,14 @@ func (a *api) syncNow(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	runID, err := a.conns.requestSync(r.Context(), tenant)
+	runID, err := a.conns.requestSync(r.Context(), tenant, uuid.NewString())
+	a.answer(w, tenant, err, func() { writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID}) })
+}
+
+// answer answers a request on a tenant's connection that ended with err: 404 without a
+// connection, 409 for a disconnected one, 503 when the state store failed; success answers
+// when there was no error.
+func (a *api) answer(w http.ResponseWriter, tenant string, err error, success func()) {
 	switch {
 	case errors.Is(err, events.ErrNotFound):
 		noConnection(w, tenant)
@@ -311,6 +306,6 @@ func (a *api) syncNow(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		a.unavailable(w, err)
 	default:
-		writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID})
+		success()
 	}
 }

@@ -60,6 +60,16 @@ func (c checkpointStore) get(ctx context.Context, tenant string) (checkpoint, ui
 	return cp, rev, nil
 }
 
+// begin reads a tenant's checkpoint for a run starting at start: a tenant never synced is
+// observed from then on.
+func (c checkpointStore) begin(ctx context.Context, tenant string, start time.Time) (checkpoint, uint64, error) {
+	cp, rev, err := c.get(ctx, tenant)
+	if err == nil && cp.ObservedSince.IsZero() {
+		cp.ObservedSince = start
+	}
+	return cp, rev, err
+}
+
 // save writes a checkpoint with compare-and-set and returns the new revision.
 func (c checkpointStore) save(ctx context.Context, tenant string, cp checkpoint, rev uint64) (uint64, error) {
 	n, err := createOrUpdate(ctx, c.kv, connectionKey(tenant), cp, rev)

@@ -166,34 +166,13 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 			}
 			fs.StringVar(p, f.name, *p, usage)
 		case *int:
-			if env != "" {
-				v, err := strconv.Atoi(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not an integer", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, strconv.Atoi, "an integer")
 			fs.IntVar(p, f.name, *p, usage)
 		case *bool:
-			if env != "" {
-				v, err := strconv.ParseBool(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not a boolean", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, strconv.ParseBool, "a boolean")
 			fs.BoolVar(p, f.name, *p, usage)
 		case *time.Duration:
-			if env != "" {
-				v, err := time.ParseDuration(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not a duration (e.g. 5m, 1h)", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, time.ParseDuration, "a duration (e.g. 5m, 1h)")
 			fs.DurationVar(p, f.name, *p, usage)
 		}
 	}
@@ -288,6 +267,20 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// fromEnv sets *p from the environment variable of the setting name when env (its value) is
+// set, adding an error saying it is not kind when parse refuses it.
+func fromEnv[T any](errs []error, name, env string, p *T, parse func(string) (T, error), kind string) []error {
+	if env == "" {
+		return errs
+	}
+	v, err := parse(env)
+	if err != nil {
+		return append(errs, fmt.Errorf("%s: %q is not %s", EnvName(name), env, kind))
+	}
+	*p = v
+	return errs
 }
 
 // Masked returns the effective configuration as name=value pairs with secrets masked, for the

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/rs/zerolog"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -204,13 +203,33 @@ func (c *connections) watch(ctx context.Context, fn func(tenant string, sc store
 	})
 }
 
+// modify writes a tenant's connection with compare-and-set: fn changes it (exists says
+// whether there was one) and returns how many queued changes it dropped (queueChange), which
+// are logged.
+func (c *connections) modify(ctx context.Context, tenant string, fn func(sc *storedConnection, exists bool) (dropped int, err error)) (storedConnection, error) {
+	dropped := 0
+	sc, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+		var err error
+		dropped, err = fn(&sc, exists)
+		return sc, err
+	})
+	if err != nil {
+		return sc, err
+	}
+	if dropped > 0 {
+		c.log.Error().Str("tenant", tenant).Int("dropped", dropped).Int("kept", maxOutbox).
+			Msg("connection changes undelivered for too long: the oldest were dropped")
+	}
+	return sc, nil
+}
+
 // replace stores doc, whose checks passed, as the tenant's connection with its sealed secret:
 // a new generation, keeping the freshness, last run and outbox of the one it replaces, and
 // the change queued. The caller delivers the outbox.
 func (c *connections) replace(ctx context.Context, tenant string, doc events.Connection, sealed events.Sealed, now time.Time) (storedConnection, error) {
-	dropped := 0
-	stored, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(old storedConnection, exists bool) (storedConnection, error) {
-		sc := storedConnection{Doc: doc, Secret: &sealed, Generation: 1, CreatedAt: now}
+	return c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
+		old := *sc
+		*sc = storedConnection{Doc: doc, Secret: &sealed, Generation: 1, CreatedAt: now}
 		previous := ""
 		if exists {
 			previous = old.Doc.State
@@ -221,24 +240,17 @@ func (c *connections) replace(ctx context.Context, tenant string, doc events.Con
 			sc.Doc.ObservedSince = old.Doc.ObservedSince
 			sc.Outbox = old.Outbox
 		}
-		dropped = sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc))
-		return sc, nil
+		return sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc)), nil
 	})
-	if err != nil {
-		return stored, err
-	}
-	c.outboxDropped(tenant, dropped)
-	return stored, nil
 }
 
 // disconnect erases a tenant's secret and pending sync request and marks it disconnected,
 // queueing the change; events.ErrNotFound when it has no connection. The caller delivers the
 // outbox.
 func (c *connections) disconnect(ctx context.Context, tenant string) (storedConnection, error) {
-	dropped := 0
-	sc, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+	return c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
 		if !exists {
-			return sc, events.ErrNotFound
+			return 0, events.ErrNotFound
 		}
 		previous := sc.Doc.State
 		sc.Secret = nil
@@ -246,36 +258,30 @@ func (c *connections) disconnect(ctx context.Context, tenant string) (storedConn
 		sc.Doc.State = StateDisconnected
 		sc.Doc.UsageData = false
 		sc.Doc.UpdatedAt = c.now()
-		if previous != StateDisconnected {
-			dropped = sc.queueChange(previous, []string{"state"})
+		if previous == StateDisconnected {
+			return 0, nil
 		}
-		return sc, nil
+		return sc.queueChange(previous, []string{"state"}), nil
 	})
-	if err != nil {
-		return sc, err
-	}
-	c.outboxDropped(tenant, dropped)
-	return sc, nil
 }
 
-// requestSync asks the owning replica for a sync now and returns its run id: a new one, or
-// the one already asked for and not begun (one pending request at a time). It returns
-// events.ErrNotFound without a connection and errDisconnected for a disconnected one.
-func (c *connections) requestSync(ctx context.Context, tenant string) (string, error) {
-	runID := uuid.NewString()
-	_, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
-		if !exists {
-			return sc, events.ErrNotFound
-		}
-		if sc.Secret == nil {
-			return sc, errDisconnected
-		}
-		if sc.SyncRequest != "" && sc.SyncRequest != sc.SyncStarted {
+// requestSync asks the owning replica for a sync now under runID and returns the run id
+// asked for: runID, or the one already asked for and not begun (one pending request at a
+// time). It returns events.ErrNotFound without a connection and errDisconnected for a
+// disconnected one.
+func (c *connections) requestSync(ctx context.Context, tenant, runID string) (string, error) {
+	_, err := c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
+		switch {
+		case !exists:
+			return 0, events.ErrNotFound
+		case sc.Secret == nil:
+			return 0, errDisconnected
+		case sc.SyncRequest != "" && sc.SyncRequest != sc.SyncStarted:
 			runID = sc.SyncRequest // join it
-			return sc, errAlreadyPending
+			return 0, errAlreadyPending
 		}
 		sc.SyncRequest = runID
-		return sc, nil
+		return 0, nil
 	})
 	if errors.Is(err, errAlreadyPending) {
 		err = nil
@@ -298,34 +304,24 @@ func (c *connections) markSyncStarted(ctx context.Context, tenant string, genera
 // and delivers the outbox. errStaleGeneration: the connection was replaced or disconnected
 // meanwhile, and nothing was written.
 func (c *connections) update(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error {
-	dropped := 0
-	sc, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+	sc, err := c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
 		if !exists || sc.Generation != generation || sc.Secret == nil {
-			return sc, errStaleGeneration
+			return 0, errStaleGeneration
 		}
 		before := sc.Doc
 		before.Checks = append([]connectors.Check(nil), sc.Doc.Checks...)
-		fn(&sc)
+		fn(sc)
 		sc.Doc.State, sc.Doc.UsageData = stateOf(sc.Doc.Checks)
 		sc.Doc.UpdatedAt = c.now()
-		dropped = sc.queueChange(before.State, connectionChanges(before, sc.Doc))
-		return sc, nil
+		return sc.queueChange(before.State, connectionChanges(before, sc.Doc)), nil
 	})
 	if err != nil {
 		return err
 	}
-	c.outboxDropped(tenant, dropped)
 	if len(sc.Outbox) > 0 {
 		return c.deliver(ctx, tenant, sc.Outbox)
 	}
 	return nil
-}
-
-func (c *connections) outboxDropped(tenant string, n int) {
-	if n > 0 {
-		c.log.Error().Str("tenant", tenant).Int("dropped", n).Int("kept", maxOutbox).
-			Msg("connection changes undelivered for too long: the oldest were dropped")
-	}
 }
 
 // deliver stores the connection_events row and publishes saas.connection.changed of each

@@ -6,7 +6,6 @@ import (
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
-	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
@@ -81,28 +80,7 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	row.LastActivityAt = prev.LastActivityAt
 	row.LastActivityType = prev.LastActivityType
 	row.Revision = prev.Revision
-	var changed []string
-	if prev.Status != row.Status {
-		changed = append(changed, "status")
-	}
-	if prev.LicenseType != row.LicenseType {
-		changed = append(changed, "license_type")
-	}
-	if prev.SiteAdmin != row.SiteAdmin {
-		changed = append(changed, "site_admin")
-	}
-	if prev.ServiceAccount != row.ServiceAccount {
-		changed = append(changed, "service_account")
-	}
-	if prev.Name != row.Name {
-		changed = append(changed, "name")
-	}
-	if prev.Email != row.Email {
-		changed = append(changed, "email")
-	}
-	if !prev.CreatedAt.Equal(row.CreatedAt) {
-		changed = append(changed, "created_at")
-	}
+	changed := changedFields(prev, row)
 	if len(changed) == 0 {
 		return row, nil, true
 	}
@@ -112,6 +90,29 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 		changed: changed,
 		freed:   storage.Licensed(prev.Status, prev.ServiceAccount) && !storage.Licensed(row.Status, row.ServiceAccount) && row.Status != storage.StatusActive,
 	}, true
+}
+
+// changedFields names the fields of a user that differ between two rows, in the contract's
+// order (docs/events.md, saas.user.changed).
+func changedFields(prev, row storage.UserRow) []string {
+	var changed []string
+	for _, f := range []struct {
+		name    string
+		differs bool
+	}{
+		{"status", prev.Status != row.Status},
+		{"license_type", prev.LicenseType != row.LicenseType},
+		{"site_admin", prev.SiteAdmin != row.SiteAdmin},
+		{"service_account", prev.ServiceAccount != row.ServiceAccount},
+		{"name", prev.Name != row.Name},
+		{"email", prev.Email != row.Email},
+		{"created_at", !prev.CreatedAt.Equal(row.CreatedAt)},
+	} {
+		if f.differs {
+			changed = append(changed, f.name)
+		}
+	}
+	return changed
 }
 
 // removed returns the stored users that were present (not already removed) and are absent
@@ -135,33 +136,6 @@ func (d *userDiff) removed() []change {
 		})
 	}
 	return out
-}
-
-// record turns a stored row into the contract's license record, with its usage.
-func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
-	rec := events.LicenseRecord{
-		TenantID:         r.TenantID,
-		App:              r.App,
-		UserID:           r.UserID,
-		Name:             r.Name,
-		Email:            r.Email,
-		Status:           r.Status,
-		Licensed:         storage.Licensed(r.Status, r.ServiceAccount),
-		LicenseType:      r.LicenseType,
-		SiteAdmin:        r.SiteAdmin,
-		ServiceAccount:   r.ServiceAccount,
-		CreatedAt:        r.CreatedAt,
-		UpdatedAt:        r.UpdatedAt,
-		FirstSeenAt:      r.FirstSeenAt,
-		LastSeenAt:       r.LastSeenAt,
-		RemovedAt:        r.RemovedAt,
-		LastActivityAt:   r.LastActivityAt,
-		LastActivityType: r.LastActivityType,
-	}
-	if rec.Licensed {
-		rec.Usage, rec.Reason = storage.ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
-	}
-	return rec
 }
 
 // userEventID is the deterministic id of the saas.user.changed event for a user's revision.

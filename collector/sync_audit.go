@@ -10,23 +10,29 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
+// auditWriter stores an Audit Log poll's batches and advances its checkpoint.
+type auditWriter struct {
+	s        *syncer
+	tenant   string
+	cp       checkpoint
+	rev      uint64
+	lastSave time.Time
+	stored   int
+}
+
 // syncAudit polls the Audit Log from the checkpoint (the first time: a 30-day backfill), stores
 // the events window by window, then applies the new activity to users and daily figures.
 func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnection, gc greenhouseClient) runResult {
-	start := s.now()
-	res := newRun(tenant, events.RunAudit, start)
-	before := gc.Stats()
+	res, before := newRun(tenant, events.RunAudit, s.now()), gc.Stats()
+	start := res.summary.StartedAt
 	fail := func(err error) runResult {
 		res.err = newSyncError(greenhouse.CheckAuditLog, err)
 		res.countRequests(before, gc.Stats())
 		return res
 	}
-	cp, cpRev, err := s.checkpoints.get(ctx, tenant)
+	cp, cpRev, err := s.checkpoints.begin(ctx, tenant, start)
 	if err != nil {
 		return fail(err)
-	}
-	if cp.ObservedSince.IsZero() {
-		cp.ObservedSince = start
 	}
 	// Activity is up to date when the last poll applied everything it stored.
 	activityCurrent := !cp.ActivityThrough.IsZero() && !cp.ActivityThrough.Before(cp.AuditThrough)
@@ -82,16 +88,6 @@ func (s *syncer) applyPolled(ctx context.Context, tenant string, sc storedConnec
 		return rev, err
 	}
 	return rev, s.alerts.put(ctx, tenant, alerts, alertRev)
-}
-
-// auditWriter stores an Audit Log poll's batches and advances its checkpoint.
-type auditWriter struct {
-	s        *syncer
-	tenant   string
-	cp       checkpoint
-	rev      uint64
-	lastSave time.Time
-	stored   int
 }
 
 // pollFrom is where a poll starting at start reads from: the checkpoint less auditOverlap, or

@@ -15,19 +15,15 @@ import (
 // license counts, user events, freed and inactive alerts. Order per page: publish, then store;
 // the alert state and the checkpoint advance at the end.
 func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnection, gc greenhouseClient) runResult {
-	start := s.now()
-	res := newRun(tenant, events.RunUsers, start)
-	before := gc.Stats()
+	res, before := newRun(tenant, events.RunUsers, s.now()), gc.Stats()
+	start := res.summary.StartedAt
 	fail := func(step connectors.CheckName, err error) runResult {
 		res.err = newSyncError(step, err)
 		return res
 	}
-	cp, cpRev, err := s.checkpoints.get(ctx, tenant)
+	cp, cpRev, err := s.checkpoints.begin(ctx, tenant, start)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
-	}
-	if cp.ObservedSince.IsZero() {
-		cp.ObservedSince = start
 	}
 	hasPerm, err := jobPermissionHolders(ctx, gc)
 	if err != nil {

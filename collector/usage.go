@@ -1,5 +1,15 @@
 package collector
 
+import (
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// The license types, and the usage rule (storage/usage.go) applied to a tenant: its
+// parameters and a user's license record.
+
 // License types (docs/events.md, saas.user.changed).
 const (
 	LicenseSiteAdmin = "site_admin"
@@ -18,4 +28,48 @@ func LicenseType(siteAdmin, hasJobPermission bool) string {
 	default:
 		return LicenseBasic
 	}
+}
+
+// record turns a stored row into the contract's license record, with its usage.
+func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
+	rec := events.LicenseRecord{
+		TenantID:         r.TenantID,
+		App:              r.App,
+		UserID:           r.UserID,
+		Name:             r.Name,
+		Email:            r.Email,
+		Status:           r.Status,
+		Licensed:         storage.Licensed(r.Status, r.ServiceAccount),
+		LicenseType:      r.LicenseType,
+		SiteAdmin:        r.SiteAdmin,
+		ServiceAccount:   r.ServiceAccount,
+		CreatedAt:        r.CreatedAt,
+		UpdatedAt:        r.UpdatedAt,
+		FirstSeenAt:      r.FirstSeenAt,
+		LastSeenAt:       r.LastSeenAt,
+		RemovedAt:        r.RemovedAt,
+		LastActivityAt:   r.LastActivityAt,
+		LastActivityType: r.LastActivityType,
+	}
+	if rec.Licensed {
+		rec.Usage, rec.Reason = storage.ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
+	}
+	return rec
+}
+
+// usageParams returns the parameters of the usage rule (storage/usage.go) for a tenant now.
+//
+// activityThrough is the time through which users' activity has been applied from the stored
+// events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
+// applied (a crash between the two steps) must not make anyone look inactive.
+func usageParams(st tenantSettings, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
+	p := storage.UsageParams{Now: now, InactiveAfterDays: st.inactiveAfterDays, CoverageStart: cp.CoverageStart}
+	switch {
+	case p.CoverageStart.IsZero():
+	case activityThrough.IsZero():
+		p.CoverageStart = now // the backfill is stored, its activity not applied: too early to judge
+	case activityThrough.Before(now):
+		p.Now = activityThrough
+	}
+	return p
 }

@@ -923,17 +923,7 @@ func (o *Org) GrantJobPermission(userID, jobID int64) error {
 // AddUserEvent records an event of the given type (e.g. "data_change_update", "action")
 // performed by a user at a time. It returns an error for an unknown user.
 func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.byID[userID]; !ok {
-		return fmt.Errorf("add event of user %d: no such user", userID)
-	}
-	typ, err := o.typeIndex(eventType)
-	if err != nil {
-		return fmt.Errorf("add event of user %d: %w", userID, err)
-	}
-	o.insertEvents([]event{o.userEvent(userID, at, int(typ))})
-	return nil
+	return o.addUserEvent("add event", userID, at, eventType, nil)
 }
 
 // AddAPIUserEvent records an event of the given type (e.g. "data_change_update") performed by
@@ -941,17 +931,27 @@ func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
 // target_id. Truth counts it as seat use only when SeatUse says so. It returns an error for an
 // unknown user.
 func (o *Org) AddAPIUserEvent(userID int64, at time.Time, eventType, requestType string) error {
+	return o.addUserEvent("add API event", userID, at, eventType, func(e *event) {
+		e.ownReq, e.target = true, o.requestIndex(requestType)
+	})
+}
+
+// addUserEvent records a user's event, which more (when set) alters first; op names the
+// operation in errors.
+func (o *Org) addUserEvent(op string, userID int64, at time.Time, eventType string, more func(*event)) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.byID[userID]; !ok {
-		return fmt.Errorf("add API event of user %d: no such user", userID)
+		return fmt.Errorf("%s of user %d: no such user", op, userID)
 	}
 	typ, err := o.typeIndex(eventType)
 	if err != nil {
-		return fmt.Errorf("add API event of user %d: %w", userID, err)
+		return fmt.Errorf("%s of user %d: %w", op, userID, err)
 	}
 	e := o.userEvent(userID, at, int(typ))
-	e.ownReq, e.target = true, o.requestIndex(requestType)
+	if more != nil {
+		more(&e)
+	}
 	o.insertEvents([]event{e})
 	return nil
 }
