@@ -49,8 +49,9 @@ type api struct {
 	connects    *rate.Limiter // connect requests; nil: unlimited
 }
 
-// apiCode is the code of an error answer (docs/api.md, "Errors"). The codes follow, by the
-// status they answer with; a refused endpoint override answers codeEndpointNotAllowed.
+// apiCode is the code of an error answer (docs/api.md: the error body at its top, and each
+// route's codes). The codes follow, by the status they answer with; a refused endpoint
+// override answers codeEndpointNotAllowed.
 type apiCode string
 
 // 400: the body cannot be read as one JSON object of the request's type.

@@ -7,7 +7,7 @@ import (
 )
 
 // The collector's own codes. They extend the connector's vocabulary (greenhouse.Code): a run
-// or a check shows either kind (docs/api.md, "Codes"); their messages are in messages.go.
+// or a check shows either kind (docs/api.md); their messages are in messages.go.
 const (
 	// Codes of a run that failed on the collector's own dependencies rather than on
 	// Greenhouse. They appear in last_sync, saas.sync.completed and sync_runs, never on a

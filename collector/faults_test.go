@@ -26,7 +26,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-// Fault durations of the CI tests. The product target (PRODUCT.md 6) is a dependency down for a
+// Fault durations of the CI tests. The target (docs/reliability.md, "Outages") is a dependency down for a
 // minute; CI keeps the package fast with shorter outages, and FAULT_OUTAGE=60s runs both outage
 // tests with the full minute (docs/reliability.md):
 //

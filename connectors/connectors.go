@@ -1,6 +1,8 @@
 // Package connectors holds what every SaaS connector shares with the collector: the result of
-// a connect-flow check. Each connector lives in a subpackage (connectors/greenhouse) and knows
-// nothing of NATS or ClickHouse; the collector declares the small interfaces it needs.
+// a connect-flow check and the app name. Each connector lives in a subpackage
+// (connectors/greenhouse) and knows nothing of NATS or ClickHouse; the collector declares the
+// small interfaces it needs of one where it uses them (greenhouseClient in
+// collector/syncer.go).
 package connectors
 
 // AppGreenhouse is the app name of Greenhouse Recruiting: the app column of every ClickHouse

@@ -12,7 +12,8 @@ import (
 	"github.com/seatwatch/greenhouse-collector/connectors"
 )
 
-// The connect-flow checks, in the order they run (docs/api.md, "PUT …/connections/greenhouse").
+// The connect-flow checks, in the order they run (docs/api.md, "PUT
+// /v1/tenants/{tenant_id}/connections/greenhouse").
 const (
 	CheckCredentials connectors.CheckName = "credentials" // a token can be minted
 	CheckAdminUser   connectors.CheckName = "admin_user"  // the admin user is an active Site Admin

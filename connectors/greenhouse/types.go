@@ -117,7 +117,7 @@ func snippet(b []byte) string {
 }
 
 // parseTime reads a timestamp of Greenhouse's: ISO 8601 as RFC 3339, with or without a
-// fraction, with Z, ±hh:mm or ±hhmm (docs/greenhouse-wire.md, "Timestamps"); "" is zero.
+// fraction, with Z, ±hh:mm or ±hhmm (docs/greenhouse-wire.md, "Assumptions", row 9); "" is zero.
 func parseTime(v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
@@ -160,7 +160,7 @@ func decodeUsers(b []byte) ([]User, error) {
 			u.PrimaryEmail = *r.PrimaryEmail
 		}
 		// Greenhouse marks integration service users by a primary email that is null, "" or
-		// absent (docs/greenhouse-wire.md, "Service accounts"); an explicit flag can only add.
+		// absent (docs/greenhouse-wire.md, "Assumptions", row 10); an explicit flag can only add.
 		u.ServiceAccount = strings.TrimSpace(u.PrimaryEmail) == "" || r.ServiceAccount != nil && *r.ServiceAccount
 		var err error
 		if u.CreatedAt, err = parseTime(r.CreatedAt); err != nil {
