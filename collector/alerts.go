@@ -1,14 +1,18 @@
 package collector
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
-// Alert names (PRODUCT.md 3).
+// Alert names (docs/events.md).
 const (
 	AlertLicenseInactive = "license_inactive"
 	AlertLicenseActive   = "license_active"
@@ -56,12 +60,12 @@ func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
 			s.Users[key] = st
 		}
 		return transition{}, false
-	case rec.Usage == UsageInactive && !st.Inactive:
+	case rec.Usage == storage.UsageInactive && !st.Inactive:
 		st.Inactive = true
 		st.Seq++
 		s.Users[key] = st
 		return transition{alert: AlertLicenseInactive, seq: uint64(st.Seq), rec: rec}, true
-	case rec.Usage == UsageActive && st.Inactive:
+	case rec.Usage == storage.UsageActive && st.Inactive:
 		st.Inactive = false
 		st.Seq++
 		s.Users[key] = st
@@ -88,7 +92,7 @@ func alertType(alert string) events.Type {
 }
 
 // alertEnvelope builds the envelope of one transition.
-func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now time.Time) (events.Envelope, error) {
+func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time, now time.Time) (events.Envelope, error) {
 	rec := tr.rec
 	reason := rec.Reason
 	switch tr.alert {
@@ -98,15 +102,8 @@ func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now ti
 		reason = rec.Status
 	}
 	data := events.Alert{
-		TenantID:    rec.TenantID,
-		App:         appName,
-		Alert:       tr.alert,
-		UserID:      rec.UserID,
-		Name:        rec.Name,
-		Email:       rec.Email,
-		LicenseType: rec.LicenseType,
-		Status:      rec.Status,
-		Reason:      reason,
+		TenantID: rec.TenantID, App: connectors.AppGreenhouse, Alert: tr.alert, Reason: reason,
+		UserID: rec.UserID, Name: rec.Name, Email: rec.Email, LicenseType: rec.LicenseType, Status: rec.Status,
 		Evidence: events.Evidence{
 			LastActivityAt:    rec.LastActivityAt,
 			LastEventType:     rec.LastActivityType,
@@ -119,4 +116,30 @@ func alertEnvelope(tr transition, p UsageParams, observedSince time.Time, now ti
 	}
 	return events.NewEnvelope(rec.TenantID, alertType(tr.alert), alertEventID(rec.TenantID, rec.UserID, tr.alert, tr.seq),
 		fmt.Sprintf("users/%d", rec.UserID), now, data)
+}
+
+// alertStore reads and writes the tenants' alert state.
+type alertStore struct{ kv kvStore[alertState] }
+
+// get reads a tenant's alert state; absent is an empty state with revision 0.
+func (a alertStore) get(ctx context.Context, tenant string) (alertState, uint64, error) {
+	st, rev, err := a.kv.Get(ctx, connectionKey(tenant))
+	if errors.Is(err, events.ErrNotFound) {
+		return alertState{Users: map[string]alertUser{}}, 0, nil
+	}
+	if err != nil {
+		return alertState{}, 0, internal(codeNATSUnavailable, fmt.Errorf("read alert state of tenant %q: %w", tenant, err))
+	}
+	if st.Users == nil {
+		st.Users = map[string]alertUser{}
+	}
+	return st, rev, nil
+}
+
+// put writes a tenant's alert state with compare-and-set.
+func (a alertStore) put(ctx context.Context, tenant string, st alertState, rev uint64) error {
+	if _, err := createOrUpdate(ctx, a.kv, connectionKey(tenant), st, rev); err != nil {
+		return internal(codeNATSUnavailable, fmt.Errorf("save alert state of tenant %q: %w", tenant, err))
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
 func TestAlertStateTransitionsFireOnce(t *testing.T) {
@@ -19,15 +20,15 @@ func TestAlertStateTransitionsFireOnce(t *testing.T) {
 		alert string // "" = none
 		seq   uint64
 	}{
-		{"unknown at first", rec(true, UsageUnknown), "", 0},
-		{"becomes inactive", rec(true, UsageInactive), AlertLicenseInactive, 1},
-		{"still inactive: no repeat", rec(true, UsageInactive), "", 0},
-		{"unknown does not reset", rec(true, UsageUnknown), "", 0},
-		{"acts again", rec(true, UsageActive), AlertLicenseActive, 2},
-		{"still active: no repeat", rec(true, UsageActive), "", 0},
-		{"inactive again", rec(true, UsageInactive), AlertLicenseInactive, 3},
+		{"unknown at first", rec(true, storage.UsageUnknown), "", 0},
+		{"becomes inactive", rec(true, storage.UsageInactive), AlertLicenseInactive, 1},
+		{"still inactive: no repeat", rec(true, storage.UsageInactive), "", 0},
+		{"unknown does not reset", rec(true, storage.UsageUnknown), "", 0},
+		{"acts again", rec(true, storage.UsageActive), AlertLicenseActive, 2},
+		{"still active: no repeat", rec(true, storage.UsageActive), "", 0},
+		{"inactive again", rec(true, storage.UsageInactive), AlertLicenseInactive, 3},
 		{"loses license: silent unflag", rec(false, ""), "", 0},
-		{"licensed and active again: nothing to resume", rec(true, UsageActive), "", 0},
+		{"licensed and active again: nothing to resume", rec(true, storage.UsageActive), "", 0},
 	}
 	var s alertState
 	for _, st := range steps {
@@ -45,9 +46,9 @@ func TestAlertStateTransitionsFireOnce(t *testing.T) {
 func TestAlertStateOnlyRemembersAlertedUsers(t *testing.T) {
 	var s alertState
 	for id := int64(1); id <= 1000; id++ {
-		s.evaluate(events.LicenseRecord{UserID: id, Licensed: true, Usage: UsageActive})
+		s.evaluate(events.LicenseRecord{UserID: id, Licensed: true, Usage: storage.UsageActive})
 	}
 	assert.Empty(t, s.Users, "active users leave no trace in the alert state")
-	s.evaluate(events.LicenseRecord{UserID: 5, Licensed: true, Usage: UsageInactive})
+	s.evaluate(events.LicenseRecord{UserID: 5, Licensed: true, Usage: storage.UsageInactive})
 	assert.Len(t, s.Users, 1)
 }

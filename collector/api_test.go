@@ -14,9 +14,9 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// validationService is a Service with no backends: enough for everything the API refuses
-// before touching state.
-func validationService(t *testing.T, mut func(*Config)) *Service {
+// validationAPI is the API with no backends: enough for everything it refuses before
+// touching state.
+func validationAPI(t *testing.T, mut func(*Config)) *api {
 	cfg := DefaultConfig()
 	cfg.APIToken = "token-0123456789abcdef"
 	cfg.SecretKeys = "k:AAAA"
@@ -24,7 +24,15 @@ func validationService(t *testing.T, mut func(*Config)) *Service {
 		mut(&cfg)
 	}
 	require.NoError(t, cfg.Validate())
-	return &Service{cfg: cfg, metrics: newMetrics(), log: zerolog.Nop(), now: func() time.Time { return time.Now().UTC() }}
+	now := func() time.Time { return time.Now().UTC() }
+	clients, err := newClientCache(cfg, nil, nil, nil, zerolog.Nop(), now)
+	require.NoError(t, err)
+	return &api{cfg: cfg, clients: clients, metrics: newMetrics(), log: zerolog.Nop(), now: now}
+}
+
+// testHandler is the API's handler with the metrics behind the token.
+func (a *api) testHandler() http.Handler {
+	return a.handler(metricsHandler(a.metrics))
 }
 
 func TestAPIRejectsBadRequests(t *testing.T) {
@@ -83,7 +91,7 @@ func TestAPIRejectsBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := validationService(t, tt.mut)
+			s := validationAPI(t, tt.mut)
 			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
 			switch tt.token {
 			case "":
@@ -93,13 +101,13 @@ func TestAPIRejectsBadRequests(t *testing.T) {
 				req.Header.Set("Authorization", tt.token)
 			}
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
+			s.testHandler().ServeHTTP(rec, req)
 			assert.Equal(t, tt.code, rec.Code, rec.Body.String())
 			var body struct {
 				Error apiError `json:"error"`
 			}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
-			assert.Equal(t, tt.err, body.Error.Code)
+			assert.Equal(t, tt.err, string(body.Error.Code))
 			assert.Equal(t, tt.field, body.Error.Field)
 			assert.NotEmpty(t, body.Error.Message)
 			assert.NotContains(t, rec.Body.String(), "s3cr3t-value")
@@ -114,11 +122,11 @@ func TestAPILegacyKeyRefusedWithoutStoring(t *testing.T) {
 		"32-hex, empty secret": `{"client_id":"0123456789abcdef0123456789abcdef","client_secret":"","admin_user_id":42}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			s := validationService(t, nil) // no state store: storing would panic
+			s := validationAPI(t, nil) // no state store: storing would panic
 			req := httptest.NewRequest("PUT", "/v1/tenants/acme/connections/greenhouse", strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
+			s.testHandler().ServeHTTP(rec, req)
 			require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
 			var doc struct {
 				State  string `json:"state"`
@@ -175,17 +183,17 @@ func TestAPIRefusesDuplicateKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := validationService(t, func(c *Config) { c.CheckTimeout = time.Second })
+			s := validationAPI(t, func(c *Config) { c.CheckTimeout = time.Second })
 			req := httptest.NewRequest("PUT", path, strings.NewReader(tt.body))
 			req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req)
+			s.testHandler().ServeHTTP(rec, req)
 			require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
 			var body struct {
 				Error apiError `json:"error"`
 			}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
-			assert.Equal(t, "duplicate_field", body.Error.Code)
+			assert.Equal(t, codeDuplicateField, body.Error.Code)
 			assert.Equal(t, tt.field, body.Error.Field)
 			assert.NotContains(t, rec.Body.String(), "s3cr3t-value")
 		})
@@ -195,7 +203,7 @@ func TestAPIRefusesDuplicateKeys(t *testing.T) {
 // TestAPIConnectRateLimit: with connects-per-minute, connect requests beyond it get 429 with
 // Retry-After.
 func TestAPIConnectRateLimit(t *testing.T) {
-	s := validationService(t, func(c *Config) { c.ConnectsPerMinute = 2 })
+	s := validationAPI(t, func(c *Config) { c.ConnectsPerMinute = 2 })
 	s.connects = rate.NewLimiter(rate.Limit(2.0/60), 2)
 	codes := []int{}
 	var last *httptest.ResponseRecorder
@@ -203,7 +211,7 @@ func TestAPIConnectRateLimit(t *testing.T) {
 		req := httptest.NewRequest("PUT", "/v1/tenants/acme/connections/greenhouse", strings.NewReader(`{}`))
 		req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
 		last = httptest.NewRecorder()
-		s.Handler().ServeHTTP(last, req)
+		s.testHandler().ServeHTTP(last, req)
 		codes = append(codes, last.Code)
 	}
 	assert.Equal(t, []int{400, 400, 429}, codes)
@@ -226,7 +234,7 @@ func TestAPIEndpointHostsAllowed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := validationService(t, func(c *Config) {
+			s := validationAPI(t, func(c *Config) {
 				c.AllowEndpointOverride = true
 				c.AllowedEndpointHosts = tt.hosts
 			})
@@ -234,7 +242,7 @@ func TestAPIEndpointHostsAllowed(t *testing.T) {
 			req := httptest.NewRequest("PUT", "/v1/tenants/acme/connections/greenhouse", strings.NewReader(body))
 			req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
 			rec := httptest.NewRecorder()
-			s.Handler().ServeHTTP(rec, req) // no state store: storing would panic
+			s.testHandler().ServeHTTP(rec, req) // no state store: storing would panic
 			require.Equal(t, http.StatusUnprocessableEntity, rec.Code, rec.Body.String())
 			var doc struct {
 				State  string

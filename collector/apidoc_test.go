@@ -84,7 +84,7 @@ func TestAPIDocExamples(t *testing.T) {
 			continue
 		}
 		collect(f, regexp.MustCompile(`Code: +"([a-z_]+)"`))
-		collect(f, regexp.MustCompile(`(?m)^\s+code[A-Za-z]+ += "([a-z_]+)"`))
+		collect(f, regexp.MustCompile(`(?m)^\s+code[A-Za-z]+ +(?:[a-zA-Z.]+ +)?= "([a-z_]+)"`))
 	}
 	collect("../connectors/greenhouse/errors.go", regexp.MustCompile(`(?m)^\s+Code[A-Za-z]+ +Code = "([a-z_]+)"`))
 	for _, must := range []string{"invalid_client", "unauthorized", "duplicate_field", "sealed_secret_mismatch", "endpoint_not_allowed"} {

@@ -63,41 +63,8 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 			a.Close()
 		}
 	}()
-	url := cfg.NATSURL
-	natsOpts := natsOptions(cfg)
-	if url == "" {
-		// The embedded server takes this replica's in-process connection only, unless asked to
-		// listen; then every client, this replica included, presents the token
-		// (docs/security.md).
-		token := cfg.NATSToken
-		if cfg.NATSListen && token == "" {
-			token = randomToken()
-		}
-		ns, err := events.StartEmbedded(events.EmbeddedConfig{
-			Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Host: "127.0.0.1", Port: cfg.NATSPort,
-			Token: token, Logger: log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("start embedded NATS: %w", err)
-		}
-		a.NATS = ns
-		url = ns.ClientURL()
-		natsOpts = append(natsOpts, events.InProcess(ns))
-		if token != "" {
-			natsOpts = append(natsOpts, nats.Token(token))
-		}
-		if cfg.NATSListen {
-			log.Info().Str("addr", ns.Addr().String()).Bool("generated_token", cfg.NATSToken == "").Msg("embedded NATS listening; clients need the token")
-		}
-	}
-	if a.Conn, err = events.Connect(ctx, url, natsOpts...); err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
-	}
-	if a.Bus, err = events.NewBus(ctx, a.Conn, events.Config{
-		Stream: "SAAS", Subjects: []string{"saas.>"}, Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge,
-		DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL, Logger: log,
-	}); err != nil {
-		return nil, fmt.Errorf("set up JetStream: %w", err)
+	if err := a.connectNATS(ctx); err != nil {
+		return nil, err
 	}
 	if a.Store, err = storage.Open(ctx, storage.Config{
 		Addr: strings.Split(cfg.ClickHouseAddr, ","), Database: cfg.ClickHouseDatabase, Cluster: cfg.ClickHouseCluster,
@@ -123,21 +90,75 @@ func Start(ctx context.Context, cfg Config, log zerolog.Logger, opts Options) (_
 	if cfg.UnsafeAllowLoopbackEndpointsForTests {
 		log.Warn().Msg("unsafe-allow-loopback-endpoints-for-tests is on: endpoint overrides may reach this host; never run so in production")
 	}
+	if err := a.listen(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// connectNATS starts the embedded NATS server (without nats-url) and connects to it or to
+// the external one, and sets the stream and buckets up.
+func (a *App) connectNATS(ctx context.Context) error {
+	cfg, log := a.cfg, a.log
+	url := cfg.NATSURL
+	natsOpts := natsOptions(cfg)
+	if url == "" {
+		// The embedded server takes this replica's in-process connection only, unless asked to
+		// listen; then every client, this replica included, presents the token
+		// (docs/security.md).
+		token := cfg.NATSToken
+		if cfg.NATSListen && token == "" {
+			token = randomToken()
+		}
+		ns, err := events.StartEmbedded(events.EmbeddedConfig{
+			Dir: filepath.Join(cfg.DataDir, "nats"), Listen: cfg.NATSListen, Host: "127.0.0.1", Port: cfg.NATSPort,
+			Token: token, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
+		a.NATS = ns
+		url = ns.ClientURL()
+		natsOpts = append(natsOpts, events.InProcess(ns))
+		if token != "" {
+			natsOpts = append(natsOpts, nats.Token(token))
+		}
+		if cfg.NATSListen {
+			log.Info().Str("addr", ns.Addr().String()).Bool("generated_token", cfg.NATSToken == "").Msg("embedded NATS listening; clients need the token")
+		}
+	}
+	var err error
+	if a.Conn, err = events.Connect(ctx, url, natsOpts...); err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	if a.Bus, err = events.NewBus(ctx, a.Conn, events.Config{
+		Stream: "SAAS", Subjects: []string{"saas.>"}, Replicas: cfg.StreamReplicas, MaxAge: cfg.StreamMaxAge,
+		DuplicateWindow: cfg.DuplicateWindow, LeaseTTL: cfg.LeaseTTL, Logger: log,
+	}); err != nil {
+		return fmt.Errorf("set up JetStream: %w", err)
+	}
+	return nil
+}
+
+// listen opens the HTTP API's listener, and the metrics and profiling listeners when set.
+func (a *App) listen() error {
+	cfg := a.cfg
+	var err error
 	if a.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	a.Addr = a.listener.Addr().String()
 	if cfg.MetricsAddr != "" {
 		if a.metrics, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
+			return fmt.Errorf("listen on metrics-addr %s: %w", cfg.MetricsAddr, err)
 		}
 	}
 	if cfg.DebugAddr != "" {
 		if a.debug, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
-			return nil, fmt.Errorf("listen on debug-addr %s: %w", cfg.DebugAddr, err)
+			return fmt.Errorf("listen on debug-addr %s: %w", cfg.DebugAddr, err)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // natsOptions are the connect options of an external NATS: credentials and TLS. A tls:// URL,

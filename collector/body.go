@@ -3,10 +3,16 @@ package collector
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"unicode"
 )
+
+// maxBody bounds request bodies.
+const maxBody = 64 << 10
 
 // maxBodyDepth bounds the nesting of a request body: the API's bodies are two levels deep.
 const maxBodyDepth = 32
@@ -25,7 +31,7 @@ func checkObject(body []byte) *apiError {
 		return nil
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return &apiError{Code: "invalid_json", Message: fmt.Sprintf("the body must be one JSON object, not %s", jsonTokenKind(tok))}
+		return &apiError{Code: codeInvalidJSON, Message: fmt.Sprintf("the body must be one JSON object, not %s", jsonTokenKind(tok))}
 	}
 	return checkKeys(dec, "", 1)
 }
@@ -49,7 +55,7 @@ func checkKeys(dec *json.Decoder, path string, depth int) *apiError {
 			if prev != key {
 				msg = fmt.Sprintf("the keys %q and %q are the same key (keys are matched without regard to case)", prev, key)
 			}
-			return &apiError{Code: "duplicate_field", Field: field, Message: msg + "; send each field once"}
+			return &apiError{Code: codeDuplicateField, Field: field, Message: msg + "; send each field once"}
 		}
 		seen[foldKey(key)] = key
 		if e := checkValue(dec, field, depth); e != nil {
@@ -71,7 +77,7 @@ func checkValue(dec *json.Decoder, path string, depth int) *apiError {
 		return nil
 	}
 	if depth >= maxBodyDepth {
-		return &apiError{Code: "invalid_json", Message: fmt.Sprintf("the body is nested more than %d levels deep", maxBodyDepth)}
+		return &apiError{Code: codeInvalidJSON, Message: fmt.Sprintf("the body is nested more than %d levels deep", maxBodyDepth)}
 	}
 	switch d {
 	case '{':
@@ -119,4 +125,54 @@ func jsonTokenKind(tok json.Token) string {
 		return "a boolean"
 	}
 	return "that"
+}
+
+// decodeStrict decodes one JSON object with no unknown fields into v, mapping every failure to
+// a 400 body that names the field.
+func decodeStrict(r *http.Request, w http.ResponseWriter, v any) *apiError {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{Code: codeBodyTooLarge, Message: fmt.Sprintf("the body is larger than %d bytes", maxBody)}
+		}
+		return &apiError{Code: codeInvalidBody, Message: "the body could not be read"}
+	}
+	if e := checkObject(body); e != nil {
+		return e
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var (
+			ute *json.UnmarshalTypeError
+			se  *json.SyntaxError
+		)
+		switch {
+		case errors.As(err, &ute):
+			return &apiError{Code: codeInvalidField, Field: ute.Field, Message: fmt.Sprintf("%s must be a JSON %s, not %s", ute.Field, jsonKind(ute.Type.Kind().String()), ute.Value)}
+		case errors.As(err, &se):
+			return &apiError{Code: codeInvalidJSON, Message: fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			return &apiError{Code: codeUnknownField, Field: f, Message: fmt.Sprintf("unknown field %q", f)}
+		case errors.Is(err, io.EOF):
+			return &apiError{Code: codeInvalidJSON, Message: "the body is empty; a JSON object is expected"}
+		}
+		return &apiError{Code: codeInvalidJSON, Message: "the body is not a valid JSON object"}
+	}
+	if dec.More() {
+		return &apiError{Code: codeInvalidJSON, Message: "the body holds more than one JSON value"}
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int64", "int", "int32":
+		return "integer"
+	case "ptr", "struct":
+		return "object"
+	}
+	return k
 }

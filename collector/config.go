@@ -168,34 +168,13 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 			}
 			fs.StringVar(p, f.name, *p, usage)
 		case *int:
-			if env != "" {
-				v, err := strconv.Atoi(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not an integer", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, strconv.Atoi, "an integer")
 			fs.IntVar(p, f.name, *p, usage)
 		case *bool:
-			if env != "" {
-				v, err := strconv.ParseBool(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not a boolean", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, strconv.ParseBool, "a boolean")
 			fs.BoolVar(p, f.name, *p, usage)
 		case *time.Duration:
-			if env != "" {
-				v, err := time.ParseDuration(env)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: %q is not a duration (e.g. 5m, 1h)", EnvName(f.name), env))
-				} else {
-					*p = v
-				}
-			}
+			errs = fromEnv(errs, f.name, env, p, time.ParseDuration, "a duration (e.g. 5m, 1h)")
 			fs.DurationVar(p, f.name, *p, usage)
 		}
 	}
@@ -210,86 +189,62 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 
 // Validate checks every setting and returns all problems at once.
 func (c Config) Validate() error {
-	var errs []error
-	if c.HTTPAddr == "" {
-		errs = append(errs, errors.New("http-addr is empty"))
-	}
-	if len(c.APIToken) < 16 {
-		errs = append(errs, errors.New("api-token must be set and at least 16 characters long"))
-	}
-	if c.ReplicaID == "" {
-		errs = append(errs, errors.New("replica-id is empty"))
-	}
-	if c.Concurrency < 1 || c.Concurrency > 1024 {
-		errs = append(errs, fmt.Errorf("concurrency %d is outside 1..1024", c.Concurrency))
-	}
-	if c.NATSURL == "" && c.DataDir == "" {
-		errs = append(errs, errors.New("data-dir is required for the embedded NATS server"))
-	}
-	if c.ClickHouseAddr == "" {
-		errs = append(errs, errors.New("clickhouse-addr is empty"))
-	}
-	if c.ClickHouseDatabase == "" || strings.ContainsAny(c.ClickHouseDatabase, " `\"'.;") {
-		errs = append(errs, fmt.Errorf("clickhouse-database %q is not a plain identifier", c.ClickHouseDatabase))
-	}
-	if c.SecretKeys == "" {
-		errs = append(errs, errors.New("secret-keys must be set: id:base64(32 random bytes), e.g. k1:$(head -c32 /dev/urandom | base64)"))
-	}
-	if c.DefaultInactiveAfterDays < 1 || c.DefaultInactiveAfterDays > 365 {
-		errs = append(errs, fmt.Errorf("inactive-after-days %d is outside 1..365", c.DefaultInactiveAfterDays))
-	}
-	if c.DefaultUsersInterval < time.Minute {
-		errs = append(errs, fmt.Errorf("users-interval %s is shorter than 1m", c.DefaultUsersInterval))
-	}
-	if c.DefaultAuditInterval < 10*time.Second {
-		errs = append(errs, fmt.Errorf("audit-interval %s is shorter than 10s", c.DefaultAuditInterval))
-	}
-	if c.CheckTimeout < time.Second || c.CheckTimeout > 2*time.Minute {
-		errs = append(errs, fmt.Errorf("check-timeout %s is outside 1s..2m", c.CheckTimeout))
-	}
-	if c.AllowInsecureEndpoints && !c.AllowEndpointOverride {
-		errs = append(errs, errors.New("allow-insecure-endpoints needs allow-endpoint-override"))
-	}
-	if c.UnsafeAllowLoopbackEndpointsForTests && !c.AllowEndpointOverride {
-		errs = append(errs, errors.New("unsafe-allow-loopback-endpoints-for-tests needs allow-endpoint-override"))
-	}
+	var p problems
+	p.add(c.HTTPAddr == "", errors.New("http-addr is empty"))
+	p.add(len(c.APIToken) < 16, errors.New("api-token must be set and at least 16 characters long"))
+	p.add(c.ReplicaID == "", errors.New("replica-id is empty"))
+	p.add(c.Concurrency < 1 || c.Concurrency > 1024, fmt.Errorf("concurrency %d is outside 1..1024", c.Concurrency))
+	p.add(c.NATSURL == "" && c.DataDir == "", errors.New("data-dir is required for the embedded NATS server"))
+	p.add(c.ClickHouseAddr == "", errors.New("clickhouse-addr is empty"))
+	p.add(c.ClickHouseDatabase == "" || strings.ContainsAny(c.ClickHouseDatabase, " `\"'.;"), fmt.Errorf("clickhouse-database %q is not a plain identifier", c.ClickHouseDatabase))
+	p.add(c.SecretKeys == "", errors.New("secret-keys must be set: id:base64(32 random bytes), e.g. k1:$(head -c32 /dev/urandom | base64)"))
+	p.add(c.DefaultInactiveAfterDays < 1 || c.DefaultInactiveAfterDays > 365, fmt.Errorf("inactive-after-days %d is outside 1..365", c.DefaultInactiveAfterDays))
+	p.add(c.DefaultUsersInterval < time.Minute, fmt.Errorf("users-interval %s is shorter than 1m", c.DefaultUsersInterval))
+	p.add(c.DefaultAuditInterval < 10*time.Second, fmt.Errorf("audit-interval %s is shorter than 10s", c.DefaultAuditInterval))
+	p.add(c.CheckTimeout < time.Second || c.CheckTimeout > 2*time.Minute, fmt.Errorf("check-timeout %s is outside 1s..2m", c.CheckTimeout))
+	p.add(c.AllowInsecureEndpoints && !c.AllowEndpointOverride, errors.New("allow-insecure-endpoints needs allow-endpoint-override"))
+	p.add(c.UnsafeAllowLoopbackEndpointsForTests && !c.AllowEndpointOverride, errors.New("unsafe-allow-loopback-endpoints-for-tests needs allow-endpoint-override"))
 	if _, err := parseAllowedHosts(c.AllowedEndpointHosts); err != nil {
-		errs = append(errs, err)
+		p = append(p, err)
 	}
-	if c.NATSURL != "" && (c.NATSListen || c.NATSToken != "") {
-		errs = append(errs, errors.New("nats-listen and nats-token apply to the embedded NATS server, not to nats-url"))
-	}
-	if c.NATSToken != "" && !c.NATSListen {
-		errs = append(errs, errors.New("nats-token needs nats-listen"))
-	}
-	if c.NATSURL == "" && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != "") {
-		errs = append(errs, errors.New("nats-creds, nats-ca, nats-cert and nats-key apply to an external NATS (nats-url)"))
-	}
-	if (c.NATSCert == "") != (c.NATSKey == "") {
-		errs = append(errs, errors.New("nats-cert and nats-key go together"))
-	}
-	if c.MaxTenants < 0 {
-		errs = append(errs, fmt.Errorf("max-tenants %d is negative", c.MaxTenants))
-	}
-	if c.ConnectsPerMinute < 0 {
-		errs = append(errs, fmt.Errorf("connects-per-minute %d is negative", c.ConnectsPerMinute))
-	}
-	if c.Shards < 1 || c.Shards > 4096 {
-		errs = append(errs, fmt.Errorf("shards %d is outside 1..4096", c.Shards))
-	}
-	if c.LeaseTTL < time.Second {
-		errs = append(errs, fmt.Errorf("lease-ttl %s is shorter than 1s", c.LeaseTTL))
-	}
-	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
-		errs = append(errs, fmt.Errorf("stream-replicas %d is outside 1..5", c.StreamReplicas))
-	}
-	if c.DuplicateWindow < time.Minute {
-		errs = append(errs, fmt.Errorf("duplicate-window %s is shorter than 1m", c.DuplicateWindow))
-	}
+	p.add(c.NATSURL != "" && (c.NATSListen || c.NATSToken != ""), errors.New("nats-listen and nats-token apply to the embedded NATS server, not to nats-url"))
+	p.add(c.NATSToken != "" && !c.NATSListen, errors.New("nats-token needs nats-listen"))
+	p.add(c.NATSURL == "" && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != ""), errors.New("nats-creds, nats-ca, nats-cert and nats-key apply to an external NATS (nats-url)"))
+	p.add((c.NATSCert == "") != (c.NATSKey == ""), errors.New("nats-cert and nats-key go together"))
+	p.add(c.MaxTenants < 0, fmt.Errorf("max-tenants %d is negative", c.MaxTenants))
+	p.add(c.ConnectsPerMinute < 0, fmt.Errorf("connects-per-minute %d is negative", c.ConnectsPerMinute))
+	p.add(c.Shards < 1 || c.Shards > 4096, fmt.Errorf("shards %d is outside 1..4096", c.Shards))
+	p.add(c.LeaseTTL < time.Second, fmt.Errorf("lease-ttl %s is shorter than 1s", c.LeaseTTL))
+	p.add(c.StreamReplicas < 1 || c.StreamReplicas > 5, fmt.Errorf("stream-replicas %d is outside 1..5", c.StreamReplicas))
+	p.add(c.DuplicateWindow < time.Minute, fmt.Errorf("duplicate-window %s is shorter than 1m", c.DuplicateWindow))
 	if _, err := parseWindows(c.GreenhouseWindows); err != nil {
-		errs = append(errs, err)
+		p = append(p, err)
 	}
-	return errors.Join(errs...)
+	return errors.Join(p...)
+}
+
+// problems collects a configuration's problems.
+type problems []error
+
+// add adds err when bad.
+func (p *problems) add(bad bool, err error) {
+	if bad {
+		*p = append(*p, err)
+	}
+}
+
+// fromEnv sets *p from the environment variable of the setting name when env (its value) is
+// set, adding an error saying it is not kind when parse refuses it.
+func fromEnv[T any](errs []error, name, env string, p *T, parse func(string) (T, error), kind string) []error {
+	if env == "" {
+		return errs
+	}
+	v, err := parse(env)
+	if err != nil {
+		return append(errs, fmt.Errorf("%s: %q is not %s", EnvName(name), env, kind))
+	}
+	*p = v
+	return errs
 }
 
 // Masked returns the effective configuration as name=value pairs with secrets masked, for the

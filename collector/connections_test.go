@@ -14,14 +14,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
 
-// stateService is a validationService with a connections bucket on an embedded NATS server
-// (in process), and no ClickHouse: enough for the routes that read connections only.
-func stateService(t *testing.T, mut func(*Config)) *Service {
+// stateAPI is a validationAPI with a connections bucket on an embedded NATS server (in
+// process), and no ClickHouse: enough for the routes that read connections only.
+func stateAPI(t *testing.T, mut func(*Config)) *api {
 	t.Helper()
-	s := validationService(t, mut)
+	s := validationAPI(t, mut)
 	srv, err := events.StartEmbedded(events.EmbeddedConfig{Dir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -36,32 +37,32 @@ func stateService(t *testing.T, mut func(*Config)) *Service {
 	bus, err := events.NewBus(ctx, nc, events.Config{})
 	require.NoError(t, err)
 	s.bus = bus
-	s.conns = events.BucketKV[storedConnection](bus, events.BucketConnections)
+	s.conns = &connections{kv: events.BucketKV[storedConnection](bus, events.BucketConnections), now: s.now, log: s.log, retries: newOutboxRetries()}
 	return s
 }
 
-func (s *Service) putStored(t *testing.T, tenant, state string) {
+func (s *api) putStored(t *testing.T, tenant, state string) {
 	t.Helper()
-	sc := storedConnection{Doc: events.Connection{TenantID: tenant, App: appName, State: state, ClientID: "c-" + tenant, AdminUserID: 1}, Generation: 1}
+	sc := storedConnection{Doc: events.Connection{TenantID: tenant, App: connectors.AppGreenhouse, State: state, ClientID: "c-" + tenant, AdminUserID: 1}, Generation: 1}
 	if state != StateDisconnected {
 		sc.Secret = &events.Sealed{KeyID: "k", Nonce: []byte("n"), Ciphertext: []byte("c")}
 	}
-	_, err := s.conns.Put(context.Background(), connectionKey(tenant), sc)
+	_, err := s.conns.kv.Put(context.Background(), connectionKey(tenant), sc)
 	require.NoError(t, err)
 }
 
-func (s *Service) serve(method, target, body string) *httptest.ResponseRecorder {
+func (s *api) serve(method, target, body string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+s.cfg.APIToken)
 	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, req)
+	s.testHandler().ServeHTTP(rec, req)
 	return rec
 }
 
 // TestConnectionsPaged: GET /v1/connections answers pages of ?limit= connections in the
 // needs-attention order, each with a next_cursor until the last.
 func TestConnectionsPaged(t *testing.T) {
-	s := stateService(t, nil)
+	s := stateAPI(t, nil)
 	states := []string{StateConnected, StateError, StateDegraded, StateDisconnected}
 	var want []string
 	for i := range 23 {
@@ -108,7 +109,7 @@ func TestConnectionsPaged(t *testing.T) {
 // request to Greenhouse; a tenant already connected may reconnect; disconnected tenants do
 // not count.
 func TestTenantCap(t *testing.T) {
-	s := stateService(t, func(c *Config) {
+	s := stateAPI(t, func(c *Config) {
 		c.MaxTenants = 2
 		c.AllowEndpointOverride = true
 	})
@@ -126,6 +127,6 @@ func TestTenantCap(t *testing.T) {
 			assert.Contains(t, rec.Body.String(), "tenant_limit_reached", tenant)
 		}
 	}
-	_, _, err := s.conns.Get(context.Background(), connectionKey("three"))
+	_, _, err := s.conns.kv.Get(context.Background(), connectionKey("three"))
 	assert.True(t, errors.Is(err, events.ErrNotFound), "nothing stored")
 }

@@ -4,13 +4,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
-	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
-
-// appName is the app name this collector writes into every row and event.
-const appName = "greenhouse"
 
 // userDiff merges one complete users listing into the stored state of a tenant's users.
 // It is fed page by page; the rows it returns are the new state of every listed user, with the
@@ -42,6 +39,11 @@ type change struct {
 	freed bool
 }
 
+// created reports whether the change is a user new to the listing.
+func (ch *change) created() bool {
+	return ch != nil && len(ch.changed) == 1 && ch.changed[0] == "created"
+}
+
 // apply merges one listed user. It returns the user's new row and, when something changed,
 // the change (nil otherwise). A user listed twice in one listing is applied once.
 func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.UserRow, *change, bool) {
@@ -49,13 +51,13 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 		return storage.UserRow{}, nil, false
 	}
 	d.seen[u.ID] = struct{}{}
-	status := StatusActive
+	status := storage.StatusActive
 	if u.Deactivated {
-		status = StatusDeactivated
+		status = storage.StatusDeactivated
 	}
 	row := storage.UserRow{
 		TenantID:       d.tenant,
-		App:            appName,
+		App:            connectors.AppGreenhouse,
 		UserID:         u.ID,
 		Name:           u.Name,
 		Email:          u.PrimaryEmail,
@@ -78,28 +80,7 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	row.LastActivityAt = prev.LastActivityAt
 	row.LastActivityType = prev.LastActivityType
 	row.Revision = prev.Revision
-	var changed []string
-	if prev.Status != row.Status {
-		changed = append(changed, "status")
-	}
-	if prev.LicenseType != row.LicenseType {
-		changed = append(changed, "license_type")
-	}
-	if prev.SiteAdmin != row.SiteAdmin {
-		changed = append(changed, "site_admin")
-	}
-	if prev.ServiceAccount != row.ServiceAccount {
-		changed = append(changed, "service_account")
-	}
-	if prev.Name != row.Name {
-		changed = append(changed, "name")
-	}
-	if prev.Email != row.Email {
-		changed = append(changed, "email")
-	}
-	if !prev.CreatedAt.Equal(row.CreatedAt) {
-		changed = append(changed, "created_at")
-	}
+	changed := changedFields(prev, row)
 	if len(changed) == 0 {
 		return row, nil, true
 	}
@@ -107,8 +88,31 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	return row, &change{
 		row:     row,
 		changed: changed,
-		freed:   Licensed(prev.Status, prev.ServiceAccount) && !Licensed(row.Status, row.ServiceAccount) && row.Status != StatusActive,
+		freed:   storage.Licensed(prev.Status, prev.ServiceAccount) && !storage.Licensed(row.Status, row.ServiceAccount) && row.Status != storage.StatusActive,
 	}, true
+}
+
+// changedFields names the fields of a user that differ between two rows, in the contract's
+// order (docs/events.md, saas.user.changed).
+func changedFields(prev, row storage.UserRow) []string {
+	var changed []string
+	for _, f := range []struct {
+		name    string
+		differs bool
+	}{
+		{"status", prev.Status != row.Status},
+		{"license_type", prev.LicenseType != row.LicenseType},
+		{"site_admin", prev.SiteAdmin != row.SiteAdmin},
+		{"service_account", prev.ServiceAccount != row.ServiceAccount},
+		{"name", prev.Name != row.Name},
+		{"email", prev.Email != row.Email},
+		{"created_at", !prev.CreatedAt.Equal(row.CreatedAt)},
+	} {
+		if f.differs {
+			changed = append(changed, f.name)
+		}
+	}
+	return changed
 }
 
 // removed returns the stored users that were present (not already removed) and are absent
@@ -116,11 +120,11 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 func (d *userDiff) removed() []change {
 	var out []change
 	for id, prev := range d.prev {
-		if _, ok := d.seen[id]; ok || prev.Status == StatusRemoved {
+		if _, ok := d.seen[id]; ok || prev.Status == storage.StatusRemoved {
 			continue
 		}
 		row := prev
-		row.Status = StatusRemoved
+		row.Status = storage.StatusRemoved
 		removedAt := d.now
 		row.RemovedAt = &removedAt
 		row.Revision = prev.Revision + 1
@@ -128,37 +132,10 @@ func (d *userDiff) removed() []change {
 		out = append(out, change{
 			row:     row,
 			changed: []string{"status"},
-			freed:   Licensed(prev.Status, prev.ServiceAccount),
+			freed:   storage.Licensed(prev.Status, prev.ServiceAccount),
 		})
 	}
 	return out
-}
-
-// record turns a stored row into the contract's license record, with its usage.
-func record(r storage.UserRow, p UsageParams) events.LicenseRecord {
-	rec := events.LicenseRecord{
-		TenantID:         r.TenantID,
-		App:              r.App,
-		UserID:           r.UserID,
-		Name:             r.Name,
-		Email:            r.Email,
-		Status:           r.Status,
-		Licensed:         Licensed(r.Status, r.ServiceAccount),
-		LicenseType:      r.LicenseType,
-		SiteAdmin:        r.SiteAdmin,
-		ServiceAccount:   r.ServiceAccount,
-		CreatedAt:        r.CreatedAt,
-		UpdatedAt:        r.UpdatedAt,
-		FirstSeenAt:      r.FirstSeenAt,
-		LastSeenAt:       r.LastSeenAt,
-		RemovedAt:        r.RemovedAt,
-		LastActivityAt:   r.LastActivityAt,
-		LastActivityType: r.LastActivityType,
-	}
-	if rec.Licensed {
-		rec.Usage, rec.Reason = ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
-	}
-	return rec
 }
 
 // userEventID is the deterministic id of the saas.user.changed event for a user's revision.

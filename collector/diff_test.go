@@ -86,7 +86,7 @@ func TestDerivationGolden(t *testing.T) {
 	stored := map[int64]storage.UserRow{}
 	var alerts alertState
 	for i, st := range steps {
-		params := UsageParams{Now: st.now, InactiveAfterDays: 30, CoverageStart: t0.Add(-30 * day)}
+		params := storage.UsageParams{Now: st.now, InactiveAfterDays: 30, CoverageStart: t0.Add(-30 * day)}
 		for id, a := range st.activity {
 			if r, ok := stored[id]; ok {
 				r.LastActivityAt = a

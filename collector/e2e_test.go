@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,9 +195,9 @@ func (e *env) waitConnection(tenant string, timeout time.Duration, ok func(event
 func checkCodes(doc events.Connection) map[string]string {
 	out := map[string]string{}
 	for _, c := range doc.Checks {
-		out[c.Name] = string(c.Status)
+		out[string(c.Name)] = string(c.Status)
 		if c.Code != "" {
-			out[c.Name] += ":" + c.Code
+			out[string(c.Name)] += ":" + c.Code
 		}
 	}
 	return out
@@ -247,47 +246,36 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test")
 	}
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-
-	healthy, err := sim.AddOrg(simulator.OrgSpec{Name: "healthy", Seed: 11, Users: 640, Events: 25000})
-	require.NoError(t, err)
-	noAudit, err := sim.AddOrg(simulator.OrgSpec{Name: "noaudit", Seed: 12, Users: 120, Events: 2000})
-	require.NoError(t, err)
+	g := startSim(t, nil)
+	healthy := g.addOrg(t, simulator.OrgSpec{Name: "healthy", Seed: 11, Users: 640, Events: 25000})
+	noAudit := g.addOrg(t, simulator.OrgSpec{Name: "noaudit", Seed: 12, Users: 120, Events: 2000})
 	noAudit.SetFaults(simulator.Faults{AuditLogDisabled: true})
-	notAdmin, err := sim.AddOrg(simulator.OrgSpec{Name: "notadmin", Seed: 13, Users: 50, Events: 500})
-	require.NoError(t, err)
+	notAdmin := g.addOrg(t, simulator.OrgSpec{Name: "notadmin", Seed: 13, Users: 50, Events: 500})
 	notAdmin.SetFaults(simulator.Faults{AdminNotSiteAdmin: true})
-	badCreds, err := sim.AddOrg(simulator.OrgSpec{Name: "badcreds", Seed: 14, Users: 30, Events: 100})
-	require.NoError(t, err)
+	badCreds := g.addOrg(t, simulator.OrgSpec{Name: "badcreds", Seed: 14, Users: 30, Events: 100})
 	badCreds.SetFaults(simulator.Faults{InvalidClient: true})
 
 	cfg := testConfig(t, storagetest.Database(t))
 	e := startEnv(t, cfg)
 
 	// Connect flow: exact documents and codes.
-	var doc events.Connection
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/healthy/connections/greenhouse", connectBody(healthy, simSrv.URL), &doc))
+	doc := e.connect("healthy", g, healthy, http.StatusOK)
 	assert.Equal(t, "connected", doc.State)
 	assert.True(t, doc.UsageData)
 	assert.Equal(t, map[string]string{"credentials": "ok", "admin_user": "ok", "users": "ok", "permissions": "ok", "audit_log": "ok"}, checkCodes(doc))
 	assert.Equal(t, events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, doc.Settings)
 
-	doc = events.Connection{}
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/noaudit/connections/greenhouse", connectBody(noAudit, simSrv.URL), &doc))
+	doc = e.connect("noaudit", g, noAudit, http.StatusOK)
 	assert.Equal(t, "degraded", doc.State)
 	assert.False(t, doc.UsageData)
 	assert.Equal(t, "failed:"+auditOffCode(), checkCodes(doc)["audit_log"])
 
-	doc = events.Connection{}
-	require.Equal(t, 422, e.call(http.MethodPut, "/v1/tenants/notadmin/connections/greenhouse", connectBody(notAdmin, simSrv.URL), &doc))
+	doc = e.connect("notadmin", g, notAdmin, http.StatusUnprocessableEntity)
 	assert.Equal(t, "error", doc.State)
 	assert.Equal(t, "failed:admin_not_site_admin", checkCodes(doc)["admin_user"])
 	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/notadmin/connections/greenhouse", nil, nil), "nothing stored")
 
-	doc = events.Connection{}
-	require.Equal(t, 422, e.call(http.MethodPut, "/v1/tenants/badcreds/connections/greenhouse", connectBody(badCreds, simSrv.URL), &doc))
+	doc = e.connect("badcreds", g, badCreds, http.StatusUnprocessableEntity)
 	assert.Equal(t, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped", "users": "skipped", "permissions": "skipped", "audit_log": "skipped"}, checkCodes(doc))
 	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/badcreds/connections/greenhouse", nil, nil), "nothing stored")
 

@@ -9,22 +9,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
-)
-
-// Codes of a connection the collector refuses to use, on its credentials check
-// (docs/api.md, docs/security.md).
-const (
-	// codeEndpointNotAllowed: a base URL override names a host outside allowed-endpoint-hosts
-	// or one that is (or resolves to) an internal address, or, for a stored connection, one
-	// the running configuration no longer allows.
-	codeEndpointNotAllowed = "endpoint_not_allowed"
-	// codeSealedSecretMismatch: the stored secret does not open with the connection's tenant,
-	// client id, admin user and endpoints (they were changed in the state store, or the
-	// connection was stored by a version that did not bind them).
-	codeSealedSecretMismatch = "sealed_secret_mismatch"
 )
 
 // allowedHosts is the parsed allowed-endpoint-hosts setting.
@@ -90,28 +76,28 @@ func endpointFields(ep events.Endpoints) []struct{ name, v string } {
 
 // validateEndpoint checks the form of one base URL override and whether the configuration
 // accepts overrides and its scheme: a refusal here is the request's fault (400).
-func (s *Service) validateEndpoint(field, raw string) *apiError {
+func (c Config) validateEndpoint(field, raw string) *apiError {
 	if raw == "" {
 		return nil
 	}
-	if !s.cfg.AllowEndpointOverride {
-		return &apiError{Code: "endpoint_override_disabled", Field: field, Message: "Greenhouse base URL overrides are disabled by the operator"}
+	if !c.AllowEndpointOverride {
+		return &apiError{Code: codeOverrideDisabled, Field: field, Message: "Greenhouse base URL overrides are disabled by the operator"}
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
-		return &apiError{Code: "invalid_field", Field: field, Message: "must be an absolute URL such as https://harvest.greenhouse.io"}
+		return &apiError{Code: codeInvalidField, Field: field, Message: "must be an absolute URL such as https://harvest.greenhouse.io"}
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return &apiError{Code: "invalid_field", Field: field, Message: "must not carry credentials, a query or a fragment"}
+		return &apiError{Code: codeInvalidField, Field: field, Message: "must not carry credentials, a query or a fragment"}
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !s.cfg.AllowInsecureEndpoints {
-			return &apiError{Code: "insecure_endpoint", Field: field, Message: "plain http is refused; the operator has not enabled insecure endpoints"}
+		if !c.AllowInsecureEndpoints {
+			return &apiError{Code: codeInsecureEndpoint, Field: field, Message: "plain http is refused; the operator has not enabled insecure endpoints"}
 		}
 	default:
-		return &apiError{Code: "invalid_field", Field: field, Message: "scheme must be https"}
+		return &apiError{Code: codeInvalidField, Field: field, Message: "scheme must be https"}
 	}
 	return nil
 }
@@ -122,69 +108,35 @@ func (s *Service) validateEndpoint(field, raw string) *apiError {
 // endpoint is judged by today's settings, not by those it was stored under. A failed name
 // resolution is no refusal (the connector reports it as greenhouse_unavailable, and its
 // dialer checks every address it connects to anyway).
-func (s *Service) endpointsRefused(ctx context.Context, ep *events.Endpoints) *apiError {
+func (c Config) endpointsRefused(ctx context.Context, ep *events.Endpoints) *apiError {
 	if !overridden(ep) {
 		return nil
 	}
-	hosts, err := parseAllowedHosts(s.cfg.AllowedEndpointHosts)
+	hosts, err := parseAllowedHosts(c.AllowedEndpointHosts)
 	if err != nil {
-		return &apiError{Code: codeEndpointNotAllowed, Message: err.Error()}
+		return &apiError{Code: apiCode(codeEndpointNotAllowed), Message: err.Error()}
 	}
 	for _, f := range endpointFields(*ep) {
 		if f.v == "" {
 			continue
 		}
-		if e := s.validateEndpoint(f.name, f.v); e != nil {
+		if e := c.validateEndpoint(f.name, f.v); e != nil {
 			return e
 		}
 		u, _ := url.Parse(f.v) // validateEndpoint parsed it
 		host := u.Hostname()
 		if !hosts.allows(host) {
-			return &apiError{Code: codeEndpointNotAllowed, Field: f.name,
+			return &apiError{Code: apiCode(codeEndpointNotAllowed), Field: f.name,
 				Message: fmt.Sprintf("%s: the host %q is outside the hosts the operator allows for overrides (allowed-endpoint-hosts)", f.name, host)}
 		}
-		err := greenhouse.CheckHost(ctx, host, s.cfg.UnsafeAllowLoopbackEndpointsForTests)
+		err := greenhouse.CheckHost(ctx, host, c.UnsafeAllowLoopbackEndpointsForTests)
 		var ae *greenhouse.AddressError
 		if errors.As(err, &ae) {
-			return &apiError{Code: codeEndpointNotAllowed, Field: f.name,
+			return &apiError{Code: apiCode(codeEndpointNotAllowed), Field: f.name,
 				Message: fmt.Sprintf("%s: the host %q is or resolves to a %s address, which the collector never connects to", f.name, host, ae.Class)}
 		}
 	}
 	return nil
-}
-
-// refusedChecks are the checks of a connect refused before any request: the credentials check
-// failed with code and message, the others skipped.
-func refusedChecks(code, message string) []connectors.Check {
-	checks := []connectors.Check{{Name: checkNames[0], Status: connectors.CheckFailed, Code: code, Message: message}}
-	for _, n := range checkNames[1:] {
-		checks = append(checks, connectors.Check{Name: n, Status: connectors.CheckSkipped})
-	}
-	return checks
-}
-
-// withoutReplies gives the failed checks of a connection with overridden endpoints the
-// message of their code instead of the connector's, which can quote the endpoint's reply: an
-// override must not turn the connect flow into a way of reading what answers at an address
-// (docs/security.md).
-func withoutReplies(checks []connectors.Check) []connectors.Check {
-	out := make([]connectors.Check, len(checks))
-	for i, c := range checks {
-		if c.Status == connectors.CheckFailed {
-			c.Message = overrideMessage(c.Code)
-		}
-		out[i] = c
-	}
-	return out
-}
-
-// overrideMessage is the message of a failed check against an overridden endpoint.
-func overrideMessage(code string) string {
-	switch greenhouse.Code(code) {
-	case greenhouse.CodeRateLimited, greenhouse.CodeUnavailable, greenhouse.CodeUnexpectedResponse:
-		return fmt.Sprintf("The overridden endpoint did not answer as Greenhouse does (%s); its reply is not shown. Check the endpoint, then try again.", code)
-	}
-	return codeMessage(greenhouse.Code(code))
 }
 
 // secretBinding is the authenticated data a connection's client secret is sealed with: the

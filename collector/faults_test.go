@@ -26,7 +26,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-// Fault durations of the CI tests. The product target (PRODUCT.md 6) is a dependency down for a
+// Fault durations of the CI tests. The target (docs/reliability.md, "Outages") is a dependency down for a
 // minute; CI keeps the package fast with shorter outages, and FAULT_OUTAGE=60s runs both outage
 // tests with the full minute (docs/reliability.md):
 //
@@ -102,7 +102,7 @@ func watchStates(e *env, tenant string) *stateWatch {
 			s := doc.State
 			for _, c := range doc.Checks {
 				if c.Code != "" {
-					s += " " + c.Name + ":" + c.Code
+					s += " " + string(c.Name) + ":" + c.Code
 				}
 			}
 			if doc.LastSync != nil && doc.LastSync.ErrorCode != "" {
@@ -186,16 +186,10 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 	}
 	t.Parallel()
 	ch := storagetest.StartServer(t, storagetest.ServerOptions{})
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "chdown", Seed: 31, Users: 300, Events: 8000})
-	require.NoError(t, err)
-
 	cfg := testConfig(t, "outage")
 	cfg.ClickHouseAddr = ch.Addr()
-	e := startEnv(t, cfg)
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/chdown/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "chdown", Seed: 31, Users: 300, Events: 8000}, &cfg)
+	e, org := ct.env, ct.org
 	watch := watchStates(e, "chdown")
 
 	ch.Stop()
@@ -212,7 +206,7 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 	t.Logf("ClickHouse down %s; connected and synced %s after it came back; states seen: %q",
 		clickHouseOutage, recovered.Round(100*time.Millisecond), states)
 	assert.Equal(t, collector.StateConnected, doc.State)
-	assert.Equal(t, "succeeded", doc.LastSync.Status)
+	assert.Equal(t, events.RunSucceeded, doc.LastSync.Status)
 	// The outage is the collector's, not Greenhouse's nor the customer's: the runs it failed
 	// say so (in their saas.sync.completed; last_sync may already show the next run), and no
 	// check of the customer's connection was blamed.
@@ -234,8 +228,15 @@ func TestClickHouseOutageMidSync(t *testing.T) {
 			assert.NotContains(t, sum.ErrorMessage, "127.0.0.1", "the driver's error stays in the log")
 		}
 	}
-	assert.Contains(t, failed, "storage_unavailable", "a run failed on ClickHouse and said so")
-	assert.NotContains(t, failed, "greenhouse_unavailable")
+	// Whether a run fails depends on what the sync was doing when ClickHouse went: audit inserts
+	// retry through an outage while their run lives, reads fail the run. Every run that failed
+	// blames the storage, never Greenhouse.
+	if len(failed) == 0 {
+		t.Log("no run failed: the writes under way retried through the outage")
+	}
+	for _, code := range failed {
+		assert.Equal(t, "storage_unavailable", code, "a run failed on ClickHouse and said so")
+	}
 
 	assertMatchesTruth(t, e.app.Store, "chdown", org.Truth(), true)
 	assertExactlyOnce(t, envs, "chdown", org.Truth())
@@ -258,16 +259,10 @@ func TestNATSRestartMidSync(t *testing.T) {
 		ns.WaitForShutdown()
 	}()
 
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "natsdown", Seed: 32, Users: 300, Events: 8000})
-	require.NoError(t, err)
-
 	cfg := testConfig(t, storagetest.Database(t))
 	cfg.NATSURL = ns.ClientURL()
-	e := startEnv(t, cfg)
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/natsdown/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "natsdown", Seed: 32, Users: 300, Events: 8000}, &cfg)
+	e, org := ct.env, ct.org
 	var doc events.Connection
 	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/natsdown/connections/greenhouse", nil, &doc))
 	require.Nil(t, doc.Freshness.AuditSyncedThrough, "NATS must go down before the first sync ends")
@@ -295,14 +290,8 @@ func TestGreenhouseFaults5xxAndLatency(t *testing.T) {
 		t.Skip("fault test")
 	}
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "flaky", Seed: 33, Users: 200, Events: 5000})
-	require.NoError(t, err)
-
-	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/flaky/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "flaky", Seed: 33, Users: 200, Events: 5000}, nil)
+	e, org := ct.env, ct.org
 	org.SetFaults(simulator.Faults{Fail5xx: greenhouse5xxBurst, Latency: greenhouseLatency})
 	start := time.Now()
 	watch := watchStates(e, "flaky")
@@ -436,19 +425,11 @@ func TestTenantIsolation(t *testing.T) {
 		t.Skip("fault test")
 	}
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	alpha, err := sim.AddOrg(simulator.OrgSpec{Name: "alpha", Seed: 34, Users: 80, Events: 800})
-	require.NoError(t, err)
-	beta, err := sim.AddOrg(simulator.OrgSpec{Name: "beta", Seed: 35, Users: 90, Events: 900})
-	require.NoError(t, err)
-
-	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	orgs := map[string]*simulator.Org{"alpha": alpha, "beta": beta}
-	for name, org := range orgs {
-		require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/"+name+"/connections/greenhouse", connectBody(org, simSrv.URL), nil))
-	}
+	ct := connectTenant(t, simulator.OrgSpec{Name: "alpha", Seed: 34, Users: 80, Events: 800}, nil)
+	e := ct.env
+	beta := ct.sim.addOrg(t, simulator.OrgSpec{Name: "beta", Seed: 35, Users: 90, Events: 900})
+	e.connect("beta", ct.sim, beta, http.StatusOK)
+	orgs := map[string]*simulator.Org{"alpha": ct.org, "beta": beta}
 	for name := range orgs {
 		e.waitConnection(name, 40*time.Second, syncedAndConnected)
 	}
@@ -514,7 +495,7 @@ func TestTenantIsolation(t *testing.T) {
 	} {
 		code, body := raw(path)
 		assert.Contains(t, []int{400, 404}, code, path)
-		for _, em := range append(emails(alpha), emails(beta)...) {
+		for _, em := range append(emails(ct.org), emails(beta)...) {
 			if !assert.NotContains(t, body, em, path) {
 				break
 			}
@@ -527,7 +508,7 @@ func TestTenantIsolation(t *testing.T) {
 	assert.NotEqual(t, beta.Credentials().ClientID, doc.ClientID)
 	b, _ := json.Marshal(doc)
 	assert.False(t, bytes.Contains(b, []byte(beta.Credentials().ClientID)))
-	assertNoSecrets(t, e, "", alpha.Credentials().ClientID, []string{alpha.Credentials().ClientSecret, beta.Credentials().ClientSecret})
+	assertNoSecrets(t, e, "", ct.org.Credentials().ClientID, []string{ct.org.Credentials().ClientSecret, beta.Credentials().ClientSecret})
 }
 
 // TestConnectionChangesQueuedThroughOutage changes connections while ClickHouse is down: a new
@@ -540,22 +521,15 @@ func TestConnectionChangesQueuedThroughOutage(t *testing.T) {
 	}
 	t.Parallel()
 	ch := storagetest.StartServer(t, storagetest.ServerOptions{})
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	orgA, err := sim.AddOrg(simulator.OrgSpec{Name: "obxa", Seed: 41, Users: 20, Events: 50})
-	require.NoError(t, err)
-	orgB, err := sim.AddOrg(simulator.OrgSpec{Name: "obxb", Seed: 42, Users: 20, Events: 50})
-	require.NoError(t, err)
-
 	cfg := testConfig(t, "outbox")
 	cfg.ClickHouseAddr = ch.Addr()
-	e := startEnv(t, cfg)
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/obxa/connections/greenhouse", connectBody(orgA, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "obxa", Seed: 41, Users: 20, Events: 50}, &cfg)
+	e := ct.env
+	orgB := ct.sim.addOrg(t, simulator.OrgSpec{Name: "obxb", Seed: 42, Users: 20, Events: 50})
 	e.waitConnection("obxa", 30*time.Second, syncedAndConnected)
 
 	ch.Stop()
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/obxb/connections/greenhouse", connectBody(orgB, simSrv.URL), nil))
+	e.connect("obxb", ct.sim, orgB, http.StatusOK)
 	require.Equal(t, http.StatusNoContent, e.call(http.MethodDelete, "/v1/tenants/obxa/connections/greenhouse", nil, nil))
 	require.Contains(t, e.logs.String(), "queued for retry", "the changes could not be stored while ClickHouse was down")
 	time.Sleep(2 * time.Second)
@@ -601,5 +575,5 @@ func TestConnectionChangesQueuedThroughOutage(t *testing.T) {
 	assert.Eventually(t, func() bool { return !strings.Contains(kvRaw(t, e.app), `"outbox"`) }, 20*time.Second, 200*time.Millisecond,
 		"delivered changes leave the outbox")
 	e.call(http.MethodGet, "/v1/connections", nil, nil)
-	assertNoSecrets(t, e, "", orgB.Credentials().ClientID, []string{orgA.Credentials().ClientSecret, orgB.Credentials().ClientSecret})
+	assertNoSecrets(t, e, "", orgB.Credentials().ClientID, []string{ct.org.Credentials().ClientSecret, orgB.Credentials().ClientSecret})
 }

@@ -56,10 +56,10 @@ func (sch *scheduler) endJob(tenant string) {
 func (sch *scheduler) fenceRuns(t time.Time) int {
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
-	margin := fenceMargin(sch.s.cfg.LeaseTTL)
+	margin := fenceMargin(sch.cfg.LeaseTTL)
 	n := 0
 	for tenant, cancel := range sch.fence.cancels {
-		if shard := shardOf(tenant, sch.s.cfg.Shards); !sch.fence.valid(shard, t.Add(margin)) {
+		if shard := shardOf(tenant, sch.cfg.Shards); !sch.fence.valid(shard, t.Add(margin)) {
 			cancel()
 			delete(sch.fence.cancels, tenant)
 			n++
@@ -79,7 +79,7 @@ func (sch *scheduler) watchFence(ctx context.Context) {
 			return
 		case <-tick.C:
 			if n := sch.fenceRuns(time.Now()); n > 0 {
-				sch.s.log.Warn().Int("runs", n).Str("replica", sch.s.cfg.ReplicaID).
+				sch.log.Warn().Int("runs", n).Str("replica", sch.cfg.ReplicaID).
 					Msg("shard leases not renewed in time: runs cancelled, another replica takes the shards over")
 			}
 		}

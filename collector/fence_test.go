@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -13,7 +14,7 @@ import (
 // TestLeaseFence: a shard is owned only until its last lease write plus the TTL, and the runs
 // of a shard whose lease ends within the margin are cancelled while the others go on.
 func TestLeaseFence(t *testing.T) {
-	sch := newScheduler(&Service{cfg: Config{Shards: 64, LeaseTTL: 5 * time.Second, Concurrency: 4}})
+	sch := newScheduler(Config{Shards: 64, LeaseTTL: 5 * time.Second, Concurrency: 4}, nil, nil, nil, nil, newMetrics(), zerolog.Nop(), time.Now)
 	// Three tenants in three shards.
 	var tenants []string
 	seen := map[int]bool{}

@@ -39,14 +39,9 @@ var fuzzMethods = []string{http.MethodPut, http.MethodGet, http.MethodPost, http
 // of the request nor the stored tenant's is in it, and nothing panics or hangs. Seeds are in testdata/fuzz/FuzzAPI and below;
 // run it with `go test ./collector -run XXX -fuzz FuzzAPI -fuzztime 60s`.
 func FuzzAPI(f *testing.F) {
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	f.Cleanup(simSrv.Close)
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "fuzz", Seed: 77, Users: 20, Events: 100})
-	if err != nil {
-		f.Fatal(err)
-	}
-	simURL, _ := url.Parse(simSrv.URL)
+	g := startSim(f, nil)
+	org := g.addOrg(f, simulator.OrgSpec{Name: "fuzz", Seed: 77, Users: 20, Events: 100})
+	simURL, _ := url.Parse(g.URL)
 	// Greenhouse requests may only reach the simulator: a fuzzed endpoint elsewhere fails at
 	// once instead of waiting on a network this test does not have.
 	client := &http.Client{Transport: hostOnly{host: simURL.Host, rt: http.DefaultTransport}, Timeout: 10 * time.Second}
@@ -62,13 +57,13 @@ func FuzzAPI(f *testing.F) {
 	handler := app.Service.Handler()
 
 	c := org.Credentials()
-	valid, _ := json.Marshal(connectBody(org, simSrv.URL))
+	valid, _ := json.Marshal(connectBody(org, g.URL))
 	f.Add(uint8(0), uint8(0), "fuzz", "", true, valid)
 	f.Add(uint8(0), uint8(0), "fuzz", "", false, valid)
 	f.Add(uint8(0), uint8(0), "../fuzz", "", true, valid)
 	f.Add(uint8(0), uint8(0), "fuzz", "", true, []byte(`{"client_id":"a","client_secret":"b","admin_user_id":"1"}`))
 	f.Add(uint8(0), uint8(0), "fuzz", "", true, []byte(`{"api_key":"0123456789abcdef0123456789abcdef","admin_user_id":1}`))
-	f.Add(uint8(0), uint8(0), "fuzz", "", true, []byte(`{"client_id":"`+c.ClientID+`","client_secret":"wrong-secret-1","admin_user_id":1,"endpoints":{"auth":"`+simSrv.URL+`"},"settings":{"users_interval":"1s"}}`))
+	f.Add(uint8(0), uint8(0), "fuzz", "", true, []byte(`{"client_id":"`+c.ClientID+`","client_secret":"wrong-secret-1","admin_user_id":1,"endpoints":{"auth":"`+g.URL+`"},"settings":{"users_interval":"1s"}}`))
 	f.Add(uint8(0), uint8(0), "fuzz", "", true, []byte(`{"client_id":"x","client_secret":"y","admin_user_id":1,"endpoints":{"harvest":"http://169.254.169.254"}}`))
 	f.Add(uint8(0), uint8(0), "t", "", true, []byte(`{"client_id":"x","client_secret":"y","admin_user_id":1,"extra":1}`))
 	f.Add(uint8(0), uint8(0), "t", "", true, []byte(`{} {}`))

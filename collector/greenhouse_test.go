@@ -2,7 +2,6 @@ package collector_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -22,19 +21,16 @@ import (
 // nothing else stays without activity.
 func TestOwnAPITrafficIsNotUse(t *testing.T) {
 	t.Parallel()
-	sim := simulator.New(simulator.Options{Profile: simulator.ProfileDocumented,
+	g := startSim(t, simulator.New(simulator.Options{Profile: simulator.ProfileDocumented,
 		HarvestLimit: 75, HarvestWindow: 300 * time.Millisecond, AuditLimit: 50, AuditWindow: 100 * time.Millisecond,
-		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond, TokenLimit: 30, TokenWindow: 600 * time.Millisecond})
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "quiet", Seed: 77, Users: 60, Events: 1})
-	require.NoError(t, err)
+		AuditPagedLimit: 3, AuditPagedWindow: 300 * time.Millisecond, TokenLimit: 30, TokenWindow: 600 * time.Millisecond}))
+	org := g.addOrg(t, simulator.OrgSpec{Name: "quiet", Seed: 77, Users: 60, Events: 1})
 	admin := org.Credentials().AdminUserID
 	// An integration's change through the API, recorded as the admin's.
 	require.NoError(t, org.AddAPIUserEvent(admin, time.Now().Add(-time.Hour), "data_change_update", "/v3/users/12"))
 
 	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/quiet/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	e.connect("quiet", g, org, http.StatusOK)
 	e.waitConnection("quiet", 60*time.Second, func(c events.Connection) bool { return c.LastSync != nil && c.LastSync.Kind == "audit" })
 	// A second run reads the Audit Log after the first users sync's Harvest reads.
 	var run map[string]string
@@ -85,20 +81,15 @@ func TestOwnAPITrafficIsNotUse(t *testing.T) {
 // running sync's, should Greenhouse keep one live token per credential.
 func TestReconnectReusesToken(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "again", Seed: 78, Users: 40, Events: 200})
-	require.NoError(t, err)
-	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/again/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "again", Seed: 78, Users: 40, Events: 200}, nil)
+	e, org := ct.env, ct.org
 	e.waitConnection("again", 60*time.Second, func(c events.Connection) bool { return c.LastSync != nil && c.LastSync.Kind == "audit" })
 	tokens := org.Stats().TokenRequests
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/again/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	e.connect("again", ct.sim, org, http.StatusOK)
 	assert.Equal(t, tokens, org.Stats().TokenRequests, "the reconnect minted no token")
 
 	// Another secret is another credential: its checks mint a token of their own.
-	body := connectBody(org, simSrv.URL)
+	body := connectBody(org, ct.sim.URL)
 	body["client_secret"] = "wrong-secret-value"
 	assert.Equal(t, 422, e.call(http.MethodPut, "/v1/tenants/again/connections/greenhouse", body, nil))
 	assert.Greater(t, org.Stats().TokenRequests, tokens)

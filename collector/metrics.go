@@ -28,48 +28,27 @@ type metrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "collector_syncs_total", Help: "Sync runs by kind (users, audit) and status (succeeded, failed, panic).",
-		}, []string{"kind", "status"}),
-		syncFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "collector_sync_failures_total", Help: "Failed sync runs by kind and error code: a Greenhouse check code, or storage_unavailable, nats_unavailable, client_unavailable for the collector's own dependencies.",
-		}, []string{"kind", "code"}),
+		syncs: counterVec("collector_syncs_total",
+			"Sync runs by kind (users, audit) and status (succeeded, failed, panic).", "kind", "status"),
+		requests: counter("collector_greenhouse_requests_total", "Requests sent to Greenhouse."),
+		syncFailures: counterVec("collector_sync_failures_total",
+			"Failed sync runs by kind and error code: a Greenhouse check code, or storage_unavailable, nats_unavailable, client_unavailable for the collector's own dependencies.", "kind", "code"),
+		throttled: counter("collector_greenhouse_throttled_total", "429 responses received from Greenhouse."),
 		syncDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "collector_sync_duration_seconds", Help: "Duration of sync runs by kind.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
 		}, []string{"kind"}),
-		requests: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "collector_greenhouse_requests_total", Help: "Requests sent to Greenhouse.",
-		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "collector_greenhouse_throttled_total", Help: "429 responses received from Greenhouse.",
-		}),
-		auditEvents: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "collector_audit_events_stored_total", Help: "Audit Log events written to ClickHouse (re-reads of overlaps included).",
-		}),
-		eventsPublished: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "collector_events_published_total", Help: "CloudEvents acknowledged by JetStream.",
-		}),
-		shardsOwned: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "collector_shards_owned", Help: "Tenant shards leased by this replica.",
-		}),
-		runsWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "collector_runs_waiting", Help: "Due syncs of owned tenants waiting for a worker, by class: first_sync (a tenant's first full sync) or routine.",
-		}, []string{"class"}),
-		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "collector_api_requests_total", Help: "HTTP API requests by route and status code.",
-		}, []string{"route", "code"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "collector_tenant_last_success_timestamp_seconds",
-			Help: "End of the last successful sync per tenant and kind; time() minus it is the data's age.",
-		}, []string{"tenant", "kind"}),
+		auditEvents:     counter("collector_audit_events_stored_total", "Audit Log events written to ClickHouse (re-reads of overlaps included)."),
+		shardsOwned:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "collector_shards_owned", Help: "Tenant shards leased by this replica."}),
+		eventsPublished: counter("collector_events_published_total", "CloudEvents acknowledged by JetStream."),
+		runsWaiting: gaugeVec("collector_runs_waiting",
+			"Due syncs of owned tenants waiting for a worker, by class: first_sync (a tenant's first full sync) or routine.", "class"),
+		publishFailures: counter("collector_publish_failures_total", "Publishes to JetStream that were not fully acknowledged (the step is retried later)."),
+		apiRequests:     counterVec("collector_api_requests_total", "HTTP API requests by route and status code.", "route", "code"),
+		storeFailures:   counter("collector_store_failures_total", "ClickHouse writes that failed (the step is retried later)."),
+		lastSuccess: gaugeVec("collector_tenant_last_success_timestamp_seconds",
+			"End of the last successful sync per tenant and kind; time() minus it is the data's age.", "tenant", "kind"),
 	}
-	m.publishFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "collector_publish_failures_total", Help: "Publishes to JetStream that were not fully acknowledged (the step is retried later).",
-	})
-	m.storeFailures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "collector_store_failures_total", Help: "ClickHouse writes that failed (the step is retried later).",
-	})
 	m.own = []prometheus.Collector{m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests,
 		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.runsWaiting, m.apiRequests}
 	m.reg.MustRegister(m.own...)
@@ -77,16 +56,29 @@ func newMetrics() *metrics {
 	return m
 }
 
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+func gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
 func (m *metrics) observeRun(sum events.SyncSummary) {
-	m.syncs.WithLabelValues(sum.Kind, sum.Status).Inc()
-	if sum.Status == "failed" {
-		m.syncFailures.WithLabelValues(sum.Kind, sum.ErrorCode).Inc()
+	kind := string(sum.Kind)
+	m.syncs.WithLabelValues(kind, string(sum.Status)).Inc()
+	if sum.Status == events.RunFailed {
+		m.syncFailures.WithLabelValues(kind, sum.ErrorCode).Inc()
 	}
-	m.syncDuration.WithLabelValues(sum.Kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
+	m.syncDuration.WithLabelValues(kind).Observe(sum.FinishedAt.Sub(sum.StartedAt).Seconds())
 	m.requests.Add(float64(sum.Requests))
 	m.throttled.Add(float64(sum.Throttled))
-	if sum.Status == "succeeded" {
-		m.lastSuccess.WithLabelValues(sum.TenantID, sum.Kind).Set(float64(sum.FinishedAt.Unix()))
+	if sum.Status == events.RunSucceeded {
+		m.lastSuccess.WithLabelValues(sum.TenantID, kind).Set(float64(sum.FinishedAt.Unix()))
 	}
 }
 

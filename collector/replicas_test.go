@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -45,9 +44,7 @@ func TestReplicasShareTenantsAndTakeOver(t *testing.T) {
 	require.NoError(t, err)
 	defer ns.Shutdown()
 
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
+	g := startSim(t, nil)
 
 	database := storagetest.Database(t)
 	runs := &runLog{}
@@ -87,9 +84,8 @@ func TestReplicasShareTenantsAndTakeOver(t *testing.T) {
 	api := "http://" + replicas[0].app.Addr
 	e := &env{t: t, api: api}
 	for i := 0; i < tenants; i++ {
-		org, err := sim.AddOrg(simulator.OrgSpec{Name: fmt.Sprintf("t%d", i), Seed: int64(100 + i), Users: 20, Events: 200})
-		require.NoError(t, err)
-		require.Equal(t, 200, e.call(http.MethodPut, fmt.Sprintf("/v1/tenants/t%02d/connections/greenhouse", i), connectBody(org, simSrv.URL), nil))
+		org := g.addOrg(t, simulator.OrgSpec{Name: fmt.Sprintf("t%d", i), Seed: int64(100 + i), Users: 20, Events: 200})
+		e.connect(fmt.Sprintf("t%02d", i), g, org, http.StatusOK)
 	}
 	// Every tenant gets synced.
 	for i := 0; i < tenants; i++ {

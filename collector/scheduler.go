@@ -2,49 +2,17 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/seatwatch/greenhouse-collector/events"
 )
-
-// lease is a shard's owner, kept in the leases bucket whose TTL makes an unrenewed lease
-// vanish: a dead replica's shards are free again after at most one TTL.
-type lease struct {
-	Owner   string    `json:"owner"`
-	Renewed time.Time `json:"renewed"`
-}
-
-// shardOf maps a tenant to its shard.
-func shardOf(tenant string, shards int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(tenant))
-	return int(h.Sum32() % uint32(shards))
-}
-
-func shardKey(n int) string       { return fmt.Sprintf("shard.%d", n) }
-func replicaKey(id string) string { return "replica." + sanitizeKey(id) }
-
-// sanitizeKey keeps a KV key to the characters JetStream accepts.
-func sanitizeKey(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
 
 // tenantSchedule is the scheduler's view of one tenant.
 type tenantSchedule struct {
@@ -65,7 +33,15 @@ type tenantSchedule struct {
 // at most cfg.Concurrency at once. One tenant's failure, slowness or panic only affects that
 // tenant's own schedule.
 type scheduler struct {
-	s *Service
+	cfg    Config
+	conns  *connections
+	syncer *syncer
+	leases *events.KV[lease]
+	// disconnected is told of a tenant disconnected or deleted (its client and series go).
+	disconnected func(tenant string)
+	metrics      *metrics
+	log          zerolog.Logger
+	now          func() time.Time
 
 	mu      sync.Mutex
 	tenants map[string]*tenantSchedule
@@ -74,21 +50,17 @@ type scheduler struct {
 	sem     chan struct{}
 	// freshRunning counts the first syncs under way (planDispatch caps them).
 	freshRunning int
-	// outbox holds the tenants (connected or not) whose connection has undelivered changes.
-	outbox     map[string]*outboxRetry
-	delivering int // outbox deliveries under way
-	wg         sync.WaitGroup
-	wake       chan struct{}
+	wg           sync.WaitGroup
+	wake         chan struct{}
 }
 
-func newScheduler(s *Service) *scheduler {
+func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[lease], disconnected func(string), m *metrics, log zerolog.Logger, now func() time.Time) *scheduler {
 	return &scheduler{
-		s:       s,
+		cfg: cfg, conns: conns, syncer: sy, leases: leases, disconnected: disconnected, metrics: m, log: log, now: now,
 		tenants: map[string]*tenantSchedule{},
 		owned:   map[int]uint64{},
 		fence:   newLeaseFence(),
-		outbox:  map[string]*outboxRetry{},
-		sem:     make(chan struct{}, s.cfg.Concurrency),
+		sem:     make(chan struct{}, cfg.Concurrency),
 		wake:    make(chan struct{}, 1),
 	}
 }
@@ -103,12 +75,12 @@ func (sch *scheduler) poke() {
 
 // run is the scheduler's loop. On return every sync it started has ended.
 func (sch *scheduler) run(ctx context.Context) error {
-	log := sch.s.log.With().Str("replica", sch.s.cfg.ReplicaID).Logger()
+	log := sch.log.With().Str("replica", sch.cfg.ReplicaID).Logger()
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- sch.watchConnections(ctx) }()
 	go sch.watchFence(ctx)
 
-	leaseEvery := sch.s.cfg.LeaseTTL / 3
+	leaseEvery := sch.cfg.LeaseTTL / 3
 	leaseTick := time.NewTicker(leaseEvery)
 	defer leaseTick.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
@@ -141,29 +113,18 @@ func (sch *scheduler) run(ctx context.Context) error {
 
 // watchConnections keeps the tenants map equal to the connections bucket.
 func (sch *scheduler) watchConnections(ctx context.Context) error {
-	return sch.s.conns.Watch(ctx, func(key string, sc storedConnection, rev uint64, deleted bool) {
-		tenant, ok := tenantFromKey(key)
-		if !ok {
-			return
-		}
+	return sch.conns.watch(ctx, func(tenant string, sc storedConnection, deleted bool) {
 		sch.mu.Lock()
 		defer sch.mu.Unlock()
-		if !deleted && len(sc.Outbox) > 0 {
-			if sch.outbox[tenant] == nil {
-				sch.outbox[tenant] = &outboxRetry{}
-			}
-		} else {
-			delete(sch.outbox, tenant)
-		}
+		sch.conns.retries.track(tenant, !deleted && len(sc.Outbox) > 0)
 		if deleted || sc.Secret == nil {
 			delete(sch.tenants, tenant)
-			sch.s.dropClient(tenant)
-			sch.s.metrics.forgetTenant(tenant)
+			sch.disconnected(tenant)
 			return
 		}
 		ts, known := sch.tenants[tenant]
 		if !known || ts.generation != sc.Generation {
-			now := sch.s.now()
+			now := sch.now()
 			ts = &tenantSchedule{generation: sc.Generation, nextUsers: now, nextAudit: now, fresh: true, running: known && ts.running}
 			sch.tenants[tenant] = ts
 			sch.resume(ts, sc)
@@ -189,155 +150,14 @@ func (sch *scheduler) resume(ts *tenantSchedule, sc storedConnection) {
 	if sc.SyncedGeneration != sc.Generation {
 		return
 	}
-	_, usersEvery, auditEvery := sch.s.settings(sc.Doc)
+	st := sch.cfg.settingsOf(sc.Doc)
 	ts.fresh = false
 	if t := sc.Doc.Freshness.UsersSyncedAt; t != nil {
-		ts.nextUsers = t.Add(jitter(usersEvery))
+		ts.nextUsers = t.Add(jitter(st.usersEvery))
 	}
 	if t := sc.Doc.Freshness.AuditSyncedThrough; t != nil {
-		ts.nextAudit = t.Add(jitter(auditEvery))
+		ts.nextAudit = t.Add(jitter(st.auditEvery))
 	}
-}
-
-// refreshLeases heartbeats this replica, renews its shards, takes free shards up to its fair
-// share and releases what is above it.
-func (sch *scheduler) refreshLeases(ctx context.Context) error {
-	s := sch.s
-	me := s.cfg.ReplicaID
-	now := s.now()
-	// A round is bounded, so that the loop keeps dispatching while NATS is slow; a write that
-	// does not answer in time is retried on the next round.
-	ctx, cancel := context.WithTimeout(ctx, max(s.cfg.LeaseTTL/2, 2*time.Second))
-	defer cancel()
-	var errs []error
-	// Without the heartbeat or the replica count, held shards are still renewed (they are
-	// what keeps runs going), but none is released or taken.
-	renewOnly := false
-	if _, err := s.leases.Put(ctx, replicaKey(me), lease{Owner: me, Renewed: now}); err != nil {
-		errs, renewOnly = append(errs, fmt.Errorf("heartbeat: %w", err)), true
-	}
-	replicas := 0
-	if !renewOnly {
-		if err := s.leases.Keys(ctx, "replica.", func(string) error { replicas++; return nil }); err != nil {
-			errs, renewOnly = append(errs, fmt.Errorf("list replicas: %w", err)), true
-		}
-	}
-	if replicas < 1 {
-		replicas = 1
-	}
-	fair := (s.cfg.Shards + replicas - 1) / replicas
-
-	sch.mu.Lock()
-	owned := make(map[int]uint64, len(sch.owned))
-	for k, v := range sch.owned {
-		owned[k] = v
-	}
-	busy := map[int]bool{} // shards with a sync in flight are released only once it ends
-	for tenant, ts := range sch.tenants {
-		if ts.running {
-			busy[shardOf(tenant, s.cfg.Shards)] = true
-		}
-	}
-	sch.mu.Unlock()
-
-	// Renew. A lease is held until its last write was sent plus the TTL (fence.go): a write
-	// that fails for another reason than a conflict leaves the shard held until then.
-	until := map[int]time.Time{}
-	shards := make([]int, 0, len(owned))
-	for n := range owned {
-		shards = append(shards, n)
-	}
-	sort.Ints(shards)
-	for _, n := range shards {
-		sent := time.Now()
-		rev, err := s.leases.Update(ctx, shardKey(n), lease{Owner: me, Renewed: now}, owned[n])
-		if errors.Is(err, events.ErrConflict) {
-			delete(owned, n) // lost (expired and taken, or deleted)
-			continue
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		owned[n], until[n] = rev, sent.Add(s.cfg.LeaseTTL)
-	}
-	if renewOnly {
-		sch.setOwned(owned, until)
-		return errors.Join(errs...)
-	}
-	// Release above the fair share (the highest shards first, so replicas converge).
-	for i := len(shards) - 1; i >= 0 && len(owned) > fair; i-- {
-		n := shards[i]
-		if rev, ok := owned[n]; ok && !busy[n] {
-			if err := s.leases.Delete(ctx, shardKey(n), rev); err != nil {
-				errs = append(errs, err)
-			}
-			delete(owned, n)
-		}
-	}
-	// Acquire free shards, starting at a replica-specific offset to spread the first grabs.
-	start := shardOf(me, s.cfg.Shards)
-	for i := 0; i < s.cfg.Shards && len(owned) < fair; i++ {
-		n := (start + i) % s.cfg.Shards
-		if _, ok := owned[n]; ok {
-			continue
-		}
-		sent := time.Now()
-		rev, err := s.leases.Create(ctx, shardKey(n), lease{Owner: me, Renewed: now})
-		if err == nil {
-			owned[n], until[n] = rev, sent.Add(s.cfg.LeaseTTL)
-		} else if !errors.Is(err, events.ErrConflict) {
-			errs = append(errs, err)
-		}
-	}
-	sch.setOwned(owned, until)
-	return errors.Join(errs...)
-}
-
-// setOwned records the shards held after a round of lease writes, with the new ends of the
-// leases written (a shard kept without a successful write keeps its earlier end), and drops
-// the shards whose lease has ended.
-func (sch *scheduler) setOwned(owned map[int]uint64, until map[int]time.Time) {
-	now := time.Now()
-	sch.mu.Lock()
-	for n := range owned {
-		if u, ok := until[n]; ok {
-			sch.fence.until[n] = u
-		}
-		if !sch.fence.valid(n, now) {
-			delete(owned, n)
-		}
-	}
-	for n := range sch.fence.until {
-		if _, ok := owned[n]; !ok {
-			delete(sch.fence.until, n)
-		}
-	}
-	sch.owned = owned
-	sch.mu.Unlock()
-	sch.s.metrics.shardsOwned.Set(float64(len(owned)))
-}
-
-// releaseAll gives the shards back on shutdown so that other replicas take them at once.
-func (sch *scheduler) releaseAll() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sch.mu.Lock()
-	owned := sch.owned
-	sch.owned = map[int]uint64{}
-	sch.fence.until = map[int]time.Time{}
-	sch.mu.Unlock()
-	for n, rev := range owned {
-		_ = sch.s.leases.Delete(ctx, shardKey(n), rev)
-	}
-	_ = sch.s.leases.Delete(ctx, replicaKey(sch.s.cfg.ReplicaID), 0)
-}
-
-// owns reports whether this replica holds the tenant's shard.
-func (sch *scheduler) owns(tenant string) bool {
-	n := shardOf(tenant, sch.s.cfg.Shards)
-	_, ok := sch.owned[n]
-	return ok && sch.fence.valid(n, time.Now())
 }
 
 // dueSync is a tenant whose sync is due, as dispatch sees it.
@@ -407,7 +227,7 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 // dispatch starts the due syncs of owned tenants while workers are free, in planDispatch's
 // order.
 func (sch *scheduler) dispatch(ctx context.Context) {
-	now := sch.s.now()
+	now := sch.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
 	var due []dueSync
@@ -470,78 +290,32 @@ start:
 			sch.runJob(jctx, job)
 		}()
 	}
-	sch.s.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
-	sch.s.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
+	sch.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
+	sch.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
 	sch.retryOutboxes(ctx, now)
 }
 
-// outboxRetry paces the scheduler's deliveries of one tenant's queued connection changes.
-type outboxRetry struct {
-	seen       time.Time // when the scheduler first saw changes queued; zero: not yet
-	next       time.Time
-	failures   int
-	delivering bool
-}
-
-// outboxGrace is how long queued changes are left to the request or run that queued them
-// before the scheduler delivers them; retries back off from outboxEvery to outboxMaxEvery, and
-// at most outboxWorkers deliveries run at once (after an outage, thousands of tenants may have
-// changes queued).
-const (
-	outboxGrace    = 10 * time.Second
-	outboxEvery    = 15 * time.Second
-	outboxMaxEvery = 5 * time.Minute
-	outboxWorkers  = 4
-)
-
 // retryOutboxes delivers the queued connection changes of owned tenants that their own
-// request or run could not deliver (NATS or ClickHouse down at the time). Called with sch.mu
-// held.
+// request or run could not deliver, as connections' outboxRetries paces them. Called with
+// sch.mu held.
 func (sch *scheduler) retryOutboxes(ctx context.Context, now time.Time) {
-	for tenant, o := range sch.outbox {
-		if o.seen.IsZero() {
-			o.seen, o.next = now, now.Add(outboxGrace)
-		}
-		if sch.delivering >= outboxWorkers {
-			return
-		}
-		if o.delivering || now.Before(o.next) || !sch.owns(tenant) {
-			continue
-		}
-		o.delivering = true
-		sch.delivering++
+	for _, r := range sch.conns.retries.due(now, sch.owns) {
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
-			err := sch.s.redeliverOutbox(ctx, tenant)
+			err := sch.conns.redeliver(ctx, r.tenant)
 			if err != nil && ctx.Err() == nil {
-				sch.s.log.Warn().Err(err).Str("tenant", tenant).Msg("deliver queued connection changes")
+				sch.log.Warn().Err(err).Str("tenant", r.tenant).Msg("deliver queued connection changes")
 			}
-			sch.mu.Lock()
-			defer sch.mu.Unlock()
-			sch.delivering--
-			o.delivering = false
-			if err != nil {
-				o.failures++
-			}
-			o.next = sch.s.now().Add(jitter(min(outboxEvery<<min(o.failures, 5), outboxMaxEvery)))
+			sch.conns.retries.done(r, err != nil, sch.now())
 		}()
 	}
-}
-
-type syncJob struct {
-	tenant       string
-	sc           storedConnection
-	users, audit bool
-	fresh        bool   // the tenant's first sync under this generation
-	runID        string // asked for through the API, or ""
 }
 
 // runJob runs one tenant's due syncs, turning a panic into that tenant's error, and schedules
 // the tenant's next runs.
 func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
-	s := sch.s
-	log := s.log.With().Str("tenant", job.tenant).Logger()
+	log := sch.log.With().Str("tenant", job.tenant).Logger()
 	var (
 		usersOK, auditOK bool
 		usersEnd         time.Time
@@ -551,14 +325,21 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 			if r := recover(); r != nil {
 				usersOK, auditOK = false, false
 				log.Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("sync panicked")
-				s.metrics.syncs.WithLabelValues("any", "panic").Inc()
+				sch.metrics.syncs.WithLabelValues("any", "panic").Inc()
 			}
 		}()
-		usersOK, auditOK, usersEnd = s.runTenant(ctx, job)
+		usersOK, auditOK, usersEnd = sch.syncer.run(ctx, job)
 	}()
+	sch.reschedule(job, usersOK, auditOK, usersEnd)
+}
 
-	_, usersEvery, auditEvery := s.settings(job.sc.Doc)
-	now := s.now()
+// reschedule sets a tenant's next runs after a job: an interval after a success, a backoff
+// after a failure (15 s doubling, at most the users interval), at once when a sync was asked
+// for while the job ran.
+func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd time.Time) {
+	st := sch.cfg.settingsOf(job.sc.Doc)
+	usersEvery, auditEvery := st.usersEvery, st.auditEvery
+	now := sch.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
 	sch.endJob(job.tenant)

@@ -58,11 +58,6 @@ func (e *env) requestSync(tenant string) events.Connection {
 // the same way. The rewritten endpoints are what GET shows: one copy.
 func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "victim", Seed: 51, Users: 30, Events: 200})
-	require.NoError(t, err)
 	var hits atomic.Int64
 	var leaked atomic.Value
 	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -74,8 +69,8 @@ func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 	}))
 	defer attacker.Close()
 
-	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/victim/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "victim", Seed: 51, Users: 30, Events: 200}, nil)
+	e, org := ct.env, ct.org
 	e.waitConnection("victim", 40*time.Second, syncedAndConnected)
 
 	evil := map[string]any{"auth": attacker.URL, "harvest": attacker.URL, "audit_log": attacker.URL}
@@ -89,7 +84,7 @@ func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 	assert.Nil(t, leaked.Load(), "the secret did not leave")
 	assert.Equal(t, "error", doc.State)
 	assert.Equal(t, "failed:sealed_secret_mismatch", checkCodes(doc)["credentials"])
-	assert.Equal(t, "failed", doc.LastSync.Status)
+	assert.Equal(t, events.RunFailed, doc.LastSync.Status)
 	assert.Equal(t, "sealed_secret_mismatch", doc.LastSync.ErrorCode)
 	require.NotNil(t, doc.Endpoints, "GET shows the endpoints a sync would use")
 	assert.Equal(t, attacker.URL, doc.Endpoints.Auth)
@@ -99,7 +94,7 @@ func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 	requests := org.Stats().Requests
 	rewriteStored(t, e, "victim", func(sc map[string]any) {
 		d := sc["doc"].(map[string]any)
-		d["endpoints"] = map[string]any{"auth": simSrv.URL, "harvest": simSrv.URL, "audit_log": simSrv.URL}
+		d["endpoints"] = map[string]any{"auth": ct.sim.URL, "harvest": ct.sim.URL, "audit_log": ct.sim.URL}
 		d["client_id"] = "someone-else"
 		delete(sc, "endpoints")
 		sc["generation"] = sc["generation"].(float64) + 1
@@ -118,15 +113,9 @@ func TestNATSRewriteDoesNotLeakSecret(t *testing.T) {
 // request leaves.
 func TestStoredEndpointsRevalidated(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "moved", Seed: 52, Users: 30, Events: 200})
-	require.NoError(t, err)
-
 	cfg := testConfig(t, storagetest.Database(t))
-	e := startEnv(t, cfg)
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/moved/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	ct := connectTenant(t, simulator.OrgSpec{Name: "moved", Seed: 52, Users: 30, Events: 200}, &cfg)
+	e, org := ct.env, ct.org
 	e.waitConnection("moved", 40*time.Second, syncedAndConnected)
 	e.stop()
 
@@ -188,12 +177,9 @@ func TestEmbeddedNATSClosedToNetwork(t *testing.T) {
 func TestOverrideRepliesNotEchoed(t *testing.T) {
 	t.Parallel()
 	const banner = "SSH-2.0-OpenSSH_9.6 internal-banner-4711"
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "echo", Seed: 53, Users: 30, Events: 200})
-	require.NoError(t, err)
-	simURL, _ := url.Parse(simSrv.URL)
+	g := startSim(t, nil)
+	org := g.addOrg(t, simulator.OrgSpec{Name: "echo", Seed: 53, Users: 30, Events: 200})
+	simURL, _ := url.Parse(g.URL)
 	proxy := httputil.NewSingleHostReverseProxy(simURL)
 	var mode atomic.Value
 	mode.Store("")

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -37,17 +36,14 @@ func waitBusy(t *testing.T, org *simulator.Org) {
 // runs exactly once.
 func TestSyncRequests(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "busy", Seed: 41, Users: 150, Events: 3000})
-	require.NoError(t, err)
+	g := startSim(t, nil)
+	org := g.addOrg(t, simulator.OrgSpec{Name: "busy", Seed: 41, Users: 150, Events: 3000})
 	// Slow answers keep each sync under way for a few seconds.
 	org.SetFaults(simulator.Faults{Latency: 150 * time.Millisecond})
 
 	runs := &runLog{}
 	e := startEnvWith(t, testConfig(t, storagetest.Database(t)), collector.Options{RunObserver: runs.add})
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/busy/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	e.connect("busy", g, org, http.StatusOK)
 	waitBusy(t, org) // the first, scheduled sync (past the connect checks' own requests)
 
 	post := func() string {
@@ -60,7 +56,7 @@ func TestSyncRequests(t *testing.T) {
 		doc := e.waitConnection("busy", 40*time.Second, func(c events.Connection) bool {
 			return c.LastSync != nil && c.LastSync.RunID == id && c.LastSync.Kind == "audit"
 		})
-		assert.Equal(t, "succeeded", doc.LastSync.Status)
+		assert.Equal(t, events.RunSucceeded, doc.LastSync.Status)
 	}
 
 	r1 := post()
@@ -92,15 +88,8 @@ func TestSyncRequests(t *testing.T) {
 // id, not silently in a log line.
 func TestSyncWithoutSealingKey(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "keyless", Seed: 42, Users: 40, Events: 300})
-	require.NoError(t, err)
-
 	cfg := testConfig(t, storagetest.Database(t))
-	e := startEnv(t, cfg)
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/keyless/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	e := connectTenant(t, simulator.OrgSpec{Name: "keyless", Seed: 42, Users: 40, Events: 300}, &cfg).env
 	e.waitConnection("keyless", 40*time.Second, syncedAndConnected)
 	e.stop()
 
@@ -111,7 +100,7 @@ func TestSyncWithoutSealingKey(t *testing.T) {
 	doc := e2.waitConnection("keyless", 40*time.Second, func(c events.Connection) bool {
 		return c.LastSync != nil && c.LastSync.RunID == run["run_id"]
 	})
-	assert.Equal(t, "failed", doc.LastSync.Status)
+	assert.Equal(t, events.RunFailed, doc.LastSync.Status)
 	assert.Equal(t, "client_unavailable", doc.LastSync.ErrorCode)
 	assert.NotContains(t, doc.LastSync.ErrorMessage, "k1", "the cause stays in the operator's log")
 	assert.Contains(t, e2.logs.String(), `key id \"k1\": sealed with an unknown key id`, "the operator's log names the cause")
@@ -121,15 +110,12 @@ func TestSyncWithoutSealingKey(t *testing.T) {
 // abandoned, not recorded or logged as a failure of ClickHouse, NATS or Greenhouse.
 func TestShutdownAbandonsRuns(t *testing.T) {
 	t.Parallel()
-	sim := fastSim()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	org, err := sim.AddOrg(simulator.OrgSpec{Name: "leaving", Seed: 43, Users: 150, Events: 3000})
-	require.NoError(t, err)
+	g := startSim(t, nil)
+	org := g.addOrg(t, simulator.OrgSpec{Name: "leaving", Seed: 43, Users: 150, Events: 3000})
 	org.SetFaults(simulator.Faults{Latency: 150 * time.Millisecond})
 
 	e := startEnv(t, testConfig(t, storagetest.Database(t)))
-	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/leaving/connections/greenhouse", connectBody(org, simSrv.URL), nil))
+	e.connect("leaving", g, org, http.StatusOK)
 	waitBusy(t, org)
 	e.stop()
 

@@ -1,6 +1,11 @@
 // Package collector is the service: tenants and their connections, scheduling and ownership
 // across replicas, the sync pipeline (connector → derivation → events and storage), usage
 // derivation and alerts, and the HTTP API used by the dashboard backend and the connect flow.
+//
+// Service wires four types: connections (connections.go: the connection documents, their
+// compare-and-set updates and outbox), the syncer (syncer.go: runs through small interfaces
+// of Greenhouse, ClickHouse and NATS), the scheduler (scheduler.go) and the api (api.go). Where
+// a new check, run kind or route goes: docs/architecture.md, "Inside the collector".
 package collector
 
 import (

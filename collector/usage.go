@@ -2,32 +2,19 @@ package collector
 
 import (
 	"time"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
 )
 
-// Statuses of a user (PRODUCT.md 3).
-const (
-	StatusActive      = "active"
-	StatusDeactivated = "deactivated"
-	StatusRemoved     = "removed"
-)
+// The license types, and the usage rule (storage/usage.go) applied to a tenant: its
+// parameters and a user's license record.
 
-// License types (PRODUCT.md 3).
+// License types (docs/events.md, saas.user.changed).
 const (
 	LicenseSiteAdmin = "site_admin"
 	LicenseJobAdmin  = "job_admin"
 	LicenseBasic     = "basic"
-)
-
-// Usage states and their reasons.
-const (
-	UsageActive   = "active"
-	UsageInactive = "inactive"
-	UsageUnknown  = "unknown"
-
-	ReasonNoRecentActivity    = "no_recent_activity"
-	ReasonNeverActive         = "never_active"
-	ReasonInsufficientHistory = "insufficient_history"
-	ReasonNoUsageData         = "no_usage_data" // the Audit Log is not available for the tenant
 )
 
 // LicenseType derives a user's license type: site_admin if the user is a Site Admin, else
@@ -43,47 +30,46 @@ func LicenseType(siteAdmin, hasJobPermission bool) string {
 	}
 }
 
-// Licensed reports whether a user with this status holds a license: every active,
-// non-service user does.
-func Licensed(status string, serviceAccount bool) bool {
-	return status == StatusActive && !serviceAccount
+// record turns a stored row into the contract's license record, with its usage.
+func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
+	rec := events.LicenseRecord{
+		TenantID:         r.TenantID,
+		App:              r.App,
+		UserID:           r.UserID,
+		Name:             r.Name,
+		Email:            r.Email,
+		Status:           r.Status,
+		Licensed:         storage.Licensed(r.Status, r.ServiceAccount),
+		LicenseType:      r.LicenseType,
+		SiteAdmin:        r.SiteAdmin,
+		ServiceAccount:   r.ServiceAccount,
+		CreatedAt:        r.CreatedAt,
+		UpdatedAt:        r.UpdatedAt,
+		FirstSeenAt:      r.FirstSeenAt,
+		LastSeenAt:       r.LastSeenAt,
+		RemovedAt:        r.RemovedAt,
+		LastActivityAt:   r.LastActivityAt,
+		LastActivityType: r.LastActivityType,
+	}
+	if rec.Licensed {
+		rec.Usage, rec.Reason = storage.ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
+	}
+	return rec
 }
 
-// UsageParams are what a usage classification depends on besides the user.
-type UsageParams struct {
-	Now               time.Time
-	InactiveAfterDays int
-	// CoverageStart is the time from which the tenant's Audit Log is known to be complete in
-	// storage (the start of the first completed backfill). Zero means no usage data at all.
-	CoverageStart time.Time
-}
-
-// Threshold is the start of the activity window: Now minus InactiveAfterDays days.
-func (p UsageParams) Threshold() time.Time {
-	return p.Now.Add(-time.Duration(p.InactiveAfterDays) * 24 * time.Hour)
-}
-
-// ClassifyUsage returns the usage state of a license holder and its reason:
-//   - active: activity at or after the threshold;
-//   - unknown/no_usage_data: no Audit Log coverage at all;
-//   - unknown/insufficient_history: the observed history does not reach back to the threshold,
-//     or the user was created after it (too new to judge);
-//   - inactive/never_active or inactive/no_recent_activity otherwise.
+// usageParams returns the parameters of the usage rule (storage/usage.go) for a tenant now.
 //
-// It never guesses: inactive is returned only when the whole window is covered.
-func ClassifyUsage(createdAt time.Time, lastActivity *time.Time, p UsageParams) (usage, reason string) {
-	t := p.Threshold()
-	if lastActivity != nil && !lastActivity.Before(t) {
-		return UsageActive, ""
+// activityThrough is the time through which users' activity has been applied from the stored
+// events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
+// applied (a crash between the two steps) must not make anyone look inactive.
+func usageParams(st tenantSettings, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
+	p := storage.UsageParams{Now: now, InactiveAfterDays: st.inactiveAfterDays, CoverageStart: cp.CoverageStart}
+	switch {
+	case p.CoverageStart.IsZero():
+	case activityThrough.IsZero():
+		p.CoverageStart = now // the backfill is stored, its activity not applied: too early to judge
+	case activityThrough.Before(now):
+		p.Now = activityThrough
 	}
-	if p.CoverageStart.IsZero() {
-		return UsageUnknown, ReasonNoUsageData
-	}
-	if p.CoverageStart.After(t) || !createdAt.Before(t) {
-		return UsageUnknown, ReasonInsufficientHistory
-	}
-	if lastActivity == nil {
-		return UsageInactive, ReasonNeverActive
-	}
-	return UsageInactive, ReasonNoRecentActivity
+	return p
 }

@@ -62,7 +62,7 @@ func TestNewBusStreamConfig(t *testing.T) {
 	for _, step := range steps {
 		t.Run(step.name, func(t *testing.T) {
 			b := newBus(t, nc, step.cfg)
-			info, err := b.StreamInfo(testCtx(t))
+			info, err := b.StreamInfo(t.Context())
 			require.NoError(t, err)
 			step.want(t, info.Config)
 		})
@@ -71,7 +71,7 @@ func TestNewBusStreamConfig(t *testing.T) {
 
 func TestNewBusBuckets(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	for _, name := range events.Buckets() {
 		t.Run(name, func(t *testing.T) {
 			kv, err := b.JetStream().KeyValue(ctx, "saas_"+name)
@@ -103,7 +103,7 @@ func TestNewBusInvalidConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := events.NewBus(testCtx(t), nc, tt.cfg)
+			_, err := events.NewBus(t.Context(), nc, tt.cfg)
 			assert.Error(t, err)
 		})
 	}
@@ -111,7 +111,7 @@ func TestNewBusInvalidConfig(t *testing.T) {
 
 func TestPublishDeduplicates(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	envs := userEvents(t, "acme", 1, 16)
 
 	require.NoError(t, b.Publish(ctx, envs))
@@ -134,7 +134,7 @@ func TestPublishRejectsInvalidEnvelope(t *testing.T) {
 	_, _, b := setup(t)
 	envs := userEvents(t, "acme", 3, 16)
 	envs[1].Tenant = "bad tenant"
-	err := b.Publish(testCtx(t), envs)
+	err := b.Publish(t.Context(), envs)
 	require.ErrorIs(t, err, events.ErrInvalidEnvelope)
 	assert.Equal(t, uint64(0), streamMsgs(t, b), "nothing is published when one envelope is invalid")
 }

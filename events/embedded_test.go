@@ -67,7 +67,7 @@ func TestConnectHonoursContext(t *testing.T) {
 func TestPublishOnClosedConnection(t *testing.T) {
 	_, nc, b := setup(t)
 	nc.Close()
-	err := b.Publish(testCtx(t), userEvents(t, "acme", 10, 16))
+	err := b.Publish(t.Context(), userEvents(t, "acme", 10, 16))
 	require.ErrorIs(t, err, nats.ErrConnectionClosed)
 	var perr *events.PublishError
 	require.True(t, errors.As(err, &perr))
@@ -97,7 +97,7 @@ func TestStartEmbeddedTakesNoNetworkClients(t *testing.T) {
 	require.NoError(t, err)
 	defer nc.Close()
 	b := newBus(t, nc, events.Config{})
-	require.NoError(t, b.Publish(testCtx(t), userEvents(t, "acme", 3, 16)))
+	require.NoError(t, b.Publish(t.Context(), userEvents(t, "acme", 3, 16)))
 	assert.Equal(t, uint64(3), streamMsgs(t, b))
 }
 

@@ -7,14 +7,14 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
 )
 
 // CloudEvents attribute values the collector always uses.
 const (
 	SpecVersion     = "1.0"
 	DataContentType = "application/json"
-	// App is the subject token and source segment of every Greenhouse event.
-	App = "greenhouse"
 	// MaxIDLength bounds an event id (it is also the Nats-Msg-Id).
 	MaxIDLength = 256
 	// MaxTenantLength bounds a tenant id (it is a NATS subject token).
@@ -41,12 +41,12 @@ type Envelope struct {
 // Subject returns the NATS subject an event of type t for tenant is published under:
 // "saas.{tenant}.greenhouse.{t.Topic()}".
 func Subject(tenant string, t Type) string {
-	return "saas." + tenant + "." + App + "." + t.Topic()
+	return "saas." + tenant + "." + connectors.AppGreenhouse + "." + t.Topic()
 }
 
 // Source returns the CloudEvents source of a tenant's events: "/tenants/{tenant}/greenhouse".
 func Source(tenant string) string {
-	return "/tenants/" + tenant + "/" + App
+	return "/tenants/" + tenant + "/" + connectors.AppGreenhouse
 }
 
 // NewEnvelope builds the envelope of one event: data is encoded as JSON, at is stored in UTC.

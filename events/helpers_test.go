@@ -65,13 +65,6 @@ func setup(t testing.TB) (*server.Server, *nats.Conn, *events.Bus) {
 	return srv, nc, newBus(t, nc, events.Config{})
 }
 
-func testCtx(t testing.TB) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // userEvents builds n distinct saas.user.changed envelopes for tenant with data padded to
 // about size bytes.
 func userEvents(t testing.TB, tenant string, n, size int) []events.Envelope {
@@ -98,7 +91,7 @@ func userEvents(t testing.TB, tenant string, n, size int) []events.Envelope {
 
 func streamMsgs(t testing.TB, b *events.Bus) uint64 {
 	t.Helper()
-	info, err := b.StreamInfo(testCtx(t))
+	info, err := b.StreamInfo(t.Context())
 	require.NoError(t, err)
 	return info.State.Msgs
 }

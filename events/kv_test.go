@@ -25,7 +25,7 @@ type checkpoint struct {
 
 func TestKVCompareAndSet(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	kv := events.BucketKV[checkpoint](b, events.BucketCheckpoints)
 	assert.Equal(t, "saas_checkpoints", kv.Bucket())
 	const key = "greenhouse.acme"
@@ -69,7 +69,7 @@ func TestKVCompareAndSet(t *testing.T) {
 func TestKVUnknownBucket(t *testing.T) {
 	_, _, b := setup(t)
 	kv := events.BucketKV[int](b, "tokens")
-	_, _, err := kv.Get(testCtx(t), "x")
+	_, _, err := kv.Get(t.Context(), "x")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `unknown bucket "tokens"`)
 }
@@ -78,7 +78,7 @@ func TestKVModifyConcurrentWriters(t *testing.T) {
 	_, nc, _ := setup(t)
 	// Writers on separate connections, as on separate replicas.
 	const writers, increments = 6, 25
-	ctx := testCtx(t)
+	ctx := t.Context()
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := 0; w < writers; w++ {
@@ -114,7 +114,7 @@ func TestKVModifyConcurrentWriters(t *testing.T) {
 
 func TestKVModifyAbortsOnCallbackError(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	kv := events.BucketKV[checkpoint](b, events.BucketAlerts)
 	boom := errors.New("boom")
 	_, _, err := kv.Modify(ctx, "greenhouse.acme", func(v checkpoint, _ bool) (checkpoint, error) { return v, boom })
@@ -125,7 +125,7 @@ func TestKVModifyAbortsOnCallbackError(t *testing.T) {
 
 func TestKVValues(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	kv := events.BucketKV[int](b, events.BucketConnections)
 	for i, k := range []string{"greenhouse.acme", "greenhouse.acme-eu", "greenhouse.globex", "bamboohr.acme", "greenhouse.gone"} {
 		_, err := kv.Put(ctx, k, i)
@@ -170,7 +170,7 @@ func TestKVValues(t *testing.T) {
 
 func TestKVKeys(t *testing.T) {
 	_, _, b := setup(t)
-	ctx := testCtx(t)
+	ctx := t.Context()
 	kv := events.BucketKV[int](b, events.BucketConnections)
 	for _, k := range []string{"greenhouse.acme", "greenhouse.acme-eu", "greenhouse.globex", "bamboohr.acme", "greenhouse.gone"} {
 		_, err := kv.Put(ctx, k, 1)
@@ -210,7 +210,7 @@ func TestKVKeys(t *testing.T) {
 func TestLeasesExpire(t *testing.T) {
 	srv := startServer(t, t.TempDir())
 	b := newBus(t, connect(t, srv.ClientURL()), events.Config{LeaseTTL: time.Second})
-	ctx := testCtx(t)
+	ctx := t.Context()
 	leases := events.BucketKV[string](b, events.BucketLeases)
 	_, err := leases.Create(ctx, "shard.7", "replica-a")
 	require.NoError(t, err)
@@ -245,7 +245,7 @@ func TestNoPlaintextSecretOnDisk(t *testing.T) {
 		}
 	})
 	b := newBus(t, connect(t, srv.ClientURL()), events.Config{})
-	ctx := testCtx(t)
+	ctx := t.Context()
 	sealer := newSealer(t)
 	kv := events.BucketKV[storedConnection](b, events.BucketConnections)
 

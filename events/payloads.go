@@ -9,7 +9,7 @@ import (
 // Type is a CloudEvents type published by the collector.
 type Type string
 
-// The event types of the contract (PRODUCT.md 4.2).
+// The event types of the contract (docs/events.md).
 const (
 	TypeUserChanged          Type = "saas.user.changed"
 	TypeUsageUpdated         Type = "saas.usage.updated"
@@ -113,16 +113,38 @@ type Settings struct {
 	AuditInterval     string `json:"audit_interval"`
 }
 
+// RunKind is the kind of a sync run: in saas.sync.completed, a connection's last_sync and a
+// sync_runs row.
+type RunKind string
+
+// The kinds of sync run (docs/events.md, saas.sync.completed).
+const (
+	// RunUsers is a users listing: users, permissions, license counts, user events, alerts.
+	RunUsers RunKind = "users"
+	// RunAudit is an Audit Log poll (a tenant's first: the 30-day backfill) and the activity
+	// it brings.
+	RunAudit RunKind = "audit"
+)
+
+// RunStatus is how a sync run ended.
+type RunStatus string
+
+// The statuses of a sync run.
+const (
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+)
+
 // SyncSummary is the summary of one sync run: the data of saas.sync.completed and the
 // connection document's last_sync.
 type SyncSummary struct {
 	TenantID     string    `json:"tenant_id,omitempty"`
 	App          string    `json:"app,omitempty"`
 	RunID        string    `json:"run_id"`
-	Kind         string    `json:"kind,omitempty"` // users, audit
+	Kind         RunKind   `json:"kind,omitempty"`
 	StartedAt    time.Time `json:"started_at"`
 	FinishedAt   time.Time `json:"finished_at"`
-	Status       string    `json:"status"` // succeeded, failed
+	Status       RunStatus `json:"status"`
 	Users        int       `json:"users"`
 	Events       int       `json:"events"`
 	Requests     int       `json:"requests"`

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/storage"
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
@@ -26,7 +27,7 @@ func TestInsertAuditEventsSurvivesOutage(t *testing.T) {
 	srv := storagetest.StartServer(t, storagetest.ServerOptions{})
 	s := storagetest.NewStoreWithConfig(t, storage.Config{Addr: []string{srv.Addr()}, DialTimeout: time.Second,
 		AuditFlushInterval: 20 * time.Millisecond, Logger: storagetest.Logger(t)})
-	ctx := ctxT(t)
+	ctx := t.Context()
 
 	base := ts("2024-06-01 00:00:00")
 	events := func(from, to int) []storage.AuditEventRow {
@@ -91,7 +92,7 @@ func TestTimezones(t *testing.T) {
 
 	srv := storagetest.StartServer(t, storagetest.ServerOptions{Timezone: "Asia/Kolkata"})
 	s := storagetest.NewStoreWithConfig(t, storage.Config{Addr: []string{srv.Addr()}})
-	ctx := ctxT(t)
+	ctx := t.Context()
 	var tz string
 	require.NoError(t, s.Conn().QueryRow(ctx, "SELECT timezone()").Scan(&tz))
 	require.Equal(t, "Asia/Kolkata", tz)
@@ -99,7 +100,7 @@ func TestTimezones(t *testing.T) {
 	late := ts("2024-03-31 23:30:00") // 05:00 on April 1st in Kolkata, 16:30 on March 31st in LA
 	require.NoError(t, s.InsertAuditEvents(ctx, []storage.AuditEventRow{auditEvent("tz", 1, late.In(la), 1, "x")}))
 	require.NoError(t, s.RefreshDailyActivity(ctx, "tz", []time.Time{late}))
-	daily, err := s.DailyActivity(ctx, "tz", storage.AuditApp, ts("2024-03-31 00:00:00"), ts("2024-04-01 00:00:00"))
+	daily, err := s.DailyActivity(ctx, "tz", connectors.AppGreenhouse, ts("2024-03-31 00:00:00"), ts("2024-04-01 00:00:00"))
 	require.NoError(t, err)
 	assert.Equal(t, []storage.DailyActivityRow{{UserID: 1, Day: ts("2024-03-31 00:00:00"), Events: 1, LastEventAt: late}}, daily)
 

@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,12 +9,6 @@ import (
 
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
-
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func ts(s string) time.Time {
 	t, err := time.Parse(time.DateTime, s)
@@ -31,7 +24,7 @@ func ptr(t time.Time) *time.Time { return &t }
 func scalar(t testing.TB, s *storage.Store, q string, args ...any) uint64 {
 	t.Helper()
 	var n uint64
-	require.NoError(t, s.Conn().QueryRow(ctxT(t), q, args...).Scan(&n), q)
+	require.NoError(t, s.Conn().QueryRow(t.Context(), q, args...).Scan(&n), q)
 	return n
 }
 

@@ -17,7 +17,7 @@ var tables = []string{"audit_events", "connection_events", "license_counts", "sc
 
 func tablesOf(t *testing.T, s *storage.Store) []string {
 	t.Helper()
-	rows, err := s.Conn().Query(ctxT(t), "SELECT name FROM system.tables WHERE database = ? ORDER BY name", s.Database())
+	rows, err := s.Conn().Query(t.Context(), "SELECT name FROM system.tables WHERE database = ? ORDER BY name", s.Database())
 	require.NoError(t, err)
 	defer rows.Close()
 	var out []string
@@ -48,7 +48,7 @@ func TestMigrate(t *testing.T) {
 			db := storagetest.Database(t)
 			stores := make([]*storage.Store, tc.replicas)
 			for i := range stores {
-				s, err := storage.Open(ctxT(t), storage.Config{Addr: []string{addr}, Database: db})
+				s, err := storage.Open(t.Context(), storage.Config{Addr: []string{addr}, Database: db})
 				require.NoError(t, err)
 				t.Cleanup(func() { _ = s.Close() })
 				stores[i] = s
@@ -60,7 +60,7 @@ func TestMigrate(t *testing.T) {
 				g.Go(func() error {
 					start.Wait()
 					for range tc.runs {
-						if err := s.Migrate(ctxT(t)); err != nil {
+						if err := s.Migrate(t.Context()); err != nil {
 							return err
 						}
 					}
@@ -79,7 +79,7 @@ func TestMigrate(t *testing.T) {
 func TestMigrateAddColumnAndChecksum(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	fsys := fstest.MapFS{
 		"m/1001_t.sql": {Data: []byte("-- a test table\nCREATE TABLE IF NOT EXISTS {db}.t (a String) ENGINE = ReplacingMergeTree ORDER BY a;\n")},
 		"m/1002_col.sql": {Data: []byte("ALTER TABLE {db}.t ADD COLUMN IF NOT EXISTS b UInt32 DEFAULT 7;\n" +
@@ -97,6 +97,6 @@ func TestMigrateAddColumnAndChecksum(t *testing.T) {
 
 func TestOpenRejectsBadDatabaseName(t *testing.T) {
 	t.Parallel()
-	_, err := storage.Open(ctxT(t), storage.Config{Addr: []string{storagetest.Addr(t)}, Database: "x`; DROP"})
+	_, err := storage.Open(t.Context(), storage.Config{Addr: []string{storagetest.Addr(t)}, Database: "x`; DROP"})
 	require.Error(t, err)
 }

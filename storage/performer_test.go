@@ -19,7 +19,7 @@ import (
 func TestPerformerIDsOutsideInt64(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	at := ts("2024-06-01 10:00:00")
 	ids := []string{
 		"1", "9223372036854775807", // counted

@@ -14,7 +14,8 @@ import (
 var queriesFS embed.FS
 
 // loadQueries reads every embedded dashboard query (queries/NAME.sql) without its comment
-// lines, with {db} replaced, keyed by NAME.
+// lines, with {db} and the usage rule's placeholders (usagePlaceholders) replaced, keyed by
+// NAME.
 func (s *Store) loadQueries() error {
 	entries, err := queriesFS.ReadDir("queries")
 	if err != nil {
@@ -34,7 +35,7 @@ func (s *Store) loadQueries() error {
 			b.WriteString(line)
 			b.WriteByte('\n')
 		}
-		s.queries[strings.TrimSuffix(e.Name(), ".sql")] = s.sql(b.String())
+		s.queries[strings.TrimSuffix(e.Name(), ".sql")] = s.sql(usagePlaceholders.Replace(b.String()))
 	}
 	return nil
 }
@@ -85,32 +86,6 @@ func (s *Store) LicenseCountsOverTime(ctx context.Context, tenant, app string, f
 	return out, nil
 }
 
-// UsageParams are the inputs of the usage rule (PRODUCT.md 3).
-type UsageParams struct {
-	Now               time.Time
-	InactiveAfterDays int
-	// CoverageStart is from when the tenant's Audit Log is known complete in storage; zero
-	// means no usage data at all (every license is then active or unknown).
-	CoverageStart time.Time
-}
-
-// threshold returns T = Now − InactiveAfterDays days as bound Unix seconds, and whether the
-// Audit Log covers the whole window (CoverageStart non-zero and ≤ T).
-func (p UsageParams) threshold() (int64, int) {
-	t := p.Now.Add(-time.Duration(p.InactiveAfterDays) * 24 * time.Hour)
-	covered := 0
-	if !p.CoverageStart.IsZero() && !p.CoverageStart.After(t) {
-		covered = 1
-	}
-	return unix(t), covered
-}
-
-// Reasons of an inactive license.
-const (
-	ReasonNoRecentActivity = "no_recent_activity"
-	ReasonNeverActive      = "never_active"
-)
-
 // InactiveLicense is a license holder without activity in the window, with the evidence.
 type InactiveLicense struct {
 	UserID                   int64
@@ -120,14 +95,11 @@ type InactiveLicense struct {
 	LastActivityType, Reason string // Reason: ReasonNoRecentActivity or ReasonNeverActive
 }
 
-// InactiveLicenses lists the inactive licenses of tenant and app under p (PRODUCT.md 3):
-// active, non-service users whose last activity is before T = Now − InactiveAfterDays days (or
-// who never acted), created before T, provided the Audit Log is complete from CoverageStart ≤
-// T; otherwise nobody is inactive (unknown). Never-active users come first, then the oldest
+// InactiveLicenses lists the licenses of tenant and app that the usage rule (usage.go)
+// classifies inactive under p, with their reasons: never-active users first, then the oldest
 // activity.
 func (s *Store) InactiveLicenses(ctx context.Context, tenant, app string, p UsageParams) ([]InactiveLicense, error) {
-	t, covered := p.threshold()
-	rows, err := s.conn.Query(ctx, s.query("inactive_licenses"), named(tenant, app, "threshold", t, "covered", covered)...)
+	rows, err := s.conn.Query(ctx, s.query("inactive_licenses"), append(named(tenant, app), usageArgs(p)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("query inactive licenses of tenant %q: %w", tenant, err)
 	}
@@ -150,41 +122,39 @@ func (s *Store) InactiveLicenses(ctx context.Context, tenant, app string, p Usag
 	return out, nil
 }
 
-// Utilisation summarises the licenses of a tenant and app. Users counts every user not
-// removed (including deactivated users and service accounts); Licenses the active,
+// Utilisation summarises the users and licenses of a tenant and app. Users counts every user
+// not removed (including deactivated users and service accounts); Licenses the active,
 // non-service users; Active + Inactive + Unknown = Licenses; ByType counts licenses per
-// license type; Ratio = Active / Licenses (0 without licenses).
+// license type; Ratio = Active / Licenses (0 without licenses). Stored counts every user
+// stored, removed ones included, ByStatus the same users by status and ServiceAccounts the
+// service accounts among them.
 type Utilisation struct {
 	Users, Licenses, Active, Inactive, Unknown int
 	ByType                                     map[string]int
 	Ratio                                      float64
+	Stored, ServiceAccounts                    int
+	ByStatus                                   map[string]int
 }
 
-// Utilisation computes the license utilisation of tenant and app under p, with the same rule
-// as InactiveLicenses.
+// Utilisation computes the utilisation of tenant and app under p with the usage rule
+// (usage.go), as InactiveLicenses does.
 func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsageParams) (Utilisation, error) {
-	t, covered := p.threshold()
-	u := Utilisation{ByType: map[string]int{}}
-	rows, err := s.conn.Query(ctx, s.query("utilisation"), named(tenant, app, "threshold", t, "covered", covered)...)
+	u := Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}}
+	rows, err := s.conn.Query(ctx, s.query("utilisation"), append(named(tenant, app), usageArgs(p)...)...)
 	if err != nil {
 		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var (
-			typ                               string
+			typ, status                       string
+			svc                               uint8
 			users, licenses, active, inactive uint64
 		)
-		if err := rows.Scan(&typ, &users, &licenses, &active, &inactive); err != nil {
+		if err := rows.Scan(&typ, &status, &svc, &users, &licenses, &active, &inactive); err != nil {
 			return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
 		}
-		u.Users += int(users)
-		u.Licenses += int(licenses)
-		u.Active += int(active)
-		u.Inactive += int(inactive)
-		if licenses > 0 {
-			u.ByType[typ] = int(licenses)
-		}
+		u.add(typ, status, svc == 1, int(users), int(licenses), int(active), int(inactive))
 	}
 	if err := rows.Err(); err != nil {
 		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
@@ -194,6 +164,24 @@ func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsagePara
 		u.Ratio = float64(u.Active) / float64(u.Licenses)
 	}
 	return u, nil
+}
+
+// add counts one group of utilisation.sql.
+func (u *Utilisation) add(typ, status string, serviceAccount bool, users, licenses, active, inactive int) {
+	u.Stored += users
+	u.ByStatus[status] += users
+	if serviceAccount {
+		u.ServiceAccounts += users
+	}
+	if status != StatusRemoved {
+		u.Users += users
+	}
+	u.Licenses += licenses
+	u.Active += active
+	u.Inactive += inactive
+	if licenses > 0 {
+		u.ByType[typ] += licenses
+	}
 }
 
 // DailyActivityRow is one user's activity on one UTC day.

@@ -49,7 +49,7 @@ func fixtureUsers() []storage.UserRow {
 func TestInactiveLicensesAndUtilisation(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	require.NoError(t, s.UpsertUsers(ctx, fixtureUsers()))
 
 	inactive := func(id int64, typ, reason string, last *time.Time) storage.InactiveLicense {
@@ -124,17 +124,20 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 			assert.Equal(t, tc.wantUtil.Unknown, u.Unknown)
 			assert.Equal(t, tc.wantUtil.ByType, u.ByType)
 			assert.InDelta(t, tc.wantUtil.Ratio, u.Ratio, 1e-9)
+			assert.Equal(t, 9, u.Stored, "every user stored, the removed one included")
+			assert.Equal(t, 1, u.ServiceAccounts)
+			assert.Equal(t, map[string]int{"active": 7, "deactivated": 1, "removed": 1}, u.ByStatus)
 		})
 	}
 
 	empty, err := s.Utilisation(ctx, "nobody", "greenhouse", storage.UsageParams{Now: fixNow, InactiveAfterDays: 30})
 	require.NoError(t, err)
-	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}}, empty)
+	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}}, empty)
 }
 
 // activityFixture inserts audit events of two users over two days (plus noise) and the users.
 func activityFixture(t *testing.T, s *storage.Store) {
-	ctx := ctxT(t)
+	ctx := t.Context()
 	ev := []storage.AuditEventRow{
 		auditEvent("acme", 1, ts("2024-06-01 09:00:00"), 1, "a"),
 		auditEvent("acme", 2, ts("2024-06-01 10:00:00"), 1, "b"),
@@ -172,7 +175,7 @@ var (
 func TestActivityQueries(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	activityFixture(t, s)
 
 	t.Run("daily activity", func(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 func TestReplayIdempotency(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	activityFixture(t, s)
 	users := fixtureUsers()
 	require.NoError(t, s.UpsertUsers(ctx, users))
@@ -82,7 +82,7 @@ func TestReplayIdempotency(t *testing.T) {
 func TestGroupCommitUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStoreWithConfig(t, storage.Config{AuditBatchRows: 20_000, AuditFlushInterval: 50 * time.Millisecond})
-	ctx := ctxT(t)
+	ctx := t.Context()
 	const (
 		tenants = 40
 		calls   = 10
@@ -123,7 +123,7 @@ func TestInsertAuditEventsBackpressureAndCancel(t *testing.T) {
 	t.Parallel()
 	// A buffer of 200 rows: a call of 5,000 rows passes through it in chunks.
 	s := storagetest.NewStoreWithConfig(t, storage.Config{AuditBatchRows: 100, AuditBufferRows: 200, AuditFlushInterval: 10 * time.Millisecond})
-	ctx := ctxT(t)
+	ctx := t.Context()
 	batch := make([]storage.AuditEventRow, 5000)
 	for i := range batch {
 		batch[i] = auditEvent("bp", i, ts("2024-06-01 00:00:00").Add(time.Duration(i)*time.Second), 1, "x")
@@ -143,7 +143,7 @@ func TestInsertAuditEventsBackpressureAndCancel(t *testing.T) {
 func TestInsertAuditEventsAfterClose(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 	"github.com/seatwatch/greenhouse-collector/storage"
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
@@ -59,7 +60,7 @@ func TestSeatUseSQLAgreesWithTheSimulator(t *testing.T) {
 		assert.Equal(t, simulator.SeatUse(c.performer, c.event, c.request), active[int64(i+1)], "%+v", c)
 	}
 	require.NoError(t, s.RefreshDailyActivity(ctx, "seat", []time.Time{at}))
-	daily, err := s.DailyActivity(ctx, "seat", storage.AuditApp, at, at)
+	daily, err := s.DailyActivity(ctx, "seat", connectors.AppGreenhouse, at, at)
 	require.NoError(t, err)
 	assert.Len(t, daily, len(active), "daily activity follows the same rule")
 	for _, d := range daily {

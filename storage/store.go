@@ -25,10 +25,6 @@ import (
 // DefaultDatabase is the database used when Config.Database is empty.
 const DefaultDatabase = "saas"
 
-// AuditApp is the app whose Audit Log audit_events holds; rows derived from audit events
-// (user_activity_daily) carry it in their app column.
-const AuditApp = "greenhouse"
-
 // ErrClosed is returned by writers called after (or interrupted by) Close.
 var ErrClosed = errors.New("storage: store closed")
 

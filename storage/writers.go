@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
 )
 
 // userChunk is how many user rows go into one INSERT.
@@ -198,6 +200,10 @@ func (s *Store) batch(ctx context.Context, insert string, n int, row func(i int)
 	return nil
 }
 
+// auditApp is the app whose Audit Log audit_events holds (it has no app column); rows derived
+// from audit events (user_activity_daily) carry it in theirs.
+const auditApp = connectors.AppGreenhouse
+
 // SeatUseSQL is the condition under which an audit event is a person's use of a seat
 // (docs/events.md, "What counts as use"): a user performed it, it is not Harvest access, and
 // its request.type is not an API request ("/v3/…", "https://…", "GET /v3/…"). A token minted
@@ -236,7 +242,7 @@ func (s *Store) RefreshDailyActivity(ctx context.Context, tenant string, days []
 	first, last := set[keys[0]], set[keys[len(keys)-1]]
 	list := "'" + strings.Join(keys, "','") + "'"
 	q := s.sql(fmt.Sprintf(refreshDailySQL, list))
-	if err := s.conn.Exec(ctx, q, AuditApp, uint64(time.Now().UnixNano()), tenant, unix(first), unix(last.Add(24*time.Hour))); err != nil {
+	if err := s.conn.Exec(ctx, q, auditApp, uint64(time.Now().UnixNano()), tenant, unix(first), unix(last.Add(24*time.Hour))); err != nil {
 		return fmt.Errorf("refresh daily activity of tenant %q: %w", tenant, err)
 	}
 	return nil

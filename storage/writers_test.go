@@ -15,7 +15,7 @@ import (
 func TestUsersRoundTrip(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	v1 := storage.UserRow{TenantID: "acme", App: "greenhouse", UserID: 7, Name: "Ada", Email: "ada@example.com", Status: "active",
 		LicenseType: "basic", CreatedAt: ts("2024-01-02 03:04:05"), UpdatedAt: ts("2024-02-01 00:00:00"),
 		FirstSeenAt: ts("2024-03-01 00:00:00"), LastSeenAt: ts("2024-03-02 00:00:00"), LastActivityAt: ptr(ts("2024-03-01 12:00:00")),
@@ -49,7 +49,7 @@ func TestUsersRoundTrip(t *testing.T) {
 func TestUpsertUsersInChunks(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	rows := make([]storage.UserRow, 25_000)
 	for i := range rows {
 		rows[i] = storage.UserRow{TenantID: "big", App: "greenhouse", UserID: int64(i + 1), Status: "active", Version: 1}
@@ -63,7 +63,7 @@ func TestUpsertUsersInChunks(t *testing.T) {
 func TestSyncRunsAndSyncHealth(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	base := ts("2024-05-01 10:00:00")
 	runs := []storage.SyncRunRow{
 		{TenantID: "acme", App: "greenhouse", RunID: "r1", Kind: "users", StartedAt: base, FinishedAt: base.Add(time.Minute), Status: "succeeded", Users: 10, Requests: 3},
@@ -96,7 +96,7 @@ func TestSyncRunsAndSyncHealth(t *testing.T) {
 func TestInsertConnectionEvent(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	ev := storage.ConnectionEventRow{TenantID: "acme", App: "greenhouse", TS: ts("2024-05-01 10:00:00"), EventID: "e1", State: "degraded",
 		UsageData: false, Checks: `[{"name":"audit_log","status":"failed"}]`, Changed: "state"}
 	require.NoError(t, s.InsertConnectionEvent(ctx, ev))
@@ -124,7 +124,7 @@ func TestInsertConnectionEvent(t *testing.T) {
 func TestLicenseCountsOverTime(t *testing.T) {
 	t.Parallel()
 	s := storagetest.NewStore(t)
-	ctx := ctxT(t)
+	ctx := t.Context()
 	t1, t2, t3 := ts("2024-05-01 10:00:00"), ts("2024-05-01 11:00:00"), ts("2024-06-01 00:00:00")
 	snap := func(at time.Time, basic, admin uint32) []storage.LicenseCountRow {
 		return []storage.LicenseCountRow{

@@ -594,14 +594,17 @@ func checkLateness(ctx context.Context, o options, out io.Writer) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	type tk struct{ tenant, kind string }
+	type tk struct {
+		tenant string
+		kind   events.RunKind
+	}
 	byKey := map[tk][]events.SyncSummary{}
 	for _, s := range sums {
 		byKey[tk{s.TenantID, s.Kind}] = append(byKey[tk{s.TenantID, s.Kind}], s)
 	}
-	interval := map[string]time.Duration{"users": o.usersEvery, "audit": o.auditEvery}
+	interval := map[events.RunKind]time.Duration{events.RunUsers: o.usersEvery, events.RunAudit: o.auditEvery}
 	late := 0
-	for _, kind := range []string{"users", "audit"} {
+	for _, kind := range []events.RunKind{events.RunUsers, events.RunAudit} {
 		worst := math.Inf(-1)
 		worstTenant := ""
 		n := 0

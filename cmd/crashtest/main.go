@@ -30,7 +30,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -46,7 +45,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/seatwatch/greenhouse-collector/cmd/internal/simserve"
 	"github.com/seatwatch/greenhouse-collector/collector"
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
@@ -153,63 +154,31 @@ func serveSim(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	ln, base, err := simserve.Listen(o.addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
+		return err
 	}
-	base := "http://" + ln.Addr().String()
 	byName := map[string]*simulator.Org{}
 	for _, org := range orgs {
 		byName[org.Name()] = org
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /orgs", func(w http.ResponseWriter, r *http.Request) {
-		for _, org := range orgs {
-			fmt.Fprintln(w, org.Name())
+	withOrg := func(answer func(*simulator.Org) any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			org, ok := byName[r.PathValue("org")]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			simserve.WriteJSON(w, answer(org))
 		}
-	})
-	mux.HandleFunc("GET /connect/{org}", func(w http.ResponseWriter, r *http.Request) {
-		org, ok := byName[r.PathValue("org")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		c := org.Credentials()
-		writeJSON(w, map[string]any{
-			"client_id": c.ClientID, "client_secret": c.ClientSecret, "admin_user_id": c.AdminUserID,
-			"endpoints": map[string]string{"auth": base, "harvest": base, "audit_log": base},
-			"settings":  map[string]any{"users_interval": "1m", "audit_interval": "30s"},
-		})
-	})
-	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintln(w, sim.Stats().Requests)
-	})
-	mux.HandleFunc("GET /truth/{org}", func(w http.ResponseWriter, r *http.Request) {
-		org, ok := byName[r.PathValue("org")]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		writeJSON(w, org.Truth())
-	})
-	mux.Handle("/", sim)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("crashtest sim ready on %s\n", ln.Addr())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+	return simserve.Serve(ctx, ln, sim, orgs, map[string]http.HandlerFunc{
+		"GET /connect/{org}": withOrg(func(org *simulator.Org) any { return simserve.ConnectBody(org, base, "1m", "30s") }),
+		"GET /truth/{org}":   withOrg(func(org *simulator.Org) any { return org.Truth() }),
+		"GET /requests": func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, sim.Stats().Requests)
+		},
+	}, fmt.Sprintf("crashtest sim ready on %s", ln.Addr()))
 }
 
 func runCollector(ctx context.Context, o options) error {
@@ -455,7 +424,7 @@ func readSAAS(ctx context.Context, nc *nats.Conn) ([]envelope, error) {
 
 func checkUsers(ctx context.Context, store *storage.Store, rep *report, tenant string, truth simulator.Truth) (int, error) {
 	got := map[int64]storage.UserRow{}
-	if err := store.CurrentUsers(ctx, tenant, "greenhouse", func(r storage.UserRow) error { got[r.UserID] = r; return nil }); err != nil {
+	if err := store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error { got[r.UserID] = r; return nil }); err != nil {
 		return 0, fmt.Errorf("read users of %s: %w", tenant, err)
 	}
 	if len(got) != len(truth.Users) {
@@ -492,7 +461,7 @@ func checkActivity(ctx context.Context, store *storage.Store, rep *report, tenan
 	if n != uint64(truth.Events) {
 		rep.fail(tenant, "%d audit events stored (uniqExact), %d in the truth", n, truth.Events)
 	}
-	daily, err := store.DailyActivity(ctx, tenant, "greenhouse", now.Add(-40*24*time.Hour), now.Add(24*time.Hour))
+	daily, err := store.DailyActivity(ctx, tenant, connectors.AppGreenhouse, now.Add(-40*24*time.Hour), now.Add(24*time.Hour))
 	if err != nil {
 		return 0, 0, fmt.Errorf("read daily activity of %s: %w", tenant, err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/seatwatch/greenhouse-collector/collector"
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 	"github.com/seatwatch/greenhouse-collector/events"
 )
@@ -350,8 +351,8 @@ func call(ctx context.Context, c *http.Client, method, url, token string, body, 
 func failedChecks(doc events.Connection) string {
 	var out []string
 	for _, c := range doc.Checks {
-		if c.Status == "failed" {
-			out = append(out, c.Name+": "+c.Code)
+		if c.Status == connectors.CheckFailed {
+			out = append(out, string(c.Name)+": "+c.Code)
 		}
 	}
 	return strings.Join(out, ", ")

@@ -31,7 +31,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -44,6 +43,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seatwatch/greenhouse-collector/cmd/internal/simserve"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse/simulator"
 )
 
@@ -145,11 +145,48 @@ func serveSim(ctx context.Context, o options) error {
 		return err
 	}
 	began := time.Now()
-	profile, err := simulator.ProfileFromEnv()
+	sim, orgs, err := buildSim(specs)
 	if err != nil {
 		return err
 	}
-	sim := simulator.New(simulator.Options{Profile: profile}) // Greenhouse's real limits and windows
+	tot := totals{Orgs: len(specs)}
+	for _, s := range specs {
+		tot.Users += s.Users
+		tot.Events += s.Events
+	}
+	runtime.GC()
+
+	ln, base, err := simserve.Listen(o.addr)
+	if err != nil {
+		return err
+	}
+	type connectBody struct {
+		Tenant string         `json:"tenant"`
+		Body   map[string]any `json:"body"`
+	}
+	bodies := make([]connectBody, len(orgs))
+	for i, org := range orgs {
+		bodies[i] = connectBody{Tenant: org.Name(), Body: simserve.ConnectBody(org, base, o.usersEvery.String(), o.auditEach.String())}
+	}
+	return simserve.Serve(ctx, ln, sim, orgs, map[string]http.HandlerFunc{
+		"GET /connect": func(w http.ResponseWriter, r *http.Request) { simserve.WriteJSON(w, bodies) },
+		"GET /totals": func(w http.ResponseWriter, r *http.Request) {
+			t := tot
+			t.Served = sim.Stats()
+			simserve.WriteJSON(w, t)
+		},
+	}, fmt.Sprintf("scaletest sim ready on %s: %d organisations, %d users, %d audit events, built in %.1f s",
+		ln.Addr(), tot.Orgs, tot.Users, tot.Events, time.Since(began).Seconds()))
+}
+
+// buildSim generates the organisations of specs on a simulator with Greenhouse's real limits
+// and windows, on every CPU.
+func buildSim(specs []simulator.OrgSpec) (*simulator.Server, []*simulator.Org, error) {
+	profile, err := simulator.ProfileFromEnv()
+	if err != nil {
+		return nil, nil, err
+	}
+	sim := simulator.New(simulator.Options{Profile: profile})
 	orgs := make([]*simulator.Org, len(specs))
 	var (
 		next    atomic.Int64
@@ -176,65 +213,7 @@ func serveSim(ctx context.Context, o options) error {
 		}()
 	}
 	wg.Wait()
-	if genErr != nil {
-		return genErr
-	}
-	tot := totals{Orgs: len(specs)}
-	for _, s := range specs {
-		tot.Users += s.Users
-		tot.Events += s.Events
-	}
-	runtime.GC()
-
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.addr, err)
-	}
-	base := "http://" + ln.Addr().String()
-	type connectBody struct {
-		Tenant string         `json:"tenant"`
-		Body   map[string]any `json:"body"`
-	}
-	bodies := make([]connectBody, len(orgs))
-	for i, org := range orgs {
-		c := org.Credentials()
-		bodies[i] = connectBody{Tenant: org.Name(), Body: map[string]any{
-			"client_id": c.ClientID, "client_secret": c.ClientSecret, "admin_user_id": c.AdminUserID,
-			"endpoints": map[string]string{"auth": base, "harvest": base, "audit_log": base},
-			"settings":  map[string]any{"users_interval": o.usersEvery.String(), "audit_interval": o.auditEach.String()},
-		}}
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /orgs", func(w http.ResponseWriter, r *http.Request) {
-		for _, org := range orgs {
-			fmt.Fprintln(w, org.Name())
-		}
-	})
-	mux.HandleFunc("GET /connect", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, bodies) })
-	mux.HandleFunc("GET /totals", func(w http.ResponseWriter, r *http.Request) {
-		t := tot
-		t.Served = sim.Stats()
-		writeJSON(w, t)
-	})
-	mux.Handle("/", sim)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("scaletest sim ready on %s: %d organisations, %d users, %d audit events, built in %.1f s\n",
-		ln.Addr(), tot.Orgs, tot.Users, tot.Events, time.Since(began).Seconds())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+	return sim, orgs, genErr
 }
 
 // connectAll PUTs every connect body to the collector, o.parallel at a time; a transport

@@ -442,7 +442,7 @@ func TestCheckReportsEveryCheck(t *testing.T) {
 	status := func(cs []connectors.Check) map[string]string {
 		out := map[string]string{}
 		for _, c := range cs {
-			out[c.Name] = string(c.Status) + ":" + c.Code
+			out[string(c.Name)] = string(c.Status) + ":" + c.Code
 			if c.Status == connectors.CheckFailed {
 				assert.NotEmpty(t, c.Message)
 			}
@@ -490,7 +490,7 @@ func TestCheckReportsEveryCheck(t *testing.T) {
 func names(cs []connectors.Check) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
-		out[i] = c.Name
+		out[i] = string(c.Name)
 	}
 	return out
 }

@@ -13,7 +13,8 @@ import (
 // Code is a stable error code; the connect flow shows it as a check code.
 type Code string
 
-// The codes of docs/api.md ("Check codes").
+// The codes of the connect flow's checks (docs/api.md, "PUT
+// /v1/tenants/{tenant_id}/connections/greenhouse").
 const (
 	CodeInvalidClient      Code = "invalid_client"
 	CodeLegacyAPIKey       Code = "legacy_api_key"

@@ -428,7 +428,7 @@ func TestCheckWithHandWrittenAnswers(t *testing.T) {
 			var status []string
 			var names []string
 			for _, c := range got {
-				names = append(names, c.Name)
+				names = append(names, string(c.Name))
 				s := string(c.Status)
 				if c.Status == connectors.CheckFailed {
 					s += ":" + c.Code

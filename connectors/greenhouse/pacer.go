@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// Pacing (docs/greenhouse-wire.md, "Rate limits"). Greenhouse documents fixed windows: Harvest
+// Pacing (docs/greenhouse-wire.md: "Assumptions", row 1, and the limits under "Harvest v3"
+// and "Audit Log"). Greenhouse documents fixed windows: Harvest
 // 30 s, the Audit Log 10 s, paginated Audit Log requests 3 per 30 s. Its answers carry some
 // subset of X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset and (on a 429)
 // Retry-After: the Audit Log docs show only Limit and Remaining, the Harvest docs put Reset on

@@ -117,7 +117,7 @@ func snippet(b []byte) string {
 }
 
 // parseTime reads a timestamp of Greenhouse's: ISO 8601 as RFC 3339, with or without a
-// fraction, with Z, ±hh:mm or ±hhmm (docs/greenhouse-wire.md, "Timestamps"); "" is zero.
+// fraction, with Z, ±hh:mm or ±hhmm (docs/greenhouse-wire.md, "Assumptions", row 9); "" is zero.
 func parseTime(v string) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
@@ -160,7 +160,7 @@ func decodeUsers(b []byte) ([]User, error) {
 			u.PrimaryEmail = *r.PrimaryEmail
 		}
 		// Greenhouse marks integration service users by a primary email that is null, "" or
-		// absent (docs/greenhouse-wire.md, "Service accounts"); an explicit flag can only add.
+		// absent (docs/greenhouse-wire.md, "Assumptions", row 10); an explicit flag can only add.
 		u.ServiceAccount = strings.TrimSpace(u.PrimaryEmail) == "" || r.ServiceAccount != nil && *r.ServiceAccount
 		var err error
 		if u.CreatedAt, err = parseTime(r.CreatedAt); err != nil {
@@ -467,25 +467,13 @@ func canonical(b *bytes.Buffer, v any) {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		b.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			writeString(b, k)
+		writeSeq(b, '{', '}', len(keys), func(i int) {
+			writeString(b, keys[i])
 			b.WriteByte(':')
-			canonical(b, x[k])
-		}
-		b.WriteByte('}')
+			canonical(b, x[keys[i]])
+		})
 	case []any:
-		b.WriteByte('[')
-		for i, e := range x {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			canonical(b, e)
-		}
-		b.WriteByte(']')
+		writeSeq(b, '[', ']', len(x), func(i int) { canonical(b, x[i]) })
 	case json.Number:
 		b.WriteString(x.String())
 	case string:
@@ -498,6 +486,18 @@ func canonical(b *bytes.Buffer, v any) {
 		vb, _ := json.Marshal(x)
 		b.Write(vb)
 	}
+}
+
+// writeSeq writes n elements between open and close, separated by commas.
+func writeSeq(b *bytes.Buffer, open, close byte, n int, elem func(i int)) {
+	b.WriteByte(open)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		elem(i)
+	}
+	b.WriteByte(close)
 }
 
 // writeString writes s exactly as json.Marshal does (event ids depend on it): printable ASCII

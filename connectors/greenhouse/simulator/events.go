@@ -258,10 +258,11 @@ func (o *Org) requestType(e event) string {
 	return changeRequests[typeUpdate][int(e.tgt)%len(targetTypes)]
 }
 
+// events serves GET /events: the front checks (host, token, scope, limits), the query, then
+// a page without paging, the first page of a new point in time, or a continuation of one.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	pitID := r.Header.Get("Pit-Id")
-	paged := q.Get("paging") == "true" || pitID != ""
+	paged := r.URL.Query().Get("paging") == "true" || pitID != ""
 	if s.wrongHost(w, r) {
 		return
 	}
@@ -277,7 +278,47 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, msg(m))
 		return
 	}
-	size := 100
+	eq, ok := s.eventsQuery(w, r, a)
+	if !ok {
+		return
+	}
+	pg, ok := s.eventsPage(w, a, eq, pitID, paged)
+	if !ok {
+		return
+	}
+	var body any = map[string]any{"hits": pg.hits, "results": pg.out}
+	if paged {
+		var next any // null on the last, empty page
+		if len(pg.res) > 0 {
+			next = s.nextSearchAfter(pg.res[len(pg.res)-1], a.f, a.seq)
+		}
+		var sa any
+		if eq.searchAfter != "" {
+			sa = eq.searchAfter
+		}
+		body = map[string]any{"paging": map[string]any{"pit_id": pg.pitID, "search_after": sa, "size": eq.size, "next_search_after": next},
+			"hits": pg.hits, "results": pg.out}
+	}
+	if a.f.Malformed != "" && breakBody(w, a, body, wrongEvents(a.seq)) {
+		return
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// eventsQuery is what a GET /events asks for.
+type eventsQuery struct {
+	q           url.Values
+	size        int
+	from, to    int64  // Unix milliseconds
+	after       *saKey // Search-After, or nil
+	searchAfter string // as sent
+}
+
+// eventsQuery reads a GET /events' size, time range and Search-After, answering 422 or 400
+// itself when one is wrong.
+func (s *Server) eventsQuery(w http.ResponseWriter, r *http.Request, a admitted) (eventsQuery, bool) {
+	q := r.URL.Query()
+	eq := eventsQuery{q: q, size: 100, searchAfter: r.Header.Get("Search-After")}
 	sz := q.Get("size")
 	if sz == "" {
 		sz = r.Header.Get("Size")
@@ -286,17 +327,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(sz)
 		if err != nil || n < 100 || n > 500 {
 			writeJSON(w, http.StatusUnprocessableEntity, msg("size must be an integer between 100 and 500"))
-			return
+			return eq, false
 		}
-		size = n
+		eq.size = n
 	}
 	nowMs := a.now.UnixMilli()
-	from, to := nowMs-s.opts.Retention.Milliseconds(), nowMs+1
+	eq.from, eq.to = nowMs-s.opts.Retention.Milliseconds(), nowMs+1
 	for _, p := range []struct {
 		name  string
 		bound *int64
 		after bool
-	}{{"after_time", &from, true}, {"before_time", &to, false}} {
+	}{{"after_time", &eq.from, true}, {"before_time", &eq.to, false}} {
 		v := q.Get(p.name)
 		if v == "" {
 			continue
@@ -304,98 +345,88 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		t, err := auditTime(v)
 		if err != nil {
 			writeJSON(w, http.StatusUnprocessableEntity, msg(p.name+": "+err.Error()))
-			return
+			return eq, false
 		}
 		if p.after && t > *p.bound || !p.after && t < *p.bound {
 			*p.bound = t
 		}
 	}
-	var after *saKey
-	if v := r.Header.Get("Search-After"); v != "" {
+	if eq.searchAfter != "" {
 		parse := parseSearchAfter
 		if s.documented() && !a.f.SearchAfterTwoPartsOnly {
 			parse = parseSearchAfterAny
 		}
-		k, err := parse(v)
+		k, err := parse(eq.searchAfter)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, msg(err.Error()))
-			return
+			return eq, false
 		}
-		after = &k
+		eq.after = &k
 	}
+	return eq, true
+}
+
+// eventsPage is a page of GET /events as rendered.
+type eventsPage struct {
+	res   []event
+	out   []eventJSON
+	hits  int
+	pitID string
+}
+
+// eventsPage reads a page under the organisation's lock: a continuation of the point in time
+// pitID, the first page of a new one (paged), or a page without paging. It answers the
+// errors of a point in time itself.
+func (s *Server) eventsPage(w http.ResponseWriter, a admitted, eq eventsQuery, pitID string, paged bool) (eventsPage, bool) {
 	o := a.org
 	o.mu.Lock()
-	if after != nil && !o.resolve(after) {
-		o.mu.Unlock()
-		writeJSON(w, http.StatusBadRequest, msg(fmt.Sprintf("Search-After %q names no event", r.Header.Get("Search-After"))))
-		return
+	defer o.mu.Unlock()
+	if eq.after != nil && !o.resolve(eq.after) {
+		writeJSON(w, http.StatusBadRequest, msg(fmt.Sprintf("Search-After %q names no event", eq.searchAfter)))
+		return eventsPage{}, false
 	}
-	fl := o.filter(q)
-	var (
-		res  []event
-		hits int
-		p    *pit
-	)
+	pg := eventsPage{pitID: pitID}
 	switch {
 	case pitID != "":
-		p = o.pits[pitID]
+		p := o.pits[pitID]
 		if p != nil && (a.now.After(p.expires) || a.f.ExpirePIT && p.conts >= 1) {
 			delete(o.pits, pitID)
 			p = nil
 		}
-		if p == nil || after == nil {
-			o.mu.Unlock()
-			switch {
-			case p == nil && s.documented(): // the documented words; 400 and 404 alternately
-				writeJSON(w, [2]int{http.StatusBadRequest, http.StatusNotFound}[a.seq%2], msg("The Pit_Id has expired"))
-			case p == nil:
-				writeJSON(w, http.StatusBadRequest, msg("Pit_Id "+pitID+" has expired"))
-			default:
-				writeJSON(w, http.StatusBadRequest, msg("Search-After is required with Pit-Id"))
-			}
-			return
+		switch {
+		case p == nil && s.documented(): // the documented words; 400 and 404 alternately
+			writeJSON(w, [2]int{http.StatusBadRequest, http.StatusNotFound}[a.seq%2], msg("The Pit_Id has expired"))
+			return pg, false
+		case p == nil:
+			writeJSON(w, http.StatusBadRequest, msg("Pit_Id "+pitID+" has expired"))
+			return pg, false
+		case eq.after == nil:
+			writeJSON(w, http.StatusBadRequest, msg("Search-After is required with Pit-Id"))
+			return pg, false
 		}
 		p.conts++
 		p.expires = a.now.Add(s.opts.PITLifetime) // each use keeps the point in time alive
-		res, _ = o.scan(p.from, p.to, p.filter, p.maxSeq, after, size, false)
-		hits = p.hits
+		pg.res, _ = o.scan(p.from, p.to, p.filter, p.maxSeq, eq.after, eq.size, false)
+		pg.hits = p.hits
 	case paged:
 		for id, old := range o.pits {
 			if a.now.After(old.expires) {
 				delete(o.pits, id)
 			}
 		}
-		pitID = randHex(16)
-		p = &pit{from: from, to: to, filter: fl, maxSeq: o.nextSeq, expires: a.now.Add(s.opts.PITLifetime)}
-		res, p.hits = o.scan(from, to, fl, p.maxSeq, after, size, true)
-		hits = p.hits
-		o.pits[pitID] = p
+		pg.pitID = randHex(16)
+		p := &pit{from: eq.from, to: eq.to, filter: o.filter(eq.q), maxSeq: o.nextSeq, expires: a.now.Add(s.opts.PITLifetime)}
+		pg.res, p.hits = o.scan(eq.from, eq.to, p.filter, p.maxSeq, eq.after, eq.size, true)
+		pg.hits = p.hits
+		o.pits[pg.pitID] = p
 	default:
-		res, hits = o.scan(from, to, fl, o.nextSeq, nil, size, true)
+		pg.res, pg.hits = o.scan(eq.from, eq.to, o.filter(eq.q), o.nextSeq, nil, eq.size, true)
 	}
-	out := make([]eventJSON, len(res))
-	for i, e := range res {
-		out[i] = o.render(e)
+	pg.out = make([]eventJSON, len(pg.res))
+	for i, e := range pg.res {
+		pg.out[i] = o.render(e)
 	}
-	o.mu.Unlock()
-
-	var body any = map[string]any{"hits": hits, "results": out}
-	if paged {
-		var next any // null on the last, empty page
-		if len(res) > 0 {
-			next = s.nextSearchAfter(res[len(res)-1], a.f, a.seq)
-		}
-		var sa any
-		if v := r.Header.Get("Search-After"); v != "" {
-			sa = v
-		}
-		body = map[string]any{"paging": map[string]any{"pit_id": pitID, "search_after": sa, "size": size, "next_search_after": next},
-			"hits": hits, "results": out}
-	}
-	if a.f.Malformed != "" && breakBody(w, a, body, wrongEvents(a.seq)) {
-		return
-	}
-	writeJSON(w, http.StatusOK, body)
+	return pg, true
 }
 
 // wrongHost answers 404 {"message":"Resource not found"} for an organisation with

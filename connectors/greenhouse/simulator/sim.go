@@ -446,6 +446,8 @@ func seedHash(seed int64, name string) uint64 {
 	return h.Sum64()
 }
 
+// newOrg generates an organisation from its spec: the seed decides everything but the
+// credentials, in this order: users, permissions, events.
 func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 	now := s.opts.Now().UTC().Truncate(time.Millisecond)
 	hs := seedHash(spec.Seed, spec.Name)
@@ -468,20 +470,33 @@ func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 	for i := range spec.Jobs {
 		o.jobs = append(o.jobs, jobBase+int64(i)*3+1)
 	}
+	admin := o.seedUsers(hs, orgDomain(spec.Name), now)
+	o.seedPermissions(hs, now)
+	o.seedEvents(admin, now)
+	return o, nil
+}
+
+// orgDomain is the e-mail domain of an organisation's users.
+func orgDomain(name string) string {
 	domain := strings.ToLower(strings.Map(func(c rune) rune {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
 			return c
 		}
 		return -1
-	}, spec.Name))
+	}, name))
 	if domain == "" {
 		domain = "org"
 	}
-	domain += ".example"
+	return domain + ".example"
+}
 
-	// Users.
+// seedUsers generates the users: one Site Admin among the first ten (the credentials' admin
+// user, whose index it returns), about 3 % more Site Admins, 2 % service accounts, 8 %
+// deactivated, 5 % created in the last 20 days.
+func (o *Org) seedUsers(hs uint64, domain string, now time.Time) (admin int) {
+	r, spec := o.rng, o.spec
 	id := 4_000_000 + int64(hs%5_000_000)
-	admin := r.IntN(min(spec.Users, 10))
+	admin = r.IntN(min(spec.Users, 10))
 	threeYears := 3 * 365 * 24 * time.Hour
 	o.users = make([]*user, 0, spec.Users)
 	for i := range spec.Users {
@@ -510,8 +525,13 @@ func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 	}
 	o.nextUser = id + 1
 	o.cred.AdminUserID = o.users[admin].ID
+	return admin
+}
 
-	// Permissions: ~30% of the other users are job admins.
+// seedPermissions makes about 30 % of the users but Site Admins and service accounts job
+// admins: job permissions, future ones, or both.
+func (o *Org) seedPermissions(hs uint64, now time.Time) {
+	r := o.rng
 	o.nextPerm = 7_000_000 + int64(hs%1_000_000)
 	for _, u := range o.users {
 		if u.SiteAdmin || u.Service || r.Float64() >= 0.30 {
@@ -538,9 +558,14 @@ func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 	}
 	sortPerms(o.jobPerms)
 	sortPerms(o.futurePerms)
+}
 
-	// Activity: weights per user; ~25% of active users have none.
-	o.events = make([]event, 0, spec.Events)
+// seedEvents generates the Audit Log: 10 % API-key events, the rest by users in proportion
+// to a weight each (about a quarter of the active users has none, service accounts never
+// act), within retention and after each user's creation.
+func (o *Org) seedEvents(admin int, now time.Time) {
+	r := o.rng
+	o.events = make([]event, 0, o.spec.Events)
 	cum := make([]float64, len(o.users))
 	var total float64
 	for i, u := range o.users {
@@ -558,9 +583,9 @@ func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 		cum[i] = total
 	}
 	// History starts an hour inside retention, so that none of it ages out during a test run.
-	span := s.opts.Retention - time.Hour
+	span := o.srv.opts.Retention - time.Hour
 	start := now.Add(-span)
-	for range spec.Events {
+	for range o.spec.Events {
 		at := start.Add(time.Duration(r.Int64N(int64(span))))
 		if total == 0 || r.Float64() < 0.10 {
 			o.events = append(o.events, o.apiKeyEvent(at))
@@ -579,7 +604,6 @@ func newOrg(s *Server, spec OrgSpec) (*Org, error) {
 		o.events = append(o.events, o.userEvent(u.ID, at, -1))
 	}
 	slices.SortFunc(o.events, eventLess)
-	return o, nil
 }
 
 func emailPart(s string) string {
@@ -760,12 +784,21 @@ func apiRequest(rt string) bool {
 func (o *Org) Truth() Truth {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	var t Truth
+	last := o.truthEvents(&t)
+	o.truthUsers(&t, last)
+	return t
+}
+
+// truthEvents counts the events within retention, the seat-use events by user and day, and
+// returns each user's last seat use (retention aside: the collector keeps what it stored).
+// Called with o.mu held.
+func (o *Org) truthEvents(t *Truth) (last map[int64]int64) {
 	now := o.srv.opts.Now().UnixMilli()
 	cut := now - o.srv.opts.Retention.Milliseconds()
-	last := map[int64]int64{}
+	last = map[int64]int64{}
 	type dk struct{ id, day int64 }
 	daily := map[dk]*DailyActivity{}
-	var t Truth
 	for _, e := range o.events {
 		if e.at > now {
 			break
@@ -797,6 +830,24 @@ func (o *Org) Truth() Truth {
 			d.LastEventAt = at
 		}
 	}
+	for _, d := range daily {
+		t.Daily = append(t.Daily, *d)
+	}
+	slices.SortFunc(t.Daily, func(a, b DailyActivity) int {
+		if a.UserID != b.UserID {
+			if a.UserID < b.UserID {
+				return -1
+			}
+			return 1
+		}
+		return a.Day.Compare(b.Day)
+	})
+	return last
+}
+
+// truthUsers derives every user's status, license type and last activity. Called with o.mu
+// held.
+func (o *Org) truthUsers(t *Truth, last map[int64]int64) {
 	permUsers := map[int64]bool{}
 	for _, p := range o.jobPerms {
 		permUsers[p.UserID] = true
@@ -826,19 +877,6 @@ func (o *Org) Truth() Truth {
 		}
 		t.Users = append(t.Users, tu)
 	}
-	for _, d := range daily {
-		t.Daily = append(t.Daily, *d)
-	}
-	slices.SortFunc(t.Daily, func(a, b DailyActivity) int {
-		if a.UserID != b.UserID {
-			if a.UserID < b.UserID {
-				return -1
-			}
-			return 1
-		}
-		return a.Day.Compare(b.Day)
-	})
-	return t
 }
 
 // mod is the non-negative remainder.
@@ -923,17 +961,7 @@ func (o *Org) GrantJobPermission(userID, jobID int64) error {
 // AddUserEvent records an event of the given type (e.g. "data_change_update", "action")
 // performed by a user at a time. It returns an error for an unknown user.
 func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if _, ok := o.byID[userID]; !ok {
-		return fmt.Errorf("add event of user %d: no such user", userID)
-	}
-	typ, err := o.typeIndex(eventType)
-	if err != nil {
-		return fmt.Errorf("add event of user %d: %w", userID, err)
-	}
-	o.insertEvents([]event{o.userEvent(userID, at, int(typ))})
-	return nil
+	return o.addUserEvent("add event", userID, at, eventType, nil)
 }
 
 // AddAPIUserEvent records an event of the given type (e.g. "data_change_update") performed by
@@ -941,17 +969,27 @@ func (o *Org) AddUserEvent(userID int64, at time.Time, eventType string) error {
 // target_id. Truth counts it as seat use only when SeatUse says so. It returns an error for an
 // unknown user.
 func (o *Org) AddAPIUserEvent(userID int64, at time.Time, eventType, requestType string) error {
+	return o.addUserEvent("add API event", userID, at, eventType, func(e *event) {
+		e.ownReq, e.target = true, o.requestIndex(requestType)
+	})
+}
+
+// addUserEvent records a user's event, which more (when set) alters first; op names the
+// operation in errors.
+func (o *Org) addUserEvent(op string, userID int64, at time.Time, eventType string, more func(*event)) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.byID[userID]; !ok {
-		return fmt.Errorf("add API event of user %d: no such user", userID)
+		return fmt.Errorf("%s of user %d: no such user", op, userID)
 	}
 	typ, err := o.typeIndex(eventType)
 	if err != nil {
-		return fmt.Errorf("add API event of user %d: %w", userID, err)
+		return fmt.Errorf("%s of user %d: %w", op, userID, err)
 	}
 	e := o.userEvent(userID, at, int(typ))
-	e.ownReq, e.target = true, o.requestIndex(requestType)
+	if more != nil {
+		more(&e)
+	}
 	o.insertEvents([]event{e})
 	return nil
 }

@@ -1,0 +1,103 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// applyActivity recomputes, from the stored events in [from, through), each user's newest
+// activity and the daily activity of the days touched; users whose last activity advanced
+// get a saas.usage.updated event and a new row, and every license holder's usage is
+// re-evaluated for alerts. Only users in ids are considered when ids is non-empty.
+func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConnection, from, through time.Time, ids []int64, alerts *alertState) error {
+	if !through.After(from) {
+		return nil
+	}
+	byUser, err := s.activityOf(ctx, tenant, from, through, ids)
+	if err != nil {
+		return err
+	}
+	cp, _, err := s.checkpoints.get(ctx, tenant)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	params := usageParams(s.cfg.settingsOf(sc.Doc), cp, now, through)
+	version := uint64(now.UnixNano())
+	var (
+		rows []storage.UserRow
+		envs []events.Envelope
+	)
+	err = s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
+		if a, ok := byUser[r.UserID]; ok && (r.LastActivityAt == nil || a.LastEventAt.After(*r.LastActivityAt)) {
+			row, env, err := usageUpdated(tenant, r, a, version, now)
+			if err != nil {
+				return err
+			}
+			r = row
+			rows, envs = append(rows, row), append(envs, env)
+		}
+		if r.Status == storage.StatusRemoved {
+			return nil
+		}
+		tr, fire := alerts.evaluate(record(r, params))
+		if !fire {
+			return nil
+		}
+		env, err := alertEnvelope(tr, params, cp.ObservedSince, now)
+		envs = append(envs, env)
+		return err
+	})
+	if err != nil {
+		return internal(codeStorageUnavailable, fmt.Errorf("apply activity: %w", err))
+	}
+	if err := s.out.publish(ctx, envs); err != nil {
+		return fmt.Errorf("publish usage events: %w", err)
+	}
+	if err := s.out.stored(s.store.UpsertUsers(ctx, rows)); err != nil {
+		return fmt.Errorf("store user activity: %w", err)
+	}
+	return nil
+}
+
+// activityOf reads each user's activity in [from, through) from the stored events, by user,
+// and (for all users: ids empty) refreshes the daily activity of the days it touches.
+func (s *syncer) activityOf(ctx context.Context, tenant string, from, through time.Time, ids []int64) (map[int64]storage.UserActivity, error) {
+	acts, err := s.store.UserActivity(ctx, tenant, from, through, ids)
+	if err != nil {
+		return nil, internal(codeStorageUnavailable, fmt.Errorf("read user activity: %w", err))
+	}
+	if len(ids) == 0 {
+		var days []time.Time
+		for d := from.UTC().Truncate(24 * time.Hour); d.Before(through); d = d.Add(24 * time.Hour) {
+			days = append(days, d)
+		}
+		if err := s.out.stored(s.store.RefreshDailyActivity(ctx, tenant, days)); err != nil {
+			return nil, fmt.Errorf("refresh daily activity: %w", err)
+		}
+	}
+	byUser := make(map[int64]storage.UserActivity, len(acts))
+	for _, a := range acts {
+		byUser[a.UserID] = a
+	}
+	return byUser, nil
+}
+
+// usageUpdated is a user's row with newer activity a, and its saas.usage.updated event.
+func usageUpdated(tenant string, r storage.UserRow, a storage.UserActivity, version uint64, now time.Time) (storage.UserRow, events.Envelope, error) {
+	prevAt := r.LastActivityAt
+	at := a.LastEventAt.UTC()
+	r.LastActivityAt = &at
+	r.LastActivityType = a.LastEventType
+	r.Version = version
+	env, err := events.NewEnvelope(tenant, events.TypeUsageUpdated,
+		fmt.Sprintf("%s:usage:%d:%d", tenant, r.UserID, at.Unix()), fmt.Sprintf("users/%d", r.UserID), now,
+		events.UsageUpdated{TenantID: tenant, App: connectors.AppGreenhouse, UserID: r.UserID, LastActivityAt: at, LastEventType: a.LastEventType,
+			PreviousActivityAt: prevAt, EventsInPoll: int(a.Events)})
+	return r, env, err
+}

@@ -1,0 +1,246 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// syncUsers runs a complete users listing for a tenant: permissions, users, removal detection,
+// license counts, user events, freed and inactive alerts. Order per page: publish, then store;
+// the alert state and the checkpoint advance at the end.
+func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnection, gc greenhouseClient) runResult {
+	res, before := newRun(tenant, events.RunUsers, s.now()), gc.Stats()
+	start := res.summary.StartedAt
+	fail := func(step connectors.CheckName, err error) runResult {
+		res.err = newSyncError(step, err)
+		return res
+	}
+	cp, cpRev, err := s.checkpoints.begin(ctx, tenant, start)
+	if err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	hasPerm, err := jobPermissionHolders(ctx, gc)
+	if err != nil {
+		return fail(greenhouse.CheckPermissions, err)
+	}
+	prev, err := s.storedUsers(ctx, tenant)
+	if err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	if err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	p := s.newUsersPass(tenant, sc, cp, start, prev, hasPerm, &alerts)
+	if err := gc.ListUsers(ctx, greenhouse.UserQuery{}, func(page []greenhouse.User) error { return p.page(ctx, page) }); err != nil {
+		return fail(greenhouse.CheckUsers, fmt.Errorf("list users: %w", err))
+	}
+	if err := p.end(ctx); err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	if err := s.out.stored(s.store.InsertLicenseCounts(ctx, p.licenseCounts())); err != nil {
+		return fail(greenhouse.CheckUsers, fmt.Errorf("store license counts: %w", err))
+	}
+	if err := s.alerts.put(ctx, tenant, alerts, alertRev); err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	cp.UsersSyncedAt = start
+	if _, err := s.checkpoints.save(ctx, tenant, cp, cpRev); err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	res.summary.Users = p.listed
+	res.countRequests(before, gc.Stats())
+	return res
+}
+
+// jobPermissionHolders lists the user roles (a check of the scope; a role alone makes no
+// license), job permissions and future job permissions, and returns the users holding any
+// job or future-job permission.
+func jobPermissionHolders(ctx context.Context, gc greenhouseClient) (map[int64]struct{}, error) {
+	hasPerm := map[int64]struct{}{}
+	if err := gc.ListUserRoles(ctx, func([]greenhouse.UserRole) error { return nil }); err != nil {
+		return nil, fmt.Errorf("list user roles: %w", err)
+	}
+	if err := gc.ListJobPermissions(ctx, func(ps []greenhouse.JobPermission) error {
+		return holders(hasPerm, ps, func(p greenhouse.JobPermission) int64 { return p.UserID })
+	}); err != nil {
+		return nil, fmt.Errorf("list job permissions: %w", err)
+	}
+	if err := gc.ListFutureJobPermissions(ctx, func(ps []greenhouse.FutureJobPermission) error {
+		return holders(hasPerm, ps, func(p greenhouse.FutureJobPermission) int64 { return p.UserID })
+	}); err != nil {
+		return nil, fmt.Errorf("list future job permissions: %w", err)
+	}
+	return hasPerm, nil
+}
+
+// holders adds the user of each permission to set.
+func holders[P any](set map[int64]struct{}, ps []P, user func(P) int64) error {
+	for _, p := range ps {
+		set[user(p)] = struct{}{}
+	}
+	return nil
+}
+
+// storedUsers reads the tenant's users as stored, by id.
+func (s *syncer) storedUsers(ctx context.Context, tenant string) (map[int64]storage.UserRow, error) {
+	prev := map[int64]storage.UserRow{}
+	if err := s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
+		prev[r.UserID] = r
+		return nil
+	}); err != nil {
+		return nil, internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err))
+	}
+	return prev, nil
+}
+
+// usersPass is one users listing under way: the diff against the stored users, the rows and
+// events buffered until the next flush, the license counts, and the users new to it.
+type usersPass struct {
+	s        *syncer
+	tenant   string
+	sc       storedConnection
+	cp       checkpoint
+	start    time.Time
+	params   storage.UsageParams
+	diff     *userDiff
+	hasPerm  map[int64]struct{}
+	alerts   *alertState
+	counts   map[[2]string]uint32 // license type and status → users
+	rows     []storage.UserRow
+	envs     []events.Envelope
+	newUsers []int64
+	listed   int
+}
+
+func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
+	return &usersPass{
+		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
+		params:  usageParams(s.cfg.settingsOf(sc.Doc), cp, start, cp.ActivityThrough),
+		diff:    newUserDiff(tenant, start, uint64(start.UnixNano()), prev),
+		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{},
+	}
+}
+
+// page merges one page of the listing, and flushes when flushRows are buffered.
+func (p *usersPass) page(ctx context.Context, page []greenhouse.User) error {
+	for _, u := range page {
+		_, has := p.hasPerm[u.ID]
+		row, ch, ok := p.diff.apply(u, has)
+		if !ok {
+			continue
+		}
+		p.listed++
+		p.counts[[2]string{row.LicenseType, row.Status}]++
+		if err := p.handle(row, ch); err != nil {
+			return err
+		}
+		if ch.created() && !p.cp.ActivityThrough.IsZero() {
+			// A user new to this listing may have acted before: applyActivity (end)
+			// evaluates it once its stored activity is applied, not as never active now.
+			continue
+		}
+		if err := p.evaluate(row); err != nil {
+			return err
+		}
+	}
+	if len(p.rows) >= flushRows {
+		return p.flush(ctx)
+	}
+	return nil
+}
+
+// end completes the listing: the users no longer listed are removed, everything buffered is
+// flushed, and users created since the last listing get the activity already stored (they
+// may have acted before they were known).
+func (p *usersPass) end(ctx context.Context) error {
+	for _, ch := range p.diff.removed() {
+		if err := p.handle(ch.row, &ch); err != nil {
+			return err
+		}
+		if err := p.evaluate(ch.row); err != nil {
+			return err
+		}
+		if len(p.rows) >= flushRows {
+			if err := p.flush(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	if len(p.newUsers) > 0 && !p.cp.ActivityThrough.IsZero() {
+		return p.s.applyActivity(ctx, p.tenant, p.sc, p.cp.BackfillFrom, p.cp.ActivityThrough, p.newUsers, p.alerts)
+	}
+	return nil
+}
+
+// handle buffers a listed user's row, and for a change its saas.user.changed event and, for
+// a freed license, its license_freed alert.
+func (p *usersPass) handle(row storage.UserRow, ch *change) error {
+	p.rows = append(p.rows, row)
+	if ch == nil {
+		return nil
+	}
+	rec := record(ch.row, p.params)
+	env, err := events.NewEnvelope(p.tenant, events.TypeUserChanged, userEventID(p.tenant, row.UserID, row.Revision),
+		fmt.Sprintf("users/%d", row.UserID), p.start, events.UserChanged{User: rec, Changed: ch.changed, Revision: row.Revision})
+	if err != nil {
+		return err
+	}
+	p.envs = append(p.envs, env)
+	if ch.freed {
+		env, err := alertEnvelope(transition{alert: AlertLicenseFreed, seq: uint64(row.Revision), rec: rec}, p.params, p.cp.ObservedSince, p.start)
+		if err != nil {
+			return err
+		}
+		p.envs = append(p.envs, env)
+	}
+	if ch.created() {
+		p.newUsers = append(p.newUsers, row.UserID)
+	}
+	return nil
+}
+
+// evaluate buffers the alert of a user's usage transition, if any.
+func (p *usersPass) evaluate(row storage.UserRow) error {
+	tr, fire := p.alerts.evaluate(record(row, p.params))
+	if !fire {
+		return nil
+	}
+	env, err := alertEnvelope(tr, p.params, p.cp.ObservedSince, p.start)
+	if err != nil {
+		return err
+	}
+	p.envs = append(p.envs, env)
+	return nil
+}
+
+// flush publishes the buffered events, then stores the buffered rows.
+func (p *usersPass) flush(ctx context.Context) error {
+	if err := p.s.out.publish(ctx, p.envs); err != nil {
+		return fmt.Errorf("publish user events: %w", err)
+	}
+	if err := p.s.out.stored(p.s.store.UpsertUsers(ctx, p.rows)); err != nil {
+		return fmt.Errorf("store users: %w", err)
+	}
+	p.envs, p.rows = p.envs[:0], p.rows[:0]
+	return nil
+}
+
+// licenseCounts are the listing's users by license type and status, at its start.
+func (p *usersPass) licenseCounts() []storage.LicenseCountRow {
+	lc := make([]storage.LicenseCountRow, 0, len(p.counts))
+	ts := p.start.Truncate(time.Second)
+	for k, n := range p.counts {
+		lc = append(lc, storage.LicenseCountRow{TenantID: p.tenant, App: connectors.AppGreenhouse, TS: ts, LicenseType: k[0], Status: k[1], Users: n})
+	}
+	return lc
+}

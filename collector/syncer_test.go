@@ -1,0 +1,301 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// The syncer's steps on fakes of its small interfaces: no ClickHouse, NATS or simulator.
+
+// fakeGreenhouse serves fixed users, job permissions and audit events.
+type fakeGreenhouse struct {
+	users    []greenhouse.User
+	perms    []greenhouse.JobPermission
+	audit    []greenhouse.AuditEvent
+	permsErr error
+	requests int64
+}
+
+func (f *fakeGreenhouse) ListUsers(_ context.Context, _ greenhouse.UserQuery, fn func([]greenhouse.User) error) error {
+	f.requests++
+	return fn(f.users)
+}
+
+func (f *fakeGreenhouse) ListUserRoles(_ context.Context, fn func([]greenhouse.UserRole) error) error {
+	f.requests++
+	return fn(nil)
+}
+
+func (f *fakeGreenhouse) ListJobPermissions(_ context.Context, fn func([]greenhouse.JobPermission) error) error {
+	f.requests++
+	if f.permsErr != nil {
+		return f.permsErr
+	}
+	return fn(f.perms)
+}
+
+func (f *fakeGreenhouse) ListFutureJobPermissions(_ context.Context, fn func([]greenhouse.FutureJobPermission) error) error {
+	f.requests++
+	return fn(nil)
+}
+
+func (f *fakeGreenhouse) AuditEvents(_ context.Context, from, to time.Time, fn func(greenhouse.AuditBatch) error) error {
+	f.requests++
+	var evs []greenhouse.AuditEvent
+	for _, e := range f.audit {
+		if !e.Time.Before(from) && e.Time.Before(to) {
+			evs = append(evs, e)
+		}
+	}
+	return fn(greenhouse.AuditBatch{Events: evs, Through: to})
+}
+
+func (f *fakeGreenhouse) Stats() greenhouse.Stats { return greenhouse.Stats{Requests: f.requests} }
+
+// fakeStore keeps users by id and the other rows as written.
+type fakeStore struct {
+	users   map[int64]storage.UserRow
+	counts  []storage.LicenseCountRow
+	audit   []storage.AuditEventRow
+	runs    []storage.SyncRunRow
+	days    []time.Time
+	failing error // every write fails with it
+}
+
+func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
+	ids := make([]int64, 0, len(f.users))
+	for id := range f.users {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		if err := fn(f.users[id]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fakeStore) UpsertUsers(_ context.Context, rows []storage.UserRow) error {
+	for _, r := range rows {
+		f.users[r.UserID] = r
+	}
+	return f.failing
+}
+
+func (f *fakeStore) InsertLicenseCounts(_ context.Context, rows []storage.LicenseCountRow) error {
+	f.counts = append(f.counts, rows...)
+	return f.failing
+}
+
+func (f *fakeStore) InsertAuditEvents(_ context.Context, rows []storage.AuditEventRow) error {
+	f.audit = append(f.audit, rows...)
+	return f.failing
+}
+
+// UserActivity counts every stored event of a numeric performer as use.
+func (f *fakeStore) UserActivity(_ context.Context, _ string, from, to time.Time, _ []int64) ([]storage.UserActivity, error) {
+	by := map[int64]*storage.UserActivity{}
+	for _, e := range f.audit {
+		id, err := strconv.ParseInt(e.PerformerID, 10, 64)
+		if err != nil || e.EventTime.Before(from) || !e.EventTime.Before(to) {
+			continue
+		}
+		a := by[id]
+		if a == nil {
+			a = &storage.UserActivity{UserID: id}
+			by[id] = a
+		}
+		a.Events++
+		if e.EventTime.After(a.LastEventAt) {
+			a.LastEventAt, a.LastEventType = e.EventTime, e.EventType
+		}
+	}
+	var out []storage.UserActivity
+	for _, a := range by {
+		out = append(out, *a)
+	}
+	return out, nil
+}
+
+func (f *fakeStore) RefreshDailyActivity(_ context.Context, _ string, days []time.Time) error {
+	f.days = append(f.days, days...)
+	return f.failing
+}
+
+func (f *fakeStore) InsertSyncRun(_ context.Context, row storage.SyncRunRow) error {
+	f.runs = append(f.runs, row)
+	return f.failing
+}
+
+// fakeBus records what is published.
+type fakeBus struct {
+	envs []events.Envelope
+	err  error
+}
+
+func (b *fakeBus) Publish(_ context.Context, envs []events.Envelope) error {
+	if b.err != nil {
+		return b.err
+	}
+	b.envs = append(b.envs, envs...)
+	return nil
+}
+
+func (b *fakeBus) types() map[events.Type]int {
+	out := map[events.Type]int{}
+	for _, e := range b.envs {
+		out[e.Type]++
+	}
+	return out
+}
+
+// memKV is a KV bucket in memory with revisions.
+type memKV[T any] struct {
+	vals map[string]T
+	revs map[string]uint64
+}
+
+func newMemKV[T any]() *memKV[T] { return &memKV[T]{vals: map[string]T{}, revs: map[string]uint64{}} }
+
+func (m *memKV[T]) Get(_ context.Context, key string) (T, uint64, error) {
+	v, ok := m.vals[key]
+	if !ok {
+		return v, 0, events.ErrNotFound
+	}
+	return v, m.revs[key], nil
+}
+
+func (m *memKV[T]) Create(_ context.Context, key string, v T) (uint64, error) {
+	if _, ok := m.vals[key]; ok {
+		return 0, events.ErrConflict
+	}
+	m.vals[key], m.revs[key] = v, 1
+	return 1, nil
+}
+
+func (m *memKV[T]) Update(_ context.Context, key string, v T, rev uint64) (uint64, error) {
+	if m.revs[key] != rev {
+		return 0, events.ErrConflict
+	}
+	m.vals[key] = v
+	m.revs[key]++
+	return m.revs[key], nil
+}
+
+// syncerFixture is a syncer on fakes at a fixed time.
+type syncerFixture struct {
+	s     *syncer
+	gh    *fakeGreenhouse
+	store *fakeStore
+	bus   *fakeBus
+	cps   *memKV[checkpoint]
+	now   time.Time
+}
+
+func newSyncerFixture(t *testing.T) *syncerFixture {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	f := &syncerFixture{gh: &fakeGreenhouse{}, store: &fakeStore{users: map[int64]storage.UserRow{}}, bus: &fakeBus{},
+		cps: newMemKV[checkpoint](), now: now}
+	created := now.AddDate(0, -6, 0)
+	f.gh.users = []greenhouse.User{
+		{ID: 1, Name: "Admin", PrimaryEmail: "a@x", SiteAdmin: true, CreatedAt: created},
+		{ID: 2, Name: "Recruiter", PrimaryEmail: "r@x", CreatedAt: created},
+		{ID: 3, Name: "Interviewer", PrimaryEmail: "i@x", CreatedAt: created},
+		{ID: 4, Name: "Bot", ServiceAccount: true, CreatedAt: created},
+	}
+	f.gh.perms = []greenhouse.JobPermission{{ID: 1, JobID: 9, UserID: 2, RoleID: 1}}
+	f.s = &syncer{cfg: DefaultConfig(), store: f.store, out: outputs{bus: f.bus, metrics: newMetrics()},
+		checkpoints: checkpointStore{kv: f.cps}, alerts: alertStore{kv: newMemKV[alertState]()}, metrics: newMetrics(),
+		now: func() time.Time { return f.now }, log: zerolog.New(zerolog.NewTestWriter(t))}
+	return f
+}
+
+func TestSyncUsersOnFakes(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	r := f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, events.RunUsers, r.summary.Kind)
+	assert.Equal(t, 4, r.summary.Users)
+	assert.Equal(t, 4, r.summary.Requests, "roles, job and future job permissions, users")
+	assert.Equal(t, map[events.Type]int{events.TypeUserChanged: 4}, f.bus.types(), "one saas.user.changed per user; no usage data, no alert")
+	assert.Equal(t, LicenseSiteAdmin, f.store.users[1].LicenseType)
+	assert.Equal(t, LicenseJobAdmin, f.store.users[2].LicenseType)
+	assert.Equal(t, LicenseBasic, f.store.users[3].LicenseType)
+	assert.Len(t, f.store.counts, 3, "site_admin, job_admin and basic (the service account among them), all active")
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, f.now, cp.UsersSyncedAt)
+	assert.Equal(t, f.now, cp.ObservedSince)
+
+	// An hour later user 3 is deactivated and user 2 gone: two changes, two freed licenses.
+	f.now = f.now.Add(time.Hour)
+	f.gh.users[2].Deactivated = true
+	f.gh.users = append(f.gh.users[:1], f.gh.users[2:]...)
+	f.bus.envs = nil
+	r = f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, map[events.Type]int{events.TypeUserChanged: 2, events.TypeAlertLicenseFreed: 2}, f.bus.types())
+	assert.Equal(t, storage.StatusRemoved, f.store.users[2].Status)
+	assert.Equal(t, storage.StatusDeactivated, f.store.users[3].Status)
+}
+
+func TestSyncUsersFailuresOnFakes(t *testing.T) {
+	t.Run("Greenhouse refuses the permissions: the permissions check", func(t *testing.T) {
+		f := newSyncerFixture(t)
+		f.gh.permsErr = greenhouse.ErrMissingScope
+		r := f.s.syncUsers(t.Context(), "acme", storedConnection{}, f.gh)
+		require.NotNil(t, r.err)
+		assert.Equal(t, greenhouse.CheckPermissions, r.err.check)
+		assert.Equal(t, greenhouse.CodeMissingScope, r.err.code)
+	})
+	t.Run("NATS refuses: the collector's own failure, on no check, no checkpoint", func(t *testing.T) {
+		f := newSyncerFixture(t)
+		f.bus.err = errors.New("nats: timeout")
+		r := f.s.syncUsers(t.Context(), "acme", storedConnection{}, f.gh)
+		require.NotNil(t, r.err)
+		assert.Equal(t, codeNATSUnavailable, r.err.code)
+		assert.Empty(t, r.err.check)
+		_, _, err := f.cps.Get(t.Context(), connectionKey("acme"))
+		assert.ErrorIs(t, err, events.ErrNotFound)
+		assert.Empty(t, f.store.users, "rows are stored after their events are published")
+	})
+}
+
+func TestSyncAuditOnFakes(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	f.gh.audit = []greenhouse.AuditEvent{
+		{ID: "e1", Time: f.now.Add(-40 * 24 * time.Hour), Type: "action", PerformerType: "user", PerformerID: "2"}, // beyond the retention
+		{ID: "e2", Time: f.now.Add(-2 * 24 * time.Hour), Type: "action", PerformerType: "user", PerformerID: "2"},
+		{ID: "e3", Time: f.now.Add(-time.Hour), Type: "action", PerformerType: "user", PerformerID: "1"},
+	}
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, events.RunAudit, r.summary.Kind)
+	assert.Equal(t, 2, r.summary.Events, "the 30-day backfill")
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, f.now, cp.AuditThrough)
+	assert.Equal(t, f.now, cp.ActivityThrough)
+	assert.Equal(t, f.now.Add(-auditRetention), cp.BackfillFrom)
+	assert.Equal(t, cp.BackfillFrom, cp.CoverageStart, "usage is known from the backfill's start")
+	require.NotNil(t, f.store.users[2].LastActivityAt)
+	assert.Equal(t, f.now.Add(-2*24*time.Hour), *f.store.users[2].LastActivityAt)
+	assert.Equal(t, 2, f.bus.types()[events.TypeUsageUpdated])
+	assert.Len(t, f.store.days, 31, "the daily activity of every day backfilled")
+}
