@@ -162,7 +162,7 @@ func compatSteps(t *testing.T) []compatStep {
 	days := "'2024-06-01','2024-06-02'"
 	for i, version := range []uint64{1000, 2000} {
 		add(fmt.Sprintf("refresh daily activity %d", i+1), fmt.Sprintf(refreshDailySQL, days), false,
-			AuditApp, version, "acme", int64(1717200000), int64(1717372800))
+			auditApp, version, "acme", int64(1717200000), int64(1717372800))
 	}
 	add("user activity", fmt.Sprintf(userActivitySQL, ""), true, "acme", int64(1717200000), int64(1717459200))
 	add("user activity of ids", fmt.Sprintf(userActivitySQL, "AND toInt64OrZero(performer_id) IN (1,3,99)"), true, "acme", int64(1717200000), int64(1717459200))
@@ -172,7 +172,7 @@ func compatSteps(t *testing.T) []compatStep {
 	q := func(name string) string {
 		b, err := queriesFS.ReadFile("queries/" + name + ".sql")
 		require.NoError(t, err)
-		return string(b)
+		return usagePlaceholders.Replace(string(b))
 	}
 	nm := func(tenant, app string, more ...any) []any { return named(tenant, app, more...) }
 	now := time.Date(2024, 6, 30, 12, 0, 0, 0, time.UTC)
@@ -181,11 +181,9 @@ func compatSteps(t *testing.T) []compatStep {
 		{Now: now, InactiveAfterDays: 30},
 		{Now: now, InactiveAfterDays: 60, CoverageStart: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
 	} {
-		th, covered := p.threshold()
-		add(fmt.Sprintf("inactive licenses (%d days, covered %d)", p.InactiveAfterDays, covered), q("inactive_licenses"), true,
-			nm("acme", "greenhouse", "threshold", th, "covered", covered)...)
-		add(fmt.Sprintf("utilisation (%d days, covered %d)", p.InactiveAfterDays, covered), q("utilisation"), true,
-			nm("acme", "greenhouse", "threshold", th, "covered", covered)...)
+		args := append(nm("acme", "greenhouse"), usageArgs(p)...)
+		add(fmt.Sprintf("inactive licenses (%d days, covered %t)", p.InactiveAfterDays, p.covered()), q("inactive_licenses"), true, args...)
+		add(fmt.Sprintf("utilisation (%d days, covered %t)", p.InactiveAfterDays, p.covered()), q("utilisation"), true, args...)
 	}
 	add("license counts over time", q("license_counts_over_time"), true, nm("acme", "greenhouse", "from", int64(1714557600), "to", int64(1717200001))...)
 	for _, r := range [][2]string{{"2024-06-01", "2024-06-03"}, {"2024-06-02", "2024-06-04"}, {"2024-01-01", "2024-12-31"}} {
