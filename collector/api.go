@@ -3,7 +3,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -40,29 +39,49 @@ type apiError struct {
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
+	h, _ := s.handler()
+	return h
+}
+
+// apiRoute is one route of the API: its pattern, the scope its token needs ("" for none) and
+// the query parameters it takes (onlyParams answers 400 for any other).
+type apiRoute struct {
+	pattern string
+	scope   Scope
+	params  []string
+}
+
+// handler returns the HTTP API and its routes.
+func (s *Service) handler() (http.Handler, []apiRoute) {
 	mux := http.NewServeMux()
-	route := func(pattern string, auth bool, h http.HandlerFunc) {
+	var routes []apiRoute
+	route := func(pattern string, scope Scope, h http.Handler, params ...string) {
 		name := pattern[strings.IndexByte(pattern, ' ')+1:]
-		var handler http.Handler = h
-		if auth {
-			handler = s.requireToken(h)
+		handler := onlyParams(params, h)
+		if scope != "" {
+			handler = s.requireScope(scope, handler)
 		}
 		mux.Handle(pattern, s.instrument(name, handler))
+		routes = append(routes, apiRoute{pattern: pattern, scope: scope, params: params})
 	}
 	const conn = "/v1/tenants/{tenant_id}/connections/greenhouse"
-	route("PUT "+conn, true, s.putConnection)
-	route("GET "+conn, true, s.getConnection)
-	route("DELETE "+conn, true, s.deleteConnection)
-	route("POST "+conn+"/sync", true, s.syncNow)
-	route("GET /v1/connections", true, s.listConnections)
-	route("GET /v1/tenants/{tenant_id}/licenses", true, s.licenses)
-	route("GET /v1/tenants/{tenant_id}/usage/summary", true, s.summary)
-	route("GET /healthz", false, func(w http.ResponseWriter, r *http.Request) {
+	route("PUT "+conn, ScopeConnect, http.HandlerFunc(s.putConnection))
+	route("GET "+conn, ScopeConnect, http.HandlerFunc(s.getConnection))
+	route("DELETE "+conn, ScopeConnect, http.HandlerFunc(s.deleteConnection))
+	route("POST "+conn+"/sync", ScopeConnect, http.HandlerFunc(s.syncNow))
+	route("GET /v1/connections", ScopeConnect, http.HandlerFunc(s.listConnections), "limit", "cursor")
+	route("GET /v1/tenants/{tenant_id}/licenses", ScopeRead, http.HandlerFunc(s.licenses), "usage")
+	route("GET /v1/tenants/{tenant_id}/usage/summary", ScopeRead, http.HandlerFunc(s.summary))
+	route("GET /v1/tenants/{tenant_id}/users", ScopeRead, http.HandlerFunc(s.listUsers), usersParams...)
+	route("GET /v1/tenants/{tenant_id}/users/{user_id}", ScopeRead, http.HandlerFunc(s.getUser), userParams...)
+	route("GET /v1/tenants/{tenant_id}/trends", ScopeRead, http.HandlerFunc(s.trends), trendsParams...)
+	route("GET /v1/tenants/{tenant_id}/sync-runs", ScopeRead, http.HandlerFunc(s.syncRuns), syncRunsParams...)
+	route("GET /healthz", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	route("GET /readyz", false, s.readyz)
-	// The metrics name tenants: behind the token here, or on metrics-addr of their own.
-	mux.Handle("GET /metrics", s.requireToken(s.MetricsHandler()))
+	}))
+	route("GET /readyz", "", http.HandlerFunc(s.readyz))
+	// The metrics name tenants: behind a token here, or on metrics-addr of their own.
+	route("GET /metrics", ScopeRead, s.MetricsHandler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, apiError{Code: "not_found", Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -74,7 +93,7 @@ func (s *Service) Handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}), routes
 }
 
 type statusRecorder struct {
@@ -102,22 +121,6 @@ func (s *Service) instrument(route string, h http.Handler) http.Handler {
 // not).
 func (s *Service) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
-}
-
-// requireToken checks the bearer token in constant time. The scheme is case-insensitive
-// (RFC 7235: "bearer" and "BEARER" are "Bearer").
-func (s *Service) requireToken(h http.Handler) http.Handler {
-	want := []byte(s.cfg.APIToken)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		match := subtle.ConstantTimeCompare([]byte(strings.TrimLeft(token, " ")), want) == 1
-		if !match || !strings.EqualFold(scheme, "Bearer") {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="collector"`)
-			writeError(w, http.StatusUnauthorized, apiError{Code: "unauthorized", Message: "missing or wrong bearer token"})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -16,10 +16,14 @@ import (
 // flag overrides the environment.
 type Config struct {
 	HTTPAddr    string // address of the HTTP API
-	APIToken    string // bearer token of the HTTP API (secret)
+	APIToken    string // bearer token of the HTTP API with every scope (secret)
 	ReplicaID   string // this replica's name in leases (default: host name and pid)
 	LogLevel    string // zerolog level
 	Concurrency int    // tenants synced at once by this replica
+
+	// APITokensFile names named tokens with scopes ("name scopes token" lines), re-read when
+	// it changes and on SIGHUP.
+	APITokensFile string
 
 	NATSURL   string // external NATS (comma-separated URLs); empty: run an embedded server
 	NATSCreds string // path to a NATS credentials file for the external NATS
@@ -106,7 +110,8 @@ type configField struct {
 func (c *Config) fields() []configField {
 	return []configField{
 		{"http-addr", "address of the HTTP API", false, &c.HTTPAddr},
-		{"api-token", "bearer token required by every API route but /healthz and /readyz (required)", true, &c.APIToken},
+		{"api-token", "bearer token with every scope (read, connect, act), accepted by every API route but /healthz and /readyz (required unless api-tokens-file)", true, &c.APIToken},
+		{"api-tokens-file", "file of named API tokens, one a line: name scopes token (scopes from read, connect, act, comma-separated; token the value or sha256:hex); re-read when it changes and on SIGHUP", false, &c.APITokensFile},
 		{"replica-id", "name of this replica in shard leases", false, &c.ReplicaID},
 		{"log-level", "log level: debug, info, warn, error", false, &c.LogLevel},
 		{"concurrency", "tenants synced at once by this replica", false, &c.Concurrency},
@@ -212,8 +217,18 @@ func (c Config) Validate() error {
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("http-addr is empty"))
 	}
-	if len(c.APIToken) < 16 {
-		errs = append(errs, errors.New("api-token must be set and at least 16 characters long"))
+	switch {
+	case c.APIToken == "" && c.APITokensFile == "":
+		errs = append(errs, errors.New("api-token or api-tokens-file must be set"))
+	case c.APIToken != "" && len(c.APIToken) < 16:
+		errs = append(errs, errors.New("api-token must be at least 16 characters long"))
+	}
+	if c.APITokensFile != "" {
+		if body, err := os.ReadFile(c.APITokensFile); err != nil {
+			errs = append(errs, fmt.Errorf("api-tokens-file: %w", err))
+		} else if _, err := parseTokens(body); err != nil {
+			errs = append(errs, fmt.Errorf("api-tokens-file %s: %w", c.APITokensFile, err))
+		}
 	}
 	if c.ReplicaID == "" {
 		errs = append(errs, errors.New("replica-id is empty"))

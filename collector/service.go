@@ -66,6 +66,8 @@ type Service struct {
 	sched    *scheduler
 	observer func(RunInfo)
 	connects *rate.Limiter // connect requests; nil: unlimited
+	tokens   *tokenSet     // API tokens with their scopes (tokens.go)
+	walks    *walkStore    // snapshots of users-list walks (walks.go)
 }
 
 // tenantClient is a tenant's Greenhouse client, with the connection generation it serves and
@@ -112,12 +114,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.ConnectsPerMinute > 0 {
 		s.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)
 	}
+	tokens, err := newTokenSet(cfg, deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.tokens = tokens
+	s.walks = newWalkStore(deps.Bus)
 	s.sched = newScheduler(s)
 	return s, nil
 }
 
 // Run runs the scheduler (shard leases, tenant schedules, sync workers) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	go s.tokens.watch(ctx)
 	return s.sched.run(ctx)
 }
 

@@ -124,6 +124,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 	counts := map[[2]string]uint32{}
 	var (
 		rows     []storage.UserRow
+		changes  []storage.UserChangeRow // the history of GET …/users/{user_id}, with each user event
 		envs     []events.Envelope
 		newUsers []int64
 	)
@@ -131,10 +132,14 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 		if err := s.publish(ctx, envs); err != nil {
 			return fmt.Errorf("publish user events: %w", err)
 		}
+		// Changes before users: a crash between the two repeats the change in the next sync.
+		if err := s.stored(s.store.InsertUserChanges(ctx, changes)); err != nil {
+			return fmt.Errorf("store user changes: %w", err)
+		}
 		if err := s.stored(s.store.UpsertUsers(ctx, rows)); err != nil {
 			return fmt.Errorf("store users: %w", err)
 		}
-		envs, rows = envs[:0], rows[:0]
+		envs, rows, changes = envs[:0], rows[:0], changes[:0]
 		return nil
 	}
 	handle := func(row storage.UserRow, ch *change) error {
@@ -149,6 +154,7 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 			return err
 		}
 		envs = append(envs, env)
+		changes = append(changes, userChangeRow(ch.row, ch.changed, diff.now))
 		if ch.freed {
 			env, err := alertEnvelope(transition{alert: AlertLicenseFreed, seq: uint64(row.Revision), rec: rec}, params, cp.ObservedSince, start)
 			if err != nil {
@@ -236,6 +242,9 @@ func (s *Service) syncUsers(ctx context.Context, tenant string, sc storedConnect
 	}
 	if err := s.stored(s.store.InsertLicenseCounts(ctx, lc)); err != nil {
 		return fail("users", fmt.Errorf("store license counts: %w", err))
+	}
+	if err := s.stored(s.store.RecordUsageCounts(ctx, tenant, appName, ts, params.storage())); err != nil {
+		return fail("users", fmt.Errorf("record usage counts: %w", err))
 	}
 	if err := s.putAlerts(ctx, tenant, alerts, alertRev); err != nil {
 		return fail("users", err)
