@@ -1,0 +1,94 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
+)
+
+// BenchmarkReadAPIAnswers times whole answers of the read API (handler, NATS state, ClickHouse,
+// JSON) in process on the query fixture of storage's benchmarks (tenant big: 10,000 users,
+// 10,000,000 audit events; loaded by storage/bench/compare.sh read into $BENCH_DB), with the
+// service's clock at the fixture's time. It reports the median and the 95th percentile in ms.
+//
+//	CLICKHOUSE_ADDR=… BENCH_DB=bench_fixture storage/bench/compare.sh read
+//	CLICKHOUSE_ADDR=… BENCH_DB=bench_fixture go test ./collector -run '^$' -bench ReadAPIAnswers -benchtime 50x
+func BenchmarkReadAPIAnswers(b *testing.B) {
+	db := os.Getenv("BENCH_DB")
+	if db == "" {
+		b.Skip("BENCH_DB names the database of storage's query fixture")
+	}
+	now := time.Date(2024, 7, 1, 0, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.APIToken = "bench-token-0123456789"
+	cfg.DataDir = b.TempDir()
+	cfg.ClickHouseAddr = storagetest.Addr(b)
+	cfg.ClickHouseDatabase = db
+	cfg.SecretKeys = "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	app, err := Start(ctx, cfg, zerolog.Nop(), Options{Now: func() time.Time { return now }})
+	require.NoError(b, err)
+	defer app.Close()
+	s := app.Service
+	// The tenant as a connected one would be after its backfill (no secret: nothing syncs).
+	_, err = s.conns.Put(ctx, connectionKey("big"), storedConnection{Doc: events.Connection{TenantID: "big", App: appName, State: StateConnected,
+		UsageData: true, Settings: events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, UpdatedAt: now}})
+	require.NoError(b, err)
+	_, err = s.checkpoints.Put(ctx, connectionKey("big"), checkpoint{CoverageStart: now.AddDate(0, 0, -31), ActivityThrough: now, AuditThrough: now})
+	require.NoError(b, err)
+	h := s.Handler()
+	get := func(path string, out any) int {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+cfg.APIToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if out != nil {
+			require.NoError(b, json.Unmarshal(rec.Body.Bytes(), out))
+		}
+		return rec.Code
+	}
+	var first UsersPage
+	require.Equal(b, 200, get("/v1/tenants/big/users?sort=last_activity_at&limit=100", &first))
+	require.Equal(b, 10_000, first.Total)
+	user := first.Users[42].UserID
+	cases := []struct{ name, path string }{
+		{"ListFirstPage", "/v1/tenants/big/users?sort=last_activity_at&order=desc&limit=100"},
+		{"ListFirstPageFiltered", "/v1/tenants/big/users?usage=inactive&license_type=job_admin&q=user%201&sort=name&limit=100"},
+		{"ListNextPage", "/v1/tenants/big/users?sort=last_activity_at&limit=100&cursor=" + url.QueryEscape(first.NextCursor)},
+		{"UserDetail", "/v1/tenants/big/users/" + jsonNumber(user)},
+		{"TrendDay30", "/v1/tenants/big/trends?bucket=day"},
+		{"TrendMonth12", "/v1/tenants/big/trends?bucket=month&from=2023-08-01"},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var times []time.Duration
+			for b.Loop() {
+				start := time.Now()
+				code := get(c.path, nil)
+				times = append(times, time.Since(start))
+				require.Equal(b, 200, code, c.path)
+			}
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "median_ms")
+			b.ReportMetric(float64(times[(len(times)*95+99)/100-1].Microseconds())/1000, "p95_ms")
+		})
+	}
+}
+
+func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }
