@@ -388,15 +388,24 @@ func (s *Service) listUsers(w http.ResponseWriter, r *http.Request) {
 			s.unavailable(w, err)
 			return
 		}
-		if len(ids) > uq.limit {
-			if walkID, err = s.walks.put(ctx, walk{tenant: tenant, query: uq.key(), asOf: s.now(), ids: ids}); err != nil {
-				s.unavailable(w, err)
-				return
-			}
-		}
+	}
+	// The walk is stored while the page's rows are read.
+	stored := make(chan error, 1)
+	if uq.cursor == "" && len(ids) > uq.limit {
+		first := ids
+		go func() {
+			var err error
+			walkID, err = s.walks.put(ctx, walk{tenant: tenant, query: uq.key(), asOf: s.now(), ids: first})
+			stored <- err
+		}()
+	} else {
+		stored <- nil
 	}
 	end := min(offset+uq.limit, len(ids))
 	rows, err := s.store.UsersByID(ctx, tenant, appName, ids[offset:end], activeDaysSince(params.Now))
+	if werr := <-stored; err == nil {
+		err = werr
+	}
 	if err != nil {
 		s.unavailable(w, err)
 		return
