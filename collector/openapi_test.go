@@ -350,10 +350,96 @@ func checkOpenAPI(t *testing.T, r *readEnv) {
 		code, _ := send(http.MethodGet, c.path, c.token, c.accept, nil)
 		assert.Equal(t, c.code, code, c.path)
 	}
+
+	// The documented examples against live answers: the error examples are the answers
+	// themselves; the users page's example has the live page's fields at every depth.
+	example := func(mt *v3.MediaType) any {
+		var v any
+		require.NoError(t, mt.Example.Decode(&v))
+		raw, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(raw, &v))
+		return v
+	}
+	for name, req := range map[string]struct{ path, token string }{
+		"BadRequest":   {"/v1/tenants/reads/users?exempt=true", testToken},
+		"Unauthorized": {"/v1/tenants/reads/users", "wrong-token-0123456789"},
+		"Forbidden":    {"/v1/tenants/reads/connections/greenhouse", readerToken},
+	} {
+		mt := model.Components.Responses.GetOrZero(name).Content.GetOrZero("application/json")
+		_, raw := send(http.MethodGet, req.path, req.token, "", nil)
+		var live any
+		require.NoError(t, json.Unmarshal(raw, &live))
+		assert.Equal(t, example(mt), live, "the %s example is the live answer", name)
+	}
+	pageExample := example(ops["GET /v1/tenants/{tenant_id}/users"].Responses.Codes.GetOrZero("200").Content.GetOrZero("application/json"))
+	_, raw := send(http.MethodGet, "/v1/tenants/reads/users?usage=inactive&sort=last_activity_at&order=desc&limit=1", testToken, "", nil)
+	var livePage any
+	require.NoError(t, json.Unmarshal(raw, &livePage))
+	sameShape(t, "users page", shape(pageExample), shape(livePage))
+
 	code, _ := send(http.MethodPut, "/v1/tenants/reads/connections/greenhouse", testToken, "", []byte(`{"client_id":"x"}`))
 	assert.Equal(t, 400, code)
 	code, _ = send(http.MethodDelete, "/v1/tenants/nobody/connections/greenhouse", testToken, "", nil)
 	assert.Equal(t, 404, code)
+}
+
+// shape is a JSON value's structure: objects by their keys (each with its value's shape),
+// arrays by their first element, and the JSON type of everything else.
+func shape(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[k] = shape(e)
+		}
+		return out
+	case []any:
+		if len(x) == 0 {
+			return []any{}
+		}
+		return []any{shape(x[0])}
+	case nil:
+		return "null"
+	}
+	return reflect.TypeOf(v).Kind().String()
+}
+
+// omittable are the fields the service leaves out when empty (omitempty in the Go types).
+var omittable = map[string]bool{"next_cursor": true, "last_activity_type": true, "usage": true, "reason": true}
+
+// sameShape compares two shapes: the same keys but omittable ones, the same types where
+// neither is null.
+func sameShape(t *testing.T, where string, a, b any) {
+	t.Helper()
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !assert.True(t, ok, "%s: object vs %v", where, b) {
+			return
+		}
+		for k := range x {
+			if _, ok := y[k]; !ok {
+				assert.True(t, omittable[k], "%s.%s: in the example, not in the live answer", where, k)
+			}
+		}
+		for k, v := range y {
+			if w, ok := x[k]; ok {
+				sameShape(t, where+"."+k, w, v)
+			} else {
+				assert.True(t, omittable[k], "%s.%s: in the live answer, not in the example", where, k)
+			}
+		}
+	case []any:
+		y, ok := b.([]any)
+		if assert.True(t, ok, "%s: array vs %v", where, b) && len(x) > 0 && len(y) > 0 {
+			sameShape(t, where+"[0]", x[0], y[0])
+		}
+	default:
+		if a != "null" && b != "null" {
+			assert.Equal(t, a, b, where)
+		}
+	}
 }
 
 // templateOf finds the documented path template of a concrete path.
