@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"testing"
 	"time"
@@ -47,11 +49,13 @@ func BenchmarkReadAPIAnswers(b *testing.B) {
 	defer app.Close()
 	s := app.Service
 	// The tenant as a connected one would be after its backfill (no secret: nothing syncs).
-	_, err = s.conns.Put(ctx, connectionKey("big"), storedConnection{Doc: events.Connection{TenantID: "big", App: appName, State: StateConnected,
-		UsageData: true, Settings: events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, UpdatedAt: now}})
-	require.NoError(b, err)
-	_, err = s.checkpoints.Put(ctx, connectionKey("big"), checkpoint{CoverageStart: now.AddDate(0, 0, -31), ActivityThrough: now, AuditThrough: now})
-	require.NoError(b, err)
+	for _, tenant := range []string{"big", "t1"} {
+		_, err = s.conns.Put(ctx, connectionKey(tenant), storedConnection{Doc: events.Connection{TenantID: tenant, App: appName, State: StateConnected,
+			UsageData: true, Settings: events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, UpdatedAt: now}})
+		require.NoError(b, err)
+		_, err = s.checkpoints.Put(ctx, connectionKey(tenant), checkpoint{CoverageStart: now.AddDate(0, 0, -31), ActivityThrough: now, AuditThrough: now})
+		require.NoError(b, err)
+	}
 	h := s.Handler()
 	get := func(path string, out any) int {
 		req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -75,6 +79,54 @@ func BenchmarkReadAPIAnswers(b *testing.B) {
 		{"TrendDay30", "/v1/tenants/big/trends?bucket=day"},
 		{"TrendMonth12", "/v1/tenants/big/trends?bucket=month&from=2023-08-01"},
 	}
+	// The CSV export streams: the heap it adds does not grow with the rows (2,000 users of t1
+	// against 10,000 of big, every row of each, to a writer that keeps nothing). The collector
+	// runs at GOGC=10 here, so that the peak follows what is live rather than garbage the
+	// collector has not come to yet.
+	for _, tenant := range []string{"t1", "big"} {
+		b.Run("CSVExport_"+tenant, func(b *testing.B) {
+			defer debug.SetGCPercent(debug.SetGCPercent(10))
+			var peak uint64
+			rows := 0
+			for b.Loop() {
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				base := ms.HeapAlloc
+				done := make(chan struct{})
+				sampled := make(chan uint64)
+				go func() {
+					var top uint64
+					tick := time.NewTicker(time.Millisecond)
+					defer tick.Stop()
+					for {
+						select {
+						case <-done:
+							sampled <- top
+							return
+						case <-tick.C:
+							var ms runtime.MemStats
+							runtime.ReadMemStats(&ms)
+							if ms.HeapAlloc > base && ms.HeapAlloc-base > top {
+								top = ms.HeapAlloc - base
+							}
+						}
+					}
+				}()
+				req := httptest.NewRequest(http.MethodGet, "/v1/tenants/"+tenant+"/users?sort=name", nil)
+				req.Header.Set("Authorization", "Bearer "+cfg.APIToken)
+				req.Header.Set("Accept", "text/csv")
+				w := &countingWriter{header: http.Header{}}
+				h.ServeHTTP(w, req)
+				close(done)
+				peak = max(peak, <-sampled)
+				require.Equal(b, 200, w.code)
+				rows = w.lines - 1
+			}
+			b.ReportMetric(float64(peak)/(1<<20), "peak_heap_MiB")
+			b.ReportMetric(float64(rows), "rows")
+		})
+	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			var times []time.Duration
@@ -89,6 +141,24 @@ func BenchmarkReadAPIAnswers(b *testing.B) {
 			b.ReportMetric(float64(times[(len(times)*95+99)/100-1].Microseconds())/1000, "p95_ms")
 		})
 	}
+}
+
+// countingWriter is a ResponseWriter that counts lines and keeps nothing.
+type countingWriter struct {
+	header http.Header
+	code   int
+	lines  int
+}
+
+func (w *countingWriter) Header() http.Header  { return w.header }
+func (w *countingWriter) WriteHeader(code int) { w.code = code }
+func (w *countingWriter) Flush()               {}
+func (w *countingWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	w.lines += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
 }
 
 func jsonNumber(n int64) string { b, _ := json.Marshal(n); return string(b) }

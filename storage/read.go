@@ -149,7 +149,17 @@ func (s *Store) ExportUsers(ctx context.Context, tenant, app string, f UserFilte
 		return err
 	}
 	args := append(f.args(tenant, app), clickhouse.Named("since_day", since.UTC().Format(time.DateOnly)))
-	return s.scanUsers(ctx, tenant, q, args, fn)
+	return s.scanUsers(streamed(ctx), tenant, q, args, fn)
+}
+
+// exportBlockRows bounds the rows of one block of a streamed export: the client holds about
+// a block at a time, so its memory does not grow with the rows (ClickHouse's default block of
+// 65,536 rows would hold a whole tenant's users at once).
+const exportBlockRows = 1000
+
+// streamed asks ClickHouse for small blocks on ctx's queries.
+func streamed(ctx context.Context) context.Context {
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"max_block_size": exportBlockRows}))
 }
 
 func (s *Store) scanUsers(ctx context.Context, tenant, q string, args []any, fn func(ListedUser) error) error {
@@ -343,7 +353,7 @@ func (s *Store) SyncRuns(ctx context.Context, tenant, app string, f SyncRunFilte
 		lim = "LIMIT " + strconv.Itoa(limit)
 	}
 	q := strings.ReplaceAll(s.query("sync_runs_page"), "{limit}", lim)
-	rows, err := s.conn.Query(ctx, q, named(tenant, app, "kind", f.Kind, "status", f.Status, "after", after,
+	rows, err := s.conn.Query(streamed(ctx), q, named(tenant, app, "kind", f.Kind, "status", f.Status, "after", after,
 		"after_ts", afterTS, "after_run", afterRun)...)
 	if err != nil {
 		return fmt.Errorf("read sync runs of tenant %q: %w", tenant, err)
