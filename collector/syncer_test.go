@@ -71,7 +71,10 @@ type fakeStore struct {
 	audit   []storage.AuditEventRow
 	runs    []storage.SyncRunRow
 	days    []time.Time
-	failing error // every write fails with it
+	changes []storage.UserChangeRow
+	// usageCounts are the usage_counts snapshots recorded, as tenant@ts.
+	usageCounts []string
+	failing     error // every write fails with it
 }
 
 func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
@@ -298,4 +301,14 @@ func TestSyncAuditOnFakes(t *testing.T) {
 	assert.Equal(t, f.now.Add(-2*24*time.Hour), *f.store.users[2].LastActivityAt)
 	assert.Equal(t, 2, f.bus.types()[events.TypeUsageUpdated])
 	assert.Len(t, f.store.days, 31, "the daily activity of every day backfilled")
+}
+
+func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChangeRow) error {
+	f.changes = append(f.changes, rows...)
+	return f.failing
+}
+
+func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts time.Time, _ storage.UsageParams) error {
+	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
+	return f.failing
 }
