@@ -2,7 +2,6 @@ package collector
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -22,10 +21,20 @@ import (
 // api_connect.go, the read API in api_read.go. The api depends on connections (the documents),
 // the tenants' Greenhouse clients (the connect flow's checks) and ClickHouse's reads.
 
-// readStore is what the read API and readiness ask of ClickHouse: *storage.Store.
+// readStore is what the read API and readiness ask of ClickHouse: *storage.Store. The
+// licenses and summary (api_read.go) read the users and the utilisation; the users list and
+// detail (api_users.go, csv.go), trends (api_trends.go) and sync runs (api_syncruns.go) the
+// queries of storage/read.go.
 type readStore interface {
 	CurrentUsers(ctx context.Context, tenant, app string, fn func(storage.UserRow) error) error
 	Utilisation(ctx context.Context, tenant, app string, p storage.UsageParams) (storage.Utilisation, error)
+	UserIDs(ctx context.Context, tenant, app string, f storage.UserFilter, o storage.UserSort) ([]int64, error)
+	UsersByID(ctx context.Context, tenant, app string, ids []int64, since time.Time) ([]storage.ListedUser, error)
+	ExportUsers(ctx context.Context, tenant, app string, f storage.UserFilter, o storage.UserSort, since time.Time, fn func(storage.ListedUser) error) error
+	UserHistory(ctx context.Context, tenant, app string, userID int64) ([]storage.UserChangeRow, error)
+	UserDailyActivity(ctx context.Context, tenant, app string, userID int64, from, to time.Time) ([]storage.DailyActivityRow, error)
+	UsageTrend(ctx context.Context, tenant, app, bucket string, from, to time.Time) ([]storage.UsageCountRow, error)
+	SyncRuns(ctx context.Context, tenant, app string, f storage.SyncRunFilter, limit int, fn func(storage.SyncRunRow) error) error
 	Ping(ctx context.Context) error
 }
 
@@ -47,6 +56,8 @@ type api struct {
 	log         zerolog.Logger
 	now         func() time.Time
 	connects    *rate.Limiter // connect requests; nil: unlimited
+	tokens      *tokenSet     // API tokens with their scopes (tokens.go); nil: api-token alone
+	walks       *walkStore    // snapshots of users-list walks (walks.go)
 }
 
 // apiCode is the code of an error answer (docs/api.md: the error body at its top, and each
@@ -65,10 +76,12 @@ const (
 
 // 400: a value is missing or wrong.
 const (
-	codeInvalidTenantID apiCode = "invalid_tenant_id"
-	codeInvalidField    apiCode = "invalid_field"
-	codeMissingField    apiCode = "missing_field"
-	codeInvalidCursor   apiCode = "invalid_cursor"
+	codeInvalidTenantID  apiCode = "invalid_tenant_id"
+	codeInvalidField     apiCode = "invalid_field"
+	codeMissingField     apiCode = "missing_field"
+	codeInvalidCursor    apiCode = "invalid_cursor"
+	codeInvalidQuery     apiCode = "invalid_query"     // a query string that does not parse
+	codeUnknownParameter apiCode = "unknown_parameter" // a query parameter the route does not take
 )
 
 // 400: an endpoint override the operator's settings refuse.
@@ -77,11 +90,14 @@ const (
 	codeInsecureEndpoint apiCode = "insecure_endpoint"
 )
 
-// 401, 404, 409 and 429: the request is refused.
+// 401, 403, 404, 409, 410 and 429: the request is refused (410: a users-list cursor whose
+// walk expired).
 const (
 	codeUnauthorized       apiCode = "unauthorized"
+	codeForbidden          apiCode = "forbidden"
 	codeNotFound           apiCode = "not_found"
 	codeDisconnected       apiCode = "disconnected"
+	codeCursorExpired      apiCode = "cursor_expired"
 	codeTenantLimitReached apiCode = "tenant_limit_reached"
 	codeTooManyRequests    apiCode = "too_many_requests"
 )
@@ -99,32 +115,48 @@ type apiError struct {
 	Field   string  `json:"field,omitempty"`
 }
 
-// handler returns the HTTP API. A new route is one line here, its handler in the file of its
-// kind (api_connect.go, api_read.go), its documentation in docs/api.md (TestAPIDocExamples).
-func (a *api) handler(metrics http.Handler) http.Handler {
+// apiRoute is one route of the API: its pattern, the scope its token needs ("" for none) and
+// the query parameters it takes (onlyParams answers 400 for any other).
+type apiRoute struct {
+	pattern string
+	scope   Scope
+	params  []string
+}
+
+// handler returns the HTTP API and its routes. A new route is one line here, its handler in
+// the file of its kind (api_connect.go, api_read.go, api_users.go, api_trends.go,
+// api_syncruns.go), its documentation in docs/api.md (TestAPIDocExamples) and
+// docs/openapi.yaml (TestOpenAPI…).
+func (a *api) handler(metrics http.Handler) (http.Handler, []apiRoute) {
 	mux := http.NewServeMux()
-	route := func(pattern string, auth bool, h http.HandlerFunc) {
+	var routes []apiRoute
+	route := func(pattern string, scope Scope, h http.Handler, params ...string) {
 		name := pattern[strings.IndexByte(pattern, ' ')+1:]
-		var handler http.Handler = h
-		if auth {
-			handler = a.requireToken(h)
+		handler := onlyParams(params, h)
+		if scope != "" {
+			handler = a.requireScope(scope, handler)
 		}
 		mux.Handle(pattern, a.instrument(name, handler))
+		routes = append(routes, apiRoute{pattern: pattern, scope: scope, params: params})
 	}
 	const conn = "/v1/tenants/{tenant_id}/connections/greenhouse"
-	route("PUT "+conn, true, a.putConnection)
-	route("GET "+conn, true, a.getConnection)
-	route("DELETE "+conn, true, a.deleteConnection)
-	route("POST "+conn+"/sync", true, a.syncNow)
-	route("GET /v1/connections", true, a.listConnections)
-	route("GET /v1/tenants/{tenant_id}/licenses", true, a.licenses)
-	route("GET /v1/tenants/{tenant_id}/usage/summary", true, a.summary)
-	route("GET /healthz", false, func(w http.ResponseWriter, r *http.Request) {
+	route("PUT "+conn, ScopeConnect, http.HandlerFunc(a.putConnection))
+	route("GET "+conn, ScopeConnect, http.HandlerFunc(a.getConnection))
+	route("DELETE "+conn, ScopeConnect, http.HandlerFunc(a.deleteConnection))
+	route("POST "+conn+"/sync", ScopeConnect, http.HandlerFunc(a.syncNow))
+	route("GET /v1/connections", ScopeConnect, http.HandlerFunc(a.listConnections), "limit", "cursor")
+	route("GET /v1/tenants/{tenant_id}/licenses", ScopeRead, http.HandlerFunc(a.licenses), "usage")
+	route("GET /v1/tenants/{tenant_id}/usage/summary", ScopeRead, http.HandlerFunc(a.summary))
+	route("GET /v1/tenants/{tenant_id}/users", ScopeRead, http.HandlerFunc(a.listUsers), usersParams...)
+	route("GET /v1/tenants/{tenant_id}/users/{user_id}", ScopeRead, http.HandlerFunc(a.getUser), userParams...)
+	route("GET /v1/tenants/{tenant_id}/trends", ScopeRead, http.HandlerFunc(a.trends), trendsParams...)
+	route("GET /v1/tenants/{tenant_id}/sync-runs", ScopeRead, http.HandlerFunc(a.syncRuns), syncRunsParams...)
+	route("GET /healthz", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	route("GET /readyz", false, a.readyz)
-	// The metrics name tenants: behind the token here, or on metrics-addr of their own.
-	mux.Handle("GET /metrics", a.requireToken(metrics))
+	}))
+	route("GET /readyz", "", http.HandlerFunc(a.readyz))
+	// The metrics name tenants: behind a token here, or on metrics-addr of their own.
+	route("GET /metrics", ScopeRead, metrics)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, apiError{Code: codeNotFound, Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -136,7 +168,7 @@ func (a *api) handler(metrics http.Handler) http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}), routes
 }
 
 type statusRecorder struct {
@@ -167,16 +199,34 @@ func metricsHandler(m *metrics) http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-// requireToken checks the bearer token in constant time. The scheme is case-insensitive
-// (RFC 7235: "bearer" and "BEARER" are "Bearer").
-func (a *api) requireToken(h http.Handler) http.Handler {
-	want := []byte(a.cfg.APIToken)
+// tokenSet returns the api's tokens; an api built without New (tests of the request checks)
+// has api-token alone.
+func (a *api) tokenSet() *tokenSet {
+	if a.tokens != nil {
+		return a.tokens
+	}
+	t := &tokenSet{legacy: a.cfg.APIToken}
+	_ = t.Reload()
+	return t
+}
+
+// requireScope lets a request through when it presents a bearer token with scope
+// (tokens.go): 401 unauthorized without a known token, 403 forbidden naming the scope when
+// the token lacks it. Tokens are compared by SHA-256 digest in constant time. The scheme is
+// case-insensitive (RFC 7235: "bearer" and "BEARER" are "Bearer").
+func (a *api) requireScope(scope Scope, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		match := subtle.ConstantTimeCompare([]byte(strings.TrimLeft(token, " ")), want) == 1
-		if !match || !strings.EqualFold(scheme, "Bearer") {
+		scheme, value, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		tok, ok := a.tokenSet().lookup(strings.TrimLeft(value, " "))
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="collector"`)
 			writeError(w, http.StatusUnauthorized, apiError{Code: codeUnauthorized, Message: "missing or wrong bearer token"})
+			return
+		}
+		if !tok.scopes[scope] {
+			w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="collector", error="insufficient_scope", scope=%q`, scope))
+			writeError(w, http.StatusForbidden, apiError{Code: codeForbidden,
+				Message: fmt.Sprintf("this route needs a token with the %s scope; token %q has %s", scope, tok.name, tok.scopeList())})
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -32,7 +32,8 @@ func validationAPI(t *testing.T, mut func(*Config)) *api {
 
 // testHandler is the API's handler with the metrics behind the token.
 func (a *api) testHandler() http.Handler {
-	return a.handler(metricsHandler(a.metrics))
+	h, _ := a.handler(metricsHandler(a.metrics))
+	return h
 }
 
 func TestAPIRejectsBadRequests(t *testing.T) {

@@ -16,10 +16,14 @@ import (
 // flag overrides the environment.
 type Config struct {
 	HTTPAddr    string // address of the HTTP API
-	APIToken    string // bearer token of the HTTP API (secret)
+	APIToken    string // bearer token of the HTTP API with every scope (secret)
 	ReplicaID   string // this replica's name in leases (default: host name and pid)
 	LogLevel    string // zerolog level
 	Concurrency int    // tenants synced at once by this replica
+
+	// APITokensFile names named tokens with scopes ("name scopes token" lines), re-read when
+	// it changes and on SIGHUP.
+	APITokensFile string
 
 	NATSURL   string // external NATS (comma-separated URLs); empty: run an embedded server
 	NATSCreds string // path to a NATS credentials file for the external NATS
@@ -107,7 +111,8 @@ type configField struct {
 func (c *Config) fields() []configField {
 	return []configField{
 		{"http-addr", "address of the HTTP API", false, &c.HTTPAddr},
-		{"api-token", "bearer token required by every API route but /healthz and /readyz (required)", true, &c.APIToken},
+		{"api-token", "bearer token with every scope (read, connect, act), accepted by every API route but /healthz and /readyz (required unless api-tokens-file)", true, &c.APIToken},
+		{"api-tokens-file", "file of named API tokens, one a line: name scopes token (scopes from read, connect, act, comma-separated; token the value or sha256:hex); re-read when it changes and on SIGHUP", false, &c.APITokensFile},
 		{"replica-id", "name of this replica in shard leases", false, &c.ReplicaID},
 		{"log-level", "log level: debug, info, warn, error", false, &c.LogLevel},
 		{"concurrency", "tenants synced at once by this replica", false, &c.Concurrency},
@@ -191,7 +196,9 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 func (c Config) Validate() error {
 	var p problems
 	p.add(c.HTTPAddr == "", errors.New("http-addr is empty"))
-	p.add(len(c.APIToken) < 16, errors.New("api-token must be set and at least 16 characters long"))
+	p.add(c.APIToken == "" && c.APITokensFile == "", errors.New("api-token or api-tokens-file must be set"))
+	p.add(c.APIToken != "" && len(c.APIToken) < 16, errors.New("api-token must be at least 16 characters long"))
+	p = append(p, tokensFileProblem(c.APITokensFile)...)
 	p.add(c.ReplicaID == "", errors.New("replica-id is empty"))
 	p.add(c.Concurrency < 1 || c.Concurrency > 1024, fmt.Errorf("concurrency %d is outside 1..1024", c.Concurrency))
 	p.add(c.NATSURL == "" && c.DataDir == "", errors.New("data-dir is required for the embedded NATS server"))
@@ -334,4 +341,19 @@ func maskURLPasswords(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// tokensFileProblem is what is wrong with api-tokens-file, if set: unreadable or not parsed.
+func tokensFileProblem(path string) []error {
+	if path == "" {
+		return nil
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return []error{fmt.Errorf("api-tokens-file: %w", err)}
+	}
+	if _, err := parseTokens(body); err != nil {
+		return []error{fmt.Errorf("api-tokens-file %s: %w", path, err)}
+	}
+	return nil
 }

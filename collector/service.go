@@ -83,17 +83,25 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.ConnectsPerMinute > 0 {
 		s.api.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)
 	}
+	tokens, err := newTokenSet(cfg, deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.api.tokens = tokens
+	s.api.walks = newWalkStore(deps.Bus)
 	return s, nil
 }
 
 // Run runs the scheduler (shard leases, tenant schedules, sync workers) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	go s.api.tokens.watch(ctx)
 	return s.sched.run(ctx)
 }
 
 // Handler returns the HTTP API.
 func (s *Service) Handler() http.Handler {
-	return s.api.handler(s.MetricsHandler())
+	h, _ := s.api.handler(s.MetricsHandler())
+	return h
 }
 
 // MetricsHandler serves the Prometheus metrics (no token: the API wraps it, metrics-addr does

@@ -47,6 +47,10 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err := s.out.stored(s.store.InsertLicenseCounts(ctx, p.licenseCounts())); err != nil {
 		return fail(greenhouse.CheckUsers, fmt.Errorf("store license counts: %w", err))
 	}
+	// The usage counts of the trends (GET …/trends), under the rule the listing's events used.
+	if err := s.out.stored(s.store.RecordUsageCounts(ctx, tenant, connectors.AppGreenhouse, start.Truncate(time.Second), p.params)); err != nil {
+		return fail(greenhouse.CheckUsers, fmt.Errorf("record usage counts: %w", err))
+	}
 	if err := s.alerts.put(ctx, tenant, alerts, alertRev); err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
@@ -114,6 +118,7 @@ type usersPass struct {
 	alerts   *alertState
 	counts   map[[2]string]uint32 // license type and status → users
 	rows     []storage.UserRow
+	changes  []storage.UserChangeRow // the history of GET …/users/{user_id}, with each user event
 	envs     []events.Envelope
 	newUsers []int64
 	listed   int
@@ -196,6 +201,7 @@ func (p *usersPass) handle(row storage.UserRow, ch *change) error {
 		return err
 	}
 	p.envs = append(p.envs, env)
+	p.changes = append(p.changes, userChangeRow(ch.row, ch.changed, p.diff.now))
 	if ch.freed {
 		env, err := alertEnvelope(transition{alert: AlertLicenseFreed, seq: uint64(row.Revision), rec: rec}, p.params, p.cp.ObservedSince, p.start)
 		if err != nil {
@@ -223,15 +229,19 @@ func (p *usersPass) evaluate(row storage.UserRow) error {
 	return nil
 }
 
-// flush publishes the buffered events, then stores the buffered rows.
+// flush publishes the buffered events, then stores the buffered user changes and rows.
 func (p *usersPass) flush(ctx context.Context) error {
 	if err := p.s.out.publish(ctx, p.envs); err != nil {
 		return fmt.Errorf("publish user events: %w", err)
 	}
+	// Changes before users: a crash between the two repeats the change in the next sync.
+	if err := p.s.out.stored(p.s.store.InsertUserChanges(ctx, p.changes)); err != nil {
+		return fmt.Errorf("store user changes: %w", err)
+	}
 	if err := p.s.out.stored(p.s.store.UpsertUsers(ctx, p.rows)); err != nil {
 		return fmt.Errorf("store users: %w", err)
 	}
-	p.envs, p.rows = p.envs[:0], p.rows[:0]
+	p.envs, p.rows, p.changes = p.envs[:0], p.rows[:0], p.changes[:0]
 	return nil
 }
 
@@ -243,4 +253,14 @@ func (p *usersPass) licenseCounts() []storage.LicenseCountRow {
 		lc = append(lc, storage.LicenseCountRow{TenantID: p.tenant, App: connectors.AppGreenhouse, TS: ts, LicenseType: k[0], Status: k[1], Users: n})
 	}
 	return lc
+}
+
+// userChangeRow is the user_changes row of a user's new revision: what changed and the state
+// after it, at the users sync that saw it (docs/schema.md, user_changes).
+func userChangeRow(row storage.UserRow, changed []string, at time.Time) storage.UserChangeRow {
+	return storage.UserChangeRow{
+		TenantID: row.TenantID, App: row.App, UserID: row.UserID, Revision: row.Revision, ChangedAt: at,
+		Changed: changed, Status: row.Status, LicenseType: row.LicenseType, SiteAdmin: row.SiteAdmin,
+		ServiceAccount: row.ServiceAccount, Name: row.Name, Email: row.Email, Version: row.Version,
+	}
 }

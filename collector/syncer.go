@@ -41,6 +41,8 @@ type syncStore interface {
 	CurrentUsers(ctx context.Context, tenant, app string, fn func(storage.UserRow) error) error
 	UpsertUsers(ctx context.Context, rows []storage.UserRow) error
 	InsertLicenseCounts(ctx context.Context, rows []storage.LicenseCountRow) error
+	InsertUserChanges(ctx context.Context, rows []storage.UserChangeRow) error
+	RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p storage.UsageParams) error
 	InsertAuditEvents(ctx context.Context, rows []storage.AuditEventRow) error
 	UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]storage.UserActivity, error)
 	RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error

@@ -71,7 +71,10 @@ type fakeStore struct {
 	audit   []storage.AuditEventRow
 	runs    []storage.SyncRunRow
 	days    []time.Time
-	failing error // every write fails with it
+	changes []storage.UserChangeRow
+	// usageCounts are the usage_counts snapshots recorded, as tenant@ts.
+	usageCounts []string
+	failing     error // every write fails with it
 }
 
 func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
@@ -236,6 +239,8 @@ func TestSyncUsersOnFakes(t *testing.T) {
 	assert.Equal(t, LicenseJobAdmin, f.store.users[2].LicenseType)
 	assert.Equal(t, LicenseBasic, f.store.users[3].LicenseType)
 	assert.Len(t, f.store.counts, 3, "site_admin, job_admin and basic (the service account among them), all active")
+	assert.Len(t, f.store.changes, 4, "a user_changes row with each saas.user.changed")
+	assert.Equal(t, []string{"acme@" + f.now.Truncate(time.Second).Format(time.RFC3339)}, f.store.usageCounts, "one usage_counts snapshot, at the sync's start")
 	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
 	require.NoError(t, err)
 	assert.Equal(t, f.now, cp.UsersSyncedAt)
@@ -251,6 +256,12 @@ func TestSyncUsersOnFakes(t *testing.T) {
 	assert.Equal(t, map[events.Type]int{events.TypeUserChanged: 2, events.TypeAlertLicenseFreed: 2}, f.bus.types())
 	assert.Equal(t, storage.StatusRemoved, f.store.users[2].Status)
 	assert.Equal(t, storage.StatusDeactivated, f.store.users[3].Status)
+	require.Len(t, f.store.changes, 6, "the two changes join the history")
+	for _, c := range f.store.changes[4:] {
+		assert.Equal(t, f.store.users[c.UserID].Revision, c.Revision, "the change's revision is the row's")
+		assert.Equal(t, f.store.users[c.UserID].Status, c.Status)
+	}
+	assert.Len(t, f.store.usageCounts, 2)
 }
 
 func TestSyncUsersFailuresOnFakes(t *testing.T) {
@@ -272,6 +283,8 @@ func TestSyncUsersFailuresOnFakes(t *testing.T) {
 		_, _, err := f.cps.Get(t.Context(), connectionKey("acme"))
 		assert.ErrorIs(t, err, events.ErrNotFound)
 		assert.Empty(t, f.store.users, "rows are stored after their events are published")
+		assert.Empty(t, f.store.changes, "and so are the user changes")
+		assert.Empty(t, f.store.usageCounts)
 	})
 }
 
@@ -298,4 +311,14 @@ func TestSyncAuditOnFakes(t *testing.T) {
 	assert.Equal(t, f.now.Add(-2*24*time.Hour), *f.store.users[2].LastActivityAt)
 	assert.Equal(t, 2, f.bus.types()[events.TypeUsageUpdated])
 	assert.Len(t, f.store.days, 31, "the daily activity of every day backfilled")
+}
+
+func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChangeRow) error {
+	f.changes = append(f.changes, rows...)
+	return f.failing
+}
+
+func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts time.Time, _ storage.UsageParams) error {
+	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
+	return f.failing
 }

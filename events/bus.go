@@ -31,6 +31,9 @@ const (
 	BucketCheckpoints = "checkpoints" // per-tenant sync progress
 	BucketAlerts      = "alerts"      // per-tenant alert state (last transition per user)
 	BucketLeases      = "leases"      // shard ownership across replicas; entries expire after LeaseTTL
+	// BucketWalks holds the read API's users-list walks (collector/walks.go); the collector
+	// creates it on first use, its entries expiring after an hour; NewBus does not.
+	BucketWalks = "walks"
 )
 
 // LeaseHistory is how many revisions of each lease the leases bucket keeps (within its TTL):

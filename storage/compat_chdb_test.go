@@ -23,6 +23,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	chdb "github.com/chdb-io/chdb-go/chdb-purego"
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -162,7 +163,7 @@ func compatSteps(t *testing.T) []compatStep {
 	days := "'2024-06-01','2024-06-02'"
 	for i, version := range []uint64{1000, 2000} {
 		add(fmt.Sprintf("refresh daily activity %d", i+1), fmt.Sprintf(refreshDailySQL, days), false,
-			auditApp, version, "acme", int64(1717200000), int64(1717372800))
+			connectors.AppGreenhouse, version, "acme", int64(1717200000), int64(1717372800))
 	}
 	add("user activity", fmt.Sprintf(userActivitySQL, ""), true, "acme", int64(1717200000), int64(1717459200))
 	add("user activity of ids", fmt.Sprintf(userActivitySQL, "AND toInt64OrZero(performer_id) IN (1,3,99)"), true, "acme", int64(1717200000), int64(1717459200))
@@ -172,7 +173,15 @@ func compatSteps(t *testing.T) []compatStep {
 	q := func(name string) string {
 		b, err := queriesFS.ReadFile("queries/" + name + ".sql")
 		require.NoError(t, err)
-		return usagePlaceholders.Replace(string(b))
+		// As loadQueries: without comment lines (a quote in a comment is no string), with
+		// the usage rule's placeholders.
+		var sb strings.Builder
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+				sb.WriteString(line + "\n")
+			}
+		}
+		return usagePlaceholders.Replace(sb.String())
 	}
 	nm := func(tenant, app string, more ...any) []any { return named(tenant, app, more...) }
 	now := time.Date(2024, 6, 30, 12, 0, 0, 0, time.UTC)
@@ -181,9 +190,11 @@ func compatSteps(t *testing.T) []compatStep {
 		{Now: now, InactiveAfterDays: 30},
 		{Now: now, InactiveAfterDays: 60, CoverageStart: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)},
 	} {
-		args := append(nm("acme", "greenhouse"), usageArgs(p)...)
-		add(fmt.Sprintf("inactive licenses (%d days, covered %t)", p.InactiveAfterDays, p.covered()), q("inactive_licenses"), true, args...)
-		add(fmt.Sprintf("utilisation (%d days, covered %t)", p.InactiveAfterDays, p.covered()), q("utilisation"), true, args...)
+		covered := b2u(p.covered())
+		add(fmt.Sprintf("inactive licenses (%d days, covered %d)", p.InactiveAfterDays, covered), q("inactive_licenses"), true,
+			append(nm("acme", "greenhouse"), usageArgs(p)...)...)
+		add(fmt.Sprintf("utilisation (%d days, covered %d)", p.InactiveAfterDays, covered), q("utilisation"), true,
+			append(nm("acme", "greenhouse"), usageArgs(p)...)...)
 	}
 	add("license counts over time", q("license_counts_over_time"), true, nm("acme", "greenhouse", "from", int64(1714557600), "to", int64(1717200001))...)
 	for _, r := range [][2]string{{"2024-06-01", "2024-06-03"}, {"2024-06-02", "2024-06-04"}, {"2024-01-01", "2024-12-31"}} {
@@ -199,6 +210,31 @@ func compatSteps(t *testing.T) []compatStep {
 	for _, tenant := range []string{"acme", "other", "none"} {
 		add("count audit events of "+tenant, q("count_audit_events"), true, clickhouse.Named("tenant", tenant))
 	}
+	// The read API's queries (storage/read.go), each with the parameters its method binds.
+	readP := UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)}
+	yes := true
+	for _, f := range []UserFilter{
+		{Usage: readP},
+		{Usages: []string{UsageInactive, UsageUnknown}, Licensed: &yes, Usage: readP},
+		{Statuses: []string{StatusActive, StatusDeactivated}, LicenseTypes: []string{"basic"}, Query: "AD", Usage: readP},
+	} {
+		for _, o := range []UserSort{{Key: "name"}, {Key: "last_activity_at", Desc: true}} {
+			order, err := o.clause()
+			require.NoError(t, err)
+			walk := strings.ReplaceAll(strings.ReplaceAll(q("users_walk"), "{user_filter}", q("user_filter")), "{order}", order)
+			add(fmt.Sprintf("users walk %v by %s", f.Usages, order), walk, true, f.args("acme", "greenhouse")...)
+		}
+	}
+	add("users by id", strings.ReplaceAll(q("users_by_id"), "{ids}", "1,3,7,99"), true, nm("acme", "greenhouse", "since_day", "2024-06-01")...)
+	steps[len(steps)-1].sorted = true // in no particular order (UsersByID)
+	add("user history", q("user_history"), true, nm("acme", "greenhouse", "user", int64(1))...)
+	add("user daily activity", q("user_daily_activity"), true, nm("acme", "greenhouse", "user", int64(1), "from_day", "2024-06-01", "to_day", "2024-06-30")...)
+	add("record usage counts", q("record_usage_counts"), false, append(nm("acme", "greenhouse", "ts", int64(1719748800)), usageArgs(readP)...)...)
+	for _, bucket := range []string{"day", "week", "month"} {
+		add("usage trend by "+bucket, q("usage_trend"), true, nm("acme", "greenhouse", "bucket", bucket, "from", int64(1717200000), "to", int64(1719792000))...)
+	}
+	add("sync runs page", strings.ReplaceAll(q("sync_runs_page"), "{limit}", "LIMIT 2"), true,
+		nm("acme", "greenhouse", "kind", "", "status", "", "after", 0, "after_ts", int64(0), "after_run", "")...)
 	// The inspectors (RowCounts, DumpText) after the merges are forced, so that row counts do
 	// not depend on when background merges ran.
 	for _, table := range Tables {

@@ -43,6 +43,19 @@ func run() error {
 		return err
 	}
 	defer app.Close()
+	// SIGHUP re-reads the API tokens file (docs/api.md, "Tokens and scopes").
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := app.Service.ReloadTokens(); err != nil {
+				log.Error().Err(err).Msg("api tokens not reloaded; the previous tokens stay in force")
+				continue
+			}
+			log.Info().Msg("api tokens reloaded")
+		}
+	}()
 	if err := app.Run(ctx); err != nil {
 		return err
 	}

@@ -197,6 +197,8 @@ func run() error {
 	fmt.Printf("\nThe collector keeps syncing (users every %s, Audit Log every %s). Try:\n", cfg.DefaultUsersInterval, cfg.DefaultAuditInterval)
 	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' %s/v1/connections\n", token, api)
 	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' '%s/v1/tenants/acme/licenses?usage=inactive'\n", token, api)
+	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' '%s/v1/tenants/acme/users?sort=last_activity_at&limit=20'\n", token, api)
+	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' -H 'Accept: text/csv' '%s/v1/tenants/acme/users?usage=inactive'\n", token, api)
 	fmt.Printf("  clickhouse-client --port %s -d %s -q 'SELECT license_type, status, users FROM license_counts FINAL ORDER BY ts DESC LIMIT 10'\n",
 		portOf(*chAddr), cfg.ClickHouseDatabase)
 	fmt.Println("Press Ctrl-C to stop.")
@@ -263,6 +265,8 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 		}
 		_ = tw.Flush()
 	}
+
+	printReadAPI(ctx, client, api, token)
 
 	fmt.Printf("\nClickHouse (database %s at %s)\n", cfg.ClickHouseDatabase, cfg.ClickHouseAddr)
 	rows, err := app.Store.RowCounts(ctx)
@@ -377,4 +381,54 @@ func randomString(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// printReadAPI shows the read API: one page of a filtered, sorted users list and one trend.
+// A tenant's first users sync runs before its Audit Log backfill, so its usage snapshot has
+// every license unknown; a sync asked for now records one with the backfill's activity.
+func printReadAPI(ctx context.Context, client *http.Client, api, token string) {
+	var run map[string]string
+	if code, err := call(ctx, client, http.MethodPost, api+"/v1/tenants/acme/connections/greenhouse/sync", token, nil, &run); err == nil && code == 202 {
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+			var doc events.Connection
+			if code, err := call(ctx, client, http.MethodGet, api+"/v1/tenants/acme/connections/greenhouse", token, nil, &doc); err == nil && code == 200 &&
+				doc.LastSync != nil && doc.LastSync.RunID == run["run_id"] && doc.LastSync.Kind == "audit" {
+				break
+			}
+		}
+	}
+	const list = "/v1/tenants/acme/users?usage=inactive,unknown&license_type=job_admin,site_admin&sort=last_activity_at&order=asc&limit=5"
+	var page collector.UsersPage
+	if code, err := call(ctx, client, http.MethodGet, api+list, token, nil, &page); err == nil && code == 200 {
+		fmt.Printf("\nOne page of a filtered, sorted list (GET %s): %d users in the walk, the first %d:\n", list, page.Total, len(page.Users))
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  user\tlicense\tusage\tlast activity\tdays since\tactive days (30)")
+		for _, u := range page.Users {
+			days := "never"
+			if u.DaysSinceActivity != nil {
+				days = fmt.Sprint(*u.DaysSinceActivity)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\n", u.Email, u.LicenseType, u.Usage, ts(u.LastActivityAt), days, u.ActiveDays30)
+		}
+		_ = tw.Flush()
+		if page.NextCursor != "" {
+			fmt.Printf("  next page: %s&cursor=%s\n", list, page.NextCursor)
+		}
+	}
+	const trend = "/v1/tenants/acme/trends?bucket=day"
+	var tr collector.Trends
+	if code, err := call(ctx, client, http.MethodGet, api+trend, token, nil, &tr); err == nil && code == 200 {
+		fmt.Printf("\nA trend (GET %s), the days with a users sync:\n", trend)
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  day\tsnapshot\tlicenses\tsite_admin\tjob_admin\tbasic\tactive\tinactive\tunknown\tutilisation")
+		for _, b := range tr.Buckets {
+			if b.SnapshotAt == nil {
+				continue
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f%%\n", b.Start.Format(time.DateOnly), b.SnapshotAt.Format("15:04:05"),
+				*b.Licenses, b.LicensesByType["site_admin"], b.LicensesByType["job_admin"], b.LicensesByType["basic"],
+				*b.Active, *b.Inactive, *b.Unknown, 100**b.Utilisation)
+		}
+		_ = tw.Flush()
+	}
 }

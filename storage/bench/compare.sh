@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # compare.sh: the storage benchmarks quoted in docs/schema.md ("Performance").
 #
-#   storage/bench/compare.sh [insert|queries|all]
+#   storage/bench/compare.sh [insert|queries|read|all]
 #
 # Starts a throwaway ClickHouse (deploy/local/clickhouse.sh) unless CLICKHOUSE_ADDR is set, then
 #   insert:  BenchmarkInsertVsClient: BENCH_ROWS (1,000,000) audit events, BENCH_REPS (5) times
@@ -9,6 +9,8 @@
 #            an empty table every time; medians and ratios of the rates.
 #   queries: BenchmarkDashboardQueries: a tenant with 10,000 users and 10,000,000 audit events
 #            plus 4 other tenants (2,000 users, 500,000 events each); median latency per query.
+#   read:    BenchmarkReadAPIQueries: the read API's queries on the same fixture (list pages,
+#            a user's detail, trends); median and 95th percentile per answer.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -23,7 +25,8 @@ echo "compare.sh: ClickHouse at $CLICKHOUSE_ADDR ($(clickhouse-client --host "${
 
 case "$what" in
   insert|all) go test ./storage/ -run '^$' -bench 'InsertVsClient' -benchtime 1x -count 1 -timeout 60m ;;&
-  queries|all) go test ./storage/ -run '^$' -bench 'DashboardQueries' -benchtime 20x -count 1 -timeout 60m ;;
-  insert) ;;
-  *) echo "usage: $0 [insert|queries|all]" >&2; exit 2 ;;
+  queries|all) go test ./storage/ -run '^$' -bench 'DashboardQueries' -benchtime 20x -count 1 -timeout 60m ;;&
+  read|all) go test ./storage/ -run '^$' -bench 'ReadAPIQueries' -benchtime 50x -count 1 -timeout 60m ;;
+  insert|queries) ;;
+  *) echo "usage: $0 [insert|queries|read|all]" >&2; exit 2 ;;
 esac

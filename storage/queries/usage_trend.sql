@@ -1,0 +1,14 @@
+-- The usage counts of the last snapshot in each bucket (day, ISO week from Monday, or month,
+-- UTC) with ts in [from, to), per license type.
+SELECT ts, license_type, users, licenses, active, inactive, unknown
+FROM {db}.usage_counts FINAL
+WHERE tenant_id = @tenant AND app = @app
+  AND ts >= toDateTime(@from, 'UTC') AND ts < toDateTime(@to, 'UTC')
+  AND ts IN (
+    SELECT max(ts)
+    FROM {db}.usage_counts
+    WHERE tenant_id = @tenant AND app = @app
+      AND ts >= toDateTime(@from, 'UTC') AND ts < toDateTime(@to, 'UTC')
+    GROUP BY multiIf(@bucket = 'day', toDate(ts), @bucket = 'week', toMonday(ts), toStartOfMonth(ts))
+  )
+ORDER BY ts, license_type

@@ -1,0 +1,19 @@
+-- Every user matching the list filters with its active days since @since_day, in the list's
+-- order, streamed (CSV export of GET …/users). {user_filter} and {order} as in users_walk;
+-- the subqueries aliased as in users_by_id.
+SELECT tenant_id, app, user_id, name, email, status, license_type, site_admin, service_account,
+       created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type,
+       revision, version, active_days
+FROM (
+    SELECT *
+    FROM {db}.users FINAL
+    WHERE tenant_id = @tenant AND app = @app
+      AND {user_filter}
+) AS current_users
+ANY LEFT JOIN (
+    SELECT user_id, toUInt32(count()) AS active_days
+    FROM {db}.user_activity_daily FINAL
+    WHERE tenant_id = @tenant AND app = @app AND day >= toDate(@since_day) AND events > 0
+    GROUP BY user_id
+) AS activity USING user_id
+ORDER BY {order}
