@@ -168,19 +168,10 @@ func (s *Store) scanUsers(ctx context.Context, tenant, q string, args []any, fn 
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
-		var (
-			u           ListedUser
-			admin, svc  uint8
-			removed, la *time.Time
-		)
-		if err := rows.Scan(&u.TenantID, &u.App, &u.UserID, &u.Name, &u.Email, &u.Status, &u.LicenseType, &admin, &svc,
-			&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version,
-			&u.ActiveDays); err != nil {
+		var u ListedUser
+		if err := scanUser(rows, &u.UserRow, &u.ActiveDays); err != nil {
 			return fmt.Errorf("read users of tenant %q: %w", tenant, err)
 		}
-		u.SiteAdmin, u.ServiceAccount = admin == 1, svc == 1
-		u.CreatedAt, u.UpdatedAt, u.FirstSeenAt, u.LastSeenAt = fromDB(u.CreatedAt), fromDB(u.UpdatedAt), fromDB(u.FirstSeenAt), fromDB(u.LastSeenAt)
-		u.RemovedAt, u.LastActivityAt = fromDBPtr(removed), fromDBPtr(la)
 		if err := fn(u); err != nil {
 			return err
 		}

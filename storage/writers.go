@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/seatwatch/greenhouse-collector/connectors"
 )
 
@@ -92,18 +94,10 @@ func (s *Store) CurrentUsers(ctx context.Context, tenant, app string, fn func(Us
 	}
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
-		var (
-			u           UserRow
-			admin, svc  uint8
-			removed, la *time.Time
-		)
-		if err := rows.Scan(&u.TenantID, &u.App, &u.UserID, &u.Name, &u.Email, &u.Status, &u.LicenseType, &admin, &svc,
-			&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version); err != nil {
+		var u UserRow
+		if err := scanUser(rows, &u); err != nil {
 			return fmt.Errorf("read users of tenant %q: %w", tenant, err)
 		}
-		u.SiteAdmin, u.ServiceAccount = admin == 1, svc == 1
-		u.CreatedAt, u.UpdatedAt, u.FirstSeenAt, u.LastSeenAt = fromDB(u.CreatedAt), fromDB(u.UpdatedAt), fromDB(u.FirstSeenAt), fromDB(u.LastSeenAt)
-		u.RemovedAt, u.LastActivityAt = fromDBPtr(removed), fromDBPtr(la)
 		if err := fn(u); err != nil {
 			return err
 		}
@@ -111,6 +105,24 @@ func (s *Store) CurrentUsers(ctx context.Context, tenant, app string, fn func(Us
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read users of tenant %q: %w", tenant, err)
 	}
+	return nil
+}
+
+// scanUser reads a row of userColumns, followed by the destinations of any further columns,
+// into u: the flags from UInt8, the times in UTC.
+func scanUser(rows driver.Rows, u *UserRow, more ...any) error {
+	var (
+		admin, svc  uint8
+		removed, la *time.Time
+	)
+	dest := append([]any{&u.TenantID, &u.App, &u.UserID, &u.Name, &u.Email, &u.Status, &u.LicenseType, &admin, &svc,
+		&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version}, more...)
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	u.SiteAdmin, u.ServiceAccount = admin == 1, svc == 1
+	u.CreatedAt, u.UpdatedAt, u.FirstSeenAt, u.LastSeenAt = fromDB(u.CreatedAt), fromDB(u.UpdatedAt), fromDB(u.FirstSeenAt), fromDB(u.LastSeenAt)
+	u.RemovedAt, u.LastActivityAt = fromDBPtr(removed), fromDBPtr(la)
 	return nil
 }
 

@@ -50,9 +50,10 @@ type Options struct {
 	// before). New panics on any other value.
 	//
 	// The documented profile differs from the generous one in this only:
-	//   - rate-limit headers: X-RateLimit-Limit and X-RateLimit-Remaining on every answer that
-	//     is not a 429, never X-RateLimit-Reset; a Harvest 429 carries Limit, Remaining 0,
-	//     X-RateLimit-Reset and Retry-After, an Audit Log or token 429 Retry-After alone;
+	//   - rate-limit headers: X-RateLimit-Limit and X-RateLimit-Remaining on every Harvest and
+	//     Audit Log answer that is not a 429, never X-RateLimit-Reset; a Harvest 429 carries
+	//     Limit, Remaining 0, X-RateLimit-Reset and Retry-After, an Audit Log 429 Retry-After
+	//     alone; the token endpoint, whose limit no doc shows, only Retry-After on a 429;
 	//   - tokens: no expires_in, and expires_at rotates, one form per issued token, through
 	//     "2006-01-02T15:04:05.000Z", "2006-01-02T15:04:05Z", "2006-01-02T15:04:05.000-0500"
 	//     (the same instant at a -05:00 offset) and epoch seconds as a JSON number; each is

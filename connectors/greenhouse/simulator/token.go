@@ -78,8 +78,10 @@ func (s *Server) tokenGate(w http.ResponseWriter, r *http.Request, o *Org, now t
 		writeJSON(w, http.StatusTooManyRequests, msg("Rate limit exceeded"))
 		return f, false
 	}
-	w.Header().Set("X-RateLimit-Limit", strconv.Itoa(lim.max))
-	w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	if !s.documented() { // no Greenhouse doc shows rate-limit headers on the token endpoint
+		w.Header().Set("X-RateLimit-Limit", strconv.Itoa(lim.max))
+		w.Header().Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	}
 	return f, true
 }
 
