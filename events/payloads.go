@@ -21,7 +21,7 @@ const (
 )
 
 // Topic returns the last subject token the type is published under:
-// user, usage, alert, connection or sync.
+// user, usage, alert, connection, sync or action.
 func (t Type) Topic() string {
 	switch t {
 	case TypeUserChanged:
@@ -34,6 +34,8 @@ func (t Type) Topic() string {
 		return "connection"
 	case TypeSyncCompleted:
 		return "sync"
+	case TypeActionRequested, TypeActionCompleted:
+		return "action"
 	}
 	return ""
 }

@@ -8,6 +8,7 @@ func Types() []Type {
 		TypeUserChanged, TypeUsageUpdated,
 		TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed,
 		TypeConnectionChanged, TypeSyncCompleted,
+		TypeActionRequested, TypeActionCompleted,
 	}
 }
 
@@ -25,6 +26,10 @@ func NewData(t Type) any {
 		return new(ConnectionChanged)
 	case TypeSyncCompleted:
 		return new(SyncSummary)
+	case TypeActionRequested:
+		return new(ActionRequested)
+	case TypeActionCompleted:
+		return new(ActionCompleted)
 	}
 	return nil
 }
