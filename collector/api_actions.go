@@ -53,7 +53,9 @@ var idempotencyKeyRe = regexp.MustCompile(`^[A-Za-z0-9._:/=+-]+$`)
 
 // validate checks an action request, naming the field of the first problem.
 func (req actionRequest) validate() *apiError {
-	bad := func(code apiCode, field, msg string) *apiError { return &apiError{Code: code, Field: field, Message: msg} }
+	bad := func(code apiCode, field, msg string) *apiError {
+		return &apiError{Code: code, Field: field, Message: msg}
+	}
 	switch {
 	case req.Type == "":
 		return bad(codeMissingField, "type", "type is required: deactivate or reactivate")
