@@ -106,11 +106,12 @@ func (ac *actions) one(ctx context.Context, d *actionDoc, rev *uint64, i int, ro
 		decide(u, events.OutcomeDone, "", in.row, now)
 		u.HTTPStatus = http.StatusNoContent
 		return "", ac.save(ctx, d, rev)
+	case listed && inState(d.Request.Type, lu.Deactivated):
+		// Nothing would be sent, whatever the guards say.
+		decide(u, events.OutcomeAlreadyInState, "", in.row, now)
+		return "", ac.save(ctx, d, rev)
 	case code != "":
 		decide(u, events.OutcomeRefused, code, in.row, now)
-		return "", ac.save(ctx, d, rev)
-	case inState(d.Request.Type, lu.Deactivated):
-		decide(u, events.OutcomeAlreadyInState, "", in.row, now)
 		return "", ac.save(ctx, d, rev)
 	}
 	u.Sending = true

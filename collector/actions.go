@@ -125,7 +125,8 @@ func decide(u *userOutcome, outcome events.Outcome, code string, row *storage.Us
 }
 
 // dryRun decides every user of a dry run from what the collector stores: each guard's
-// decision, already_in_state for a user the last users sync saw in the action's state, else
+// decision; already_in_state for a user the last users sync saw in the action's state
+// (nothing would be sent, whatever the guards say), refused when a guard refuses, else
 // would_apply. Nothing is sent to Greenhouse.
 func (ac *actions) dryRun(ctx context.Context, d *actionDoc, sc storedConnection) error {
 	rows, err := ac.storedUsers(ctx, d.Request.TenantID)
@@ -139,10 +140,10 @@ func (ac *actions) dryRun(ctx context.Context, d *actionDoc, sc storedConnection
 		var code string
 		u.Guards, code = runGuards(in)
 		switch {
+		case in.row != nil && in.row.Status != storage.StatusRemoved && inState(d.Request.Type, in.row.Status == storage.StatusDeactivated):
+			decide(u, events.OutcomeAlreadyInState, "", in.row, now)
 		case code != "":
 			decide(u, events.OutcomeRefused, code, in.row, now)
-		case inState(d.Request.Type, in.row.Status == storage.StatusDeactivated):
-			decide(u, events.OutcomeAlreadyInState, "", in.row, now)
 		default:
 			decide(u, events.OutcomeWouldApply, "", in.row, now)
 		}
