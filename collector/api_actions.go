@@ -38,8 +38,8 @@ const (
 	codeIdempotencyConflict apiCode = "idempotency_conflict"  // 409: the key names an action with another body
 )
 
-// actionRequest is the body of POST …/actions.
-type actionRequest struct {
+// ActionRequest is the body of POST …/actions (docs/api.md, "Actions").
+type ActionRequest struct {
 	Type           string  `json:"type"`
 	UserIDs        []int64 `json:"user_ids"`
 	RequestedBy    string  `json:"requested_by"`
@@ -52,7 +52,7 @@ type actionRequest struct {
 var idempotencyKeyRe = regexp.MustCompile(`^[A-Za-z0-9._:/=+-]+$`)
 
 // validate checks an action request, naming the field of the first problem.
-func (req actionRequest) validate() *apiError {
+func (req ActionRequest) validate() *apiError {
 	bad := func(code apiCode, field, msg string) *apiError {
 		return &apiError{Code: code, Field: field, Message: msg}
 	}
@@ -91,7 +91,7 @@ func (req actionRequest) validate() *apiError {
 }
 
 // hash is the digest of what the request asks, which the same idempotency key must repeat.
-func (req actionRequest) hash() string {
+func (req ActionRequest) hash() string {
 	b, _ := json.Marshal(req)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
@@ -105,7 +105,7 @@ func (a *api) postAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req actionRequest
+	var req ActionRequest
 	if e := decodeStrict(r, w, &req); e != nil {
 		writeError(w, http.StatusBadRequest, *e)
 		return
@@ -150,7 +150,7 @@ func actionsPermitted(sc storedConnection) bool {
 // acceptAction stores a new action (deciding a dry run first), records and queues it, and
 // returns it with the status to answer; for a key already used, the stored action (200) or a
 // 409 when the body differs.
-func (a *api) acceptAction(ctx context.Context, tenant string, req actionRequest, sc storedConnection) (actionDoc, int, *apiError) {
+func (a *api) acceptAction(ctx context.Context, tenant string, req ActionRequest, sc storedConnection) (actionDoc, int, *apiError) {
 	ac := a.actions
 	d := newActionDoc(tenant, req, a.now())
 	if req.DryRun {
@@ -203,7 +203,7 @@ func (a *api) repeatAction(ctx context.Context, tenant string, d actionDoc) (act
 }
 
 // newActionDoc is the document of an accepted request, every user undecided.
-func newActionDoc(tenant string, req actionRequest, now time.Time) actionDoc {
+func newActionDoc(tenant string, req ActionRequest, now time.Time) actionDoc {
 	id := actionID(tenant, req.IdempotencyKey)
 	d := actionDoc{Key: req.IdempotencyKey, BodyHash: req.hash(), Status: actionPending,
 		Request: events.ActionRequested{TenantID: tenant, App: connectors.AppGreenhouse, ActionID: id, Type: events.ActionType(req.Type),
@@ -214,8 +214,8 @@ func newActionDoc(tenant string, req actionRequest, now time.Time) actionDoc {
 	return d
 }
 
-// actionView is an action as the API shows it.
-type actionView struct {
+// ActionView is an action as the API shows it (docs/api.md, "Actions").
+type ActionView struct {
 	ActionID       string         `json:"action_id"`
 	IdempotencyKey string         `json:"idempotency_key"`
 	Type           string         `json:"type"`
@@ -228,11 +228,11 @@ type actionView struct {
 	CompletedAt    *time.Time     `json:"completed_at"`
 	FollowUpSync   string         `json:"follow_up_sync,omitempty"`
 	Counts         map[string]int `json:"counts"`
-	Users          []userView     `json:"users"`
+	Users          []ActionUserView     `json:"users"`
 }
 
-// userView is one user's outcome as the API shows it; pending until decided.
-type userView struct {
+// ActionUserView is one user's outcome as the API shows it; pending until decided.
+type ActionUserView struct {
 	UserID         int64                  `json:"user_id"`
 	Outcome        string                 `json:"outcome"`
 	Code           string                 `json:"code,omitempty"`
@@ -244,11 +244,11 @@ type userView struct {
 }
 
 // viewAction shows an action.
-func viewAction(d actionDoc) actionView {
-	v := actionView{ActionID: d.Request.ActionID, IdempotencyKey: d.Key, Type: string(d.Request.Type), Status: d.Status,
+func viewAction(d actionDoc) ActionView {
+	v := ActionView{ActionID: d.Request.ActionID, IdempotencyKey: d.Key, Type: string(d.Request.Type), Status: d.Status,
 		RequestedBy: d.Request.RequestedBy, Reason: d.Request.Reason, DryRun: d.Request.DryRun, Force: d.Request.Force,
 		RequestedAt: d.Request.RequestedAt, CompletedAt: d.CompletedAt, FollowUpSync: d.FollowUpRun, Counts: map[string]int{},
-		Users: make([]userView, 0, len(d.Users))}
+		Users: make([]ActionUserView, 0, len(d.Users))}
 	for _, u := range d.Users {
 		o := string(u.Outcome)
 		if o == "" {
@@ -259,10 +259,15 @@ func viewAction(d actionDoc) actionView {
 			g = []events.GuardDecision{}
 		}
 		v.Counts[o]++
-		v.Users = append(v.Users, userView{UserID: u.UserID, Outcome: o, Code: u.Code, HTTPStatus: u.HTTPStatus, Guards: g,
+		v.Users = append(v.Users, ActionUserView{UserID: u.UserID, Outcome: o, Code: u.Code, HTTPStatus: u.HTTPStatus, Guards: g,
 			LicenseType: u.LicenseType, LastActivityAt: u.LastActivityAt, DecidedAt: u.DecidedAt})
 	}
 	return v
+}
+
+// ActionsPage is the answer of GET …/actions: the newest actions first.
+type ActionsPage struct {
+	Actions []ActionView `json:"actions"`
 }
 
 var actionIDRe = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -315,9 +320,9 @@ func (a *api) listActions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sort.Slice(docs, func(i, j int) bool { return docs[i].Request.RequestedAt.After(docs[j].Request.RequestedAt) })
-	out := make([]actionView, 0, min(limit, len(docs)))
+	out := make([]ActionView, 0, min(limit, len(docs)))
 	for _, d := range docs[:min(limit, len(docs))] {
 		out = append(out, viewAction(d))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"actions": out})
+	writeJSON(w, http.StatusOK, ActionsPage{Actions: out})
 }

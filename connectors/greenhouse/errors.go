@@ -27,6 +27,11 @@ const (
 	CodeRateLimited        Code = "rate_limited"
 	CodeUnavailable        Code = "greenhouse_unavailable"
 	CodeUnexpectedResponse Code = "unexpected_response"
+	// The codes of the user-status writes (write.go): the credential may not deactivate or
+	// activate users (the optional actions check, a 403 naming a scope on a write), and a
+	// 422 or 404 for the user's id.
+	CodeActionsNotPermitted Code = "actions_not_permitted"
+	CodeUnprocessable       Code = "unprocessable"
 )
 
 // APIError is every error the connector returns about Greenhouse. It never holds a secret.
@@ -72,17 +77,18 @@ func (e *APIError) Is(target error) bool {
 
 // Sentinels for errors.Is, one per code.
 var (
-	ErrInvalidClient      error = &APIError{Code: CodeInvalidClient}
-	ErrLegacyAPIKey       error = &APIError{Code: CodeLegacyAPIKey}
-	ErrAdminUserInvalid   error = &APIError{Code: CodeAdminUserInvalid}
-	ErrAdminNotSiteAdmin  error = &APIError{Code: CodeAdminNotSiteAdmin}
-	ErrMissingScope       error = &APIError{Code: CodeMissingScope}
-	ErrAuditLogNotEnabled error = &APIError{Code: CodeAuditLogNotEnabled}
-	ErrAuditLogForbidden  error = &APIError{Code: CodeAuditLogForbidden}
-	ErrAuditLogNotFound   error = &APIError{Code: CodeAuditLogNotFound}
-	ErrRateLimited        error = &APIError{Code: CodeRateLimited}
-	ErrUnavailable        error = &APIError{Code: CodeUnavailable}
-	ErrUnexpectedResponse error = &APIError{Code: CodeUnexpectedResponse}
+	ErrInvalidClient       error = &APIError{Code: CodeInvalidClient}
+	ErrLegacyAPIKey        error = &APIError{Code: CodeLegacyAPIKey}
+	ErrAdminUserInvalid    error = &APIError{Code: CodeAdminUserInvalid}
+	ErrAdminNotSiteAdmin   error = &APIError{Code: CodeAdminNotSiteAdmin}
+	ErrMissingScope        error = &APIError{Code: CodeMissingScope}
+	ErrAuditLogNotEnabled  error = &APIError{Code: CodeAuditLogNotEnabled}
+	ErrAuditLogForbidden   error = &APIError{Code: CodeAuditLogForbidden}
+	ErrAuditLogNotFound    error = &APIError{Code: CodeAuditLogNotFound}
+	ErrRateLimited         error = &APIError{Code: CodeRateLimited}
+	ErrUnavailable         error = &APIError{Code: CodeUnavailable}
+	ErrUnexpectedResponse  error = &APIError{Code: CodeUnexpectedResponse}
+	ErrActionsNotPermitted error = &APIError{Code: CodeActionsNotPermitted}
 )
 
 // CodeOf returns the code of err: "" for nil, greenhouse_unavailable for network failures and

@@ -14,17 +14,6 @@ import (
 // Both writes are documented as idempotent: 204 No Content whether or not the user was
 // already in that state.
 
-// CodeUnprocessable: Greenhouse answered a write with 422 Unprocessable Content (or 404), for
-// a user id it does not take.
-const CodeUnprocessable Code = "unprocessable"
-
-// CodeActionsNotPermitted: the credential may not deactivate or activate users (the optional
-// actions check; a 403 on a write that names a scope).
-const CodeActionsNotPermitted Code = "actions_not_permitted"
-
-// ErrActionsNotPermitted is the sentinel of CodeActionsNotPermitted, for errors.Is.
-var ErrActionsNotPermitted error = &APIError{Code: CodeActionsNotPermitted}
-
 // UserStatus is a status a user can be set to.
 type UserStatus string
 
