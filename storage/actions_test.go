@@ -1,6 +1,8 @@
 package storage_test
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -36,4 +38,39 @@ func TestActionOutcomesRoundTrip(t *testing.T) {
 	none, err := s.ActionOutcomes(ctx, "acme", "greenhouse", "a2")
 	require.NoError(t, err)
 	assert.Empty(t, none)
+}
+
+// TestSchemaDocListsActionsColumns: docs/schema.md's table of actions names every column of
+// the server's table with its type, in order, and nothing else.
+func TestSchemaDocListsActionsColumns(t *testing.T) {
+	t.Parallel()
+	s := storagetest.NewStore(t)
+	raw, err := os.ReadFile("../docs/schema.md")
+	require.NoError(t, err)
+	doc := string(raw)
+	start := strings.Index(doc, "### actions\n")
+	require.GreaterOrEqual(t, start, 0, "docs/schema.md has no actions section")
+	section := doc[start:]
+	section = section[:strings.Index(section, "\n### ")]
+	var documented []string
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 4 || strings.TrimSpace(cells[1]) == "column" || strings.HasPrefix(strings.TrimSpace(cells[1]), "---") {
+			continue
+		}
+		for _, name := range strings.Split(cells[1], ",") {
+			documented = append(documented, strings.TrimSpace(name)+" "+strings.TrimSpace(cells[2]))
+		}
+	}
+	rows, err := s.Conn().Query(t.Context(), "SELECT name, type FROM system.columns WHERE database = ? AND table = 'actions'", s.Database())
+	require.NoError(t, err)
+	defer rows.Close()
+	var server []string
+	for rows.Next() {
+		var name, typ string
+		require.NoError(t, rows.Scan(&name, &typ))
+		server = append(server, name+" "+typ)
+	}
+	require.NoError(t, rows.Err())
+	assert.Equal(t, server, documented)
 }
