@@ -17,6 +17,12 @@ import (
 // Running an action on the owning replica: one run decides and sends at most cfg.ActionChunk
 // users (the crash-safety argument is at the top of actions.go).
 
+// actionClient is what an action asks of Greenhouse: *greenhouse.Client.
+type actionClient interface {
+	LookupUsers(ctx context.Context, ids []int64) ([]greenhouse.User, error)
+	SetUserStatus(ctx context.Context, id int64, to greenhouse.UserStatus) error
+}
+
 // run runs the next chunk of the tenant's action id with the tenant's Greenhouse client, then
 // records what is decided; a finished action asks for a users sync and leaves the
 // connection's list. An error leaves the action for the next run.

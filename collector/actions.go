@@ -2,8 +2,6 @@ package collector
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
-	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
 )
@@ -41,12 +38,6 @@ type actionStore interface {
 	InsertActionOutcomes(ctx context.Context, rows []storage.ActionRow) error
 }
 
-// actionClient is what an action asks of Greenhouse: *greenhouse.Client.
-type actionClient interface {
-	LookupUsers(ctx context.Context, ids []int64) ([]greenhouse.User, error)
-	SetUserStatus(ctx context.Context, id int64, to greenhouse.UserStatus) error
-}
-
 // The statuses of an action.
 const (
 	actionPending   = "pending"
@@ -68,23 +59,23 @@ type actionDoc struct {
 // userOutcome is one user's part of an action: undecided (Outcome ""), in flight (Sending),
 // or decided.
 type userOutcome struct {
-	UserID         int64                  `json:"user_id"`
-	Outcome        events.Outcome         `json:"outcome,omitempty"`
-	Sending        bool                   `json:"sending,omitempty"`
-	Code           string                 `json:"code,omitempty"`
-	HTTPStatus     int                    `json:"http_status,omitempty"`
-	Guards         []events.GuardDecision `json:"guards,omitempty"`
-	LicenseType    string                 `json:"license_type,omitempty"`
-	LastActivityAt *time.Time             `json:"last_activity_at,omitempty"`
-	DecidedAt      *time.Time             `json:"decided_at,omitempty"`
-	Recorded       bool                   `json:"recorded,omitempty"`
+	UserID  int64          `json:"user_id"`
+	Outcome events.Outcome `json:"outcome,omitempty"`
+	Sending bool           `json:"sending,omitempty"`
+	Decision
+	Recorded bool `json:"recorded,omitempty"`
 }
 
-// actionID is the id of the action a tenant asked for under an idempotency key: the same key
-// names the same action, on every replica.
-func actionID(tenant, key string) string {
-	h := sha256.Sum256([]byte(tenant + "\x00" + key))
-	return hex.EncodeToString(h[:16])
+// Decision is what a user's outcome rests on: the refusing guard or Greenhouse's error code,
+// Greenhouse's answer, each guard's decision, and what the collector knew of the user before
+// the action. The API shows it as it is stored (ActionUserView).
+type Decision struct {
+	Code           string                 `json:"code,omitempty"`
+	HTTPStatus     int                    `json:"http_status,omitempty"`
+	Guards         []events.GuardDecision `json:"guards"`
+	LicenseType    string                 `json:"license_type,omitempty"`
+	LastActivityAt *time.Time             `json:"last_activity_at"`
+	DecidedAt      *time.Time             `json:"decided_at"`
 }
 
 // actionKey is an action's key in the actions bucket.

@@ -202,6 +202,13 @@ func (a *api) repeatAction(ctx context.Context, tenant string, d actionDoc) (act
 	return first, http.StatusOK, nil
 }
 
+// actionID is the id of the action a tenant asked for under an idempotency key: the same key
+// names the same action, on every replica.
+func actionID(tenant, key string) string {
+	h := sha256.Sum256([]byte(tenant + "\x00" + key))
+	return hex.EncodeToString(h[:16])
+}
+
 // newActionDoc is the document of an accepted request, every user undecided.
 func newActionDoc(tenant string, req ActionRequest, now time.Time) actionDoc {
 	id := actionID(tenant, req.IdempotencyKey)
@@ -216,31 +223,26 @@ func newActionDoc(tenant string, req ActionRequest, now time.Time) actionDoc {
 
 // ActionView is an action as the API shows it (docs/api.md, "Actions").
 type ActionView struct {
-	ActionID       string         `json:"action_id"`
-	IdempotencyKey string         `json:"idempotency_key"`
-	Type           string         `json:"type"`
-	Status         string         `json:"status"`
-	RequestedBy    string         `json:"requested_by"`
-	Reason         string         `json:"reason"`
-	DryRun         bool           `json:"dry_run"`
-	Force          bool           `json:"force"`
-	RequestedAt    time.Time      `json:"requested_at"`
-	CompletedAt    *time.Time     `json:"completed_at"`
-	FollowUpSync   string         `json:"follow_up_sync,omitempty"`
-	Counts         map[string]int `json:"counts"`
-	Users          []ActionUserView     `json:"users"`
+	ActionID       string           `json:"action_id"`
+	IdempotencyKey string           `json:"idempotency_key"`
+	Type           string           `json:"type"`
+	Status         string           `json:"status"`
+	RequestedBy    string           `json:"requested_by"`
+	Reason         string           `json:"reason"`
+	DryRun         bool             `json:"dry_run"`
+	Force          bool             `json:"force"`
+	RequestedAt    time.Time        `json:"requested_at"`
+	CompletedAt    *time.Time       `json:"completed_at"`
+	FollowUpSync   string           `json:"follow_up_sync,omitempty"`
+	Counts         map[string]int   `json:"counts"`
+	Users          []ActionUserView `json:"users"`
 }
 
 // ActionUserView is one user's outcome as the API shows it; pending until decided.
 type ActionUserView struct {
-	UserID         int64                  `json:"user_id"`
-	Outcome        string                 `json:"outcome"`
-	Code           string                 `json:"code,omitempty"`
-	HTTPStatus     int                    `json:"http_status,omitempty"`
-	Guards         []events.GuardDecision `json:"guards"`
-	LicenseType    string                 `json:"license_type,omitempty"`
-	LastActivityAt *time.Time             `json:"last_activity_at"`
-	DecidedAt      *time.Time             `json:"decided_at"`
+	UserID  int64  `json:"user_id"`
+	Outcome string `json:"outcome"`
+	Decision
 }
 
 // viewAction shows an action.
@@ -254,13 +256,11 @@ func viewAction(d actionDoc) ActionView {
 		if o == "" {
 			o = "pending"
 		}
-		g := u.Guards
-		if g == nil {
-			g = []events.GuardDecision{}
+		if u.Guards == nil {
+			u.Guards = []events.GuardDecision{}
 		}
 		v.Counts[o]++
-		v.Users = append(v.Users, ActionUserView{UserID: u.UserID, Outcome: o, Code: u.Code, HTTPStatus: u.HTTPStatus, Guards: g,
-			LicenseType: u.LicenseType, LastActivityAt: u.LastActivityAt, DecidedAt: u.DecidedAt})
+		v.Users = append(v.Users, ActionUserView{UserID: u.UserID, Outcome: o, Decision: u.Decision})
 	}
 	return v
 }

@@ -174,3 +174,19 @@ func (c *Client) probe(ctx context.Context, op string, kind endpointKind, target
 	}, true)
 	return body, err
 }
+
+// checkActions asks whether the credential may deactivate and activate users, changing no
+// one: it sends both writes for user id 0, which no Greenhouse user has. A credential with
+// the permission is answered 422 (or 404, or 204) for the unknown id; one without it 403
+// naming the missing scope (docs/greenhouse-wire.md, row 12). Greenhouse's reference names
+// no scope for these endpoints in its text: none is named here either.
+func (c *Client) checkActions(ctx context.Context) error {
+	for _, to := range []UserStatus{Deactivate, Activate} {
+		err := c.SetUserStatus(ctx, 0, to)
+		if err == nil || CodeOf(err) == CodeUnprocessable {
+			continue
+		}
+		return err
+	}
+	return nil
+}

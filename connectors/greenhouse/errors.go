@@ -77,18 +77,17 @@ func (e *APIError) Is(target error) bool {
 
 // Sentinels for errors.Is, one per code.
 var (
-	ErrInvalidClient       error = &APIError{Code: CodeInvalidClient}
-	ErrLegacyAPIKey        error = &APIError{Code: CodeLegacyAPIKey}
-	ErrAdminUserInvalid    error = &APIError{Code: CodeAdminUserInvalid}
-	ErrAdminNotSiteAdmin   error = &APIError{Code: CodeAdminNotSiteAdmin}
-	ErrMissingScope        error = &APIError{Code: CodeMissingScope}
-	ErrAuditLogNotEnabled  error = &APIError{Code: CodeAuditLogNotEnabled}
-	ErrAuditLogForbidden   error = &APIError{Code: CodeAuditLogForbidden}
-	ErrAuditLogNotFound    error = &APIError{Code: CodeAuditLogNotFound}
-	ErrRateLimited         error = &APIError{Code: CodeRateLimited}
-	ErrUnavailable         error = &APIError{Code: CodeUnavailable}
-	ErrUnexpectedResponse  error = &APIError{Code: CodeUnexpectedResponse}
-	ErrActionsNotPermitted error = &APIError{Code: CodeActionsNotPermitted}
+	ErrInvalidClient      error = &APIError{Code: CodeInvalidClient}
+	ErrLegacyAPIKey       error = &APIError{Code: CodeLegacyAPIKey}
+	ErrAdminUserInvalid   error = &APIError{Code: CodeAdminUserInvalid}
+	ErrAdminNotSiteAdmin  error = &APIError{Code: CodeAdminNotSiteAdmin}
+	ErrMissingScope       error = &APIError{Code: CodeMissingScope}
+	ErrAuditLogNotEnabled error = &APIError{Code: CodeAuditLogNotEnabled}
+	ErrAuditLogForbidden  error = &APIError{Code: CodeAuditLogForbidden}
+	ErrAuditLogNotFound   error = &APIError{Code: CodeAuditLogNotFound}
+	ErrRateLimited        error = &APIError{Code: CodeRateLimited}
+	ErrUnavailable        error = &APIError{Code: CodeUnavailable}
+	ErrUnexpectedResponse error = &APIError{Code: CodeUnexpectedResponse}
 )
 
 // CodeOf returns the code of err: "" for nil, greenhouse_unavailable for network failures and

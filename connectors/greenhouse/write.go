@@ -3,16 +3,19 @@ package greenhouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 )
 
 // The user-status writes of Harvest v3 (docs/greenhouse-wire.md, "Harvest v3: POST
 // {harvest}/v3/users/{id}/deactivate and /activate") and the look-up that precedes them.
 // Both writes are documented as idempotent: 204 No Content whether or not the user was
 // already in that state.
+
+// ErrActionsNotPermitted is the sentinel of CodeActionsNotPermitted, for errors.Is.
+var ErrActionsNotPermitted error = &APIError{Code: CodeActionsNotPermitted}
 
 // UserStatus is a status a user can be set to.
 type UserStatus string
@@ -31,7 +34,7 @@ func (c *Client) SetUserStatus(ctx context.Context, id int64, to UserStatus) err
 	if to != Deactivate && to != Activate {
 		return &APIError{Op: "set user status", Code: CodeUnexpectedResponse, Message: "unknown status " + strconv.Quote(string(to))}
 	}
-	op := string(to) + " user"
+	op := fmt.Sprintf("%s user %d", to, id)
 	target := c.base[kindHarvest].String() + "/v3/users/" + strconv.FormatInt(id, 10) + "/" + string(to)
 	_, _, err := c.send(ctx, op, kindHarvest, func() (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodPost, target, nil)
@@ -70,11 +73,14 @@ func (c *Client) LookupUsers(ctx context.Context, ids []int64) ([]User, error) {
 	if len(ids) > maxLookup {
 		return nil, &APIError{Op: "look up users", Code: CodeUnexpectedResponse, Message: "more than 50 ids"}
 	}
-	parts := make([]string, len(ids))
+	var list []byte
 	for i, id := range ids {
-		parts[i] = strconv.FormatInt(id, 10)
+		if i > 0 {
+			list = append(list, ',')
+		}
+		list = strconv.AppendInt(list, id, 10)
 	}
-	q := url.Values{"ids": {strings.Join(parts, ",")}, "show_service_accounts": {"true"}, "per_page": {strconv.Itoa(maxLookup)}}
+	q := url.Values{"ids": {string(list)}, "show_service_accounts": {"true"}, "per_page": {strconv.Itoa(maxLookup)}}
 	var out []User
 	err := c.list(ctx, "look up users", "/v3/users", q, func(body []byte) error {
 		users, err := decodeUsers(body)
@@ -85,20 +91,4 @@ func (c *Client) LookupUsers(ctx context.Context, ids []int64) ([]User, error) {
 		return nil
 	})
 	return out, err
-}
-
-// checkActions asks whether the credential may deactivate and activate users, changing no
-// one: it sends both writes for user id 0, which no Greenhouse user has. A credential with
-// the permission is answered 422 (or 404, or 204) for the unknown id; one without it 403
-// naming the missing scope (docs/greenhouse-wire.md, row 12). Greenhouse's reference names
-// no scope for these endpoints in its text: none is named here either.
-func (c *Client) checkActions(ctx context.Context) error {
-	for _, to := range []UserStatus{Deactivate, Activate} {
-		err := c.SetUserStatus(ctx, 0, to)
-		if err == nil || CodeOf(err) == CodeUnprocessable {
-			continue
-		}
-		return err
-	}
-	return nil
 }

@@ -101,17 +101,23 @@ done
 code=$(post_action)
 [ "$code" = 202 ] || { echo "crash-actions-test.sh: the action answered $code: $(cat "$work/post.json")" >&2; exit 1; }
 action_id=$(sed -n 's/.*"action_id": *"\([^"]*\)".*/\1/p' "$work/post.json")
+kill_collector
 echo "crash-actions-test.sh: action $action_id of $(sed -n 's/.*"user_ids":\[\([^]]*\)\].*/\1/p' "$work/reclaim.json" | tr ',' '\n' | wc -l) users accepted" >&2
 
 # The kill loop. A kill counts as mid-action when the simulator accepted a write in the 300 ms
 # before it. Each start posts the same action again: the same idempotency key, one action.
 midaction=0
+exited=0
 for i in $(seq 1 "$N"); do
   start_collector
   ( wait_healthy >/dev/null 2>&1 && post_action >/dev/null 2>&1 || true ) &
   req_pid=$!
   ms=$((700 + RANDOM % 2500))
   sleep "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))"
+  if ! kill -0 "$col_pid" 2>/dev/null; then
+    exited=$((exited + 1))
+    echo "crash-actions-test.sh: run $i: the collector had exited by itself before the kill" >&2
+  fi
   w1=$(writes)
   sleep 0.3
   w2=$(writes)
@@ -142,9 +148,9 @@ wait "$col_pid" || { echo "crash-actions-test.sh: the final collector did not st
 col_pid=
 
 echo
-echo "crash-actions-test.sh: $N kills, $midaction while deactivations were being sent"
-if [ "$midaction" -eq 0 ]; then
-  echo "crash-actions-test.sh: FAIL: no kill landed while the action sent requests"
+echo "crash-actions-test.sh: $N kills, $midaction while deactivations were being sent, $exited runs ended by themselves"
+if [ "$midaction" -eq 0 ] || [ "$exited" -gt 0 ]; then
+  echo "crash-actions-test.sh: FAIL: want at least one kill while the action sent requests, and no run ending by itself"
   exit 1
 fi
 if "$work/crashtest" -verify-actions -action-file "$work/action.json" -sim-url "$SIM" -data-dir "$work/data" \
