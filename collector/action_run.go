@@ -109,6 +109,8 @@ func (ac *actions) one(ctx context.Context, d *actionDoc, rev *uint64, i int, ro
 	switch {
 	case u.Sending && listed && inState(d.Request.Type, lu.Deactivated):
 		// The request of an earlier run was in flight when it ended, and took effect.
+		ac.log.Info().Str("tenant", d.Request.TenantID).Str("action_id", d.Request.ActionID).Int64("user_id", u.UserID).
+			Msg("reclaim: an earlier run's request took effect; not sent again")
 		decide(u, events.OutcomeDone, "", in.row, now)
 		u.HTTPStatus = http.StatusNoContent
 		return "", ac.save(ctx, d, rev)
@@ -119,6 +121,10 @@ func (ac *actions) one(ctx context.Context, d *actionDoc, rev *uint64, i int, ro
 	case code != "":
 		decide(u, events.OutcomeRefused, code, in.row, now)
 		return "", ac.save(ctx, d, rev)
+	}
+	if u.Sending {
+		ac.log.Info().Str("tenant", d.Request.TenantID).Str("action_id", d.Request.ActionID).Int64("user_id", u.UserID).
+			Msg("reclaim: an earlier run's request did not take effect; sending it")
 	}
 	u.Sending = true
 	if err := ac.save(ctx, d, rev); err != nil {

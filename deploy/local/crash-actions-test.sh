@@ -148,7 +148,10 @@ wait "$col_pid" || { echo "crash-actions-test.sh: the final collector did not st
 col_pid=
 
 echo
-echo "crash-actions-test.sh: $N kills, $midaction while deactivations were being sent, $exited runs ended by themselves"
+landed=$(grep -c "request took effect" "$work/collector.log" || true)
+resent=$(grep -c "request did not take effect" "$work/collector.log" || true)
+echo "crash-actions-test.sh: $N kills, $midaction while deactivations were being sent, $exited runs ended by themselves;" \
+  "users left marked sending by a kill: $landed found done (not sent again), $resent found not done (sent)"
 if [ "$midaction" -eq 0 ] || [ "$exited" -gt 0 ]; then
   echo "crash-actions-test.sh: FAIL: want at least one kill while the action sent requests, and no run ending by itself"
   exit 1
