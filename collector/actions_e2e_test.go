@@ -27,6 +27,7 @@ type actionAnswer struct {
 	Status       string         `json:"status"`
 	DryRun       bool           `json:"dry_run"`
 	FollowUpSync string         `json:"follow_up_sync"`
+	CompletedAt  *time.Time     `json:"completed_at"`
 	Counts       map[string]int `json:"counts"`
 	Users        []struct {
 		UserID      int64                  `json:"user_id"`
@@ -227,7 +228,16 @@ func testActionsReclaim(t *testing.T, e *env, org *simulator.Org, tenant string,
 		"reason": "reclaim", "idempotency_key": "reclaim-1"})
 	require.Equal(t, 202, code)
 	assert.Equal(t, "pending", a.Status)
+	// A sync asked for while the action runs is not kept waiting for it: it runs between two
+	// of the action's chunks.
+	var run map[string]string
+	require.Equal(t, 202, e.call(http.MethodPost, "/v1/tenants/"+tenant+"/connections/greenhouse/sync", nil, &run))
+	synced := e.waitConnection(tenant, 60*time.Second, func(c events.Connection) bool {
+		return c.LastSync != nil && c.LastSync.RunID == run["run_id"] && c.LastSync.Kind == events.RunAudit
+	})
 	a = e.waitAction(tenant, a.ActionID)
+	require.NotNil(t, a.CompletedAt)
+	assert.True(t, synced.LastSync.FinishedAt.Before(*a.CompletedAt), "the sync ran before the action's last chunk")
 	assert.Equal(t, map[int64]string{ib[0]: "done", ib[1]: "done", ib[2]: "refused:active_since_request", ib[3]: "failed:unprocessable",
 		ib[4]: "done", p.admin: "refused:admin_user", p.siteAdmin: "refused:site_admin"}, a.outcomes())
 	for _, u := range a.Users {

@@ -24,7 +24,8 @@
 //	    the actions mode (deploy/local/crash-actions-test.sh, actions.go): checks the action
 //	    saved in F against the simulator's accepted writes (GET /writes/ORG) and truth, the
 //	    actions rows and the stream. The simulator also serves GET /reclaim/ORG, the action's
-//	    body, and with -sim-latency slows every answer of crash1.
+//	    body; -sim-latency slows every answer of crash1, -sim-write-delay its answers to
+//	    writes once they are done.
 package main
 
 import (
@@ -93,6 +94,7 @@ type options struct {
 	actionChunk        int
 	actionEvery        time.Duration
 	simLatency         time.Duration
+	simWriteDelay      time.Duration
 }
 
 func main() {
@@ -116,6 +118,7 @@ func main() {
 	flag.IntVar(&o.actionChunk, "action-chunk", 25, "users of a reclaim action per run of the collector")
 	flag.DurationVar(&o.actionEvery, "action-every", 30*time.Second, "least time between two runs of one reclaim action")
 	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency added to every answer to crash1 (-sim)")
+	flag.DurationVar(&o.simWriteDelay, "sim-write-delay", 0, "delay of crash1's answers to writes, after the write is done (-sim)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -184,9 +187,7 @@ func serveSim(ctx context.Context, o options) error {
 	for _, org := range orgs {
 		byName[org.Name()] = org
 	}
-	if o.simLatency > 0 {
-		byName[actionOrg].SetFaults(simulator.Faults{Latency: o.simLatency})
-	}
+	byName[actionOrg].SetFaults(simulator.Faults{Latency: o.simLatency, WriteAnswerDelay: o.simWriteDelay})
 	withOrg := func(answer func(*simulator.Org) any) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			org, ok := byName[r.PathValue("org")]

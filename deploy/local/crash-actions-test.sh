@@ -54,8 +54,9 @@ api_port=$(free_port)
 SIM=http://127.0.0.1:$sim_port
 API=http://127.0.0.1:$api_port
 
-# Every answer to the organisation 30 ms late: a kill often lands while a write is in flight.
-"$work/crashtest" -sim -sim-latency 30ms -addr "127.0.0.1:$sim_port" >"$work/sim.out" 2>"$work/sim.log" &
+# Every answer to the organisation 50 ms late, and an answer to a write another 150 ms after the
+# write is done: kills land before a write is applied and after it is applied but unanswered.
+"$work/crashtest" -sim -sim-latency 50ms -sim-write-delay 150ms -addr "127.0.0.1:$sim_port" >"$work/sim.out" 2>"$work/sim.log" &
 sim_pid=$!
 for _ in $(seq 1 100); do grep -q ready "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$work/sim.out" || { echo "crash-actions-test.sh: simulator did not start" >&2; cat "$work/sim.log" >&2; exit 1; }

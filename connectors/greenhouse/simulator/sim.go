@@ -257,6 +257,9 @@ type Faults struct {
 	ActiveOnWrite []int64
 	// FailWrites answers deactivate and activate of these user ids with 422.
 	FailWrites []int64
+	// WriteAnswerDelay delays the answer of an accepted write after the write is done: a
+	// client that gives up (or dies) meanwhile leaves the write done but unanswered.
+	WriteAnswerDelay time.Duration
 }
 
 // Stats count what an organisation (or the server) was served. Every request counts in

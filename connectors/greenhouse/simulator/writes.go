@@ -33,26 +33,38 @@ func (s *Server) setStatus(scope string, deactivate bool) http.HandlerFunc {
 			return
 		}
 		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-		o := a.org
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		u := o.byID[id]
-		if err != nil || u == nil || u.Removed || slices.Contains(a.f.FailWrites, id) {
+		if err != nil || !s.applyStatus(a, r, id, verb, deactivate) {
 			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"message": "Unprocessable Content",
 				"errors": []string{"User " + strconv.Quote(r.PathValue("id")) + " could not be " + verb + "d."}})
 			return
 		}
-		if u.Deactivated != deactivate {
-			u.Deactivated = deactivate
-			u.UpdatedAt = o.now()
-		}
-		o.writes = append(o.writes, verb+" "+strconv.FormatInt(id, 10))
-		if a.sub != 0 && s.documented() {
-			o.recordHarvestAccess(a.sub, a.now, 0, requestTarget(r))
-		}
-		o.activateOnWrite(a.now)
+		// The write is done; its answer may be slow (Faults.WriteAnswerDelay), and a client
+		// that gives up meanwhile does not undo it.
+		time.Sleep(a.f.WriteAnswerDelay)
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// applyStatus applies one accepted write, or reports false for an id the organisation does
+// not take.
+func (s *Server) applyStatus(a admitted, r *http.Request, id int64, verb string, deactivate bool) bool {
+	o := a.org
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	u := o.byID[id]
+	if u == nil || u.Removed || slices.Contains(a.f.FailWrites, id) {
+		return false
+	}
+	if u.Deactivated != deactivate {
+		u.Deactivated = deactivate
+		u.UpdatedAt = o.now()
+	}
+	o.writes = append(o.writes, verb+" "+strconv.FormatInt(id, 10))
+	if a.sub != 0 && s.documented() {
+		o.recordHarvestAccess(a.sub, a.now, 0, requestTarget(r))
+	}
+	o.activateOnWrite(a.now)
+	return true
 }
 
 // activateOnWrite makes the users of Faults.ActiveOnWrite active now, once. The caller holds
