@@ -91,6 +91,7 @@ func acmeSummary(ctx context.Context, client *http.Client, api, token string) co
 func waitAction(ctx context.Context, client *http.Client, api, token, id string) collector.ActionView {
 	var a collector.ActionView
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		a = collector.ActionView{} // a fresh answer each time: decoding into the last one would merge its counts
 		if code, err := call(ctx, client, http.MethodGet, api+"/v1/tenants/acme/actions/"+id, token, nil, &a); err == nil && code == 200 && a.Status == "completed" {
 			break
 		}
