@@ -34,6 +34,9 @@ func (ac *actions) run(ctx context.Context, tenant string, sc storedConnection, 
 	if err != nil {
 		return internal(codeNATSUnavailable, err)
 	}
+	if cur, err := ac.conns.get(ctx, tenant); err == nil {
+		sc = cur // the guards read the connection as it is now (admin user, settings)
+	}
 	if d.Status != actionCompleted {
 		cl, ok := gc.(actionClient)
 		if !ok {
