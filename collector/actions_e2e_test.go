@@ -372,3 +372,53 @@ func TestActionRequestsRefused(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestLargeActionWithinBudget: a 500-user action (forced, so that nearly every user is sent)
+// on Greenhouse's limits scaled down a hundred times, with action-chunk 25 every 300 ms (the
+// default 25 per 30 s, scaled the same): no 429, a sync asked for midway runs before the
+// action ends, and each user is sent at most once.
+func TestLargeActionWithinBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	cfg := testConfig(t, storagetest.Database(t))
+	cfg.ActionEvery = 300 * time.Millisecond
+	g := startSim(t, nil)
+	org := g.addOrg(t, simulator.OrgSpec{Name: "large", Seed: 73, Users: 600, Events: 2000})
+	e := startEnv(t, cfg)
+	e.connect("large", g, org, http.StatusOK)
+	e.waitConnection("large", 90*time.Second, syncedAndConnected)
+	var ids []int64
+	for _, u := range org.Truth().Users {
+		if u.Status == "active" && len(ids) < 500 {
+			ids = append(ids, u.ID)
+		}
+	}
+	require.Len(t, ids, 500)
+	throttled := org.Stats().Throttled
+	start := time.Now()
+	code, a := e.postAction("large", map[string]any{"type": "deactivate", "user_ids": ids, "requested_by": "load", "force": true,
+		"idempotency_key": "large-1"})
+	require.Equal(t, 202, code)
+	time.Sleep(time.Second)
+	var run map[string]string
+	require.Equal(t, 202, e.call(http.MethodPost, "/v1/tenants/large/connections/greenhouse/sync", nil, &run))
+	synced := e.waitConnection("large", 60*time.Second, func(c events.Connection) bool {
+		return c.LastSync != nil && c.LastSync.RunID == run["run_id"] && c.LastSync.Kind == events.RunAudit
+	})
+	syncTook := time.Since(start)
+	a = e.waitAction("large", a.ActionID)
+	took := time.Since(start)
+	require.NotNil(t, a.CompletedAt)
+	assert.True(t, synced.LastSync.FinishedAt.Before(*a.CompletedAt), "the sync did not wait for the action")
+	writes := org.Writes()
+	seen := map[string]bool{}
+	for _, w := range writes {
+		assert.False(t, seen[w], "%s sent twice", w)
+		seen[w] = true
+	}
+	assert.Greater(t, a.Counts["done"], 450, "%v", a.Counts)
+	assert.Equal(t, throttled, org.Stats().Throttled, "no 429 during the action")
+	t.Logf("500-user action: %d writes in %s, %v; a sync asked for 1 s in finished after %s; 429s: %d",
+		len(writes), took.Round(100*time.Millisecond), a.Counts, syncTook.Round(100*time.Millisecond), org.Stats().Throttled-throttled)
+}
