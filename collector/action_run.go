@@ -26,7 +26,7 @@ type actionClient interface {
 // run runs the next chunk of the tenant's action id with the tenant's Greenhouse client, then
 // records what is decided; a finished action asks for a users sync and leaves the
 // connection's list. An error leaves the action for the next run.
-func (ac *actions) run(ctx context.Context, tenant string, sc storedConnection, id string, gc greenhouseClient) error {
+func (ac *actions) run(ctx context.Context, tenant string, sc storedConnection, id string, cl actionClient) error {
 	d, rev, err := ac.get(ctx, tenant, id)
 	if errors.Is(err, events.ErrNotFound) {
 		return ac.unqueue(ctx, tenant, id)
@@ -38,10 +38,6 @@ func (ac *actions) run(ctx context.Context, tenant string, sc storedConnection, 
 		sc = cur // the guards read the connection as it is now (admin user, settings)
 	}
 	if d.Status != actionCompleted {
-		cl, ok := gc.(actionClient)
-		if !ok {
-			return fmt.Errorf("the Greenhouse client of tenant %q cannot write users", tenant)
-		}
 		if err := ac.step(ctx, &d, &rev, sc, cl); err != nil {
 			return err
 		}

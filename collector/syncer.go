@@ -184,9 +184,9 @@ func (s *syncer) run(ctx context.Context, job syncJob) (usersOK, auditOK bool, u
 		results = append(results, job.requested(r))
 		auditOK = r.err == nil
 	}
-	if job.action != "" && s.actions != nil {
+	if cl, ok := gc.(actionClient); ok && job.action != "" && s.actions != nil {
 		// After the poll, so that the guards see the newest activity.
-		if err := s.actions.run(ctx, job.tenant, job.sc, job.action, gc); err != nil && ctx.Err() == nil {
+		if err := s.actions.run(ctx, job.tenant, job.sc, job.action, cl); err != nil && ctx.Err() == nil {
 			log.Warn().Err(err).Str("action_id", job.action).Msg("reclaim action")
 		}
 	}
