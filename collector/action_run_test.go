@@ -128,6 +128,7 @@ func TestActionResumesUsersInDoubt(t *testing.T) {
 	assert.Equal(t, []int64{11, 12, 13, 14, 14}, gh.sent, "10 and 13 never sent again; 14 sent again after its failed write did not land")
 	assert.Equal(t, actionCompleted, got.Status)
 	assert.Len(t, store.rows, 5, "one row per user")
+	assert.Equal(t, 5.0, counterValue(t, ac.out.metrics, "collector_action_outcomes_total"), "counted once each")
 	sc, err = s.conns.get(ctx, "acme")
 	require.NoError(t, err)
 	assert.Empty(t, sc.Actions, "finished: off the connection's list")
@@ -135,4 +136,19 @@ func TestActionResumesUsersInDoubt(t *testing.T) {
 
 	require.NoError(t, ac.run(ctx, "acme", sc, id, gh), "a run of a finished action")
 	assert.Len(t, gh.sent, 5, "sends nothing")
+}
+
+// counterValue sums a counter's series in m's registry.
+func counterValue(t *testing.T, m *metrics, name string) float64 {
+	families, err := m.reg.Gather()
+	require.NoError(t, err)
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, mt := range f.GetMetric() {
+				sum += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

@@ -184,6 +184,7 @@ func (ac *actions) record(ctx context.Context, d *actionDoc) error {
 	d.Announced = true
 	for _, i := range recorded {
 		d.Users[i].Recorded = true
+		ac.out.metrics.actionOutcomes.WithLabelValues(string(req.Type), string(d.Users[i].Outcome)).Inc()
 	}
 	return nil
 }
