@@ -27,7 +27,7 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 		return err
 	}
 	now := s.now()
-	params := usageParams(s.cfg.settingsOf(sc.Doc), cp, now, through)
+	params := usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, now, through)
 	version := uint64(now.UnixNano())
 	var (
 		rows []storage.UserRow
@@ -45,12 +45,10 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 		if r.Status == storage.StatusRemoved {
 			return nil
 		}
-		tr, fire := alerts.evaluate(record(r, params))
-		if !fire {
-			return nil
+		env, fire, err := alerts.judge(record(r, params), params, cp.ObservedSince, now, "")
+		if fire {
+			envs = append(envs, env)
 		}
-		env, err := alertEnvelope(tr, params, cp.ObservedSince, now)
-		envs = append(envs, env)
 		return err
 	})
 	if err != nil {

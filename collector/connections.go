@@ -59,6 +59,9 @@ type storedConnection struct {
 	// compare-and-set as the change itself and removed once delivered, so a NATS or
 	// ClickHouse failure delays them and loses none (deliver).
 	Outbox []pendingChange `json:"outbox,omitempty"`
+	// Policy is the tenant's license policy (policy.go); nil until one is set. A connect
+	// keeps it.
+	Policy *tenantPolicy `json:"policy,omitempty"`
 }
 
 // pendingChange is one change of a connection document waiting for delivery.
@@ -146,9 +149,10 @@ func tenantFromKey(key string) (string, bool) {
 	return key[len(prefix):], true
 }
 
-// connectionEventStore stores the rows of connection changes: *storage.Store.
+// connectionEventStore stores the rows of connection and policy changes: *storage.Store.
 type connectionEventStore interface {
 	InsertConnectionEvent(ctx context.Context, row storage.ConnectionEventRow) error
+	policyChangeStore
 }
 
 // connections reads and writes the connection documents; see the top of this file.
@@ -239,6 +243,7 @@ func (c *connections) replace(ctx context.Context, tenant string, doc events.Con
 			sc.Doc.Freshness = old.Doc.Freshness
 			sc.Doc.ObservedSince = old.Doc.ObservedSince
 			sc.Outbox = old.Outbox
+			sc.Policy = old.Policy
 		}
 		return sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc)), nil
 	})

@@ -8,6 +8,7 @@ func Types() []Type {
 		TypeUserChanged, TypeUsageUpdated,
 		TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed,
 		TypeConnectionChanged, TypeSyncCompleted,
+		TypeAlertSeatsExceeded, TypeAlertSeatsUnused, TypePolicyChanged,
 	}
 }
 
@@ -25,6 +26,10 @@ func NewData(t Type) any {
 		return new(ConnectionChanged)
 	case TypeSyncCompleted:
 		return new(SyncSummary)
+	case TypeAlertSeatsExceeded, TypeAlertSeatsUnused:
+		return new(SeatAlert)
+	case TypePolicyChanged:
+		return new(PolicyChanged)
 	}
 	return nil
 }

@@ -169,7 +169,8 @@ var addColumnIfNotExists = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\S+)\s+
 // execIdempotent runs one migration statement. "Already exists" answers (a concurrent
 // migrator got there first) count as success.
 func (s *Store) execIdempotent(ctx context.Context, st string) error {
-	if m := addColumnIfNotExists.FindStringSubmatch(st); m != nil {
+	m := addColumnIfNotExists.FindStringSubmatch(st)
+	if m != nil {
 		table := m[1]
 		if i := strings.LastIndexByte(table, '.'); i >= 0 {
 			table = table[i+1:]
@@ -190,6 +191,12 @@ func (s *Store) execIdempotent(ctx context.Context, st string) error {
 	switch exceptionCode(err) {
 	case codeTableAlreadyExists, codeDatabaseAlreadyExists, codeDuplicateColumn:
 		return nil
+	case codeIllegalColumn:
+		// A concurrent migrator added the column between the lookup and this ADD COLUMN:
+		// 18.16 says so with ILLEGAL_COLUMN ("column with this name already exists").
+		if m != nil && strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
 	}
 	return err
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-var tables = []string{"audit_events", "connection_events", "license_counts", "schema_migrations", "sync_runs", "usage_counts", "user_activity_daily", "user_changes", "users"}
+var tables = []string{"audit_events", "connection_events", "license_counts", "policy_changes", "schema_migrations", "sync_runs", "usage_counts", "user_activity_daily", "user_changes", "users"}
 
 func tablesOf(t *testing.T, s *storage.Store) []string {
 	t.Helper()
@@ -70,7 +70,7 @@ func TestMigrate(t *testing.T) {
 			start.Done()
 			require.NoError(t, g.Wait())
 			assert.Equal(t, tables, tablesOf(t, stores[0]))
-			assert.Equal(t, uint64(2), scalar(t, stores[0], "SELECT uniqExact(version) FROM "+table(stores[0], "schema_migrations")), "0001 and 0002")
+			assert.Equal(t, uint64(3), scalar(t, stores[0], "SELECT uniqExact(version) FROM "+table(stores[0], "schema_migrations")), "0001 to 0003")
 			assert.Equal(t, db, stores[0].Database())
 		})
 	}
