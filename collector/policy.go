@@ -42,9 +42,10 @@ const (
 	contractEndLayout = time.DateOnly
 )
 
-// apply puts the policy's thresholds, grace period and the exemptions in force at p.Now into
-// p; a nil policy changes nothing.
-func (tp *tenantPolicy) apply(p *storage.UsageParams) {
+// apply puts the policy's thresholds, grace period and the exemptions in force at now into p;
+// a nil policy changes nothing. Exemptions are judged at the clock's now, not p.Now (which
+// lags behind while activity is being applied): an exemption that has expired is over.
+func (tp *tenantPolicy) apply(p *storage.UsageParams, now time.Time) {
 	if tp == nil {
 		return
 	}
@@ -58,7 +59,7 @@ func (tp *tenantPolicy) apply(p *storage.UsageParams) {
 	})
 	p.GraceDays = tp.Policy.NewUserGraceDays
 	for _, e := range tp.Policy.Exemptions {
-		if exp, ok := expiry(e); ok && !exp.After(p.Now) {
+		if exp, ok := expiry(e); ok && !exp.After(now) {
 			continue // expired: the user is judged again
 		}
 		if e.UserID != 0 {
@@ -67,6 +68,26 @@ func (tp *tenantPolicy) apply(p *storage.UsageParams) {
 			p.Exempt.Emails = append(p.Exempt.Emails, storage.LowerEmail(e.Email))
 		}
 	}
+}
+
+// exempts reports whether the policy exempts the user with this id or e-mail at a time
+// (a nil policy exempts nobody): the usage rule's test (storage.Exemptions.Has) under the
+// exemptions in force then. Whatever must leave exempt users alone (the usage rule, a
+// reclaim) asks it, or the tenant's connections (connections.exempt).
+func (tp *tenantPolicy) exempts(userID int64, email string, at time.Time) bool {
+	var p storage.UsageParams
+	tp.apply(&p, at)
+	return p.Exempt.Has(userID, email)
+}
+
+// exempt reports whether the tenant's stored policy exempts the user with this id or e-mail
+// at a time; events.ErrNotFound without a connection.
+func (c *connections) exempt(ctx context.Context, tenant string, userID int64, email string, at time.Time) (bool, error) {
+	sc, err := c.get(ctx, tenant)
+	if err != nil {
+		return false, err
+	}
+	return sc.Policy.exempts(userID, email, at), nil
 }
 
 // expiry is an exemption's end, if it has one.

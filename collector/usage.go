@@ -72,6 +72,6 @@ func usageParams(st tenantSettings, pol *tenantPolicy, cp checkpoint, now, activ
 	case activityThrough.Before(now):
 		p.Now = activityThrough
 	}
-	pol.apply(&p)
+	pol.apply(&p, now)
 	return p
 }
