@@ -22,12 +22,10 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 	if err != nil {
 		return err
 	}
-	cp, _, err := s.checkpoints.get(ctx, tenant)
+	cp, now, params, err := s.judgedNow(ctx, tenant, sc, through)
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	params := usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, now, through)
 	version := uint64(now.UnixNano())
 	var (
 		rows []storage.UserRow

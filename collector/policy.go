@@ -333,31 +333,16 @@ type policyChangeStore interface {
 // delivered twice is seen once. On a failure the rest stays queued for the tenant's next users
 // sync or policy change.
 func (c *connections) deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error {
-	delivered := map[uint32]bool{}
-	var failed error
-	for _, ch := range outbox {
-		if err := c.announcePolicy(ctx, ch); err != nil {
-			failed = err
-			break
-		}
-		delivered[ch.Revision] = true
-	}
-	if len(delivered) == 0 {
-		return failed
-	}
-	_, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
-		if !exists || sc.Policy == nil {
-			return sc, events.ErrNotFound
-		}
-		tp := *sc.Policy
-		tp.Outbox = slices.DeleteFunc(slices.Clone(tp.Outbox), func(ch events.PolicyChanged) bool { return delivered[ch.Revision] })
-		sc.Policy = &tp
-		return sc, nil
-	})
-	if err != nil {
-		return errors.Join(failed, fmt.Errorf("clear delivered policy changes: %w", err))
-	}
-	return failed
+	return deliverOutbox(ctx, c, tenant, "policy changes", outbox, func(ch events.PolicyChanged) uint32 { return ch.Revision }, c.announcePolicy,
+		func(sc *storedConnection, delivered map[uint32]bool) error {
+			if sc.Policy == nil {
+				return events.ErrNotFound
+			}
+			tp := *sc.Policy
+			tp.Outbox = slices.DeleteFunc(slices.Clone(tp.Outbox), func(ch events.PolicyChanged) bool { return delivered[ch.Revision] })
+			sc.Policy = &tp
+			return nil
+		})
 }
 
 // announcePolicy stores one policy change's row, then publishes its event.
@@ -389,6 +374,21 @@ func (c *connections) announcePolicy(ctx context.Context, ch events.PolicyChange
 	return nil
 }
 
+// judgedNow reads the tenant's checkpoint and returns it with the time and the usage rule's
+// parameters to judge its licenses by now, activity applied through through (zero: as far
+// as the checkpoint says).
+func (s *syncer) judgedNow(ctx context.Context, tenant string, sc storedConnection, through time.Time) (checkpoint, time.Time, storage.UsageParams, error) {
+	cp, _, err := s.checkpoints.get(ctx, tenant)
+	if err != nil {
+		return cp, time.Time{}, storage.UsageParams{}, err
+	}
+	if through.IsZero() {
+		through = cp.ActivityThrough
+	}
+	now := s.now()
+	return cp, now, usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, now, through), nil
+}
+
 // rejudgeAttempts bounds the re-judging of a tenant whose alert state another writer (a run
 // of its owning replica) changed meanwhile.
 const rejudgeAttempts = 3
@@ -408,16 +408,14 @@ func (s *syncer) rejudge(ctx context.Context, tenant string, sc storedConnection
 
 // judge is one attempt of rejudge.
 func (s *syncer) judge(ctx context.Context, tenant string, sc storedConnection) error {
-	cp, _, err := s.checkpoints.get(ctx, tenant)
-	if err != nil {
-		return err
-	}
 	alerts, alertRev, err := s.alerts.get(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	params := usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, now, cp.ActivityThrough)
+	cp, now, params, err := s.judgedNow(ctx, tenant, sc, time.Time{})
+	if err != nil {
+		return err
+	}
 	var envs []events.Envelope
 	err = s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
 		if r.Status == storage.StatusRemoved {
