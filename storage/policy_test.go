@@ -10,7 +10,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-func i64(v int64) *int64 { return &v }
+func i64(v int64) *int64    { return &v }
 func u32p(v uint32) *uint32 { return &v }
 
 func TestFigures(t *testing.T) {
