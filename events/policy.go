@@ -39,9 +39,9 @@ type LicenseTypePolicy struct {
 	SeatsPurchased *int64 `json:"seats_purchased"`
 	// AnnualCost is the price of one seat for a year, a decimal string in Currency's major
 	// unit with at most its minor digits ("480.00" USD, "52000" JPY); never a JSON number.
-	AnnualCost *string `json:"annual_cost"`
-	Currency   string  `json:"currency,omitempty"`              // ISO 4217, with annual_cost
-	ContractEnd string `json:"contract_end,omitempty"`          // YYYY-MM-DD
+	AnnualCost  *string `json:"annual_cost"`
+	Currency    string  `json:"currency,omitempty"`     // ISO 4217, with annual_cost
+	ContractEnd string  `json:"contract_end,omitempty"` // YYYY-MM-DD
 	// InactiveAfterDays overrides the tenant's inactive_after_days for this license type.
 	InactiveAfterDays *int `json:"inactive_after_days,omitempty"`
 }
