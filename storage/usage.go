@@ -231,17 +231,18 @@ var usagePlaceholders = strings.NewReplacer(
 
 // usageArgs binds the parameters of usageSQL and reasonSQL for p.
 func usageArgs(p UsageParams) []any {
+	graceFrom := int64(0) // none
+	if g := p.graceFrom(); !g.IsZero() {
+		graceFrom = max(unix(g), 1)
+	}
 	args := []any{
 		clickhouse.Named("threshold", unix(p.ThresholdFor(""))),
 		clickhouse.Named("covered", b2u(p.coveredFor(""))),
 		clickhouse.Named("usage_data", b2u(!p.CoverageStart.IsZero())),
 		clickhouse.Named("coverage_start", max(unix(p.CoverageStart), 0)),
-		clickhouse.Named("grace_from", int64(0)),
+		clickhouse.Named("grace_from", graceFrom),
 		clickhouse.Named("exempt_ids", joinIDs(p.Exempt.IDs)),
 		clickhouse.Named("exempt_emails", strings.Join(p.Exempt.Emails, ",")),
-	}
-	if g := p.graceFrom(); !g.IsZero() {
-		args[4] = clickhouse.Named("grace_from", max(unix(g), 1))
 	}
 	for _, typ := range LicenseTypes {
 		args = append(args,
