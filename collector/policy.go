@@ -265,13 +265,7 @@ func policyChanges(a, b events.Policy) []string {
 	var out []string
 	bt := b.LicenseTypes
 	a.LicenseTypes.Each(func(typ string, x *events.LicenseTypePolicy) {
-		var y *events.LicenseTypePolicy
-		bt.Each(func(t string, p *events.LicenseTypePolicy) {
-			if t == typ {
-				y = p
-			}
-		})
-		xv, yv := reflect.ValueOf(*x), reflect.ValueOf(*y)
+		xv, yv := reflect.ValueOf(*x), reflect.ValueOf(*bt.Of(typ))
 		for i := range xv.NumField() {
 			if !reflect.DeepEqual(xv.Field(i).Interface(), yv.Field(i).Interface()) {
 				name, _, _ := strings.Cut(xv.Type().Field(i).Tag.Get("json"), ",")

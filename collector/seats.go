@@ -174,11 +174,9 @@ func seatSummaries(figs []storage.SeatFigures, p storage.UsageParams, pol *tenan
 			}
 		}
 		if pol != nil {
-			pol.Policy.LicenseTypes.Each(func(typ string, lp *events.LicenseTypePolicy) {
-				if typ == f.LicenseType {
-					s.ContractEnd = lp.ContractEnd
-				}
-			})
+			if lp := pol.Policy.LicenseTypes.Of(f.LicenseType); lp != nil {
+				s.ContractEnd = lp.ContractEnd
+			}
 		}
 		out[f.LicenseType] = s
 	}

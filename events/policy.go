@@ -34,6 +34,17 @@ func (l *LicenseTypePolicies) Each(fn func(licenseType string, p *LicenseTypePol
 	fn("basic", &l.Basic)
 }
 
+// Of returns the terms of a license type, nil for an unknown type.
+func (l *LicenseTypePolicies) Of(licenseType string) *LicenseTypePolicy {
+	var out *LicenseTypePolicy
+	l.Each(func(typ string, p *LicenseTypePolicy) {
+		if typ == licenseType {
+			out = p
+		}
+	})
+	return out
+}
+
 // LicenseTypePolicy is what the customer bought of one license type, and its threshold.
 type LicenseTypePolicy struct {
 	SeatsPurchased *int64 `json:"seats_purchased"`
