@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -145,4 +146,34 @@ func TestPolicyInTheUsageRule(t *testing.T) {
 	var none *tenantPolicy
 	assert.False(t, none.exempts(7, "", now))
 	assert.Equal(t, storage.PolicyTerms{}, none.terms())
+}
+
+// TestSeatAlertsOncePerTransition: each seat alert fires when its condition begins, not while
+// it holds; the condition ending fires nothing, and its coming back is a new transition.
+func TestSeatAlertsOncePerTransition(t *testing.T) {
+	seats := int64(10)
+	fig := func(licenses int64) []storage.SeatFigures {
+		return []storage.SeatFigures{storage.Figures(storage.UsageCounts{LicenseType: LicenseBasic, Licenses: licenses},
+			storage.SeatTerms{SeatsPurchased: &seats})}
+	}
+	threshold := 3
+	var st alertState
+	fired := func(licenses int64) []string {
+		var out []string
+		for _, tr := range st.evaluateSeats(fig(licenses), &threshold) {
+			out = append(out, fmt.Sprintf("%s:%d", tr.alert, tr.seq))
+		}
+		return out
+	}
+	assert.Equal(t, []string{"seats_unused:1"}, fired(5), "5 of 10 unassigned, above 3")
+	assert.Empty(t, fired(6), "still above")
+	assert.Empty(t, fired(8), "2 unassigned: ends, silently")
+	assert.Equal(t, []string{"seats_exceeded:1"}, fired(11))
+	assert.Empty(t, fired(12))
+	assert.Equal(t, []string{"seats_unused:2"}, fired(2), "back above the threshold: a new transition")
+	assert.Empty(t, st.evaluateSeats(fig(2), nil), "no threshold: never unused")
+	assert.Equal(t, seatAlertState{ExceededSeq: 1, UnusedSeq: 2}, st.Seats[LicenseBasic], "nothing holds; the sequence numbers stay, so ids never repeat")
+	st = alertState{}
+	assert.Empty(t, st.evaluateSeats(fig(5), nil))
+	assert.Empty(t, st.Seats, "a license type that never fired is not kept")
 }
