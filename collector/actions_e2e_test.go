@@ -61,7 +61,7 @@ type actionUsers struct {
 func pickActionUsers(t *testing.T, org *simulator.Org) actionUsers {
 	t.Helper()
 	truth := org.Truth()
-	inactive := expectedUsage(truth, time.Now())
+	inactive := expectedUsage(truth, time.Now(), time.Time{})
 	p := actionUsers{admin: org.Credentials().AdminUserID}
 	for _, u := range truth.Users {
 		switch {

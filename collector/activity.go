@@ -22,12 +22,10 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 	if err != nil {
 		return err
 	}
-	cp, _, err := s.checkpoints.get(ctx, tenant)
+	cp, now, params, err := s.judgedNow(ctx, tenant, sc, through)
 	if err != nil {
 		return err
 	}
-	now := s.now()
-	params := usageParams(s.cfg.settingsOf(sc.Doc), cp, now, through)
 	version := uint64(now.UnixNano())
 	var (
 		rows []storage.UserRow
@@ -45,12 +43,10 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 		if r.Status == storage.StatusRemoved {
 			return nil
 		}
-		tr, fire := alerts.evaluate(record(r, params))
-		if !fire {
-			return nil
+		env, fire, err := alerts.judge(record(r, params), params, cp.ObservedSince, now, "")
+		if fire {
+			envs = append(envs, env)
 		}
-		env, err := alertEnvelope(tr, params, cp.ObservedSince, now)
-		envs = append(envs, env)
 		return err
 	})
 	if err != nil {

@@ -23,8 +23,10 @@ const (
 // transition across restarts and replicas. Only users that ever had an inactive/active
 // transition are recorded, so its size follows the number of inactive licenses, not the
 // organisation's size. license_freed needs no memory: it is tied to the user's revision.
+// Seats holds the seat alerts' memory by license type (seats.go).
 type alertState struct {
-	Users map[string]alertUser `json:"users"`
+	Users map[string]alertUser      `json:"users"`
+	Seats map[string]seatAlertState `json:"seats,omitempty"`
 }
 
 type alertUser struct {
@@ -37,14 +39,20 @@ type transition struct {
 	alert string
 	seq   uint64
 	rec   events.LicenseRecord
+	cause string // the reason of a license_active alert; "" for activity_resumed
 }
+
+// causePolicy is the reason of a license_active alert that a policy change caused (a longer
+// threshold, say), rather than the user's activity.
+const causePolicy = "policy_changed"
 
 // evaluate compares a user's current record with the alert memory, updates the memory and
 // returns the transition to publish, if any:
 //   - a license holder classified inactive who was not flagged: license_inactive;
 //   - a flagged user classified active again: license_active;
 //   - a flagged user who no longer holds a license is unflagged silently (license_freed is
-//     published by the users diff).
+//     published by the users diff), and so is a flagged user the policy exempts: when the
+//     exemption ends and the license is still inactive, license_inactive fires again.
 //
 // usage unknown changes nothing.
 func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
@@ -54,7 +62,7 @@ func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
 	key := strconv.FormatInt(rec.UserID, 10)
 	st := s.Users[key]
 	switch {
-	case !rec.Licensed:
+	case !rec.Licensed, rec.Usage == storage.UsageExempt:
 		if st.Inactive {
 			st.Inactive = false
 			s.Users[key] = st
@@ -72,6 +80,18 @@ func (s *alertState) evaluate(rec events.LicenseRecord) (transition, bool) {
 		return transition{alert: AlertLicenseActive, seq: uint64(st.Seq), rec: rec}, true
 	}
 	return transition{}, false
+}
+
+// judge evaluates a license record (evaluate) and builds the envelope of its transition,
+// if any; cause is the reason of a license_active alert ("" for activity_resumed).
+func (s *alertState) judge(rec events.LicenseRecord, p storage.UsageParams, observedSince, now time.Time, cause string) (events.Envelope, bool, error) {
+	tr, fire := s.evaluate(rec)
+	if !fire {
+		return events.Envelope{}, false, nil
+	}
+	tr.cause = cause
+	env, err := alertEnvelope(tr, p, observedSince, now)
+	return env, err == nil, err
 }
 
 // alertEventID is the deterministic id of an alert: one per user, kind and transition.
@@ -98,6 +118,9 @@ func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time
 	switch tr.alert {
 	case AlertLicenseActive:
 		reason = "activity_resumed"
+		if tr.cause != "" {
+			reason = tr.cause
+		}
 	case AlertLicenseFreed:
 		reason = rec.Status
 	}
@@ -107,12 +130,16 @@ func alertEnvelope(tr transition, p storage.UsageParams, observedSince time.Time
 		Evidence: events.Evidence{
 			LastActivityAt:    rec.LastActivityAt,
 			LastEventType:     rec.LastActivityType,
-			InactiveAfterDays: p.InactiveAfterDays,
+			InactiveAfterDays: p.DaysFor(rec.LicenseType),
 			CreatedAt:         rec.CreatedAt,
 			ObservedSince:     observedSince,
 		},
 		Transition: tr.seq,
 		DetectedAt: now,
+	}
+	if !p.CoverageStart.IsZero() {
+		known := p.CoverageStart
+		data.Evidence.ActivityKnownSince = &known
 	}
 	return events.NewEnvelope(rec.TenantID, alertType(tr.alert), alertEventID(rec.TenantID, rec.UserID, tr.alert, tr.seq),
 		fmt.Sprintf("users/%d", rec.UserID), now, data)

@@ -59,6 +59,7 @@ type api struct {
 	tokens      *tokenSet     // API tokens with their scopes (tokens.go); nil: api-token alone
 	walks       *walkStore    // snapshots of users-list walks (walks.go)
 	actions     *actions      // reclaim actions (actions.go, api_actions.go)
+	judge       *syncer       // re-judges a tenant whose policy changed (policy.go); nil: not at once
 }
 
 // apiCode is the code of an error answer (docs/api.md: the error body at its top, and each
@@ -125,8 +126,8 @@ type apiRoute struct {
 }
 
 // handler returns the HTTP API and its routes. A new route is one line here, its handler in
-// the file of its kind (api_connect.go, api_read.go, api_users.go, api_trends.go,
-// api_syncruns.go, api_actions.go), its documentation in docs/api.md (TestAPIDocExamples) and
+// the file of its kind (api_connect.go, api_policy.go, api_read.go, api_users.go,
+// api_trends.go, api_syncruns.go, api_actions.go), its documentation in docs/api.md (TestAPIDocExamples) and
 // docs/openapi.yaml (TestOpenAPI…).
 func (a *api) handler(metrics http.Handler) (http.Handler, []apiRoute) {
 	mux := http.NewServeMux()
@@ -145,6 +146,8 @@ func (a *api) handler(metrics http.Handler) (http.Handler, []apiRoute) {
 	route("GET "+conn, ScopeConnect, http.HandlerFunc(a.getConnection))
 	route("DELETE "+conn, ScopeConnect, http.HandlerFunc(a.deleteConnection))
 	route("POST "+conn+"/sync", ScopeConnect, http.HandlerFunc(a.syncNow))
+	route("GET "+conn+"/policy", ScopeRead, http.HandlerFunc(a.getPolicy))
+	route("PUT "+conn+"/policy", ScopeConnect, http.HandlerFunc(a.putPolicy))
 	route("GET /v1/connections", ScopeConnect, http.HandlerFunc(a.listConnections), "limit", "cursor")
 	route("GET /v1/tenants/{tenant_id}/licenses", ScopeRead, http.HandlerFunc(a.licenses), "usage")
 	route("GET /v1/tenants/{tenant_id}/usage/summary", ScopeRead, http.HandlerFunc(a.summary))
@@ -233,8 +236,18 @@ func (a *api) requireScope(scope Scope, h http.Handler) http.Handler {
 				Message: fmt.Sprintf("this route needs a token with the %s scope; token %q has %s", scope, tok.name, tok.scopeList())})
 			return
 		}
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenNameKey{}, tok.name)))
 	})
+}
+
+// tokenNameKey is the context key of the name of the token a request presented.
+type tokenNameKey struct{}
+
+// tokenName is the name of the token the request presented (requireScope), "" on a route
+// without a token.
+func tokenName(r *http.Request) string {
+	name, _ := r.Context().Value(tokenNameKey{}).(string)
+	return name
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

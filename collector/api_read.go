@@ -81,7 +81,7 @@ func (a *api) tenantUsage(w http.ResponseWriter, r *http.Request, tenant string)
 		a.unavailable(w, err)
 		return sc, storage.UsageParams{}, false
 	}
-	return sc, usageParams(a.cfg.settingsOf(sc.Doc), cp, a.now(), cp.ActivityThrough), true
+	return sc, usageParams(a.cfg.settingsOf(sc.Doc), sc.Policy, cp, a.now(), cp.ActivityThrough), true
 }
 
 func (a *api) licenses(w http.ResponseWriter, r *http.Request) {
@@ -93,9 +93,9 @@ func (a *api) licenses(w http.ResponseWriter, r *http.Request) {
 	switch filter {
 	case "":
 		filter = "all"
-	case "all", storage.UsageActive, storage.UsageInactive, storage.UsageUnknown:
+	case "all", storage.UsageActive, storage.UsageInactive, storage.UsageUnknown, storage.UsageExempt:
 	default:
-		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidField, Field: "usage", Message: "usage must be one of inactive, active, unknown, all"})
+		writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidField, Field: "usage", Message: "usage must be one of inactive, active, unknown, exempt, all"})
 		return
 	}
 	_, params, ok := a.tenantUsage(w, r, tenant)
@@ -129,17 +129,25 @@ type Summary struct {
 	LicensesByType    map[string]int   `json:"licenses_by_type"`
 	Active            int              `json:"active"`
 	Inactive          int              `json:"inactive"`
+	Exempt            int              `json:"exempt"`
 	Unknown           int              `json:"unknown"`
-	Utilisation       float64          `json:"utilisation"`
+	Utilisation       float64          `json:"utilisation"` // active / (licenses − exempt)
 	InactiveAfterDays int              `json:"inactive_after_days"`
 	UsageData         bool             `json:"usage_data"`
 	ObservedSince     *time.Time       `json:"observed_since"`
 	Freshness         events.Freshness `json:"freshness"`
 	State             string           `json:"state"`
 	AsOf              time.Time        `json:"as_of"`
+	// PolicyRevision is the license policy's revision the figures are under (0: none).
+	PolicyRevision uint32 `json:"policy_revision"`
+	// Seats are the figures of each license type under the policy.
+	Seats map[string]SeatSummary `json:"seats"`
+	// Waste sums a year of inactive and unassigned seats per currency.
+	Waste []Waste `json:"waste"`
 }
 
-// summary answers storage.Utilisation (the usage rule in SQL) with the connection's state.
+// summary answers storage.Utilisation (the usage rule in SQL) with the connection's state and
+// the seat figures under the tenant's policy.
 func (a *api) summary(w http.ResponseWriter, r *http.Request) {
 	tenant, ok := tenantParam(w, r)
 	if !ok {
@@ -154,11 +162,14 @@ func (a *api) summary(w http.ResponseWriter, r *http.Request) {
 		a.unavailable(w, err)
 		return
 	}
+	terms := sc.Policy.terms()
+	seats, waste := seatSummaries(u.Figures(terms), params, sc.Policy)
 	writeJSON(w, http.StatusOK, Summary{
-		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Stored, UsersByStatus: u.ByStatus,
+		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Users, UsersByStatus: u.ByStatus,
 		ServiceAccounts: u.ServiceAccounts, Licenses: u.Licenses, LicensesByType: u.ByType,
-		Active: u.Active, Inactive: u.Inactive, Unknown: u.Unknown, Utilisation: u.Ratio,
+		Active: u.Active, Inactive: u.Inactive, Exempt: u.Exempt, Unknown: u.Unknown, Utilisation: u.Ratio,
 		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
 		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
+		PolicyRevision: terms.Revision, Seats: seats, Waste: waste,
 	})
 }

@@ -22,6 +22,7 @@ type TrendBucket struct {
 	LicensesByType map[string]int `json:"licenses_by_type,omitempty"`
 	Active         *int           `json:"active,omitempty"`
 	Inactive       *int           `json:"inactive,omitempty"`
+	Exempt         *int           `json:"exempt,omitempty"`
 	Unknown        *int           `json:"unknown,omitempty"`
 	Utilisation    *float64       `json:"utilisation,omitempty"`
 }
@@ -107,7 +108,7 @@ func (a *api) trends(w http.ResponseWriter, r *http.Request) {
 		if b.SnapshotAt == nil {
 			at := row.TS
 			zero := func() *int { n := 0; return &n }
-			b.SnapshotAt, b.Users, b.Licenses, b.Active, b.Inactive, b.Unknown = &at, zero(), zero(), zero(), zero(), zero()
+			b.SnapshotAt, b.Users, b.Licenses, b.Active, b.Inactive, b.Exempt, b.Unknown = &at, zero(), zero(), zero(), zero(), zero(), zero()
 			b.LicensesByType = map[string]int{}
 			u := 0.0
 			b.Utilisation = &u
@@ -116,13 +117,13 @@ func (a *api) trends(w http.ResponseWriter, r *http.Request) {
 		*b.Licenses += int(row.Licenses)
 		*b.Active += int(row.Active)
 		*b.Inactive += int(row.Inactive)
+		*b.Exempt += int(row.Exempt)
 		*b.Unknown += int(row.Unknown)
 		if row.Licenses > 0 {
 			b.LicensesByType[row.LicenseType] += int(row.Licenses)
 		}
-		if *b.Licenses > 0 {
-			*b.Utilisation = float64(*b.Active) / float64(*b.Licenses)
-		}
+		all := storage.UsageCounts{Licenses: int64(*b.Licenses), Active: int64(*b.Active), Exempt: int64(*b.Exempt)}
+		*b.Utilisation = all.Utilisation()
 	}
 	writeJSON(w, http.StatusOK, out)
 }

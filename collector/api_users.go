@@ -22,17 +22,11 @@ import (
 
 // Query parameters of the read routes, in the order docs/openapi.yaml lists them.
 var (
-	usersParams    = []string{"usage", "license_type", "status", "service_account", "licensed", "q", "sort", "order", "limit", "cursor"}
+	usersParams    = []string{"usage", "license_type", "status", "service_account", "licensed", "exempt", "q", "sort", "order", "limit", "cursor"}
 	userParams     = []string{"from", "to"}
 	trendsParams   = []string{"bucket", "from", "to"}
 	syncRunsParams = []string{"kind", "status", "limit", "cursor"}
 )
-
-// reservedParams are parameters a later version will take; until then they are refused
-// with a sentence saying why.
-var reservedParams = map[string]string{
-	"exempt": "exempt is reserved for license policies, which this version does not have",
-}
 
 // Bounds of the read routes.
 const (
@@ -73,9 +67,6 @@ func onlyParams(allowed []string, h http.Handler) http.Handler {
 				if len(allowed) > 0 {
 					msg += "; this route takes " + strings.Join(allowed, ", ")
 				}
-				if why, reserved := reservedParams[k]; reserved {
-					msg = why
-				}
 				writeError(w, http.StatusBadRequest, apiError{Code: codeUnknownParameter, Field: k, Message: msg})
 				return
 			}
@@ -113,6 +104,7 @@ type UsersPage struct {
 type usersQuery struct {
 	statuses, licenseTypes, usages []string
 	serviceAccount, licensed       *bool
+	exempt                         *bool
 	q                              string
 	sort                           storage.UserSort
 	limit                          int
@@ -130,12 +122,12 @@ func (u usersQuery) key() string {
 		return strconv.FormatBool(*b)
 	}
 	return strings.Join([]string{"v1", strings.Join(u.statuses, ","), strings.Join(u.licenseTypes, ","), strings.Join(u.usages, ","),
-		tri(u.serviceAccount), tri(u.licensed), u.q, u.sort.Key, strconv.FormatBool(u.sort.Desc)}, "\x00")
+		tri(u.serviceAccount), tri(u.licensed), u.q, u.sort.Key, strconv.FormatBool(u.sort.Desc), tri(u.exempt)}, "\x00")
 }
 
 func (u usersQuery) filter(p storage.UsageParams) storage.UserFilter {
 	return storage.UserFilter{Statuses: u.statuses, LicenseTypes: u.licenseTypes, Usages: u.usages,
-		ServiceAccount: u.serviceAccount, Licensed: u.licensed, Query: u.q, Usage: p}
+		ServiceAccount: u.serviceAccount, Licensed: u.licensed, Exempt: u.exempt, Query: u.q, Usage: p}
 }
 
 func (u usersQuery) order() string {
@@ -246,7 +238,7 @@ func parseUsersQuery(q url.Values) (usersQuery, *apiError) {
 		u usersQuery
 		e *apiError
 	)
-	if u.usages, e = listParam(q, "usage", "all", storage.UsageActive, storage.UsageInactive, storage.UsageUnknown); e != nil {
+	if u.usages, e = listParam(q, "usage", "all", storage.UsageActive, storage.UsageInactive, storage.UsageUnknown, storage.UsageExempt); e != nil {
 		return u, e
 	}
 	if contains(u.usages, "all") {
@@ -265,6 +257,9 @@ func parseUsersQuery(q url.Values) (usersQuery, *apiError) {
 		return u, e
 	}
 	if u.licensed, e = boolParam(q, "licensed"); e != nil {
+		return u, e
+	}
+	if u.exempt, e = boolParam(q, "exempt"); e != nil {
 		return u, e
 	}
 	u.q = q.Get("q")

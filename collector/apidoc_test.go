@@ -27,6 +27,8 @@ func TestAPIDocExamples(t *testing.T) {
 		"connection":      func() any { return &events.Connection{} },
 		"error":           func() any { return &map[string]apiError{} },
 		"sync-accepted":   func() any { return &map[string]string{} },
+		"policy-request":  func() any { return &events.Policy{} },
+		"policy":          func() any { return &events.PolicyDocument{} },
 		"connections":     func() any { return &connectionsPage{} },
 		"licenses": func() any {
 			return &struct {

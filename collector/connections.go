@@ -62,6 +62,9 @@ type storedConnection struct {
 	// compare-and-set as the change itself and removed once delivered, so a NATS or
 	// ClickHouse failure delays them and loses none (deliver).
 	Outbox []pendingChange `json:"outbox,omitempty"`
+	// Policy is the tenant's license policy (policy.go); nil until one is set. A connect
+	// keeps it.
+	Policy *tenantPolicy `json:"policy,omitempty"`
 }
 
 // pendingChange is one change of a connection document waiting for delivery.
@@ -152,9 +155,10 @@ func tenantFromKey(key string) (string, bool) {
 	return key[len(prefix):], true
 }
 
-// connectionEventStore stores the rows of connection changes: *storage.Store.
+// connectionEventStore stores the rows of connection and policy changes: *storage.Store.
 type connectionEventStore interface {
 	InsertConnectionEvent(ctx context.Context, row storage.ConnectionEventRow) error
+	policyChangeStore
 }
 
 // connections reads and writes the connection documents; see the top of this file.
@@ -246,6 +250,7 @@ func (c *connections) replace(ctx context.Context, tenant string, doc events.Con
 			sc.Doc.ObservedSince = old.Doc.ObservedSince
 			sc.Outbox = old.Outbox
 			sc.Actions = old.Actions
+			sc.Policy = old.Policy
 		}
 		return sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc)), nil
 	})
@@ -338,25 +343,37 @@ func (c *connections) update(ctx context.Context, tenant string, generation int6
 // its removal) is seen once. On a failure the rest stays queued: the next update of the
 // document, or the owning replica's scheduler (redeliver), retries.
 func (c *connections) deliver(ctx context.Context, tenant string, outbox []pendingChange) error {
-	delivered := map[string]bool{}
+	return deliverOutbox(ctx, c, tenant, "connection changes", outbox, func(p pendingChange) string { return p.ID }, c.announce,
+		func(sc *storedConnection, delivered map[string]bool) error {
+			sc.Outbox = slices.DeleteFunc(sc.Outbox, func(p pendingChange) bool { return delivered[p.ID] })
+			return nil
+		})
+}
+
+// deliverOutbox announces the items of a tenant's outbox, oldest first, until one fails, then
+// removes those delivered (by their key) from the stored connection with clear. It returns the
+// failure, if any (what names the items in its message).
+func deliverOutbox[T any, K comparable](ctx context.Context, c *connections, tenant, what string, outbox []T, key func(T) K,
+	announce func(context.Context, T) error, clear func(sc *storedConnection, delivered map[K]bool) error) error {
+	delivered := map[K]bool{}
 	var failed error
-	for _, p := range outbox {
-		if err := c.announce(ctx, p); err != nil {
+	for _, item := range outbox {
+		if err := announce(ctx, item); err != nil {
 			failed = err
 			break
 		}
-		delivered[p.ID] = true
+		delivered[key(item)] = true
 	}
-	if len(delivered) > 0 {
-		if _, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
-			if !exists {
-				return sc, events.ErrNotFound
-			}
-			sc.Outbox = slices.DeleteFunc(sc.Outbox, func(p pendingChange) bool { return delivered[p.ID] })
-			return sc, nil
-		}); err != nil {
-			return errors.Join(failed, fmt.Errorf("clear delivered connection changes: %w", err))
+	if len(delivered) == 0 {
+		return failed
+	}
+	if _, _, err := c.kv.Modify(ctx, connectionKey(tenant), func(sc storedConnection, exists bool) (storedConnection, error) {
+		if !exists {
+			return sc, events.ErrNotFound
 		}
+		return sc, clear(&sc, delivered)
+	}); err != nil {
+		return errors.Join(failed, fmt.Errorf("clear delivered %s: %w", what, err))
 	}
 	return failed
 }

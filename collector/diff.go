@@ -74,11 +74,15 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 	prev, known := d.prev[u.ID]
 	if !known {
 		row.Revision = 1
+		if storage.Licensed(row.Status, row.ServiceAccount) {
+			row.LicensedAt = &row.CreatedAt // licensed when first listed: since its creation, as far as is known
+		}
 		return row, &change{row: row, changed: []string{"created"}}, true
 	}
 	row.FirstSeenAt = prev.FirstSeenAt
 	row.LastActivityAt = prev.LastActivityAt
 	row.LastActivityType = prev.LastActivityType
+	row.LicensedAt = licensedAt(prev, row, d.now)
 	row.Revision = prev.Revision
 	changed := changedFields(prev, row)
 	if len(changed) == 0 {
@@ -90,6 +94,21 @@ func (d *userDiff) apply(u greenhouse.User, hasJobPermission bool) (storage.User
 		changed: changed,
 		freed:   storage.Licensed(prev.Status, prev.ServiceAccount) && !storage.Licensed(row.Status, row.ServiceAccount) && row.Status != storage.StatusActive,
 	}, true
+}
+
+// licensedAt is when a listed user's first license began (the grace period's start): kept
+// once known; the creation of a user stored licensed before the column existed; now for a
+// user licensed for the first time; nil while the user never held one.
+func licensedAt(prev, row storage.UserRow, now time.Time) *time.Time {
+	switch {
+	case prev.LicensedAt != nil:
+		return prev.LicensedAt
+	case storage.Licensed(prev.Status, prev.ServiceAccount):
+		return &row.CreatedAt
+	case storage.Licensed(row.Status, row.ServiceAccount):
+		return &now
+	}
+	return nil
 }
 
 // changedFields names the fields of a user that differ between two rows, in the contract's

@@ -316,7 +316,11 @@ func TestEndToEnd(t *testing.T) {
 		Licenses []events.LicenseRecord `json:"licenses"`
 	}
 	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/licenses?usage=inactive", nil, &lic))
-	wantInactive := expectedUsage(healthy.Truth(), time.Now())
+	var healthyDoc events.Connection
+	require.Equal(t, 200, e.call(http.MethodGet, "/v1/tenants/healthy/connections/greenhouse", nil, &healthyDoc))
+	require.NotNil(t, healthyDoc.ObservedSince)
+	// The backfill starts right after the first users run: its history from 30 days before.
+	wantInactive := expectedUsage(healthy.Truth(), time.Now(), healthyDoc.ObservedSince.Add(-30*24*time.Hour))
 	gotInactive := map[int64]string{}
 	for _, l := range lic.Licenses {
 		gotInactive[l.UserID] = l.Reason
@@ -326,7 +330,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The documented dashboard query (SQL) agrees with the service's derivation (Go).
 	sqlInactive, err := e.app.Store.InactiveLicenses(context.Background(), "healthy", "greenhouse", storage.UsageParams{
-		Now: time.Now(), InactiveAfterDays: 30, CoverageStart: time.Now().Add(-31 * 24 * time.Hour)})
+		Now: time.Now(), InactiveAfterDays: 30, CoverageStart: healthyDoc.ObservedSince.Add(-30 * 24 * time.Hour)})
 	require.NoError(t, err)
 	sqlSet := map[int64]string{}
 	for _, l := range sqlInactive {
@@ -517,8 +521,9 @@ func kvRaw(t *testing.T, app *collector.App) string {
 func store2(t *testing.T, e *env) *storage.Store { return e.app.Store }
 
 // expectedUsage derives, from the simulator's truth, the inactive license holders and their
-// reasons (the 30-day backfill covers a 30-day threshold).
-func expectedUsage(truth simulator.Truth, now time.Time) map[int64]string {
+// reasons (the 30-day backfill covers a 30-day threshold); historyFrom is where the observed
+// Audit Log history starts (a user created before it who never acted may have acted before).
+func expectedUsage(truth simulator.Truth, now, historyFrom time.Time) map[int64]string {
 	out := map[int64]string{}
 	threshold := now.Add(-30 * 24 * time.Hour)
 	for _, u := range truth.Users {
@@ -531,9 +536,12 @@ func expectedUsage(truth simulator.Truth, now time.Time) map[int64]string {
 		if !u.CreatedAt.Before(threshold) {
 			continue
 		}
-		if u.LastActivityAt == nil {
+		switch {
+		case u.LastActivityAt == nil && u.CreatedAt.Before(historyFrom):
+			out[u.ID] = "no_activity_observed"
+		case u.LastActivityAt == nil:
 			out[u.ID] = "never_active"
-		} else {
+		default:
 			out[u.ID] = "no_recent_activity"
 		}
 	}

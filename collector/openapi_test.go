@@ -141,17 +141,20 @@ func TestOpenAPIDocument(t *testing.T) {
 
 	// The schemas have exactly the JSON fields of the Go types, at every depth.
 	for name, typ := range map[string]reflect.Type{
-		"Connection":    reflect.TypeFor[events.Connection](),
-		"LicenseRecord": reflect.TypeFor[events.LicenseRecord](),
-		"ListedUser":    reflect.TypeFor[collector.ListedUser](),
-		"UsersPage":     reflect.TypeFor[collector.UsersPage](),
-		"UserDetail":    reflect.TypeFor[collector.UserDetail](),
-		"Trends":        reflect.TypeFor[collector.Trends](),
-		"SyncRunsPage":  reflect.TypeFor[collector.SyncRunsPage](),
-		"Summary":       reflect.TypeFor[collector.Summary](),
-		"Action":        reflect.TypeFor[collector.ActionView](),
-		"ActionsPage":   reflect.TypeFor[collector.ActionsPage](),
-		"ActionRequest": reflect.TypeFor[collector.ActionRequest](),
+		"Connection":     reflect.TypeFor[events.Connection](),
+		"LicenseRecord":  reflect.TypeFor[events.LicenseRecord](),
+		"ListedUser":     reflect.TypeFor[collector.ListedUser](),
+		"UsersPage":      reflect.TypeFor[collector.UsersPage](),
+		"UserDetail":     reflect.TypeFor[collector.UserDetail](),
+		"Trends":         reflect.TypeFor[collector.Trends](),
+		"SyncRunsPage":   reflect.TypeFor[collector.SyncRunsPage](),
+		"Summary":        reflect.TypeFor[collector.Summary](),
+		"SeatSummary":    reflect.TypeFor[collector.SeatSummary](),
+		"Policy":         reflect.TypeFor[events.Policy](),
+		"PolicyDocument": reflect.TypeFor[events.PolicyDocument](),
+		"Action":         reflect.TypeFor[collector.ActionView](),
+		"ActionsPage":    reflect.TypeFor[collector.ActionsPage](),
+		"ActionRequest":  reflect.TypeFor[collector.ActionRequest](),
 	} {
 		proxy := model.Components.Schemas.GetOrZero(name)
 		require.NotNil(t, proxy, name)
@@ -339,7 +342,10 @@ func checkOpenAPI(t *testing.T, r *readEnv) {
 		{"/v1/tenants/reads/users?licensed=false&service_account=true&q=a", testToken, "", 200},
 		{"/v1/tenants/reads/users?status=removed", testToken, "", 200},
 		{"/v1/tenants/reads/users?sort=email", testToken, "text/csv", 200},
-		{"/v1/tenants/reads/users?exempt=true", testToken, "", 400},
+		{"/v1/tenants/reads/users?exempt=true", testToken, "", 200},
+		{"/v1/tenants/reads/users?exempt=maybe", testToken, "", 400},
+		{"/v1/tenants/reads/usage/summary", testToken, "", 200},
+		{"/v1/tenants/reads/connections/greenhouse/policy", readerToken, "", 200},
 		{"/v1/tenants/reads/users?limit=0", testToken, "", 400},
 		{"/v1/tenants/reads/users", "", "", 401},
 		{"/v1/tenants/reads/users", connectorToken, "", 403},
@@ -370,7 +376,7 @@ func checkOpenAPI(t *testing.T, r *readEnv) {
 		return v
 	}
 	for name, req := range map[string]struct{ path, token string }{
-		"BadRequest":   {"/v1/tenants/reads/users?exempt=true", testToken},
+		"BadRequest":   {"/v1/tenants/reads/users?exempt=maybe", testToken},
 		"Unauthorized": {"/v1/tenants/reads/users", "wrong-token-0123456789"},
 		"Forbidden":    {"/v1/tenants/reads/connections/greenhouse", readerToken},
 	} {
@@ -388,6 +394,17 @@ func checkOpenAPI(t *testing.T, r *readEnv) {
 
 	code, _ := send(http.MethodPut, "/v1/tenants/reads/connections/greenhouse", testToken, "", []byte(`{"client_id":"x"}`))
 	assert.Equal(t, 400, code)
+	// A policy put, its document, and a refused one: each validated against the document.
+	policy := fmt.Sprintf(`{"license_types": {"basic": {"seats_purchased": 50, "annual_cost": "480.00", "currency": "USD"}},
+		"new_user_grace_days": 7, "seats_unused_threshold": 5, "exemptions": [{"user_id": %d, "reason": "the founder"}]}`, first.Users[0].UserID)
+	code, _ = send(http.MethodPut, "/v1/tenants/reads/connections/greenhouse/policy", testToken, "", []byte(policy))
+	assert.Equal(t, 200, code)
+	code, _ = send(http.MethodPut, "/v1/tenants/reads/connections/greenhouse/policy", testToken, "", []byte(`{"license_types": {"basic": {"annual_cost": 480.0, "currency": "USD"}}}`))
+	assert.Equal(t, 400, code)
+	code, _ = send(http.MethodGet, "/v1/tenants/reads/usage/summary", testToken, "", nil)
+	assert.Equal(t, 200, code)
+	code, _ = send(http.MethodPut, "/v1/tenants/reads/connections/greenhouse/policy", testToken, "", []byte(`{}`))
+	assert.Equal(t, 200, code, "the tests after this one judge without a policy")
 	code, _ = send(http.MethodDelete, "/v1/tenants/nobody/connections/greenhouse", testToken, "", nil)
 	assert.Equal(t, 404, code)
 }

@@ -80,7 +80,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{metrics: m,
 		sched: newScheduler(cfg, conns, sy, events.BucketKV[lease](deps.Bus, events.BucketLeases), disconnected, m, deps.Logger, now),
 		api: &api{cfg: cfg, conns: conns, clients: clients, sealer: deps.Sealer, checkpoints: checkpoints, store: deps.Store,
-			bus: deps.Bus, metrics: m, log: deps.Logger, now: now, actions: acts},
+			bus: deps.Bus, metrics: m, log: deps.Logger, now: now, actions: acts, judge: sy},
 	}
 	if cfg.ConnectsPerMinute > 0 {
 		s.api.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)

@@ -25,6 +25,12 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
+	if sc.Policy != nil && len(sc.Policy.Outbox) > 0 {
+		// Policy changes a request could not announce (NATS or ClickHouse down then).
+		if err := s.conns.deliverPolicy(ctx, tenant, sc.Policy.Outbox); err != nil {
+			return fail(greenhouse.CheckUsers, err)
+		}
+	}
 	hasPerm, err := jobPermissionHolders(ctx, gc)
 	if err != nil {
 		return fail(greenhouse.CheckPermissions, err)
@@ -47,9 +53,14 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err := s.out.stored(s.store.InsertLicenseCounts(ctx, p.licenseCounts())); err != nil {
 		return fail(greenhouse.CheckUsers, fmt.Errorf("store license counts: %w", err))
 	}
-	// The usage counts of the trends (GET …/trends), under the rule the listing's events used.
-	if err := s.out.stored(s.store.RecordUsageCounts(ctx, tenant, connectors.AppGreenhouse, start.Truncate(time.Second), p.params)); err != nil {
-		return fail(greenhouse.CheckUsers, fmt.Errorf("record usage counts: %w", err))
+	// The usage snapshot of the trends (GET …/trends) with the policy's seat figures, under
+	// the rule the listing's events used, and the seat alerts it fires.
+	seatEnvs, err := s.recordUsage(ctx, tenant, sc, p.params, start, &alerts)
+	if err != nil {
+		return fail(greenhouse.CheckUsers, err)
+	}
+	if err := s.out.publish(ctx, seatEnvs); err != nil {
+		return fail(greenhouse.CheckUsers, fmt.Errorf("publish seat alerts: %w", err))
 	}
 	if err := s.alerts.put(ctx, tenant, alerts, alertRev); err != nil {
 		return fail(greenhouse.CheckUsers, err)
@@ -127,7 +138,7 @@ type usersPass struct {
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
 	return &usersPass{
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
-		params:  usageParams(s.cfg.settingsOf(sc.Doc), cp, start, cp.ActivityThrough),
+		params:  usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, start, cp.ActivityThrough),
 		diff:    newUserDiff(tenant, start, uint64(start.UnixNano()), prev),
 		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{},
 	}
@@ -217,16 +228,11 @@ func (p *usersPass) handle(row storage.UserRow, ch *change) error {
 
 // evaluate buffers the alert of a user's usage transition, if any.
 func (p *usersPass) evaluate(row storage.UserRow) error {
-	tr, fire := p.alerts.evaluate(record(row, p.params))
-	if !fire {
-		return nil
+	env, fire, err := p.alerts.judge(record(row, p.params), p.params, p.cp.ObservedSince, p.start, "")
+	if fire {
+		p.envs = append(p.envs, env)
 	}
-	env, err := alertEnvelope(tr, p.params, p.cp.ObservedSince, p.start)
-	if err != nil {
-		return err
-	}
-	p.envs = append(p.envs, env)
-	return nil
+	return err
 }
 
 // flush publishes the buffered events, then stores the buffered user changes and rows.

@@ -42,17 +42,19 @@ type syncStore interface {
 	UpsertUsers(ctx context.Context, rows []storage.UserRow) error
 	InsertLicenseCounts(ctx context.Context, rows []storage.LicenseCountRow) error
 	InsertUserChanges(ctx context.Context, rows []storage.UserChangeRow) error
-	RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p storage.UsageParams) error
+	RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p storage.UsageParams, terms storage.PolicyTerms) ([]storage.SeatFigures, error)
 	InsertAuditEvents(ctx context.Context, rows []storage.AuditEventRow) error
 	UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]storage.UserActivity, error)
 	RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error
 	InsertSyncRun(ctx context.Context, row storage.SyncRunRow) error
 }
 
-// connectionUpdater writes a run's effects on the tenant's connection document: *connections.
+// connectionUpdater writes a run's effects on the tenant's connection document, and
+// announces its queued policy changes: *connections.
 type connectionUpdater interface {
 	update(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error
 	markSyncStarted(ctx context.Context, tenant string, generation int64, runID string) error
+	deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error
 }
 
 // kvStore is a KV bucket of T with compare-and-set: *events.KV[T].

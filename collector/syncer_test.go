@@ -318,7 +318,32 @@ func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChan
 	return f.failing
 }
 
-func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts time.Time, _ storage.UsageParams) error {
+// RecordUsageCounts counts the stored users with the usage rule in Go (which
+// TestUsageRuleAgrees keeps equal to the SQL of *storage.Store) and returns their figures.
+func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts time.Time, p storage.UsageParams, terms storage.PolicyTerms) ([]storage.SeatFigures, error) {
 	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
-	return f.failing
+	u := storage.Utilisation{Types: map[string]storage.UsageCounts{}}
+	for _, r := range f.users {
+		if r.Status == storage.StatusRemoved {
+			continue
+		}
+		c := u.Types[r.LicenseType]
+		c.LicenseType = r.LicenseType
+		c.Users++
+		if storage.Licensed(r.Status, r.ServiceAccount) {
+			c.Licenses++
+			switch usage, _ := storage.ClassifyUsage(r, p); usage {
+			case storage.UsageActive:
+				c.Active++
+			case storage.UsageInactive:
+				c.Inactive++
+			case storage.UsageExempt:
+				c.Exempt++
+			default:
+				c.Unknown++
+			}
+		}
+		u.Types[r.LicenseType] = c
+	}
+	return u.Figures(terms), f.failing
 }

@@ -10,11 +10,11 @@ import (
 // The license types, and the usage rule (storage/usage.go) applied to a tenant: its
 // parameters and a user's license record.
 
-// License types (docs/events.md, saas.user.changed).
+// License types (docs/events.md, saas.user.changed): the usage rule's (storage/usage.go).
 const (
-	LicenseSiteAdmin = "site_admin"
-	LicenseJobAdmin  = "job_admin"
-	LicenseBasic     = "basic"
+	LicenseSiteAdmin = storage.LicenseSiteAdmin
+	LicenseJobAdmin  = storage.LicenseJobAdmin
+	LicenseBasic     = storage.LicenseBasic
 )
 
 // LicenseType derives a user's license type: site_admin if the user is a Site Admin, else
@@ -52,17 +52,18 @@ func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
 		LastActivityType: r.LastActivityType,
 	}
 	if rec.Licensed {
-		rec.Usage, rec.Reason = storage.ClassifyUsage(r.CreatedAt, r.LastActivityAt, p)
+		rec.Usage, rec.Reason = storage.ClassifyUsage(r, p)
 	}
 	return rec
 }
 
-// usageParams returns the parameters of the usage rule (storage/usage.go) for a tenant now.
+// usageParams returns the parameters of the usage rule (storage/usage.go) for a tenant now,
+// under its settings and license policy (nil: none).
 //
 // activityThrough is the time through which users' activity has been applied from the stored
 // events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
 // applied (a crash between the two steps) must not make anyone look inactive.
-func usageParams(st tenantSettings, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
+func usageParams(st tenantSettings, pol *tenantPolicy, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
 	p := storage.UsageParams{Now: now, InactiveAfterDays: st.inactiveAfterDays, CoverageStart: cp.CoverageStart}
 	switch {
 	case p.CoverageStart.IsZero():
@@ -71,5 +72,6 @@ func usageParams(st tenantSettings, cp checkpoint, now, activityThrough time.Tim
 	case activityThrough.Before(now):
 		p.Now = activityThrough
 	}
+	pol.apply(&p, now)
 	return p
 }

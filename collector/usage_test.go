@@ -26,24 +26,24 @@ func TestUsageJudgedAsOfAppliedActivity(t *testing.T) {
 	cp := checkpoint{CoverageStart: now.AddDate(0, 0, -31), AuditThrough: now}
 
 	// Backfill stored, activity not applied yet: too early to judge.
-	p := usageParams(st, cp, now, time.Time{})
-	usage, reason := storage.ClassifyUsage(created, nil, p)
+	p := usageParams(st, nil, cp, now, time.Time{})
+	usage, reason := storage.ClassifyUsage(storage.UserRow{CreatedAt: created}, p)
 	if usage != storage.UsageUnknown || reason != storage.ReasonInsufficientHistory {
 		t.Fatalf("before the activity is applied: %s/%s, want unknown/insufficient_history", usage, reason)
 	}
 
 	// Applied through an hour ago: judged as of then.
 	applied := now.Add(-time.Hour)
-	p = usageParams(st, cp, now, applied)
+	p = usageParams(st, nil, cp, now, applied)
 	if !p.Now.Equal(applied) {
 		t.Fatalf("judged as of %s, want %s", p.Now, applied)
 	}
 	last := applied.AddDate(0, 0, -30).Add(time.Minute) // active as of the applied time
-	if usage, _ := storage.ClassifyUsage(created, &last, p); usage != storage.UsageActive {
+	if usage, _ := storage.ClassifyUsage(storage.UserRow{CreatedAt: created, LastActivityAt: &last}, p); usage != storage.UsageActive {
 		t.Fatalf("last activity within 30 days of the applied time: %s, want active", usage)
 	}
 	old := now.AddDate(0, 0, -40)
-	if usage, reason := storage.ClassifyUsage(created, &old, p); usage != storage.UsageInactive || reason != storage.ReasonNoRecentActivity {
+	if usage, reason := storage.ClassifyUsage(storage.UserRow{CreatedAt: created, LastActivityAt: &old}, p); usage != storage.UsageInactive || reason != storage.ReasonNoRecentActivity {
 		t.Fatalf("last activity 40 days ago: %s/%s, want inactive/no_recent_activity", usage, reason)
 	}
 }

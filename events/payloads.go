@@ -18,18 +18,24 @@ const (
 	TypeAlertLicenseFreed    Type = "saas.alert.license_freed"
 	TypeConnectionChanged    Type = "saas.connection.changed"
 	TypeSyncCompleted        Type = "saas.sync.completed"
+	// The license policy's (policy.go).
+	TypeAlertSeatsExceeded Type = "saas.alert.seats_exceeded"
+	TypeAlertSeatsUnused   Type = "saas.alert.seats_unused"
+	TypePolicyChanged      Type = "saas.policy.changed"
 )
 
 // Topic returns the last subject token the type is published under:
-// user, usage, alert, connection, sync or action.
+// user, usage, alert, connection, sync, policy or action.
 func (t Type) Topic() string {
 	switch t {
 	case TypeUserChanged:
 		return "user"
 	case TypeUsageUpdated:
 		return "usage"
-	case TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed:
+	case TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed, TypeAlertSeatsExceeded, TypeAlertSeatsUnused:
 		return "alert"
+	case TypePolicyChanged:
+		return "policy"
 	case TypeConnectionChanged:
 		return "connection"
 	case TypeSyncCompleted:
@@ -60,7 +66,7 @@ type LicenseRecord struct {
 	RemovedAt        *time.Time `json:"removed_at"`
 	LastActivityAt   *time.Time `json:"last_activity_at"`
 	LastActivityType string     `json:"last_activity_type,omitempty"` // event type of the newest activity
-	Usage            string     `json:"usage,omitempty"`              // active, inactive, unknown; only for license holders
+	Usage            string     `json:"usage,omitempty"`              // active, inactive, unknown, exempt; only for license holders
 	Reason           string     `json:"reason,omitempty"`             // for inactive and unknown
 }
 
@@ -87,9 +93,12 @@ type UsageUpdated struct {
 type Evidence struct {
 	LastActivityAt    *time.Time `json:"last_activity_at"`
 	LastEventType     string     `json:"last_event_type,omitempty"`
-	InactiveAfterDays int        `json:"inactive_after_days"`
+	InactiveAfterDays int        `json:"inactive_after_days"` // the threshold of the user's license type
 	CreatedAt         time.Time  `json:"created_at"`
 	ObservedSince     time.Time  `json:"observed_since"`
+	// ActivityKnownSince is the start of the observed Audit Log history: no activity since
+	// then is what no_activity_observed and never_active say. Omitted without usage data.
+	ActivityKnownSince *time.Time `json:"activity_known_since,omitempty"`
 }
 
 // Alert is the data of the saas.alert.* types: one license transition.
@@ -102,7 +111,7 @@ type Alert struct {
 	Email       string    `json:"email"`
 	LicenseType string    `json:"license_type"`
 	Status      string    `json:"status"`
-	Reason      string    `json:"reason"` // no_recent_activity, never_active, activity_resumed, deactivated, removed
+	Reason      string    `json:"reason"` // no_recent_activity, no_activity_observed, never_active, activity_resumed, deactivated, removed
 	Evidence    Evidence  `json:"evidence"`
 	Transition  uint64    `json:"transition"` // per-user sequence number of this transition
 	DetectedAt  time.Time `json:"detected_at"`

@@ -8,6 +8,7 @@ func Types() []Type {
 		TypeUserChanged, TypeUsageUpdated,
 		TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed,
 		TypeConnectionChanged, TypeSyncCompleted,
+		TypeAlertSeatsExceeded, TypeAlertSeatsUnused, TypePolicyChanged,
 		TypeActionRequested, TypeActionCompleted,
 	}
 }
@@ -26,6 +27,10 @@ func NewData(t Type) any {
 		return new(ConnectionChanged)
 	case TypeSyncCompleted:
 		return new(SyncSummary)
+	case TypeAlertSeatsExceeded, TypeAlertSeatsUnused:
+		return new(SeatAlert)
+	case TypePolicyChanged:
+		return new(PolicyChanged)
 	case TypeActionRequested:
 		return new(ActionRequested)
 	case TypeActionCompleted:

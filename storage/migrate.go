@@ -166,10 +166,20 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS, dir string) error {
 // 18.16 does not parse; execIdempotent runs it as a plain ADD COLUMN when the column is missing.
 var addColumnIfNotExists = regexp.MustCompile(`(?is)^\s*ALTER\s+TABLE\s+(\S+)\s+ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+(\S+)\s+(.*)$`)
 
+// plainAddColumn is an ALTER TABLE … ADD COLUMN IF NOT EXISTS statement without IF NOT
+// EXISTS, what execIdempotent runs when the column is missing (any other statement as it is).
+func plainAddColumn(st string) string {
+	if m := addColumnIfNotExists.FindStringSubmatch(st); m != nil {
+		return "ALTER TABLE " + m[1] + " ADD COLUMN " + m[2] + " " + m[3]
+	}
+	return st
+}
+
 // execIdempotent runs one migration statement. "Already exists" answers (a concurrent
 // migrator got there first) count as success.
 func (s *Store) execIdempotent(ctx context.Context, st string) error {
-	if m := addColumnIfNotExists.FindStringSubmatch(st); m != nil {
+	m := addColumnIfNotExists.FindStringSubmatch(st)
+	if m != nil {
 		table := m[1]
 		if i := strings.LastIndexByte(table, '.'); i >= 0 {
 			table = table[i+1:]
@@ -184,12 +194,18 @@ func (s *Store) execIdempotent(ctx context.Context, st string) error {
 		if n > 0 {
 			return nil
 		}
-		st = "ALTER TABLE " + m[1] + " ADD COLUMN " + m[2] + " " + m[3]
+		st = plainAddColumn(st)
 	}
 	err := s.conn.Exec(ctx, st)
 	switch exceptionCode(err) {
 	case codeTableAlreadyExists, codeDatabaseAlreadyExists, codeDuplicateColumn:
 		return nil
+	case codeIllegalColumn:
+		// A concurrent migrator added the column between the lookup and this ADD COLUMN:
+		// 18.16 says so with ILLEGAL_COLUMN ("column with this name already exists").
+		if m != nil && strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
 	}
 	return err
 }

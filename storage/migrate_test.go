@@ -14,7 +14,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-var tables = []string{"actions", "audit_events", "connection_events", "license_counts", "schema_migrations", "sync_runs", "usage_counts", "user_activity_daily", "user_changes", "users"}
+var tables = []string{"actions", "audit_events", "connection_events", "license_counts", "policy_changes", "schema_migrations", "sync_runs", "usage_counts", "user_activity_daily", "user_changes", "users"}
 
 func tablesOf(t *testing.T, s *storage.Store) []string {
 	t.Helper()

@@ -124,22 +124,24 @@ func (s *Store) InactiveLicenses(ctx context.Context, tenant, app string, p Usag
 
 // Utilisation summarises the users and licenses of a tenant and app. Users counts every user
 // not removed (including deactivated users and service accounts); Licenses the active,
-// non-service users; Active + Inactive + Unknown = Licenses; ByType counts licenses per
-// license type; Ratio = Active / Licenses (0 without licenses). Stored counts every user
+// non-service users; Active + Inactive + Exempt + Unknown = Licenses; ByType counts licenses
+// per license type, and Types the users not removed of each license type with their usage;
+// Ratio = Active / (Licenses − Exempt) (0 without such licenses). Stored counts every user
 // stored, removed ones included, ByStatus the same users by status and ServiceAccounts the
 // service accounts among them.
 type Utilisation struct {
-	Users, Licenses, Active, Inactive, Unknown int
-	ByType                                     map[string]int
-	Ratio                                      float64
-	Stored, ServiceAccounts                    int
-	ByStatus                                   map[string]int
+	Users, Licenses, Active, Inactive, Exempt, Unknown int
+	ByType                                             map[string]int
+	Types                                              map[string]UsageCounts
+	Ratio                                              float64
+	Stored, ServiceAccounts                            int
+	ByStatus                                           map[string]int
 }
 
 // Utilisation computes the utilisation of tenant and app under p with the usage rule
 // (usage.go), as InactiveLicenses does.
 func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsageParams) (Utilisation, error) {
-	u := Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}}
+	u := Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}, Types: map[string]UsageCounts{}}
 	rows, err := s.conn.Query(ctx, s.query("utilisation"), append(named(tenant, app), usageArgs(p)...)...)
 	if err != nil {
 		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
@@ -147,41 +149,59 @@ func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsagePara
 	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		var (
-			typ, status                       string
-			svc                               uint8
-			users, licenses, active, inactive uint64
+			g   utilisationGroup
+			svc uint8
 		)
-		if err := rows.Scan(&typ, &status, &svc, &users, &licenses, &active, &inactive); err != nil {
+		if err := rows.Scan(&g.typ, &g.status, &svc, &g.users, &g.licenses, &g.active, &g.inactive, &g.exempt); err != nil {
 			return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
 		}
-		u.add(typ, status, svc == 1, int(users), int(licenses), int(active), int(inactive))
+		g.serviceAccount = svc == 1
+		u.add(g)
 	}
 	if err := rows.Err(); err != nil {
 		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
 	}
-	u.Unknown = u.Licenses - u.Active - u.Inactive
-	if u.Licenses > 0 {
-		u.Ratio = float64(u.Active) / float64(u.Licenses)
-	}
+	u.Unknown = u.Licenses - u.Active - u.Inactive - u.Exempt
+	all := UsageCounts{Licenses: int64(u.Licenses), Active: int64(u.Active), Exempt: int64(u.Exempt)}
+	u.Ratio = all.Utilisation()
 	return u, nil
 }
 
+// utilisationGroup is one row of utilisation.sql.
+type utilisationGroup struct {
+	typ, status                               string
+	serviceAccount                            bool
+	users, licenses, active, inactive, exempt uint64
+}
+
 // add counts one group of utilisation.sql.
-func (u *Utilisation) add(typ, status string, serviceAccount bool, users, licenses, active, inactive int) {
+func (u *Utilisation) add(g utilisationGroup) {
+	users := int(g.users)
 	u.Stored += users
-	u.ByStatus[status] += users
-	if serviceAccount {
+	u.ByStatus[g.status] += users
+	if g.serviceAccount {
 		u.ServiceAccounts += users
 	}
-	if status != StatusRemoved {
-		u.Users += users
+	u.Licenses += int(g.licenses)
+	u.Active += int(g.active)
+	u.Inactive += int(g.inactive)
+	u.Exempt += int(g.exempt)
+	if g.licenses > 0 {
+		u.ByType[g.typ] += int(g.licenses)
 	}
-	u.Licenses += licenses
-	u.Active += active
-	u.Inactive += inactive
-	if licenses > 0 {
-		u.ByType[typ] += licenses
+	if g.status == StatusRemoved {
+		return
 	}
+	u.Users += users
+	c := u.Types[g.typ]
+	c.LicenseType = g.typ
+	c.Users += int64(g.users)
+	c.Licenses += int64(g.licenses)
+	c.Active += int64(g.active)
+	c.Inactive += int64(g.inactive)
+	c.Exempt += int64(g.exempt)
+	c.Unknown = c.Licenses - c.Active - c.Inactive - c.Exempt
+	u.Types[g.typ] = c
 }
 
 // DailyActivityRow is one user's activity on one UTC day.

@@ -59,11 +59,16 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 		}
 		return l
 	}
-	covered := []storage.InactiveLicense{
-		inactive(3, "basic", storage.ReasonNeverActive, nil),
-		inactive(2, "job_admin", storage.ReasonNoRecentActivity, ptr(ts("2024-05-01 09:00:00"))),
-		inactive(6, "basic", storage.ReasonNoRecentActivity, ptr(fixT.Add(-time.Second))),
+	// User 3 never acted: never active when the history reaches back to its creation
+	// (longAgo), no activity observed when it starts later (2024-05-01).
+	coveredWith := func(reason3 string) []storage.InactiveLicense {
+		return []storage.InactiveLicense{
+			inactive(3, "basic", reason3, nil),
+			inactive(2, "job_admin", storage.ReasonNoRecentActivity, ptr(ts("2024-05-01 09:00:00"))),
+			inactive(6, "basic", storage.ReasonNoRecentActivity, ptr(fixT.Add(-time.Second))),
+		}
 	}
+	covered := coveredWith(storage.ReasonNoActivityObserved)
 	byType := map[string]int{"basic": 4, "job_admin": 1, "site_admin": 1}
 	tests := []struct {
 		name         string
@@ -96,7 +101,7 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 		{
 			name: "fractional now: exactly-T activity is half a second late",
 			p:    storage.UsageParams{Now: fixNow.Add(500 * time.Millisecond), InactiveAfterDays: 30, CoverageStart: longAgo},
-			wantInactive: append(append([]storage.InactiveLicense(nil), covered...),
+			wantInactive: append(coveredWith(storage.ReasonNeverActive),
 				storage.InactiveLicense{UserID: 5, Name: "NF", Email: "e@x", LicenseType: "site_admin", CreatedAt: longAgo, LastActivityAt: ptr(fixT), LastActivityType: "action", Reason: storage.ReasonNoRecentActivity}),
 			wantUtil: storage.Utilisation{Users: 8, Licenses: 6, Active: 1, Inactive: 4, Unknown: 1, ByType: byType, Ratio: 1.0 / 6},
 		},
@@ -132,7 +137,7 @@ func TestInactiveLicensesAndUtilisation(t *testing.T) {
 
 	empty, err := s.Utilisation(ctx, "nobody", "greenhouse", storage.UsageParams{Now: fixNow, InactiveAfterDays: 30})
 	require.NoError(t, err)
-	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}}, empty)
+	assert.Equal(t, storage.Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}, Types: map[string]storage.UsageCounts{}}, empty)
 }
 
 // activityFixture inserts audit events of two users over two days (plus noise) and the users.

@@ -52,13 +52,14 @@ func (o UserSort) clause() (string, error) {
 }
 
 // UserFilter selects users of the list. Empty lists and nil pointers match everything.
-// Usages filters license holders by their usage under Usage (active, inactive, unknown; a
-// user without a license has none). Query is a case-insensitive substring of name or email.
+// Usages filters license holders by their usage under Usage (active, inactive, unknown,
+// exempt; a user without a license has none); Exempt keeps the exempt license holders (true)
+// or everyone else (false). Query is a case-insensitive substring of name or email.
 type UserFilter struct {
-	Statuses, LicenseTypes, Usages []string
-	ServiceAccount, Licensed       *bool
-	Query                          string
-	Usage                          UsageParams
+	Statuses, LicenseTypes, Usages   []string
+	ServiceAccount, Licensed, Exempt *bool
+	Query                            string
+	Usage                            UsageParams
 }
 
 func (f UserFilter) args(tenant, app string) []any {
@@ -74,7 +75,7 @@ func (f UserFilter) args(tenant, app string) []any {
 	return append(named(tenant, app,
 		"statuses", strings.Join(f.Statuses, ","), "license_types", strings.Join(f.LicenseTypes, ","),
 		"usages", strings.Join(f.Usages, ","), "service_account", tri(f.ServiceAccount), "licensed", tri(f.Licensed),
-		"q", f.Query), usageArgs(f.Usage)...)
+		"exempt", tri(f.Exempt), "q", f.Query), usageArgs(f.Usage)...)
 }
 
 // ListedUser is a user's current row with its active days (days with seat-use events since
@@ -268,22 +269,13 @@ func (s *Store) UserDailyActivity(ctx context.Context, tenant, app string, userI
 	return out, nil
 }
 
-// UsageCountRow is the usage of one license type at one users sync (usage_counts): Users
+// UsageCountRow is the usage of one license type at one usage snapshot (usage_counts): Users
 // counts the users not removed, Licenses the active, non-service users, split into Active,
-// Inactive and Unknown by the usage rule.
+// Inactive, Exempt and Unknown by the usage rule.
 type UsageCountRow struct {
-	TS                                         time.Time
-	LicenseType                                string
-	Users, Licenses, Active, Inactive, Unknown uint32
-}
-
-// RecordUsageCounts writes the current usage counts of tenant and app under p, per license
-// type, as the snapshot at ts (usage_counts; a replay with the same ts replaces itself).
-func (s *Store) RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p UsageParams) error {
-	if err := s.conn.Exec(ctx, s.query("record_usage_counts"), append(named(tenant, app, "ts", unix(ts)), usageArgs(p)...)...); err != nil {
-		return fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
-	}
-	return nil
+	TS                                                 time.Time
+	LicenseType                                        string
+	Users, Licenses, Active, Inactive, Exempt, Unknown uint32
 }
 
 // Trend buckets.
@@ -309,7 +301,7 @@ func (s *Store) UsageTrend(ctx context.Context, tenant, app, bucket string, from
 	var out []UsageCountRow
 	for rows.Next() {
 		var r UsageCountRow
-		if err := rows.Scan(&r.TS, &r.LicenseType, &r.Users, &r.Licenses, &r.Active, &r.Inactive, &r.Unknown); err != nil {
+		if err := rows.Scan(&r.TS, &r.LicenseType, &r.Users, &r.Licenses, &r.Active, &r.Inactive, &r.Exempt, &r.Unknown); err != nil {
 			return nil, fmt.Errorf("read usage trend of tenant %q: %w", tenant, err)
 		}
 		r.TS = r.TS.UTC()

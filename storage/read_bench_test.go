@@ -39,7 +39,8 @@ func BenchmarkReadAPIQueries(b *testing.B) {
 		}
 		require.NoError(b, s.InsertUserChanges(ctx, changes))
 		for ts := from; ts.Before(to); ts = ts.Add(time.Hour) {
-			require.NoError(b, s.RecordUsageCounts(ctx, "big", "greenhouse", ts, p))
+			_, err := s.RecordUsageCounts(ctx, "big", "greenhouse", ts, p, storage.PolicyTerms{})
+			require.NoError(b, err)
 		}
 	}
 	ids, err := s.UserIDs(ctx, "big", "greenhouse", storage.UserFilter{Usage: p}, storage.UserSort{Key: storage.SortLastActivityAt})

@@ -214,15 +214,19 @@ func TestUsageTrend(t *testing.T) {
 	ctx := t.Context()
 	params := storage.UsageParams{Now: fixNow, InactiveAfterDays: 30, CoverageStart: ts("2024-05-01 00:00:00")}
 	require.NoError(t, s.UpsertUsers(ctx, fixtureUsers()))
+	record := func(at time.Time) {
+		_, err := s.RecordUsageCounts(ctx, "acme", "greenhouse", at, params, storage.PolicyTerms{})
+		require.NoError(t, err)
+	}
 	// Three snapshots on 06-30 (the last one wins the day), one replayed, one on 06-24.
 	for _, at := range []string{"2024-06-24 10:00:00", "2024-06-30 08:00:00", "2024-06-30 11:00:00", "2024-06-30 11:00:00"} {
-		require.NoError(t, s.RecordUsageCounts(ctx, "acme", "greenhouse", ts(at), params))
+		record(ts(at))
 	}
 	// A change after the 08:00 snapshot: user 3 acts, so the 11:00 one has one more active.
 	u3 := fixtureUsers()[3]
 	u3.LastActivityAt, u3.Version = ptr(ts("2024-06-29 00:00:00")), 20
 	require.NoError(t, s.UpsertUsers(ctx, []storage.UserRow{u3}))
-	require.NoError(t, s.RecordUsageCounts(ctx, "acme", "greenhouse", ts("2024-06-30 11:00:00"), params))
+	record(ts("2024-06-30 11:00:00"))
 
 	got, err := s.UsageTrend(ctx, "acme", "greenhouse", storage.BucketDay, ts("2024-06-01 00:00:00"), ts("2024-07-01 00:00:00"))
 	require.NoError(t, err)

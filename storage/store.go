@@ -183,6 +183,7 @@ func (s *Store) sql(q string) string { return strings.ReplaceAll(q, "{db}", s.db
 // ClickHouse error codes this package reacts to.
 const (
 	codeDuplicateColumn       = 15
+	codeIllegalColumn         = 44
 	codeTableAlreadyExists    = 57
 	codeDatabaseAlreadyExists = 82
 )

@@ -30,6 +30,22 @@ func TestUsageRuleAgrees(t *testing.T) {
 	fractional.Now = now.Add(500 * time.Millisecond)
 	short := storage.UsageParams{Now: now, InactiveAfterDays: 60, CoverageStart: now.Add(-30 * day)}
 	noData := storage.UsageParams{Now: now, InactiveAfterDays: 30}
+	// The policy's parts: exemptions, thresholds per license type, a grace period.
+	exempt := covered
+	exempt.Exempt = storage.Exemptions{IDs: []int64{999, 0}, Emails: []string{"boss@x"}}
+	perType := covered
+	perType.DaysByType = map[string]int{storage.LicenseSiteAdmin: 20, storage.LicenseJobAdmin: 60}
+	perTypeLong := perType
+	perTypeLong.CoverageStart = now.Add(-61 * day)
+	grace := covered
+	grace.GraceDays = 45
+	graceShort := covered
+	graceShort.GraceDays = 14
+	// Options of a case's row: its id, e-mail, license type and license start.
+	id := func(n int64) func(*storage.UserRow) { return func(r *storage.UserRow) { r.UserID = n } }
+	email := func(e string) func(*storage.UserRow) { return func(r *storage.UserRow) { r.Email = e } }
+	typ := func(t string) func(*storage.UserRow) { return func(r *storage.UserRow) { r.LicenseType = t } }
+	licensed := func(d time.Duration) func(*storage.UserRow) { return func(r *storage.UserRow) { r.LicensedAt = at(d) } }
 	tests := []struct {
 		name       string
 		status     string
@@ -39,38 +55,63 @@ func TestUsageRuleAgrees(t *testing.T) {
 		params     storage.UsageParams
 		wantUsage  string
 		wantReason string
+		opts       []func(*storage.UserRow)
 	}{
-		{"recent activity", storage.StatusActive, false, old, at(2 * day), covered, storage.UsageActive, ""},
-		{"activity exactly at threshold", storage.StatusActive, false, old, at(30 * day), covered, storage.UsageActive, ""},
-		{"activity a second before threshold", storage.StatusActive, false, old, at(30*day + time.Second), covered, storage.UsageInactive, storage.ReasonNoRecentActivity},
-		{"fractional now: activity at the whole second before threshold", storage.StatusActive, false, old, at(30 * day), fractional, storage.UsageInactive, storage.ReasonNoRecentActivity},
-		{"stale activity", storage.StatusActive, false, old, at(45 * day), covered, storage.UsageInactive, storage.ReasonNoRecentActivity},
-		{"never active", storage.StatusActive, false, old, nil, covered, storage.UsageInactive, storage.ReasonNeverActive},
-		{"new user without activity", storage.StatusActive, false, now.Add(-5 * day), nil, covered, storage.UsageUnknown, storage.ReasonInsufficientHistory},
-		{"created exactly at threshold", storage.StatusActive, false, now.Add(-30 * day), nil, covered, storage.UsageUnknown, storage.ReasonInsufficientHistory},
-		{"created a second before threshold", storage.StatusActive, false, now.Add(-30*day - time.Second), nil, covered, storage.UsageInactive, storage.ReasonNeverActive},
-		{"new user with activity", storage.StatusActive, false, now.Add(-5 * day), at(time.Hour), covered, storage.UsageActive, ""},
-		{"history too short", storage.StatusActive, false, old, nil, short, storage.UsageUnknown, storage.ReasonInsufficientHistory},
-		{"history too short but active", storage.StatusActive, false, old, at(day), short, storage.UsageActive, ""},
-		{"history from exactly the threshold", storage.StatusActive, false, old, nil, storage.UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-30 * day)}, storage.UsageInactive, storage.ReasonNeverActive},
-		{"history from a second after the threshold", storage.StatusActive, false, old, nil, storage.UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-30*day + time.Second)}, storage.UsageUnknown, storage.ReasonInsufficientHistory},
-		{"no usage data", storage.StatusActive, false, old, nil, noData, storage.UsageUnknown, storage.ReasonNoUsageData},
-		{"no usage data but old activity kept", storage.StatusActive, false, old, at(day), noData, storage.UsageActive, ""},
-		{"no usage data, stale activity", storage.StatusActive, false, old, at(45 * day), noData, storage.UsageUnknown, storage.ReasonNoUsageData},
-		{"service account: no license", storage.StatusActive, true, old, nil, covered, "", ""},
-		{"deactivated: no license", storage.StatusDeactivated, false, old, nil, covered, "", ""},
-		{"removed: no license", storage.StatusRemoved, false, old, at(45 * day), covered, "", ""},
+		{"recent activity", storage.StatusActive, false, old, at(2 * day), covered, storage.UsageActive, "", nil},
+		{"activity exactly at threshold", storage.StatusActive, false, old, at(30 * day), covered, storage.UsageActive, "", nil},
+		{"activity a second before threshold", storage.StatusActive, false, old, at(30*day + time.Second), covered, storage.UsageInactive, storage.ReasonNoRecentActivity, nil},
+		{"fractional now: activity at the whole second before threshold", storage.StatusActive, false, old, at(30 * day), fractional, storage.UsageInactive, storage.ReasonNoRecentActivity, nil},
+		{"stale activity", storage.StatusActive, false, old, at(45 * day), covered, storage.UsageInactive, storage.ReasonNoRecentActivity, nil},
+		{"no activity observed, created before the history", storage.StatusActive, false, old, nil, covered, storage.UsageInactive, storage.ReasonNoActivityObserved, nil},
+		{"never active, created within the history", storage.StatusActive, false, now.Add(-30*day - time.Hour), nil, covered, storage.UsageInactive, storage.ReasonNeverActive, nil},
+		{"created exactly at the history's start", storage.StatusActive, false, now.Add(-31 * day), nil, covered, storage.UsageInactive, storage.ReasonNeverActive, nil},
+		{"created a second before the history's start", storage.StatusActive, false, now.Add(-31*day - time.Second), nil, covered, storage.UsageInactive, storage.ReasonNoActivityObserved, nil},
+		{"new user without activity", storage.StatusActive, false, now.Add(-5 * day), nil, covered, storage.UsageUnknown, storage.ReasonInsufficientHistory, nil},
+		{"created exactly at threshold", storage.StatusActive, false, now.Add(-30 * day), nil, covered, storage.UsageUnknown, storage.ReasonInsufficientHistory, nil},
+		{"created a second before threshold", storage.StatusActive, false, now.Add(-30*day - time.Second), nil, covered, storage.UsageInactive, storage.ReasonNeverActive, nil},
+		{"new user with activity", storage.StatusActive, false, now.Add(-5 * day), at(time.Hour), covered, storage.UsageActive, "", nil},
+		{"history too short", storage.StatusActive, false, old, nil, short, storage.UsageUnknown, storage.ReasonInsufficientHistory, nil},
+		{"history too short but active", storage.StatusActive, false, old, at(day), short, storage.UsageActive, "", nil},
+		{"history from exactly the threshold", storage.StatusActive, false, old, nil, storage.UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-30 * day)}, storage.UsageInactive, storage.ReasonNoActivityObserved, nil},
+		{"history from a second after the threshold", storage.StatusActive, false, old, nil, storage.UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-30*day + time.Second)}, storage.UsageUnknown, storage.ReasonInsufficientHistory, nil},
+		{"no usage data", storage.StatusActive, false, old, nil, noData, storage.UsageUnknown, storage.ReasonNoUsageData, nil},
+		{"no usage data but old activity kept", storage.StatusActive, false, old, at(day), noData, storage.UsageActive, "", nil},
+		{"no usage data, stale activity", storage.StatusActive, false, old, at(45 * day), noData, storage.UsageUnknown, storage.ReasonNoUsageData, nil},
+		{"service account: no license", storage.StatusActive, true, old, nil, covered, "", "", nil},
+		{"deactivated: no license", storage.StatusDeactivated, false, old, nil, covered, "", "", nil},
+		{"removed: no license", storage.StatusRemoved, false, old, at(45 * day), covered, "", "", nil},
+		{"exempt by id", storage.StatusActive, false, old, nil, exempt, storage.UsageExempt, "", []func(*storage.UserRow){id(999)}},
+		{"exempt by id, active", storage.StatusActive, false, old, at(day), exempt, storage.UsageExempt, "", []func(*storage.UserRow){id(999)}},
+		{"exempt by e-mail, another case", storage.StatusActive, false, old, nil, exempt, storage.UsageExempt, "", []func(*storage.UserRow){email("Boss@X")}},
+		{"exempt e-mail that only contains another", storage.StatusActive, false, old, nil, exempt, storage.UsageInactive, storage.ReasonNoActivityObserved, []func(*storage.UserRow){email("big.boss@x")}},
+		{"exemptions without this user", storage.StatusActive, false, old, nil, exempt, storage.UsageInactive, storage.ReasonNoActivityObserved, nil},
+		{"exempt but deactivated: no license", storage.StatusDeactivated, false, old, nil, exempt, "", "", []func(*storage.UserRow){id(999)}},
+		{"exemption lists, user without e-mail", storage.StatusActive, false, old, nil, exempt, storage.UsageInactive, storage.ReasonNoActivityObserved, []func(*storage.UserRow){email("")}},
+		{"site admin's shorter threshold: inactive", storage.StatusActive, false, old, at(25 * day), perType, storage.UsageInactive, storage.ReasonNoRecentActivity, []func(*storage.UserRow){typ(storage.LicenseSiteAdmin)}},
+		{"basic keeps the tenant's threshold", storage.StatusActive, false, old, at(25 * day), perType, storage.UsageActive, "", nil},
+		{"job admin's longer threshold: active", storage.StatusActive, false, old, at(45 * day), perType, storage.UsageActive, "", []func(*storage.UserRow){typ(storage.LicenseJobAdmin)}},
+		{"job admin's longer threshold beyond the history", storage.StatusActive, false, old, at(75 * day), perType, storage.UsageUnknown, storage.ReasonInsufficientHistory, []func(*storage.UserRow){typ(storage.LicenseJobAdmin)}},
+		{"job admin's longer threshold within a longer history", storage.StatusActive, false, old, at(75 * day), perTypeLong, storage.UsageInactive, storage.ReasonNoRecentActivity, []func(*storage.UserRow){typ(storage.LicenseJobAdmin)}},
+		{"created within the grace period", storage.StatusActive, false, now.Add(-40 * day), nil, grace, storage.UsageUnknown, storage.ReasonGracePeriod, nil},
+		{"created exactly at the grace period's start", storage.StatusActive, false, now.Add(-45 * day), nil, grace, storage.UsageUnknown, storage.ReasonGracePeriod, nil},
+		{"created a second before the grace period", storage.StatusActive, false, now.Add(-45*day - time.Second), nil, grace, storage.UsageInactive, storage.ReasonNoActivityObserved, nil},
+		{"first licensed within the grace period", storage.StatusActive, false, old, nil, graceShort, storage.UsageUnknown, storage.ReasonGracePeriod, []func(*storage.UserRow){licensed(10 * day)}},
+		{"first licensed before the grace period", storage.StatusActive, false, old, at(40 * day), graceShort, storage.UsageInactive, storage.ReasonNoRecentActivity, []func(*storage.UserRow){licensed(20 * day)}},
+		{"grace period but active", storage.StatusActive, false, now.Add(-40 * day), at(day), grace, storage.UsageActive, "", nil},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tenant := fmt.Sprintf("rule-%d", i)
 			row := storage.UserRow{TenantID: tenant, App: connectors.AppGreenhouse, UserID: int64(i + 1), Name: "N", Email: "e@x",
-				Status: tc.status, LicenseType: "basic", ServiceAccount: tc.service, CreatedAt: tc.created, LastActivityAt: tc.last, Version: 1}
+				Status: tc.status, LicenseType: storage.LicenseBasic, ServiceAccount: tc.service, CreatedAt: tc.created, LastActivityAt: tc.last, Version: 1}
+			for _, o := range tc.opts {
+				o(&row)
+			}
 			require.NoError(t, s.UpsertUsers(ctx, []storage.UserRow{row}))
 
 			usage, reason := "", ""
 			if storage.Licensed(tc.status, tc.service) {
-				usage, reason = storage.ClassifyUsage(tc.created, tc.last, tc.params)
+				usage, reason = storage.ClassifyUsage(row, tc.params)
 			}
 			assert.Equal(t, [2]string{tc.wantUsage, tc.wantReason}, [2]string{usage, reason}, "Go")
 
@@ -95,8 +136,8 @@ func TestUsageRuleAgrees(t *testing.T) {
 				}
 				return 0
 			}
-			assert.Equal(t, []int{count(storage.UsageActive), count(storage.UsageInactive), count(storage.UsageUnknown)},
-				[]int{u.Active, u.Inactive, u.Unknown}, "Utilisation: active, inactive, unknown")
+			assert.Equal(t, []int{count(storage.UsageActive), count(storage.UsageInactive), count(storage.UsageExempt), count(storage.UsageUnknown)},
+				[]int{u.Active, u.Inactive, u.Exempt, u.Unknown}, "Utilisation: active, inactive, exempt, unknown")
 		})
 	}
 }

@@ -62,10 +62,15 @@ type UserRow struct {
 	LastActivityType                              string
 	Revision                                      uint32
 	Version                                       uint64
+	// LicensedAt is when the user's first license began, as far as the collector knows: the
+	// creation of a user licensed when first listed, or the users sync that first found a
+	// user licensed who was not before; nil for a user never licensed (and for rows written
+	// before the column existed).
+	LicensedAt *time.Time
 }
 
 const userColumns = `tenant_id, app, user_id, name, email, status, license_type, site_admin, service_account,
- created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type, revision, version`
+ created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type, revision, version, licensed_at`
 
 // UpsertUsers writes user rows in INSERTs of up to 10,000 rows; they are durable when it
 // returns nil. Writing the same row again is harmless: the highest version wins.
@@ -76,7 +81,7 @@ func (s *Store) UpsertUsers(ctx context.Context, rows []UserRow) error {
 			u := &chunk[i]
 			return []any{u.TenantID, u.App, u.UserID, u.Name, u.Email, u.Status, u.LicenseType, b2u(u.SiteAdmin), b2u(u.ServiceAccount),
 				toDB(u.CreatedAt), toDB(u.UpdatedAt), toDB(u.FirstSeenAt), toDB(u.LastSeenAt), toDBPtr(u.RemovedAt), toDBPtr(u.LastActivityAt),
-				u.LastActivityType, u.Revision, u.Version}
+				u.LastActivityType, u.Revision, u.Version, toDBPtr(u.LicensedAt)}
 		})
 		if err != nil {
 			return fmt.Errorf("upsert %d users: %w", len(chunk), err)
@@ -112,17 +117,17 @@ func (s *Store) CurrentUsers(ctx context.Context, tenant, app string, fn func(Us
 // into u: the flags from UInt8, the times in UTC.
 func scanUser(rows driver.Rows, u *UserRow, more ...any) error {
 	var (
-		admin, svc  uint8
-		removed, la *time.Time
+		admin, svc      uint8
+		removed, la, lc *time.Time
 	)
 	dest := append([]any{&u.TenantID, &u.App, &u.UserID, &u.Name, &u.Email, &u.Status, &u.LicenseType, &admin, &svc,
-		&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version}, more...)
+		&u.CreatedAt, &u.UpdatedAt, &u.FirstSeenAt, &u.LastSeenAt, &removed, &la, &u.LastActivityType, &u.Revision, &u.Version, &lc}, more...)
 	if err := rows.Scan(dest...); err != nil {
 		return err
 	}
 	u.SiteAdmin, u.ServiceAccount = admin == 1, svc == 1
 	u.CreatedAt, u.UpdatedAt, u.FirstSeenAt, u.LastSeenAt = fromDB(u.CreatedAt), fromDB(u.UpdatedAt), fromDB(u.FirstSeenAt), fromDB(u.LastSeenAt)
-	u.RemovedAt, u.LastActivityAt = fromDBPtr(removed), fromDBPtr(la)
+	u.RemovedAt, u.LastActivityAt, u.LicensedAt = fromDBPtr(removed), fromDBPtr(la), fromDBPtr(lc)
 	return nil
 }
 

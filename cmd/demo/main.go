@@ -191,7 +191,13 @@ func run() error {
 	}
 	time.Sleep(2 * time.Second) // let the last events land
 
-	// 5. The summary.
+	// 5. A license policy per tenant, as its admin would enter it: what a seat costs a year and
+	// how many were bought (Greenhouse does not say). Its waste is printed below.
+	if err := putDemoPolicies(ctx, client, api, token); err != nil {
+		return err
+	}
+
+	// 6. The summary.
 	if err := printSummary(ctx, client, api, token, app, counts, cfg); err != nil {
 		return err
 	}
@@ -210,6 +216,40 @@ func run() error {
 	case err := <-runErr:
 		return err
 	}
+}
+
+// demoPrices are a seat's price for a year in the demo's policies, by license type.
+var demoPrices = map[string]string{"site_admin": "2400.00", "job_admin": "1200.00", "basic": "480.00"}
+
+// putDemoPolicies puts a license policy on every stored tenant: the prices above, and a tenth
+// more seats bought than are assigned now (PUT …/connections/greenhouse/policy).
+func putDemoPolicies(ctx context.Context, client *http.Client, api, token string) error {
+	var list struct {
+		Connections []events.Connection `json:"connections"`
+	}
+	if _, err := call(ctx, client, http.MethodGet, api+"/v1/connections", token, nil, &list); err != nil {
+		return err
+	}
+	for _, c := range list.Connections {
+		var s collector.Summary
+		if code, err := call(ctx, client, http.MethodGet, api+"/v1/tenants/"+c.TenantID+"/usage/summary", token, nil, &s); err != nil || code != 200 {
+			continue
+		}
+		types := map[string]any{}
+		for typ, price := range demoPrices {
+			n := s.LicensesByType[typ]
+			types[typ] = map[string]any{"seats_purchased": n + n/10 + 1, "annual_cost": price, "currency": "USD"}
+		}
+		var doc events.PolicyDocument
+		code, err := call(ctx, client, http.MethodPut, api+"/v1/tenants/"+c.TenantID+"/connections/greenhouse/policy", token,
+			map[string]any{"license_types": types, "seats_unused_threshold": 10}, &doc)
+		if err != nil || code != 200 {
+			return fmt.Errorf("put the license policy of %s: %d %v", c.TenantID, code, err)
+		}
+		fmt.Printf("==> PUT policy %-9s → revision %d: seats a tenth above today's licenses; a year of a seat USD %s, %s, %s\n",
+			c.TenantID, doc.Revision, demoPrices["site_admin"], demoPrices["job_admin"], demoPrices["basic"])
+	}
+	return nil
 }
 
 func printSummary(ctx context.Context, client *http.Client, api, token string, app *collector.App, counts *subjectCounts, cfg collector.Config) error {
@@ -236,7 +276,7 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 	fmt.Println()
 	fmt.Println("Licenses (GET /v1/tenants/{id}/usage/summary)")
 	tw = tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  tenant\tusers\tlicenses\tsite_admin\tjob_admin\tbasic\tactive\tinactive\tunknown\tutilisation")
+	fmt.Fprintln(tw, "  tenant\tusers\tlicenses\tsite_admin\tjob_admin\tbasic\tactive\tinactive\tunknown\tutilisation\tinactive seats cost/yr\tunassigned seats cost/yr\twaste/yr")
 	for _, c := range list.Connections {
 		if c.State == collector.StateError && c.LastSync == nil {
 			continue
@@ -245,8 +285,13 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 		if code, err := call(ctx, client, http.MethodGet, api+"/v1/tenants/"+c.TenantID+"/usage/summary", token, nil, &s); err != nil || code != 200 {
 			continue
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f%%\n", c.TenantID, s.Users, s.Licenses,
-			s.LicensesByType["site_admin"], s.LicensesByType["job_admin"], s.LicensesByType["basic"], s.Active, s.Inactive, s.Unknown, 100*s.Utilisation)
+		waste := []string{"-", "-", "-"}
+		for _, w := range s.Waste {
+			waste = []string{w.Currency + " " + w.InactiveCost, w.Currency + " " + w.UnassignedCost, w.Currency + " " + w.Total}
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%s\n", c.TenantID, s.Users, s.Licenses,
+			s.LicensesByType["site_admin"], s.LicensesByType["job_admin"], s.LicensesByType["basic"], s.Active, s.Inactive, s.Unknown, 100*s.Utilisation,
+			waste[0], waste[1], waste[2])
 	}
 	_ = tw.Flush()
 

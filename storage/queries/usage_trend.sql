@@ -1,6 +1,6 @@
 -- The usage counts of the last snapshot in each bucket (day, ISO week from Monday, or month,
 -- UTC) with ts in [from, to), per license type.
-SELECT ts, license_type, users, licenses, active, inactive, unknown
+SELECT ts, license_type, users, licenses, active, inactive, exempt, unknown
 FROM {db}.usage_counts FINAL
 WHERE tenant_id = @tenant AND app = @app
   AND ts >= toDateTime(@from, 'UTC') AND ts < toDateTime(@to, 'UTC')

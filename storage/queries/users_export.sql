@@ -3,7 +3,7 @@
 -- the subqueries aliased as in users_by_id.
 SELECT tenant_id, app, user_id, name, email, status, license_type, site_admin, service_account,
        created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type,
-       revision, version, active_days
+       revision, version, licensed_at, active_days
 FROM (
     SELECT *
     FROM {db}.users FINAL

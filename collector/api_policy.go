@@ -1,0 +1,90 @@
+package collector
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/seatwatch/greenhouse-collector/connectors"
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// The license policy's routes (docs/api.md, "License policy"): GET and PUT
+// …/connections/greenhouse/policy. A PUT is checked whole before anything is stored, then
+// stored as a new revision, announced, and re-judges the tenant at once (policy.go).
+
+func (a *api) getPolicy(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	sc, err := a.conns.get(r.Context(), tenant)
+	a.answer(w, tenant, err, func() { writeJSON(w, http.StatusOK, sc.Policy.document(tenant)) })
+}
+
+func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
+	tenant, ok := tenantParam(w, r)
+	if !ok {
+		return
+	}
+	var pol events.Policy
+	if e := decodeStrict(r, w, &pol); e != nil {
+		writeError(w, http.StatusBadRequest, *e)
+		return
+	}
+	ctx := r.Context()
+	sc, err := a.conns.get(ctx, tenant)
+	if err == nil && sc.Secret == nil {
+		err = errDisconnected
+	}
+	if err != nil {
+		a.answer(w, tenant, err, nil)
+		return
+	}
+	known, err := a.exemptable(ctx, tenant, pol)
+	if err != nil {
+		a.unavailable(w, err)
+		return
+	}
+	now := a.now()
+	if e := validatePolicy(&pol, now, known); e != nil {
+		writeError(w, http.StatusBadRequest, *e)
+		return
+	}
+	stored, changed, err := a.conns.setPolicy(ctx, tenant, pol, tokenName(r), now)
+	if err != nil {
+		a.answer(w, tenant, err, nil)
+		return
+	}
+	log := a.log.With().Str("tenant", tenant).Uint32("policy_revision", stored.Policy.Revision).Logger()
+	if changed {
+		if err := a.conns.deliverPolicy(ctx, tenant, stored.Policy.Outbox); err != nil {
+			log.Warn().Err(err).Msg("announce policy change; retried by the next users sync")
+		}
+		if a.judge != nil {
+			if err := a.judge.rejudge(ctx, tenant, stored); err != nil {
+				log.Warn().Err(err).Msg("re-judge licenses under the new policy; the next users sync does")
+			}
+		}
+		log.Info().Str("by", tokenName(r)).Msg("license policy changed")
+	}
+	writeJSON(w, http.StatusOK, stored.Policy.document(tenant))
+}
+
+// exemptable returns the ids of the tenant's users when the policy exempts users by id (an
+// exemption must name a user the collector has listed), nil otherwise.
+func (a *api) exemptable(ctx context.Context, tenant string, pol events.Policy) (map[int64]bool, error) {
+	byID := false
+	for _, x := range pol.Exemptions {
+		byID = byID || x.UserID != 0
+	}
+	if !byID {
+		return nil, nil
+	}
+	known := map[int64]bool{}
+	err := a.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(u storage.UserRow) error {
+		known[u.UserID] = true
+		return nil
+	})
+	return known, err
+}

@@ -1,0 +1,24 @@
+-- Waste over time (docs/schema.md, "Waste over time"): per usage snapshot and license type
+-- with ts in [from, to), the inactive and unassigned seats and what they cost a year,
+-- recomputed from the snapshot's counts and the terms of the policy revision then in force
+-- (policy_changes, its terms' arrays joined per license type); NULL where that revision
+-- leaves the price or the seats unset (-1), or where no policy was in force. Both subqueries
+-- carry an alias, as current releases require.
+SELECT ts, license_type, policy_revision, inactive,
+       if(known = 0 OR seats < 0, NULL, toUInt32(greatest(seats - licenses, 0))) AS unassigned,
+       currency,
+       if(known = 0 OR cost < 0, NULL, inactive * cost) AS inactive_cost,
+       if(known = 0 OR cost < 0 OR seats < 0, NULL, greatest(seats - licenses, 0) * cost) AS unassigned_cost
+FROM (
+    SELECT ts, license_type, policy_revision, licenses, inactive
+    FROM {db}.usage_counts FINAL
+    WHERE tenant_id = @tenant AND app = @app
+      AND ts >= toDateTime(@from, 'UTC') AND ts < toDateTime(@to, 'UTC')
+) AS counts
+ANY LEFT JOIN (
+    SELECT revision AS policy_revision, license_type, seats, cost, currency, toUInt8(1) AS known
+    FROM {db}.policy_changes FINAL
+    ARRAY JOIN license_types AS license_type, seats_purchased AS seats, annual_costs AS cost, currencies AS currency
+    WHERE tenant_id = @tenant AND app = @app
+) AS terms USING (policy_revision, license_type)
+ORDER BY ts, license_type
