@@ -17,6 +17,7 @@ const (
 	guardAdminUser          = "admin_user"           // the connection's admin user
 	guardNotSeen            = "not_seen"             // not in the last users sync (or Greenhouse no longer lists the user)
 	guardSiteAdmin          = "site_admin"           // a Site Admin, unless force
+	guardExempt             = "exempt"               // exempt by the tenant's license policy (force does not override)
 	guardActiveSinceRequest = "active_since_request" // activity after the action was requested (force does not override)
 	guardRecentlyActive     = "recently_active"      // activity within inactive_after_days, unless force
 )
@@ -35,6 +36,7 @@ type guardInput struct {
 	row           *storage.UserRow // the last users sync's row; nil: never seen
 	gone          bool             // Greenhouse no longer lists the user (checked before a request)
 	siteAdmin     bool             // Greenhouse's answer before a request, else the stored row's
+	exempt        bool             // the license policy exempts the user now (policy.go)
 	inactiveAfter time.Duration
 	now           time.Time
 }
@@ -49,15 +51,13 @@ type guard struct {
 
 // guards are checked in this order; a refused user's code is the first refusing guard's
 // name, and every guard's decision is reported. A new guard is one more entry here.
-//
-// The license policy's exemptions (issue 13: "never an exempt user") belong between
-// site_admin and the activity guards; they do not exist on this branch yet.
 var guards = []guard{
 	{guardAdminUser, false, func(in guardInput) bool { return in.userID == in.admin }},
 	{guardNotSeen, false, func(in guardInput) bool {
 		return in.row == nil || in.row.Status == storage.StatusRemoved || in.gone
 	}},
 	{guardSiteAdmin, true, func(in guardInput) bool { return in.siteAdmin && !in.req.Force }},
+	{guardExempt, true, func(in guardInput) bool { return in.exempt }},
 	{guardActiveSinceRequest, true, func(in guardInput) bool {
 		// Audit Log times are whole seconds: activity in the second of the request counts.
 		last := lastActivity(in)

@@ -102,6 +102,7 @@ func (ac *actions) one(ctx context.Context, d *actionDoc, rev *uint64, i int, ro
 	lu, listed := live[u.UserID]
 	in := ac.guardInput(d, u.UserID, rows, sc)
 	in.gone, in.siteAdmin = !listed, lu.SiteAdmin
+	in.exempt = in.exempt || listed && sc.Policy.exempts(u.UserID, lu.PrimaryEmail, in.now)
 	var code string
 	u.Guards, code = runGuards(in)
 	now := ac.now()
@@ -153,13 +154,19 @@ func (ac *actions) one(ctx context.Context, d *actionDoc, rev *uint64, i int, ro
 	return code, nil
 }
 
-// guardInput is what the guards see of a user: the stored row, the tenant's admin user and
-// inactivity window, and the request.
+// guardInput is what the guards see of a user: the stored row, the tenant's admin user, the
+// license policy now (its exemptions, and the inactivity window of the user's license type),
+// and the request.
 func (ac *actions) guardInput(d *actionDoc, userID int64, rows map[int64]storage.UserRow, sc storedConnection) guardInput {
-	in := guardInput{req: &d.Request, userID: userID, admin: sc.Doc.AdminUserID,
-		inactiveAfter: time.Duration(ac.cfg.settingsOf(sc.Doc).inactiveAfterDays) * 24 * time.Hour, now: ac.now()}
+	now := ac.now()
+	p := storage.UsageParams{InactiveAfterDays: ac.cfg.settingsOf(sc.Doc).inactiveAfterDays}
+	sc.Policy.apply(&p, now)
+	in := guardInput{req: &d.Request, userID: userID, admin: sc.Doc.AdminUserID, now: now,
+		inactiveAfter: time.Duration(p.InactiveAfterDays) * 24 * time.Hour, exempt: p.Exempt.Has(userID, "")}
 	if row, ok := rows[userID]; ok {
 		in.row, in.siteAdmin = &row, row.SiteAdmin
+		in.inactiveAfter = time.Duration(p.DaysFor(row.LicenseType)) * 24 * time.Hour
+		in.exempt = p.Exempt.Has(userID, row.Email)
 	}
 	return in
 }

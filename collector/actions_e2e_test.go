@@ -137,6 +137,7 @@ func TestActions(t *testing.T) {
 
 	dry := testActionsDryRun(t, e, tenant, p)
 	testActionsIdempotency(t, e, tenant, dry)
+	testActionsExempt(t, e, org, tenant, p)
 	testActionsReclaim(t, e, org, tenant, p)
 	testActionsPermissionLost(t, e, org, tenant, p)
 
@@ -170,7 +171,7 @@ func testActionsDryRun(t *testing.T, e *env, tenant string, p actionUsers) actio
 		999999999: "refused:not_seen", p.deactivated: "already_in_state", p.inactiveBasic[0]: "would_apply",
 	}, a.outcomes())
 	for _, u := range a.Users {
-		require.Len(t, u.Guards, 5, "every guard's decision")
+		require.Len(t, u.Guards, 6, "every guard's decision")
 		if u.UserID == p.siteAdmin {
 			assert.Equal(t, events.GuardDecision{Guard: "site_admin", Decision: "refuse"}, u.Guards[2])
 		}
@@ -194,6 +195,32 @@ func testActionsDryRun(t *testing.T, e *env, tenant string, p actionUsers) actio
 	require.NoError(t, err)
 	assert.Len(t, rows, len(users))
 	return a
+}
+
+// testActionsExempt: a user the license policy exempts is refused, with force too, and
+// nothing is sent for them; by e-mail as by id.
+func testActionsExempt(t *testing.T, e *env, org *simulator.Org, tenant string, p actionUsers) {
+	byID, byEmail := p.inactiveBasic[8], p.inactiveBasic[9]
+	email := ""
+	for _, u := range org.Truth().Users {
+		if u.ID == byEmail {
+			email = u.Email
+		}
+	}
+	require.NotEmpty(t, email)
+	policy := map[string]any{"exemptions": []map[string]any{
+		{"user_id": byID, "reason": "board member"}, {"email": strings.ToUpper(email), "reason": "on leave"}}}
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/"+tenant+"/connections/greenhouse/policy", policy, nil))
+	writes := len(org.Writes())
+	for _, force := range []bool{false, true} {
+		code, a := e.postAction(tenant, map[string]any{"type": "deactivate", "user_ids": []int64{byID, byEmail}, "requested_by": "ops",
+			"force": force, "idempotency_key": fmt.Sprintf("exempt-%v", force)})
+		require.Equal(t, 202, code)
+		a = e.waitAction(tenant, a.ActionID)
+		assert.Equal(t, map[int64]string{byID: "refused:exempt", byEmail: "refused:exempt"}, a.outcomes(), "force %v", force)
+	}
+	assert.Len(t, org.Writes(), writes, "nothing sent")
+	require.Equal(t, 200, e.call(http.MethodPut, "/v1/tenants/"+tenant+"/connections/greenhouse/policy", map[string]any{}, nil))
 }
 
 // testActionsIdempotency: the same key with the same body answers the first result; with

@@ -80,6 +80,10 @@ func TestGuardsDecide(t *testing.T) {
 		{"active since the request, forced", func(in *guardInput) { in.row, in.req = row(&after, false, "active"), forced }, guardActiveSinceRequest},
 		{"recently active", func(in *guardInput) { in.row = row(&recent, false, "active") }, guardRecentlyActive},
 		{"recently active, forced", func(in *guardInput) { in.row, in.req = row(&recent, false, "active"), forced }, ""},
+		{"exempt", func(in *guardInput) { in.row, in.exempt = row(&old, false, "active"), true }, guardExempt},
+		{"exempt, forced", func(in *guardInput) { in.row, in.exempt, in.req = row(&old, false, "active"), true, forced }, guardExempt},
+		{"exempt and recently active", func(in *guardInput) { in.row, in.exempt = row(&recent, false, "active"), true }, guardExempt},
+		{"reactivating an exempt user", func(in *guardInput) { in.row, in.exempt, in.req = row(&old, false, "deactivated"), true, back }, ""},
 		{"reactivating a recently active site admin", func(in *guardInput) {
 			in.row, in.siteAdmin, in.req = row(&recent, true, "deactivated"), true, back
 		}, ""},
