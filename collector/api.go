@@ -58,6 +58,7 @@ type api struct {
 	connects    *rate.Limiter // connect requests; nil: unlimited
 	tokens      *tokenSet     // API tokens with their scopes (tokens.go); nil: api-token alone
 	walks       *walkStore    // snapshots of users-list walks (walks.go)
+	actions     *actions      // reclaim actions (actions.go, api_actions.go)
 	judge       *syncer       // re-judges a tenant whose policy changed (policy.go); nil: not at once
 }
 
@@ -126,7 +127,7 @@ type apiRoute struct {
 
 // handler returns the HTTP API and its routes. A new route is one line here, its handler in
 // the file of its kind (api_connect.go, api_policy.go, api_read.go, api_users.go,
-// api_trends.go, api_syncruns.go), its documentation in docs/api.md (TestAPIDocExamples) and
+// api_trends.go, api_syncruns.go, api_actions.go), its documentation in docs/api.md (TestAPIDocExamples) and
 // docs/openapi.yaml (TestOpenAPI…).
 func (a *api) handler(metrics http.Handler) (http.Handler, []apiRoute) {
 	mux := http.NewServeMux()
@@ -154,6 +155,9 @@ func (a *api) handler(metrics http.Handler) (http.Handler, []apiRoute) {
 	route("GET /v1/tenants/{tenant_id}/users/{user_id}", ScopeRead, http.HandlerFunc(a.getUser), userParams...)
 	route("GET /v1/tenants/{tenant_id}/trends", ScopeRead, http.HandlerFunc(a.trends), trendsParams...)
 	route("GET /v1/tenants/{tenant_id}/sync-runs", ScopeRead, http.HandlerFunc(a.syncRuns), syncRunsParams...)
+	route("POST /v1/tenants/{tenant_id}/actions", ScopeAct, http.HandlerFunc(a.postAction))
+	route("GET /v1/tenants/{tenant_id}/actions", ScopeRead, http.HandlerFunc(a.listActions), "limit")
+	route("GET /v1/tenants/{tenant_id}/actions/{action_id}", ScopeRead, http.HandlerFunc(a.getAction))
 	route("GET /healthz", "", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))

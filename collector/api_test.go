@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
+
+	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 )
 
 // validationAPI is the API with no backends: enough for everything it refuses before
@@ -135,7 +137,7 @@ func TestAPILegacyKeyRefusedWithoutStoring(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &doc))
 			assert.Equal(t, "error", doc.State)
-			require.Len(t, doc.Checks, 5)
+			require.Len(t, doc.Checks, len(greenhouse.CheckNames))
 			assert.Equal(t, "legacy_api_key", doc.Checks[0].Code)
 			assert.Contains(t, doc.Checks[0].Message, "Harvest V3 (OAuth)")
 			for _, c := range doc.Checks[1:] {
@@ -251,7 +253,7 @@ func TestAPIEndpointHostsAllowed(t *testing.T) {
 			}
 			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &doc))
 			assert.Equal(t, "error", doc.State)
-			require.Len(t, doc.Checks, 5)
+			require.Len(t, doc.Checks, len(greenhouse.CheckNames))
 			assert.Equal(t, "endpoint_not_allowed", doc.Checks[0].Code)
 			assert.Contains(t, doc.Checks[0].Message, "endpoints.harvest")
 		})

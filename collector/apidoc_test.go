@@ -38,12 +38,15 @@ func TestAPIDocExamples(t *testing.T) {
 				Licenses []events.LicenseRecord `json:"licenses"`
 			}{}
 		},
-		"summary":    func() any { return &Summary{} },
-		"ready":      func() any { return &map[string]string{} },
-		"users-page": func() any { return &UsersPage{} },
-		"user":       func() any { return &UserDetail{} },
-		"trends":     func() any { return &Trends{} },
-		"sync-runs":  func() any { return &SyncRunsPage{} },
+		"summary":        func() any { return &Summary{} },
+		"ready":          func() any { return &map[string]string{} },
+		"users-page":     func() any { return &UsersPage{} },
+		"user":           func() any { return &UserDetail{} },
+		"trends":         func() any { return &Trends{} },
+		"sync-runs":      func() any { return &SyncRunsPage{} },
+		"action-request": func() any { return &ActionRequest{} },
+		"action":         func() any { return &ActionView{} },
+		"actions":        func() any { return &ActionsPage{} },
 	}
 	seen := map[string]int{}
 	for _, m := range block.FindAllStringSubmatch(doc, -1) {

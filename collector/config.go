@@ -73,6 +73,12 @@ type Config struct {
 	// connector assumes where an answer names no X-RateLimit-Reset ("harvest=3s,audit=1s,
 	// token=6s,audit-paged=3s"): only for a simulator whose windows are scaled down.
 	GreenhouseWindows string
+
+	// ActionChunk is how many users of a reclaim action one run decides and sends (the
+	// action's share of the tenant's Harvest budget, with ActionEvery); ActionEvery is the
+	// least time between two of an action's runs (docs/api.md, "Actions").
+	ActionChunk int
+	ActionEvery time.Duration
 }
 
 // DefaultConfig returns the documented defaults.
@@ -97,6 +103,8 @@ func DefaultConfig() Config {
 		LeaseTTL:                 30 * time.Second,
 		StreamReplicas:           1,
 		DuplicateWindow:          time.Hour,
+		ActionChunk:              25,
+		ActionEvery:              30 * time.Second,
 	}
 }
 
@@ -148,6 +156,8 @@ func (c *Config) fields() []configField {
 		{"stream-max-age", "JetStream stream retention (0: unlimited)", false, &c.StreamMaxAge},
 		{"metrics-addr", "address of a listener serving /metrics without a token (keep it private); empty: none, /metrics on the API needs the token", false, &c.MetricsAddr},
 		{"debug-addr", "address of a Go profiling listener (/debug/pprof/, no token: keep it private); empty: none", false, &c.DebugAddr},
+		{"action-chunk", "users of a reclaim action decided and sent per run (1..50): with action-every, the action's share of the tenant's Harvest budget", false, &c.ActionChunk},
+		{"action-every", "least time between two runs of one reclaim action; the tenant's due syncs run between them", false, &c.ActionEvery},
 		{"greenhouse-windows", "rate-limit window lengths assumed where Greenhouse names no reset, e.g. harvest=3s,audit=1s,token=6s,audit-paged=3s: only for a scaled-down simulator; empty: Greenhouse's documented 30s, 10s, 60s and 30s", false, &c.GreenhouseWindows},
 	}
 }
@@ -220,6 +230,8 @@ func (c Config) Validate() error {
 	p.add((c.NATSCert == "") != (c.NATSKey == ""), errors.New("nats-cert and nats-key go together"))
 	p.add(c.MaxTenants < 0, fmt.Errorf("max-tenants %d is negative", c.MaxTenants))
 	p.add(c.ConnectsPerMinute < 0, fmt.Errorf("connects-per-minute %d is negative", c.ConnectsPerMinute))
+	p.add(c.ActionChunk < 1 || c.ActionChunk > 50, fmt.Errorf("action-chunk %d is outside 1..50", c.ActionChunk))
+	p.add(c.ActionEvery < 0 || c.ActionEvery > 10*time.Minute, fmt.Errorf("action-every %s is outside 0..10m", c.ActionEvery))
 	p.add(c.Shards < 1 || c.Shards > 4096, fmt.Errorf("shards %d is outside 1..4096", c.Shards))
 	p.add(c.LeaseTTL < time.Second, fmt.Errorf("lease-ttl %s is shorter than 1s", c.LeaseTTL))
 	p.add(c.StreamReplicas < 1 || c.StreamReplicas > 5, fmt.Errorf("stream-replicas %d is outside 1..5", c.StreamReplicas))

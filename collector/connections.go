@@ -52,8 +52,11 @@ type storedConnection struct {
 	// SyncedGeneration is the generation of the last successful users sync: when it equals
 	// Generation, the tenant's first sync is done and a replica that starts (or takes the shard
 	// over) resumes its schedule from Doc.Freshness instead of syncing at once.
-	SyncedGeneration int64     `json:"synced_generation,omitempty"`
-	CreatedAt        time.Time `json:"created_at"`
+	SyncedGeneration int64 `json:"synced_generation,omitempty"`
+	// Actions are the reclaim actions accepted and not yet finished (collector/actions.go):
+	// the replica that owns the tenant runs them.
+	Actions   []string  `json:"actions,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 	// Outbox holds the changes of the document not yet both published
 	// (saas.connection.changed) and stored (connection_events): they are queued in the same
 	// compare-and-set as the change itself and removed once delivered, so a NATS or
@@ -103,6 +106,9 @@ func stateOf(checks []connectors.Check) (state string, usageData bool) {
 	for _, c := range checks {
 		if c.Status == connectors.CheckOK {
 			continue
+		}
+		if c.Name == greenhouse.CheckActions {
+			continue // optional: reclaim actions are refused without it, nothing else changes
 		}
 		if c.Name == greenhouse.CheckAuditLog {
 			usageData = false
@@ -243,6 +249,7 @@ func (c *connections) replace(ctx context.Context, tenant string, doc events.Con
 			sc.Doc.Freshness = old.Doc.Freshness
 			sc.Doc.ObservedSince = old.Doc.ObservedSince
 			sc.Outbox = old.Outbox
+			sc.Actions = old.Actions
 			sc.Policy = old.Policy
 		}
 		return sc.queueChange(previous, connectionChanges(events.Connection{}, sc.Doc)), nil

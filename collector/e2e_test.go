@@ -262,7 +262,7 @@ func TestEndToEnd(t *testing.T) {
 	doc := e.connect("healthy", g, healthy, http.StatusOK)
 	assert.Equal(t, "connected", doc.State)
 	assert.True(t, doc.UsageData)
-	assert.Equal(t, map[string]string{"credentials": "ok", "admin_user": "ok", "users": "ok", "permissions": "ok", "audit_log": "ok"}, checkCodes(doc))
+	assert.Equal(t, map[string]string{"credentials": "ok", "admin_user": "ok", "users": "ok", "permissions": "ok", "audit_log": "ok", "actions": "ok"}, checkCodes(doc))
 	assert.Equal(t, events.Settings{InactiveAfterDays: 30, UsersInterval: "1h", AuditInterval: "5m"}, doc.Settings)
 
 	doc = e.connect("noaudit", g, noAudit, http.StatusOK)
@@ -276,7 +276,7 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/notadmin/connections/greenhouse", nil, nil), "nothing stored")
 
 	doc = e.connect("badcreds", g, badCreds, http.StatusUnprocessableEntity)
-	assert.Equal(t, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped", "users": "skipped", "permissions": "skipped", "audit_log": "skipped"}, checkCodes(doc))
+	assert.Equal(t, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped", "users": "skipped", "permissions": "skipped", "audit_log": "skipped", "actions": "skipped"}, checkCodes(doc))
 	assert.Equal(t, 404, e.call(http.MethodGet, "/v1/tenants/badcreds/connections/greenhouse", nil, nil), "nothing stored")
 
 	// The first syncs: users, permissions and the 30-day backfill.

@@ -554,8 +554,8 @@ func TestConnectionChangesQueuedThroughOutage(t *testing.T) {
 		return out
 	}
 	want := []row{
-		{"obxa", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log"]`},
-		{"obxb", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log"]`},
+		{"obxa", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log","check:actions"]`},
+		{"obxb", "connected", `["state","usage_data","check:credentials","check:admin_user","check:users","check:permissions","check:audit_log","check:actions"]`},
 		{"obxa", "disconnected", `["state"]`},
 	}
 	require.Eventually(t, func() bool { return len(read()) >= len(want) }, 60*time.Second, 500*time.Millisecond,

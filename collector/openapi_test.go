@@ -152,6 +152,9 @@ func TestOpenAPIDocument(t *testing.T) {
 		"SeatSummary":    reflect.TypeFor[collector.SeatSummary](),
 		"Policy":         reflect.TypeFor[events.Policy](),
 		"PolicyDocument": reflect.TypeFor[events.PolicyDocument](),
+		"Action":         reflect.TypeFor[collector.ActionView](),
+		"ActionsPage":    reflect.TypeFor[collector.ActionsPage](),
+		"ActionRequest":  reflect.TypeFor[collector.ActionRequest](),
 	} {
 		proxy := model.Components.Schemas.GetOrZero(name)
 		require.NotNil(t, proxy, name)
@@ -263,8 +266,13 @@ func checkOpenAPI(t *testing.T, r *readEnv) {
 	var first collector.UsersPage
 	require.Equal(t, 200, r.call(http.MethodGet, "/v1/tenants/reads/users?limit=1", nil, &first))
 	require.NotEmpty(t, first.Users)
+	// A dry run gives the action routes an action to show.
+	var dry collector.ActionView
+	require.Equal(t, 200, r.call(http.MethodPost, "/v1/tenants/reads/actions", map[string]any{"type": "deactivate",
+		"user_ids": []int64{first.Users[0].UserID}, "requested_by": "openapi", "dry_run": true, "idempotency_key": "openapi-1"}, &dry))
 	concrete := func(path string) string {
 		path = strings.ReplaceAll(path, "{tenant_id}", r.tenant)
+		path = strings.ReplaceAll(path, "{action_id}", dry.ActionID)
 		return strings.ReplaceAll(path, "{user_id}", fmt.Sprint(first.Users[0].UserID))
 	}
 	// send makes a request and validates it and its answer against the document.

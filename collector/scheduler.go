@@ -20,6 +20,7 @@ type tenantSchedule struct {
 	generation int64
 	nextUsers  time.Time
 	nextAudit  time.Time
+	nextAction time.Time // the next run of a reclaim action (cfg.ActionEvery after the last)
 	failures   int
 	running    bool
 	fresh      bool // no users sync done under this generation yet
@@ -238,12 +239,15 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 		}
 		users := !now.Before(ts.nextUsers)
 		audit := !now.Before(ts.nextAudit)
-		if !users && !audit {
+		action := actionDue(ts, now)
+		if !users && !audit && !action {
 			continue
 		}
 		d := dueSync{tenant: tenant, ts: ts, requested: ts.sc.SyncRequest != "" && ts.sc.SyncRequest != ts.served}
 		switch {
 		case d.requested:
+		case !users && !audit:
+			d.due = ts.nextAction
 		case users && audit:
 			d.due = ts.nextUsers
 			if ts.nextAudit.Before(d.due) {
@@ -276,6 +280,11 @@ start:
 		}
 		ts.running = true
 		job := syncJob{tenant: d.tenant, sc: ts.sc, users: !now.Before(ts.nextUsers) || ts.fresh, audit: !now.Before(ts.nextAudit) || ts.fresh, fresh: ts.fresh}
+		if !job.users && !job.audit {
+			// Only an action is due: its chunk runs after an Audit Log poll, whose activity
+			// its guards read. Due syncs always go first, so an action never starves them.
+			job.action, job.audit = ts.sc.Actions[0], true
+		}
 		if job.fresh {
 			sch.freshRunning++
 		}
@@ -374,6 +383,9 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 			ts.nextUsers = now.Add(jitter(min(backoff, usersEvery)))
 		}
 	}
+	if job.action != "" {
+		ts.nextAction = now.Add(sch.cfg.ActionEvery)
+	}
 	if job.audit {
 		if auditOK {
 			ts.nextAudit = now.Add(jitter(auditEvery))
@@ -393,6 +405,11 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 		// whole interval.
 		ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
 	}
+}
+
+// actionDue reports whether a reclaim action of an onboarded tenant waits for its next run.
+func actionDue(ts *tenantSchedule, now time.Time) bool {
+	return len(ts.sc.Actions) > 0 && !ts.fresh && !now.Before(ts.nextAction)
 }
 
 // jitter spreads d by ±10% so that tenants connected together do not sync in lockstep.

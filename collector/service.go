@@ -68,7 +68,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, err
 	}
 	checkpoints := checkpointStore{kv: events.BucketKV[checkpoint](deps.Bus, events.BucketCheckpoints)}
-	sy := &syncer{cfg: cfg, clients: clients, store: deps.Store, out: out, conns: conns, checkpoints: checkpoints,
+	acts := &actions{cfg: cfg, kv: events.BucketKV[actionDoc](deps.Bus, events.BucketActions), store: deps.Store, out: out,
+		conns: conns, now: now, log: deps.Logger}
+	sy := &syncer{cfg: cfg, clients: clients, store: deps.Store, out: out, conns: conns, checkpoints: checkpoints, actions: acts,
 		alerts: alertStore{kv: events.BucketKV[alertState](deps.Bus, events.BucketAlerts)}, metrics: m,
 		observer: deps.RunObserver, now: now, log: deps.Logger}
 	disconnected := func(tenant string) {
@@ -78,7 +80,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{metrics: m,
 		sched: newScheduler(cfg, conns, sy, events.BucketKV[lease](deps.Bus, events.BucketLeases), disconnected, m, deps.Logger, now),
 		api: &api{cfg: cfg, conns: conns, clients: clients, sealer: deps.Sealer, checkpoints: checkpoints, store: deps.Store,
-			bus: deps.Bus, metrics: m, log: deps.Logger, now: now, judge: sy},
+			bus: deps.Bus, metrics: m, log: deps.Logger, now: now, actions: acts, judge: sy},
 	}
 	if cfg.ConnectsPerMinute > 0 {
 		s.api.connects = rate.NewLimiter(rate.Limit(float64(cfg.ConnectsPerMinute)/60), cfg.ConnectsPerMinute)

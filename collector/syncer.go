@@ -86,6 +86,7 @@ type syncer struct {
 	conns       connectionUpdater
 	checkpoints checkpointStore
 	alerts      alertStore
+	actions     *actions // reclaim actions a job runs a chunk of (action_run.go); nil in tests on fakes
 	metrics     *metrics
 	observer    func(RunInfo) // nil: none
 	now         func() time.Time
@@ -99,6 +100,7 @@ type syncJob struct {
 	users, audit bool
 	fresh        bool   // the tenant's first sync under this generation
 	runID        string // asked for through the API, or ""
+	action       string // a reclaim action to run a chunk of after the Audit Log poll, or ""
 }
 
 // syncError is a failed sync step with the check it affects.
@@ -183,6 +185,12 @@ func (s *syncer) run(ctx context.Context, job syncJob) (usersOK, auditOK bool, u
 		r.summary.FinishedAt = s.now()
 		results = append(results, job.requested(r))
 		auditOK = r.err == nil
+	}
+	if cl, ok := gc.(actionClient); ok && job.action != "" && s.actions != nil {
+		// After the poll, so that the guards see the newest activity.
+		if err := s.actions.run(ctx, job.tenant, job.sc, job.action, cl); err != nil && ctx.Err() == nil {
+			log.Warn().Err(err).Str("action_id", job.action).Msg("reclaim action")
+		}
 	}
 	if ctx.Err() != nil {
 		// Shutting down: what failed, failed because of it. Nothing is recorded (the
@@ -331,11 +339,12 @@ func (s *syncer) applyRun(ctx context.Context, log zerolog.Logger, job syncJob, 
 }
 
 // clearedBy reports whether a successful run of kind clears a failed check: a users run
-// exercises every check but the Audit Log's, an Audit Log run that one.
+// exercises every check but the Audit Log's and the optional actions check (which only a
+// connect runs), an Audit Log run the Audit Log's.
 func clearedBy(kind events.RunKind, check connectors.CheckName) bool {
 	switch kind {
 	case events.RunUsers:
-		return check != greenhouse.CheckAuditLog
+		return check != greenhouse.CheckAuditLog && check != greenhouse.CheckActions
 	case events.RunAudit:
 		return check == greenhouse.CheckAuditLog
 	}

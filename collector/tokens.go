@@ -26,7 +26,7 @@ type Scope string
 const (
 	ScopeRead    Scope = "read"    // the read API and /metrics
 	ScopeConnect Scope = "connect" // the connection routes
-	ScopeAct     Scope = "act"     // actions; no route needs it yet
+	ScopeAct     Scope = "act"     // reclaim actions: POST …/actions
 )
 
 var allScopes = []Scope{ScopeRead, ScopeConnect, ScopeAct}

@@ -31,6 +31,7 @@ const (
 	BucketCheckpoints = "checkpoints" // per-tenant sync progress
 	BucketAlerts      = "alerts"      // per-tenant alert state (last transition per user)
 	BucketLeases      = "leases"      // shard ownership across replicas; entries expire after LeaseTTL
+	BucketActions     = "actions"     // reclaim actions: each one's request and per-user outcomes
 	// BucketWalks holds the read API's users-list walks (collector/walks.go); the collector
 	// creates it on first use, its entries expiring after an hour; NewBus does not.
 	BucketWalks = "walks"
@@ -42,7 +43,7 @@ const LeaseHistory = 8
 
 // Buckets lists every bucket name NewBus creates.
 func Buckets() []string {
-	return []string{BucketConnections, BucketCheckpoints, BucketAlerts, BucketLeases}
+	return []string{BucketConnections, BucketCheckpoints, BucketAlerts, BucketLeases, BucketActions}
 }
 
 // Config configures the stream, the KV buckets and the publisher. The zero value of each field
@@ -163,6 +164,8 @@ func (c Config) bucketConfig(name string) jetstream.KeyValueConfig {
 		cfg.Description = "Greenhouse sync checkpoints by tenant"
 	case BucketAlerts:
 		cfg.Description = "Greenhouse license alert state by tenant"
+	case BucketActions:
+		cfg.Description = "Greenhouse reclaim actions by tenant and action id: request and per-user outcomes"
 	case BucketLeases:
 		cfg.Description = "Collector shard leases; an entry expires unless refreshed within the TTL"
 		cfg.TTL = c.LeaseTTL

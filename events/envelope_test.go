@@ -148,6 +148,8 @@ func TestSubject(t *testing.T) {
 		{events.TypeAlertLicenseFreed, "saas.acme.greenhouse.alert"},
 		{events.TypeConnectionChanged, "saas.acme.greenhouse.connection"},
 		{events.TypeSyncCompleted, "saas.acme.greenhouse.sync"},
+		{events.TypeActionRequested, "saas.acme.greenhouse.action"},
+		{events.TypeActionCompleted, "saas.acme.greenhouse.action"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.typ), func(t *testing.T) {

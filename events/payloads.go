@@ -25,7 +25,7 @@ const (
 )
 
 // Topic returns the last subject token the type is published under:
-// user, usage, alert, connection, sync or policy.
+// user, usage, alert, connection, sync, policy or action.
 func (t Type) Topic() string {
 	switch t {
 	case TypeUserChanged:
@@ -40,6 +40,8 @@ func (t Type) Topic() string {
 		return "connection"
 	case TypeSyncCompleted:
 		return "sync"
+	case TypeActionRequested, TypeActionCompleted:
+		return "action"
 	}
 	return ""
 }

@@ -9,6 +9,7 @@ func Types() []Type {
 		TypeAlertLicenseInactive, TypeAlertLicenseActive, TypeAlertLicenseFreed,
 		TypeConnectionChanged, TypeSyncCompleted,
 		TypeAlertSeatsExceeded, TypeAlertSeatsUnused, TypePolicyChanged,
+		TypeActionRequested, TypeActionCompleted,
 	}
 }
 
@@ -30,6 +31,10 @@ func NewData(t Type) any {
 		return new(SeatAlert)
 	case TypePolicyChanged:
 		return new(PolicyChanged)
+	case TypeActionRequested:
+		return new(ActionRequested)
+	case TypeActionCompleted:
+		return new(ActionCompleted)
 	}
 	return nil
 }

@@ -244,6 +244,7 @@ func compatSteps(t *testing.T) []compatStep {
 	}
 	add("sync runs page", strings.ReplaceAll(q("sync_runs_page"), "{limit}", "LIMIT 2"), true,
 		nm("acme", "greenhouse", "kind", "", "status", "", "after", 0, "after_ts", int64(0), "after_run", "")...)
+	add("action outcomes", q("action_outcomes"), true, nm("acme", "greenhouse", "action", "a1")...)
 	// The inspectors (RowCounts, DumpText) after the merges are forced, so that row counts do
 	// not depend on when background merges ran.
 	for _, table := range Tables {
@@ -331,6 +332,11 @@ var compatFixture = []string{
 	`connection_events (tenant_id, app, ts, event_id, state, usage_data, checks, changed) VALUES
  ('acme','greenhouse','2024-05-01 10:00:00','e1','degraded',0,'[{"name":"audit_log","status":"failed"}]','state'),
  ('acme','greenhouse','2024-05-01 11:00:00','e2','connected',1,'[]','state,usage_data')`,
+	`actions (tenant_id, app, action_id, user_id, type, requested_by, reason, requested_at, dry_run, force, outcome, code, http_status, guards, license_type, last_activity_at, decided_at) VALUES
+ ('acme','greenhouse','a1',1,'deactivate','ops','inactive','2024-06-30 10:00:00',0,0,'done','',204,'[]','basic','2024-03-01 10:00:00','2024-06-30 10:00:05'),
+ ('acme','greenhouse','a1',2,'deactivate','ops','inactive','2024-06-30 10:00:00',0,0,'refused','recently_active',0,'[]','job_admin',NULL,'2024-06-30 10:00:06')`,
+	`actions (tenant_id, app, action_id, user_id, type, requested_by, reason, requested_at, dry_run, force, outcome, code, http_status, guards, license_type, last_activity_at, decided_at) VALUES
+ ('acme','greenhouse','a1',1,'deactivate','ops','inactive','2024-06-30 10:00:00',0,0,'done','',204,'[]','basic','2024-03-01 10:00:00','2024-06-30 10:00:05')`,
 }
 
 func TestCompatibility(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 )
 
 // Tables are the tables of the contract, in the order the docs list them.
-var Tables = []string{"users", "license_counts", "audit_events", "user_activity_daily", "sync_runs", "connection_events", "user_changes", "usage_counts", "policy_changes"}
+var Tables = []string{"users", "license_counts", "audit_events", "user_activity_daily", "sync_runs", "connection_events", "user_changes", "usage_counts", "policy_changes", "actions"}
 
 // RowCounts returns the number of stored rows of every table (before merges deduplicate).
 func (s *Store) RowCounts(ctx context.Context) (map[string]uint64, error) {

@@ -20,6 +20,12 @@
 //	    CloudEvents id is in the stream twice, one saas.user.changed per user, exactly one
 //	    license_inactive alert per inactive license holder and no license_active or
 //	    license_freed alert (the organisations do not change). It exits 1 on any mismatch.
+//	crashtest -verify-actions -action-file F -sim-url URL -data-dir DIR -clickhouse-addr A
+//	    the actions mode (deploy/local/crash-actions-test.sh, actions.go): checks the action
+//	    saved in F against the simulator's accepted writes (GET /writes/ORG) and truth, the
+//	    actions rows and the stream. The simulator also serves GET /reclaim/ORG, the action's
+//	    body; -sim-latency slows every answer of crash1, -sim-write-delay its answers to
+//	    writes once they are done.
 package main
 
 import (
@@ -83,6 +89,12 @@ type options struct {
 	natsURL, replicaID string
 	streamReplicas     int
 	runsFile           string
+	verifyActions      bool
+	actionFile         string
+	actionChunk        int
+	actionEvery        time.Duration
+	simLatency         time.Duration
+	simWriteDelay      time.Duration
 }
 
 func main() {
@@ -101,6 +113,12 @@ func main() {
 	flag.StringVar(&o.replicaID, "replica-id", "", "name of the replica in shard leases (empty: host name and pid)")
 	flag.IntVar(&o.streamReplicas, "stream-replicas", 1, "replicas of the stream and KV buckets")
 	flag.StringVar(&o.runsFile, "runs-file", "", "append one JSON line per sync run (tenant, replica, kind, start, end) to this file")
+	flag.BoolVar(&o.verifyActions, "verify-actions", false, "check the reclaim action of -action-file (the actions mode)")
+	flag.StringVar(&o.actionFile, "action-file", "", "the action's final GET answer (-verify-actions)")
+	flag.IntVar(&o.actionChunk, "action-chunk", 25, "users of a reclaim action per run of the collector")
+	flag.DurationVar(&o.actionEvery, "action-every", 30*time.Second, "least time between two runs of one reclaim action")
+	flag.DurationVar(&o.simLatency, "sim-latency", 0, "latency added to every answer to crash1 (-sim)")
+	flag.DurationVar(&o.simWriteDelay, "sim-write-delay", 0, "delay of crash1's answers to writes, after the write is done (-sim)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -111,6 +129,13 @@ func main() {
 		err = errors.New("-sim and -verify exclude each other")
 	case o.sim:
 		err = serveSim(ctx, o)
+	case o.verifyActions:
+		var ok bool
+		ok, err = verifyActions(ctx, o, os.Stdout)
+		if err == nil && !ok {
+			stop()
+			os.Exit(1)
+		}
 	case o.verify:
 		var ok bool
 		ok, err = verify(ctx, o, os.Stdout)
@@ -162,6 +187,7 @@ func serveSim(ctx context.Context, o options) error {
 	for _, org := range orgs {
 		byName[org.Name()] = org
 	}
+	byName[actionOrg].SetFaults(simulator.Faults{Latency: o.simLatency, WriteAnswerDelay: o.simWriteDelay})
 	withOrg := func(answer func(*simulator.Org) any) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			org, ok := byName[r.PathValue("org")]
@@ -175,6 +201,8 @@ func serveSim(ctx context.Context, o options) error {
 	return simserve.Serve(ctx, ln, sim, orgs, map[string]http.HandlerFunc{
 		"GET /connect/{org}": withOrg(func(org *simulator.Org) any { return simserve.ConnectBody(org, base, "1m", "30s") }),
 		"GET /truth/{org}":   withOrg(func(org *simulator.Org) any { return org.Truth() }),
+		"GET /writes/{org}":  withOrg(func(org *simulator.Org) any { return org.Writes() }),
+		"GET /reclaim/{org}": withOrg(func(org *simulator.Org) any { return reclaimBody(org) }),
 		"GET /requests": func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintln(w, sim.Stats().Requests)
 		},
@@ -202,6 +230,7 @@ func runCollector(ctx context.Context, o options) error {
 	cfg.LeaseTTL = o.leaseTTL
 	cfg.NATSURL = o.natsURL
 	cfg.StreamReplicas = o.streamReplicas
+	cfg.ActionChunk, cfg.ActionEvery = o.actionChunk, o.actionEvery
 	if o.replicaID != "" {
 		cfg.ReplicaID = o.replicaID
 	}

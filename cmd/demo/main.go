@@ -1,7 +1,8 @@
 // Command demo is the local demo: a built-in Greenhouse simulator with a few tenants (one of
 // which needs attention), the collector with an embedded NATS server, ClickHouse (its address
 // given by deploy/local/demo.sh), the tenants connected through the real HTTP API, and a
-// printed summary of what landed where once the first syncs are done. It keeps collecting
+// printed summary of what landed where once the first syncs are done, with a dry run and a
+// real reclaim of inactive basic seats (reclaim.go). It keeps collecting
 // until interrupted, then stops everything it started.
 package main
 
@@ -312,6 +313,7 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 	}
 
 	printReadAPI(ctx, client, api, token)
+	printReclaim(ctx, client, api, token, counts)
 
 	fmt.Printf("\nClickHouse (database %s at %s)\n", cfg.ClickHouseDatabase, cfg.ClickHouseAddr)
 	rows, err := app.Store.RowCounts(ctx)

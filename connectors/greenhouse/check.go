@@ -20,10 +20,13 @@ const (
 	CheckUsers       connectors.CheckName = "users"       // users can be listed
 	CheckPermissions connectors.CheckName = "permissions" // user roles and (future) job permissions can be listed
 	CheckAuditLog    connectors.CheckName = "audit_log"   // the Audit Log can be read
+	// CheckActions is optional: whether the credential may deactivate and activate users
+	// (reclaim actions). Its failure leaves the connection's state as it is.
+	CheckActions connectors.CheckName = "actions"
 )
 
 // CheckNames are the connect-flow checks in order.
-var CheckNames = []connectors.CheckName{CheckCredentials, CheckAdminUser, CheckUsers, CheckPermissions, CheckAuditLog}
+var CheckNames = []connectors.CheckName{CheckCredentials, CheckAdminUser, CheckUsers, CheckPermissions, CheckAuditLog, CheckActions}
 
 // CredentialsRefused are the checks of a credential refused before any request: credentials
 // failed with code and message, the others skipped.
@@ -88,7 +91,7 @@ func outcome(name connectors.CheckName, err error, adminID int64) connectors.Che
 
 // Check runs the connect-flow checks within ctx (and at most 25 s): credentials, then the
 // admin user; a failure of either skips the rest. The users, permissions and Audit Log
-// checks run each.
+// checks run each, and the optional actions check (write.go).
 func (c *Client) Check(ctx context.Context) []Check {
 	ctx, cancel := context.WithTimeout(ctx, 25*time.Second)
 	defer cancel()
@@ -108,7 +111,8 @@ func (c *Client) Check(ctx context.Context) []Check {
 	return append(out, outcome(CheckAdminUser, nil, id),
 		outcome(CheckUsers, c.checkUsers(ctx), id),
 		outcome(CheckPermissions, c.checkPermissions(ctx), id),
-		outcome(CheckAuditLog, c.checkAuditLog(ctx), id))
+		outcome(CheckAuditLog, c.checkAuditLog(ctx), id),
+		outcome(CheckActions, c.checkActions(ctx), id))
 }
 
 // checkAdminUser looks the admin user up: an active Site Admin. A missing scope tells nothing
@@ -169,4 +173,20 @@ func (c *Client) probe(ctx context.Context, op string, kind endpointKind, target
 		return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	}, true)
 	return body, err
+}
+
+// checkActions asks whether the credential may deactivate and activate users, changing no
+// one: it sends both writes for user id 0, which no Greenhouse user has. A credential with
+// the permission is answered 422 (or 404, or 204) for the unknown id; one without it 403
+// naming the missing scope (docs/greenhouse-wire.md, row 12). Greenhouse's reference names
+// no scope for these endpoints in its text: none is named here either.
+func (c *Client) checkActions(ctx context.Context) error {
+	for _, to := range []UserStatus{Deactivate, Activate} {
+		err := c.SetUserStatus(ctx, 0, to)
+		if err == nil || CodeOf(err) == CodeUnprocessable {
+			continue
+		}
+		return err
+	}
+	return nil
 }

@@ -454,12 +454,13 @@ func TestCheckReportsEveryCheck(t *testing.T) {
 		faults simulator.Faults
 		want   map[string]string
 	}{
-		{"healthy", simulator.Faults{}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "ok:"}},
-		{"bad credentials", simulator.Faults{InvalidClient: true}, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped:", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:"}},
-		{"not site admin", simulator.Faults{AdminNotSiteAdmin: true}, map[string]string{"credentials": "ok:", "admin_user": "failed:admin_not_site_admin", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:"}},
-		{"no audit log", simulator.Faults{AuditLogDisabled: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:" + string(auditDisabledCode())}},
-		{"audit log on a wrong host", simulator.Faults{AuditLogWrongHost: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:audit_log_not_found"}},
-		{"scope missing", simulator.Faults{MissingScopes: []string{"harvest:future_job_permissions:list"}}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "failed:missing_scope", "audit_log": "ok:"}},
+		{"healthy", simulator.Faults{}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "ok:", "actions": "ok:"}},
+		{"bad credentials", simulator.Faults{InvalidClient: true}, map[string]string{"credentials": "failed:invalid_client", "admin_user": "skipped:", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:", "actions": "skipped:"}},
+		{"not site admin", simulator.Faults{AdminNotSiteAdmin: true}, map[string]string{"credentials": "ok:", "admin_user": "failed:admin_not_site_admin", "users": "skipped:", "permissions": "skipped:", "audit_log": "skipped:", "actions": "skipped:"}},
+		{"no audit log", simulator.Faults{AuditLogDisabled: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:" + string(auditDisabledCode()), "actions": "ok:"}},
+		{"audit log on a wrong host", simulator.Faults{AuditLogWrongHost: true}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "failed:audit_log_not_found", "actions": "ok:"}},
+		{"scope missing", simulator.Faults{MissingScopes: []string{"harvest:future_job_permissions:list"}}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "failed:missing_scope", "audit_log": "ok:", "actions": "ok:"}},
+		{"no write permission", simulator.Faults{MissingScopes: []string{simulator.ScopeDeactivate}}, map[string]string{"credentials": "ok:", "admin_user": "ok:", "users": "ok:", "permissions": "ok:", "audit_log": "ok:", "actions": "failed:actions_not_permitted"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -467,7 +468,7 @@ func TestCheckReportsEveryCheck(t *testing.T) {
 			f.org.SetFaults(tt.faults)
 			got := f.client(t).Check(context.Background())
 			assert.Equal(t, tt.want, status(got))
-			assert.Equal(t, []string{"credentials", "admin_user", "users", "permissions", "audit_log"}, names(got))
+			assert.Equal(t, []string{"credentials", "admin_user", "users", "permissions", "audit_log", "actions"}, names(got))
 		})
 	}
 	t.Run("admin user unknown", func(t *testing.T) {

@@ -27,6 +27,11 @@ const (
 	CodeRateLimited        Code = "rate_limited"
 	CodeUnavailable        Code = "greenhouse_unavailable"
 	CodeUnexpectedResponse Code = "unexpected_response"
+	// The codes of the user-status writes (write.go): the credential may not deactivate or
+	// activate users (the optional actions check, a 403 naming a scope on a write), and a
+	// 422 or 404 for the user's id.
+	CodeActionsNotPermitted Code = "actions_not_permitted"
+	CodeUnprocessable       Code = "unprocessable"
 )
 
 // APIError is every error the connector returns about Greenhouse. It never holds a secret.

@@ -382,27 +382,37 @@ func TestCheckWithHandWrittenAnswers(t *testing.T) {
 		want    []string
 		message string // in the failed check's message
 	}{
-		{"healthy", answers{site, okList, okList, okAudit}, []string{"ok", "ok", "ok", "ok", "ok"}, ""},
-		{"admin unknown", answers{adminIs(`[]`), okList, okList, okAudit}, []string{"ok", "failed:admin_user_invalid", "skipped", "skipped", "skipped"}, "numeric ID of an active Site Admin"},
-		{"admin deactivated", answers{adminIs(`[{"id":7,"primary_email":"a@x.example","site_admin":true,"deactivated":true}]`), okList, okList, okAudit}, []string{"ok", "failed:admin_user_invalid", "skipped", "skipped", "skipped"}, "active"},
-		{"admin not site admin", answers{adminIs(`[{"id":7,"primary_email":"a@x.example","site_admin":false}]`), okList, okList, okAudit}, []string{"ok", "failed:admin_not_site_admin", "skipped", "skipped", "skipped"}, "Site Admin"},
-		{"admin 403 site admin", answers{forbidden(`{"message":"Forbidden","errors":["The user authorizing this request must be a Site Admin."]}`), okList, okList, okAudit}, []string{"ok", "failed:admin_not_site_admin", "skipped", "skipped", "skipped"}, "Site Admin"},
-		{"roles scope, unnamed by Greenhouse", answers{site, okList, forbidden(`{"message":"Forbidden: missing scope"}`), okAudit}, []string{"ok", "ok", "ok", "failed:missing_scope", "ok"}, "harvest:user_roles:list"},
-		{"audit log not enabled", answers{site, okList, okList, forbidden(`{"message":"The Audit Log add-on is not enabled for this organization."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_enabled"}, "account management"},
+		{"healthy", answers{site, okList, okList, okAudit}, []string{"ok", "ok", "ok", "ok", "ok", "ok"}, ""},
+		{"admin unknown", answers{adminIs(`[]`), okList, okList, okAudit}, []string{"ok", "failed:admin_user_invalid", "skipped", "skipped", "skipped", "skipped"}, "numeric ID of an active Site Admin"},
+		{"admin deactivated", answers{adminIs(`[{"id":7,"primary_email":"a@x.example","site_admin":true,"deactivated":true}]`), okList, okList, okAudit}, []string{"ok", "failed:admin_user_invalid", "skipped", "skipped", "skipped", "skipped"}, "active"},
+		{"admin not site admin", answers{adminIs(`[{"id":7,"primary_email":"a@x.example","site_admin":false}]`), okList, okList, okAudit}, []string{"ok", "failed:admin_not_site_admin", "skipped", "skipped", "skipped", "skipped"}, "Site Admin"},
+		{"admin 403 site admin", answers{forbidden(`{"message":"Forbidden","errors":["The user authorizing this request must be a Site Admin."]}`), okList, okList, okAudit}, []string{"ok", "failed:admin_not_site_admin", "skipped", "skipped", "skipped", "skipped"}, "Site Admin"},
+		{"roles scope, unnamed by Greenhouse", answers{site, okList, forbidden(`{"message":"Forbidden: missing scope"}`), okAudit}, []string{"ok", "ok", "ok", "failed:missing_scope", "ok", "ok"}, "harvest:user_roles:list"},
+		{"audit log not enabled", answers{site, okList, okList, forbidden(`{"message":"The Audit Log add-on is not enabled for this organization."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_enabled", "ok"}, "account management"},
 		// A 404 alone may be a wrong host or region: the message names both causes.
-		{"audit log 404", answers{site, okList, okList, func(w http.ResponseWriter) { w.WriteHeader(404) }}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found"}, "wrong host or region"},
+		{"audit log 404", answers{site, okList, okList, func(w http.ResponseWriter) { w.WriteHeader(404) }}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found", "ok"}, "wrong host or region"},
 		{"audit log 404, documented body", answers{site, okList, okList, func(w http.ResponseWriter) {
 			w.WriteHeader(404)
 			_, _ = w.Write([]byte(`{"message":"Resource not found"}`))
-		}}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found"}, "Audit Log add-on is not enabled"},
-		{"audit log 403, documented body", answers{site, okList, okList, forbidden(`{"message":"You do not have access to that record."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden"}, "add-on is not enabled"},
-		{"audit log forbidden", answers{site, okList, okList, forbidden(`{"message":"Forbidden"}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden"}, "Audit Log"},
+		}}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_not_found", "ok"}, "Audit Log add-on is not enabled"},
+		{"audit log 403, documented body", answers{site, okList, okList, forbidden(`{"message":"You do not have access to that record."}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden", "ok"}, "add-on is not enabled"},
+		{"audit log forbidden", answers{site, okList, okList, forbidden(`{"message":"Forbidden"}`)}, []string{"ok", "ok", "ok", "ok", "failed:audit_log_forbidden", "ok"}, "Audit Log"},
+		// The actions check's writes go to user id 0; a 403 naming a scope is the permission
+		// missing, and no scope is invented in the message.
+		{"no write permission", answers{site, okList, okList, okAudit}, []string{"ok", "ok", "ok", "ok", "ok", "failed:actions_not_permitted"}, "permission to deactivate and activate users"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFake(t, func(w http.ResponseWriter, r *http.Request) {
 				q := r.URL.Query()
 				switch {
+				case r.Method == http.MethodPost:
+					assert.Contains(t, []string{"/v3/users/0/deactivate", "/v3/users/0/activate"}, r.URL.Path, "the check writes no real user")
+					if tt.name == "no write permission" {
+						forbidden(`{"message":"Forbidden","errors":["Missing required scope"]}`)(w)
+						return
+					}
+					w.WriteHeader(http.StatusUnprocessableEntity)
 				case r.URL.Path == "/v3/users" && q.Get("ids") != "":
 					assert.Equal(t, "7", q.Get("ids"))
 					assert.Equal(t, "true", q.Get("show_service_accounts"))
@@ -436,7 +446,7 @@ func TestCheckWithHandWrittenAnswers(t *testing.T) {
 				}
 				status = append(status, s)
 			}
-			assert.Equal(t, []string{"credentials", "admin_user", "users", "permissions", "audit_log"}, names)
+			assert.Equal(t, []string{"credentials", "admin_user", "users", "permissions", "audit_log", "actions"}, names)
 			assert.Equal(t, tt.want, status)
 		})
 	}

@@ -31,9 +31,17 @@ func checkMessage(code Code, detail string, adminID int64) string {
 		return "Greenhouse's rate limit was reached; try again in a minute."
 	case CodeUnavailable:
 		return "Greenhouse did not answer in time or answered with a server error; try again later."
+	case CodeActionsNotPermitted:
+		return actionsNotPermitted + " (" + detail + ")."
+	case CodeUnprocessable:
+		return "Greenhouse refused the user id (" + detail + ")."
 	}
 	return "Greenhouse answered in an unexpected way (" + detail + "); check that the endpoints point at Greenhouse, try again later, or contact support."
 }
+
+// actionsNotPermitted says what a credential without the permission to deactivate users
+// means: Greenhouse's reference names no scope for it in its text, so none is named here.
+const actionsNotPermitted = "The credential may not deactivate or activate users, so reclaim actions are refused; everything else works as before. To reclaim seats, edit this Harvest V3 (OAuth) credential under Configure → Dev Center → API Credentials and grant it the permission to deactivate and activate users"
 
 // SyncMessage is the message of a connect-flow check that a sync failed with code: without the
 // detail of the answer (an overridden endpoint may have written it), and saying what happens

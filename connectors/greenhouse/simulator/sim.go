@@ -159,6 +159,8 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /v3/user_roles", s.harvest(scopeRoles, 1, listRoles))
 	mux.HandleFunc("GET /v3/user_job_permissions", s.harvest(scopeJobPerms, 2, listJobPerms))
 	mux.HandleFunc("GET /v3/future_job_permissions", s.harvest(scopeFuturePerms, 3, listFuturePerms))
+	mux.HandleFunc("POST /v3/users/{id}/deactivate", s.setStatus(ScopeDeactivate, true))
+	mux.HandleFunc("POST /v3/users/{id}/activate", s.setStatus(ScopeActivate, false))
 	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /events/", s.events)
 	s.mux = mux
@@ -175,9 +177,15 @@ const (
 	scopeJobPerms    = "harvest:user_job_permissions:list"
 	scopeFuturePerms = "harvest:future_job_permissions:list"
 	scopeAudit       = "audit_log:events:list"
+	// ScopeDeactivate and ScopeActivate are the simulator's names of the permission to
+	// deactivate and activate users; Greenhouse's reference text names none
+	// (docs/greenhouse-wire.md, row 12). Remove them with Faults.MissingScopes for a
+	// credential without the write permission.
+	ScopeDeactivate = "harvest:users:deactivate"
+	ScopeActivate   = "harvest:users:activate"
 )
 
-var allScopes = []string{scopeUsers, scopeRoles, scopeJobPerms, scopeFuturePerms, scopeAudit}
+var allScopes = []string{scopeUsers, scopeRoles, scopeJobPerms, scopeFuturePerms, scopeAudit, ScopeDeactivate, ScopeActivate}
 
 // OrgSpec describes an organisation to generate.
 type OrgSpec struct {
@@ -243,6 +251,15 @@ type Faults struct {
 	// {"message":"Search-After must be two comma-separated values"} to a Search-After that is
 	// not exactly two parts: a client must trim.
 	SearchAfterTwoPartsOnly bool
+	// ActiveOnWrite are users who become active between an action's request and its
+	// execution: at the organisation's first accepted deactivate or activate, each of them
+	// performs a seat-use event ("action") at that moment, once.
+	ActiveOnWrite []int64
+	// FailWrites answers deactivate and activate of these user ids with 422.
+	FailWrites []int64
+	// WriteAnswerDelay delays the answer of an accepted write after the write is done: a
+	// client that gives up (or dies) meanwhile leaves the write done but unanswered.
+	WriteAnswerDelay time.Duration
 }
 
 // Stats count what an organisation (or the server) was served. Every request counts in
@@ -388,7 +405,8 @@ type Org struct {
 	stats       Stats
 	limits      map[string]*window
 	pits        map[string]*pit
-	quirk       int // rotates the shape of alternating faults
+	quirk       int      // rotates the shape of alternating faults
+	writes      []string // accepted user-status writes (writes.go)
 }
 
 var (
