@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -12,6 +13,14 @@ import (
 // The license policy's routes (docs/api.md, "License policy"): GET and PUT
 // …/connections/greenhouse/policy. A PUT is checked whole before anything is stored, then
 // stored as a new revision, announced, and re-judges the tenant at once (policy.go).
+
+// policyJudge re-judges a tenant's licenses under its stored policy: *syncer (rejudge).
+type policyJudge interface {
+	rejudge(ctx context.Context, tenant string, sc storedConnection) error
+}
+
+// rejudgeTimeout bounds a PUT's re-judging, which outlives the request.
+const rejudgeTimeout = 2 * time.Minute
 
 func (a *api) getPolicy(w http.ResponseWriter, r *http.Request) {
 	tenant, ok := tenantParam(w, r)
@@ -62,7 +71,12 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 			log.Warn().Err(err).Msg("announce policy change; retried by the next users sync")
 		}
 		if a.judge != nil {
-			if err := a.judge.rejudge(ctx, tenant, stored); err != nil {
+			// The client leaving must not cut the re-judging short (alerts published, the
+			// alert state not saved): it runs to its end, within rejudgeTimeout.
+			jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rejudgeTimeout)
+			err := a.judge.rejudge(jctx, tenant, stored)
+			cancel()
+			if err != nil {
 				log.Warn().Err(err).Msg("re-judge licenses under the new policy; the next users sync does")
 			}
 		}

@@ -99,6 +99,14 @@ func expiry(e events.Exemption) (time.Time, bool) {
 	return t, err == nil
 }
 
+// revision is the policy's revision, 0 for none.
+func (tp *tenantPolicy) revision() uint32 {
+	if tp == nil {
+		return 0
+	}
+	return tp.Revision
+}
+
 // terms are the policy's seat terms by license type, prices in minor units; a nil policy has
 // none (revision 0).
 func (tp *tenantPolicy) terms() storage.PolicyTerms {
@@ -387,9 +395,11 @@ func (s *syncer) judgedNow(ctx context.Context, tenant string, sc storedConnecti
 // of its owning replica) changed meanwhile.
 const rejudgeAttempts = 3
 
-// rejudge judges a tenant's licenses again under its stored policy now, as a users sync
-// would without listing Greenhouse: the alerts of the transitions it causes (once each: the
-// alert state), a usage snapshot with the policy's figures, and the seat alerts.
+// rejudge judges a tenant's licenses again under its stored policy now (read again, whatever
+// sc holds: of two changes finishing out of order, the later judging uses the newer policy),
+// as a users sync would without listing Greenhouse: the alerts of the transitions it causes
+// (once each: the alert state), a usage snapshot with the policy's figures, and the seat
+// alerts.
 func (s *syncer) rejudge(ctx context.Context, tenant string, sc storedConnection) error {
 	var err error
 	for range rejudgeAttempts {
@@ -402,7 +412,7 @@ func (s *syncer) rejudge(ctx context.Context, tenant string, sc storedConnection
 
 // judge is one attempt of rejudge.
 func (s *syncer) judge(ctx context.Context, tenant string, sc storedConnection) error {
-	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	alerts, alertRev, sc, err := s.judgingState(ctx, tenant, sc)
 	if err != nil {
 		return err
 	}

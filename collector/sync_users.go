@@ -39,7 +39,9 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
-	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	// The policy is read again with the alert state: a change stored since the job began
+	// (and re-judged) is not undone.
+	alerts, alertRev, sc, err := s.judgingState(ctx, tenant, sc)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}

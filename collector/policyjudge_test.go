@@ -1,0 +1,115 @@
+package collector
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/events"
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
+
+// inactiveAlerts lists the subjects of the license_inactive alerts published so far.
+func (b *fakeBus) inactiveAlerts() []string {
+	var out []string
+	for _, e := range b.envs {
+		if e.Type == events.TypeAlertLicenseInactive {
+			out = append(out, e.Subject)
+		}
+	}
+	return out
+}
+
+// TestJudgedUnderTheNewestPolicy: a users sync that began under an older policy, and a
+// re-judging handed an older policy, judge under the policy stored when they read the alert
+// state; neither undoes a newer change's re-judging.
+func TestJudgedUnderTheNewestPolicy(t *testing.T) {
+	f := newSyncerFixture(t)
+	a := stateAPI(t, nil)
+	f.s.conns = a.conns
+	ctx := t.Context()
+	a.putStored(t, "acme", StateConnected)
+	put := func(pol events.Policy) storedConnection {
+		sc, changed, err := a.conns.setPolicy(ctx, "acme", pol, "test", f.now)
+		require.NoError(t, err)
+		require.True(t, changed)
+		sc.Policy.Outbox = nil // announced elsewhere
+		return sc
+	}
+	rev1 := put(events.Policy{})
+	require.Nil(t, f.s.syncUsers(ctx, "acme", rev1, f.gh).err)
+	require.Nil(t, f.s.syncAudit(ctx, "acme", rev1, f.gh).err)
+	require.Contains(t, f.bus.inactiveAlerts(), "users/3", "no activity in the 30 days observed")
+
+	// Revision 2 exempts user 3 and is re-judged: 3 unflagged. A sync begun under revision 1
+	// then reads that state; judged under revision 1 it would flag 3 again.
+	rev2 := put(events.Policy{Exemptions: []events.Exemption{{UserID: 3, Reason: "on leave"}}})
+	require.NoError(t, f.s.rejudge(ctx, "acme", rev2))
+	f.bus.envs = nil
+	require.Nil(t, f.s.syncUsers(ctx, "acme", rev1, f.gh).err)
+	require.Nil(t, f.s.syncAudit(ctx, "acme", rev1, f.gh).err)
+	assert.NotContains(t, f.bus.inactiveAlerts(), "users/3", "judged under revision 2, which exempts 3")
+	st, _, err := f.s.alerts.get(ctx, "acme")
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), st.PolicyRevision, "the state records the revision it was judged under")
+
+	// Revision 3 ends the exemption; a re-judging handed revision 2 (a PUT finishing after a
+	// later one) judges revision 3: 3 is flagged again.
+	put(events.Policy{})
+	require.NoError(t, f.s.rejudge(ctx, "acme", rev2))
+	assert.Equal(t, []string{"users/3"}, f.bus.inactiveAlerts())
+
+	// A state judged under a newer revision than the policy read: a stale read, a conflict.
+	st, rev, err := f.s.alerts.get(ctx, "acme")
+	require.NoError(t, err)
+	st.PolicyRevision = 9
+	require.NoError(t, f.s.alerts.put(ctx, "acme", st, rev))
+	_, _, _, err = f.s.judgingState(ctx, "acme", rev2)
+	assert.ErrorIs(t, err, events.ErrConflict)
+}
+
+// judgeFunc is a policyJudge of a function.
+type judgeFunc func(ctx context.Context, tenant string, sc storedConnection) error
+
+func (f judgeFunc) rejudge(ctx context.Context, tenant string, sc storedConnection) error {
+	return f(ctx, tenant, sc)
+}
+
+// announcedNowhere stores the rows of connection and policy changes nowhere.
+type announcedNowhere struct{}
+
+func (announcedNowhere) InsertConnectionEvent(context.Context, storage.ConnectionEventRow) error {
+	return nil
+}
+func (announcedNowhere) InsertPolicyChange(context.Context, storage.PolicyChangeRow) error {
+	return nil
+}
+
+// TestRejudgeOutlivesTheRequest: a PUT's re-judging is not cancelled when its client leaves,
+// and is bounded in time.
+func TestRejudgeOutlivesTheRequest(t *testing.T) {
+	a := stateAPI(t, nil)
+	a.putStored(t, "acme", StateConnected)
+	a.conns.store, a.conns.out = announcedNowhere{}, outputs{bus: &fakeBus{}, metrics: newMetrics()}
+	reqCtx, leave := context.WithCancel(context.Background())
+	var judged, deadline bool
+	a.judge = judgeFunc(func(ctx context.Context, _ string, _ storedConnection) error {
+		leave() // the client gives up while the re-judging runs
+		_, deadline = ctx.Deadline()
+		judged = ctx.Err() == nil
+		return nil
+	})
+	req := httptest.NewRequestWithContext(reqCtx, http.MethodPut, "/v1/tenants/acme/connections/greenhouse/policy",
+		strings.NewReader(`{"new_user_grace_days": 7}`))
+	req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
+	rec := httptest.NewRecorder()
+	a.testHandler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	assert.True(t, judged, "the re-judging's context outlives the request's")
+	assert.True(t, deadline, "and has a deadline")
+}
