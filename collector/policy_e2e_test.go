@@ -185,8 +185,8 @@ func (p *policyTenant) seatsAndWaste(t *testing.T, truth simulator.Truth) {
 		unassignedCost += unassigned * price[typ]
 	}
 	assert.Equal(t, "2027-01-31", sum.Seats["job_admin"].ContractEnd)
-	assert.Equal(t, []collector.Waste{{Currency: "USD", InactiveCost: cents(inactiveCost), UnassignedCost: cents(unassignedCost),
-		Total: cents(inactiveCost + unassignedCost)}}, sum.Waste)
+	assert.Equal(t, []collector.Waste{{Currency: "USD", InactiveCost: ptr(cents(inactiveCost)), UnassignedCost: ptr(cents(unassignedCost)),
+		Total: ptr(cents(inactiveCost + unassignedCost))}}, sum.Waste)
 
 	alerts := p.alerts()
 	assert.Len(t, alerts[string(events.TypeAlertSeatsExceeded)]["license_types/job_admin"], 1, "job_admin: one seat short")

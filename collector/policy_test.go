@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -177,3 +178,37 @@ func TestSeatAlertsOncePerTransition(t *testing.T) {
 	assert.Empty(t, st.evaluateSeats(fig(5), nil))
 	assert.Empty(t, st.Seats, "a license type that never fired is not kept")
 }
+
+// TestWasteUnknownAndOverflow: a currency's unassigned cost (and total) is null when a type
+// priced in it has no seats entered (unknown, never zero), and so is a figure or a sum beyond
+// int64 minor units, at absurd counts and prices.
+func TestWasteUnknownAndOverflow(t *testing.T) {
+	price, seats := int64(48000), int64(10)
+	fig := func(typ string, inactive int64, seats *int64, price int64) storage.SeatFigures {
+		return storage.Figures(storage.UsageCounts{LicenseType: typ, Licenses: inactive + 1, Active: 1, Inactive: inactive},
+			storage.SeatTerms{SeatsPurchased: seats, AnnualCost: &price, Currency: "USD"})
+	}
+	_, waste := seatSummaries([]storage.SeatFigures{fig(LicenseJobAdmin, 2, &seats, price), fig(LicenseBasic, 3, nil, price)}, storage.UsageParams{}, nil)
+	require.Len(t, waste, 1)
+	assert.Equal(t, Waste{Currency: "USD", InactiveCost: ptrTo("2400.00")}, waste[0], "basic's seats unknown: its unassigned cost, and the total, unknown")
+
+	_, waste = seatSummaries([]storage.SeatFigures{fig(LicenseJobAdmin, 2, &seats, price)}, storage.UsageParams{}, nil)
+	assert.Equal(t, Waste{Currency: "USD", InactiveCost: ptrTo("960.00"), UnassignedCost: ptrTo("3360.00"), Total: ptrTo("4320.00")}, waste[0])
+
+	const maxPrice = maxMinorUnits
+	huge := fig(LicenseBasic, 10_000_000, &seats, maxPrice) // 10^7 × 10^12 > 2^63
+	assert.Nil(t, huge.InactiveCost, "beyond int64: unknown")
+	big := fig(LicenseSiteAdmin, 5_000_000, &seats, maxPrice) // 5×10^18 each: their sum overflows
+	require.NotNil(t, big.InactiveCost)
+	sums, waste := seatSummaries([]storage.SeatFigures{big, fig(LicenseJobAdmin, 5_000_000, &seats, maxPrice)}, storage.UsageParams{}, nil)
+	assert.Nil(t, waste[0].InactiveCost, "the sum beyond int64: unknown")
+	assert.Nil(t, waste[0].Total)
+	assert.Equal(t, ptrTo("50000000000000000.00"), sums[LicenseSiteAdmin].InactiveCost)
+	millionSeats := int64(maxSeats)
+	assert.NotNil(t, storage.Figures(storage.UsageCounts{Active: 1}, storage.SeatTerms{SeatsPurchased: &millionSeats, AnnualCost: ptrTo(int64(maxPrice))}).CostPerActiveUser(),
+		"the bounds of a policy stay within int64")
+	assert.Nil(t, storage.AddMinor(ptrTo(int64(math.MaxInt64)), ptrTo(int64(1))))
+	assert.Nil(t, storage.MulMinor(math.MaxInt64, 2))
+}
+
+func ptrTo[T any](v T) *T { return &v }
