@@ -165,7 +165,7 @@ func (a *api) summary(w http.ResponseWriter, r *http.Request) {
 	terms := sc.Policy.terms()
 	seats, waste := seatSummaries(u.Figures(terms), params, sc.Policy)
 	writeJSON(w, http.StatusOK, Summary{
-		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Users, UsersByStatus: u.ByStatus,
+		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Stored, UsersByStatus: u.ByStatus,
 		ServiceAccounts: u.ServiceAccounts, Licenses: u.Licenses, LicensesByType: u.ByType,
 		Active: u.Active, Inactive: u.Inactive, Exempt: u.Exempt, Unknown: u.Unknown, Utilisation: u.Ratio,
 		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
