@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -39,6 +40,9 @@ const (
 	maxExemptions     = 1000
 	maxExemptReason   = 500
 	maxEmailLength    = 254
+	// maxPolicyBytes bounds a policy's JSON as stored (its strings escaped), so that the
+	// connection document holding it stays far below NATS's 1 MiB max_payload.
+	maxPolicyBytes = 64 << 10
 	contractEndLayout = time.DateOnly
 )
 
@@ -142,7 +146,8 @@ func (tp *tenantPolicy) document(tenant string) events.PolicyDocument {
 }
 
 // validatePolicy checks a policy put for a tenant and normalises it (expiry times in UTC);
-// known holds the ids of the users the collector has listed for the tenant. It answers the
+// known holds the ids of the users the collector has listed for the tenant, true for those
+// not removed (an exemption by id names one of these). It answers the
 // first problem, naming its field.
 func validatePolicy(p *events.Policy, now time.Time, known map[int64]bool) *apiError {
 	var e *apiError
@@ -169,7 +174,19 @@ func validatePolicy(p *events.Policy, now time.Time, known map[int64]bool) *apiE
 			return e
 		}
 	}
+	if b, err := json.Marshal(p); err != nil || len(b) > maxPolicyBytes {
+		return invalidField("exemptions", fmt.Sprintf("the policy takes more than %d bytes as JSON: fewer or shorter exemptions", maxPolicyBytes))
+	}
 	return nil
+}
+
+// unprintable reports whether s holds a character that could hide or forge text where it is
+// shown (a log line, a dashboard, a CSV): a control or format character (categories Cc and
+// Cf: NUL, ESC, newlines, U+202E, zero-width ones) or a line or paragraph separator.
+func unprintable(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	})
 }
 
 func invalidField(field, msg string) *apiError {
@@ -224,11 +241,17 @@ func validateExemption(field string, x *events.Exemption, now time.Time, known m
 	case x.UserID < 0:
 		return invalidField(field+".user_id", "user_id must be a positive integer")
 	case x.UserID > 0:
-		if !known[x.UserID] {
+		if current, listed := known[x.UserID]; !current {
+			if listed {
+				return invalidField(field+".user_id", fmt.Sprintf("user %d was removed from Greenhouse (as of the last users sync): there is no license to exempt", x.UserID))
+			}
 			return invalidField(field+".user_id", fmt.Sprintf("user %d is not a user of this tenant (as of the last users sync)", x.UserID))
 		}
 		key = fmt.Sprint(x.UserID)
 	case x.Email != "":
+		if unprintable(x.Email) {
+			return invalidField(field+".email", "email must not hold control or format characters")
+		}
 		if !plausibleEmail(x.Email) {
 			return invalidField(field+".email", fmt.Sprintf("email must be an e-mail address of at most %d characters, without spaces or commas", maxEmailLength))
 		}
@@ -242,6 +265,9 @@ func validateExemption(field string, x *events.Exemption, now time.Time, known m
 	seen[key] = i
 	if r := strings.TrimSpace(x.Reason); r == "" || len([]rune(x.Reason)) > maxExemptReason {
 		return &apiError{Code: codeMissingField, Field: field + ".reason", Message: fmt.Sprintf("an exemption needs a reason of at most %d characters", maxExemptReason)}
+	}
+	if unprintable(x.Reason) {
+		return invalidField(field+".reason", "reason must be one line of text, without control or format characters")
 	}
 	if x.ExpiresAt != "" {
 		t, err := time.Parse(time.RFC3339, x.ExpiresAt)

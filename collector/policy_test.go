@@ -50,6 +50,16 @@ func TestPolicyBadInput(t *testing.T) {
 		{"an expiry that is no time", `{"exemptions":[{"user_id":4080123,"reason":"r","expires_at":"tomorrow"}]}`, "invalid_field", "exemptions[0].expires_at"},
 		{"the same user twice", `{"exemptions":[{"email":"A@x","reason":"r"},{"email":"a@X","reason":"r"}]}`, "invalid_field", "exemptions[1]"},
 		{"an e-mail list in one", `{"exemptions":[{"email":"a@x,b@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a NUL in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u0000"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"an ESC in a reason", `{"exemptions":[{"user_id":4080123,"reason":"\u001b[31mCEO"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a newline in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\nINFO forged"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a C1 control in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u0085"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a right-to-left override in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO \u202egnp.exe"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a line separator in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u2028x"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a zero-width space in an e-mail", `{"exemptions":[{"email":"ceo\u200b@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a right-to-left override in an e-mail", `{"exemptions":[{"email":"\u202eceo@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a byte-order mark in an e-mail", `{"exemptions":[{"email":"ceo@x\ufeff","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a policy too large as JSON", bigPolicy(), "invalid_field", "exemptions"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +77,16 @@ func TestPolicyBadInput(t *testing.T) {
 	require.Nil(t, decodeStrict(httptest.NewRequest("PUT", "/", strings.NewReader(ok)), httptest.NewRecorder(), &pol))
 	require.Nil(t, validatePolicy(&pol, now, known))
 	assert.Equal(t, "2026-12-01T07:00:00Z", pol.Exemptions[1].ExpiresAt, "stored in UTC")
+}
+
+// bigPolicy is a body within the request's bound whose policy, as stored (each "<" escaped as
+// \u003c), exceeds maxPolicyBytes.
+func bigPolicy() string {
+	var xs []string
+	for i := range 30 {
+		xs = append(xs, fmt.Sprintf(`{"email":"u%d@x","reason":%q}`, i, strings.Repeat("<", 400)))
+	}
+	return `{"exemptions":[` + strings.Join(xs, ",") + `]}`
 }
 
 // checkPolicyBody decodes and checks a policy body as the PUT route does.
