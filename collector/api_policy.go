@@ -86,7 +86,8 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 // exemptable returns the ids of the tenant's users when the policy exempts users by id (an
-// exemption must name a user the collector has listed), nil otherwise.
+// exemption must name a user the collector has listed and not seen removed: false for those
+// removed), nil otherwise.
 func (a *api) exemptable(ctx context.Context, tenant string, pol events.Policy) (map[int64]bool, error) {
 	byID := false
 	for _, x := range pol.Exemptions {
@@ -97,7 +98,7 @@ func (a *api) exemptable(ctx context.Context, tenant string, pol events.Policy) 
 	}
 	known := map[int64]bool{}
 	err := a.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(u storage.UserRow) error {
-		known[u.UserID] = true
+		known[u.UserID] = u.Status != storage.StatusRemoved
 		return nil
 	})
 	return known, err

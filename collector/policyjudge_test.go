@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -112,4 +113,36 @@ func TestRejudgeOutlivesTheRequest(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 	assert.True(t, judged, "the re-judging's context outlives the request's")
 	assert.True(t, deadline, "and has a deadline")
+}
+
+// usersOnly is a readStore of the stored users alone.
+type usersOnly struct {
+	readStore
+	rows []storage.UserRow
+}
+
+func (u usersOnly) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
+	for _, r := range u.rows {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestRemovedUsersNotExemptable: an exemption by id naming a removed user is refused, naming
+// its field; a current user is exempted.
+func TestRemovedUsersNotExemptable(t *testing.T) {
+	a := stateAPI(t, nil)
+	a.putStored(t, "acme", StateConnected)
+	a.conns.store, a.conns.out = announcedNowhere{}, outputs{bus: &fakeBus{}, metrics: newMetrics()}
+	a.store = usersOnly{rows: []storage.UserRow{{UserID: 7, Status: storage.StatusActive}, {UserID: 8, Status: storage.StatusRemoved}}}
+	rec := a.serve(http.MethodPut, "/v1/tenants/acme/connections/greenhouse/policy", `{"exemptions":[{"user_id":7,"reason":"r"},{"user_id":8,"reason":"r"}]}`)
+	require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
+	var e struct{ Error apiError }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e))
+	assert.Equal(t, "exemptions[1].user_id", e.Error.Field)
+	assert.Contains(t, e.Error.Message, "removed")
+	rec = a.serve(http.MethodPut, "/v1/tenants/acme/connections/greenhouse/policy", `{"exemptions":[{"user_id":7,"reason":"r"}]}`)
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
 }
