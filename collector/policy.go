@@ -35,14 +35,14 @@ type tenantPolicy struct {
 
 // Bounds of a policy (docs/api.md).
 const (
-	maxSeats          = 1_000_000
-	maxPolicyDays     = 365
-	maxExemptions     = 1000
-	maxExemptReason   = 500
-	maxEmailLength    = 254
+	maxSeats        = 1_000_000
+	maxPolicyDays   = 365
+	maxExemptions   = 1000
+	maxExemptReason = 500
+	maxEmailLength  = 254
 	// maxPolicyBytes bounds a policy's JSON as stored (its strings escaped), so that the
 	// connection document holding it stays far below NATS's 1 MiB max_payload.
-	maxPolicyBytes = 64 << 10
+	maxPolicyBytes    = 64 << 10
 	contractEndLayout = time.DateOnly
 )
 
