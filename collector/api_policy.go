@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -50,6 +51,12 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 		a.answer(w, tenant, err, nil)
 		return
 	}
+	if err := a.conns.deliverPolicy(ctx, tenant, sc.Policy); err != nil {
+		// The previous change is still to be announced: no new revision until it is.
+		a.log.Warn().Err(err).Str("tenant", tenant).Msg("announce the previous policy change")
+		writeError(w, http.StatusServiceUnavailable, apiError{Code: codeUnavailable, Message: errPolicyPending.Error() + " (NATS or ClickHouse unavailable); try again"})
+		return
+	}
 	known, err := a.exemptable(ctx, tenant, pol)
 	if err != nil {
 		a.unavailable(w, err)
@@ -61,13 +68,17 @@ func (a *api) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	stored, changed, err := a.conns.setPolicy(ctx, tenant, pol, tokenName(r), now)
+	if errors.Is(err, errPolicyPending) { // another change, stored meanwhile, not yet announced
+		writeError(w, http.StatusServiceUnavailable, apiError{Code: codeUnavailable, Message: err.Error() + "; try again"})
+		return
+	}
 	if err != nil {
 		a.answer(w, tenant, err, nil)
 		return
 	}
 	log := a.log.With().Str("tenant", tenant).Uint32("policy_revision", stored.Policy.Revision).Logger()
 	if changed {
-		if err := a.conns.deliverPolicy(ctx, tenant, stored.Policy.Outbox); err != nil {
+		if err := a.conns.deliverPolicy(ctx, tenant, stored.Policy); err != nil {
 			log.Warn().Err(err).Msg("announce policy change; retried by the next users sync")
 		}
 		if a.judge != nil {

@@ -28,9 +28,23 @@ type tenantPolicy struct {
 	Revision  uint32        `json:"revision"`
 	UpdatedAt time.Time     `json:"updated_at"`
 	UpdatedBy string        `json:"updated_by"`
-	// Outbox holds the changes not yet both stored (policy_changes) and published
-	// (saas.policy.changed), oldest first, at most maxOutbox.
-	Outbox []events.PolicyChanged `json:"outbox,omitempty"`
+	// Changed names the fields this revision changed (policyChanges).
+	Changed []string `json:"changed,omitempty"`
+	// Pending is this revision while its change is not yet both stored (policy_changes) and
+	// published (saas.policy.changed); 0 once it is. The change is rebuilt from the policy
+	// (change), and no new revision is stored while one is pending (errPolicyPending), so no
+	// revision's announcement is ever dropped and the document holds one policy only.
+	Pending uint32 `json:"pending,omitempty"`
+}
+
+// errPolicyPending refuses a policy change while the previous one is not yet announced (NATS
+// or ClickHouse down): answered 503, to be tried again.
+var errPolicyPending = errors.New("the previous policy change is not announced yet")
+
+// change is the announcement of the policy's revision: saas.policy.changed's data.
+func (tp *tenantPolicy) change(tenant string) events.PolicyChanged {
+	return events.PolicyChanged{TenantID: tenant, App: connectors.AppGreenhouse, Revision: tp.Revision, ChangedBy: tp.UpdatedBy,
+		ChangedAt: tp.UpdatedAt, Changed: append([]string{}, tp.Changed...), Policy: tp.Policy}
 }
 
 // Bounds of a policy (docs/api.md).
@@ -320,9 +334,10 @@ func policyChanges(a, b events.Policy) []string {
 }
 
 // setPolicy stores pol as a tenant's policy, set by the token named by: a new revision, its
-// change queued for announcement; a policy equal to the stored one changes nothing (changed
-// false). events.ErrNotFound without a connection, errDisconnected for a disconnected one.
-// The caller delivers the outbox (deliverPolicy).
+// change pending announcement; a policy equal to the stored one changes nothing (changed
+// false). events.ErrNotFound without a connection, errDisconnected for a disconnected one,
+// errPolicyPending while the stored revision is not yet announced. The caller delivers the
+// change (deliverPolicy).
 func (c *connections) setPolicy(ctx context.Context, tenant string, pol events.Policy, by string, now time.Time) (sc storedConnection, changed bool, err error) {
 	sc, err = c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
 		switch {
@@ -339,13 +354,13 @@ func (c *connections) setPolicy(ctx context.Context, tenant string, pol events.P
 		if changed = len(fields) > 0 || sc.Policy == nil; !changed {
 			return 0, nil
 		}
-		tp.Policy, tp.Revision, tp.UpdatedAt, tp.UpdatedBy = pol, tp.Revision+1, now, by
-		tp.Outbox = append(slices.Clone(tp.Outbox), events.PolicyChanged{TenantID: tenant, App: connectors.AppGreenhouse,
-			Revision: tp.Revision, ChangedBy: by, ChangedAt: now, Changed: append([]string{}, fields...), Policy: pol})
-		dropped := max(0, len(tp.Outbox)-maxOutbox)
-		tp.Outbox = tp.Outbox[dropped:]
+		if tp.Pending != 0 {
+			return 0, errPolicyPending
+		}
+		tp.Policy, tp.Revision, tp.UpdatedAt, tp.UpdatedBy, tp.Changed = pol, tp.Revision+1, now, by, fields
+		tp.Pending = tp.Revision
 		sc.Policy = &tp
-		return dropped, nil
+		return 0, nil
 	})
 	return sc, changed, err
 }
@@ -355,20 +370,25 @@ type policyChangeStore interface {
 	InsertPolicyChange(ctx context.Context, row storage.PolicyChangeRow) error
 }
 
-// deliverPolicy stores the policy_changes row and publishes saas.policy.changed of each change
-// in outbox (the tenant's queued policy changes as last written), oldest first, and removes the
-// delivered ones from the stored connection. Both are idempotent by the revision, so a change
-// delivered twice is seen once. On a failure the rest stays queued for the tenant's next users
-// sync or policy change.
-func (c *connections) deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error {
-	return deliverOutbox(ctx, c, tenant, "policy changes", outbox, func(ch events.PolicyChanged) uint32 { return ch.Revision }, c.announcePolicy,
+// deliverPolicy stores the policy_changes row and publishes saas.policy.changed of tp's
+// revision if it is pending (tp: the tenant's policy as last read), and marks it announced in
+// the stored connection. Both are idempotent by the revision, so a change delivered twice is
+// seen once. On a failure it stays pending for the tenant's next users sync or policy change.
+func (c *connections) deliverPolicy(ctx context.Context, tenant string, tp *tenantPolicy) error {
+	if tp == nil || tp.Pending == 0 {
+		return nil
+	}
+	return deliverOutbox(ctx, c, tenant, "policy changes", []events.PolicyChanged{tp.change(tenant)},
+		func(ch events.PolicyChanged) uint32 { return ch.Revision }, c.announcePolicy,
 		func(sc *storedConnection, delivered map[uint32]bool) error {
 			if sc.Policy == nil {
 				return events.ErrNotFound
 			}
-			tp := *sc.Policy
-			tp.Outbox = slices.DeleteFunc(slices.Clone(tp.Outbox), func(ch events.PolicyChanged) bool { return delivered[ch.Revision] })
-			sc.Policy = &tp
+			if delivered[sc.Policy.Pending] {
+				announced := *sc.Policy
+				announced.Pending = 0
+				sc.Policy = &announced
+			}
 			return nil
 		})
 }

@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,11 +37,13 @@ func TestJudgedUnderTheNewestPolicy(t *testing.T) {
 	f.s.conns = a.conns
 	ctx := t.Context()
 	a.putStored(t, "acme", StateConnected)
+	a.conns.store, a.conns.out = announcedNowhere{}, outputs{bus: &fakeBus{}, metrics: newMetrics()}
 	put := func(pol events.Policy) storedConnection {
 		sc, changed, err := a.conns.setPolicy(ctx, "acme", pol, "test", f.now)
 		require.NoError(t, err)
 		require.True(t, changed)
-		sc.Policy.Outbox = nil // announced elsewhere
+		require.NoError(t, a.conns.deliverPolicy(ctx, "acme", sc.Policy))
+		sc.Policy.Pending = 0 // as announced
 		return sc
 	}
 	rev1 := put(events.Policy{})
@@ -145,4 +149,54 @@ func TestRemovedUsersNotExemptable(t *testing.T) {
 	assert.Contains(t, e.Error.Message, "removed")
 	rec = a.serve(http.MethodPut, "/v1/tenants/acme/connections/greenhouse/policy", `{"exemptions":[{"user_id":7,"reason":"r"}]}`)
 	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+}
+
+// flakyAnnouncer stores the policy changes' rows, or fails with failing.
+type flakyAnnouncer struct {
+	announcedNowhere
+	failing error
+	revs    []uint32
+}
+
+func (f *flakyAnnouncer) InsertPolicyChange(_ context.Context, row storage.PolicyChangeRow) error {
+	if f.failing != nil {
+		return f.failing
+	}
+	f.revs = append(f.revs, row.Revision)
+	return nil
+}
+
+// TestPolicyChangesNeverDropped: a change ClickHouse cannot take stays pending with the
+// policy; a further change is refused (503, nothing stored) until it is announced, then both
+// revisions are announced, each once, however many changes were tried meanwhile.
+func TestPolicyChangesNeverDropped(t *testing.T) {
+	a := stateAPI(t, nil)
+	a.putStored(t, "acme", StateConnected)
+	store, bus := &flakyAnnouncer{failing: errors.New("clickhouse down")}, &fakeBus{}
+	a.conns.store, a.conns.out = store, outputs{bus: bus, metrics: newMetrics()}
+	put := func(days int) *httptest.ResponseRecorder {
+		return a.serve(http.MethodPut, "/v1/tenants/acme/connections/greenhouse/policy", fmt.Sprintf(`{"new_user_grace_days": %d}`, days))
+	}
+	require.Equal(t, http.StatusOK, put(1).Code, "stored, its announcement pending")
+	for days := 2; days < 2+maxOutbox+5; days++ {
+		rec := put(days)
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, rec.Body.String())
+	}
+	sc, err := a.conns.get(t.Context(), "acme")
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), sc.Policy.Revision, "the refused changes stored nothing")
+	assert.Equal(t, uint32(1), sc.Policy.Pending)
+
+	store.failing = nil
+	require.Equal(t, http.StatusOK, put(9).Code)
+	assert.Equal(t, []uint32{1, 2}, store.revs, "revision 1 announced before revision 2 is stored")
+	var published []string
+	for _, e := range bus.envs {
+		published = append(published, e.ID)
+	}
+	assert.Equal(t, []string{"acme:policy:1", "acme:policy:2"}, published)
+	sc, err = a.conns.get(t.Context(), "acme")
+	require.NoError(t, err)
+	assert.Zero(t, sc.Policy.Pending)
+	assert.Equal(t, []string{"new_user_grace_days"}, sc.Policy.change("acme").Changed)
 }

@@ -55,7 +55,7 @@ type connectionUpdater interface {
 	get(ctx context.Context, tenant string) (storedConnection, error)
 	update(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error
 	markSyncStarted(ctx context.Context, tenant string, generation int64, runID string) error
-	deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error
+	deliverPolicy(ctx context.Context, tenant string, tp *tenantPolicy) error
 }
 
 // kvStore is a KV bucket of T with compare-and-set: *events.KV[T].
