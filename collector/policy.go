@@ -18,9 +18,10 @@ import (
 
 // A tenant's license policy (docs/api.md, "License policy"): stored with its connection
 // (storedConnection.Policy), it enters the usage rule (apply), the seat figures (terms) and
-// the seat alerts (seats.go). A change (api_policy.go) is queued in the policy's outbox and
-// announced from there (a policy_changes row and saas.policy.changed: deliverPolicy, retried
-// by the next users sync), and re-judges the tenant's licenses at once (rejudge).
+// the seat alerts (seats.go). A change (api_policy.go) is stored as a pending revision and
+// announced from the stored policy (a policy_changes row and saas.policy.changed:
+// deliverPolicy, retried by the next users sync or policy change), and re-judges the tenant's
+// licenses at once (rejudge).
 
 // tenantPolicy is a tenant's license policy as stored with its connection.
 type tenantPolicy struct {
