@@ -27,6 +27,9 @@ const (
 type alertState struct {
 	Users map[string]alertUser      `json:"users"`
 	Seats map[string]seatAlertState `json:"seats,omitempty"`
+	// PolicyRevision is the license policy's revision the state was last judged under
+	// (0: none): nothing judges it again under an older one (judgingState).
+	PolicyRevision uint32 `json:"policy_revision,omitempty"`
 }
 
 type alertUser struct {
@@ -161,6 +164,35 @@ func (a alertStore) get(ctx context.Context, tenant string) (alertState, uint64,
 		st.Users = map[string]alertUser{}
 	}
 	return st, rev, nil
+}
+
+// judgingState reads a tenant's alert state, then the policy to judge it under: the tenant's
+// stored policy as of now, not the one a job or a request read before (sc's), so that a run
+// never undoes a policy change's re-judging (docs/events.md, "License policy"). A policy older
+// than the one the state was last judged under is a conflict (a stale read; the caller
+// retries). It returns the state, its revision and sc with that policy, and records the
+// policy's revision in the state.
+func (s *syncer) judgingState(ctx context.Context, tenant string, sc storedConnection) (alertState, uint64, storedConnection, error) {
+	alerts, rev, err := s.alerts.get(ctx, tenant)
+	if err != nil {
+		return alerts, rev, sc, err
+	}
+	if s.conns != nil {
+		fresh, err := s.conns.get(ctx, tenant)
+		switch {
+		case err == nil:
+			sc.Policy = fresh.Policy
+		case !errors.Is(err, events.ErrNotFound): // gone: nothing newer to judge under
+			return alerts, rev, sc, internal(codeNATSUnavailable, fmt.Errorf("read license policy of tenant %q: %w", tenant, err))
+		}
+	}
+	judged := sc.Policy.revision()
+	if judged < alerts.PolicyRevision {
+		return alerts, rev, sc, fmt.Errorf("%w: license policy revision %d read after the alert state judged under revision %d",
+			events.ErrConflict, judged, alerts.PolicyRevision)
+	}
+	alerts.PolicyRevision = judged
+	return alerts, rev, sc, nil
 }
 
 // put writes a tenant's alert state with compare-and-set.

@@ -59,7 +59,7 @@ type api struct {
 	tokens      *tokenSet     // API tokens with their scopes (tokens.go); nil: api-token alone
 	walks       *walkStore    // snapshots of users-list walks (walks.go)
 	actions     *actions      // reclaim actions (actions.go, api_actions.go)
-	judge       *syncer       // re-judges a tenant whose policy changed (policy.go); nil: not at once
+	judge       policyJudge   // re-judges a tenant whose policy changed (policy.go); nil: not at once
 }
 
 // apiCode is the code of an error answer (docs/api.md: the error body at its top, and each

@@ -120,24 +120,28 @@ func (a *api) licenses(w http.ResponseWriter, r *http.Request) {
 
 // Summary is the body of GET /v1/tenants/{tenant_id}/usage/summary.
 type Summary struct {
-	TenantID          string           `json:"tenant_id"`
-	App               string           `json:"app"`
-	Users             int              `json:"users"`
-	UsersByStatus     map[string]int   `json:"users_by_status"`
-	ServiceAccounts   int              `json:"service_accounts"`
-	Licenses          int              `json:"licenses"`
-	LicensesByType    map[string]int   `json:"licenses_by_type"`
-	Active            int              `json:"active"`
-	Inactive          int              `json:"inactive"`
-	Exempt            int              `json:"exempt"`
-	Unknown           int              `json:"unknown"`
-	Utilisation       float64          `json:"utilisation"` // active / (licenses − exempt)
-	InactiveAfterDays int              `json:"inactive_after_days"`
-	UsageData         bool             `json:"usage_data"`
-	ObservedSince     *time.Time       `json:"observed_since"`
-	Freshness         events.Freshness `json:"freshness"`
-	State             string           `json:"state"`
-	AsOf              time.Time        `json:"as_of"`
+	TenantID          string         `json:"tenant_id"`
+	App               string         `json:"app"`
+	Users             int            `json:"users"`
+	UsersByStatus     map[string]int `json:"users_by_status"`
+	ServiceAccounts   int            `json:"service_accounts"`
+	Licenses          int            `json:"licenses"`
+	LicensesByType    map[string]int `json:"licenses_by_type"`
+	Active            int            `json:"active"`
+	Inactive          int            `json:"inactive"`
+	Exempt            int            `json:"exempt"`
+	Unknown           int            `json:"unknown"`
+	Utilisation       float64        `json:"utilisation"` // active / (licenses − exempt)
+	InactiveAfterDays int            `json:"inactive_after_days"`
+	UsageData         bool           `json:"usage_data"`
+	ObservedSince     *time.Time     `json:"observed_since"`
+	// ActivityKnownSince is where the observed activity begins (the Audit Log backfill's
+	// start), the date the reasons no_activity_observed and never_active refer to; null
+	// before the first poll.
+	ActivityKnownSince *time.Time       `json:"activity_known_since"`
+	Freshness          events.Freshness `json:"freshness"`
+	State              string           `json:"state"`
+	AsOf               time.Time        `json:"as_of"`
 	// PolicyRevision is the license policy's revision the figures are under (0: none).
 	PolicyRevision uint32 `json:"policy_revision"`
 	// Seats are the figures of each license type under the policy.
@@ -164,12 +168,16 @@ func (a *api) summary(w http.ResponseWriter, r *http.Request) {
 	}
 	terms := sc.Policy.terms()
 	seats, waste := seatSummaries(u.Figures(terms), params, sc.Policy)
+	var known *time.Time
+	if !params.CoverageStart.IsZero() {
+		known = &params.CoverageStart
+	}
 	writeJSON(w, http.StatusOK, Summary{
-		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Users, UsersByStatus: u.ByStatus,
+		TenantID: tenant, App: connectors.AppGreenhouse, Users: u.Stored, UsersByStatus: u.ByStatus,
 		ServiceAccounts: u.ServiceAccounts, Licenses: u.Licenses, LicensesByType: u.ByType,
 		Active: u.Active, Inactive: u.Inactive, Exempt: u.Exempt, Unknown: u.Unknown, Utilisation: u.Ratio,
 		InactiveAfterDays: params.InactiveAfterDays, UsageData: sc.Doc.UsageData, ObservedSince: sc.Doc.ObservedSince,
-		Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
+		ActivityKnownSince: known, Freshness: sc.Doc.Freshness, State: sc.Doc.State, AsOf: params.Now,
 		PolicyRevision: terms.Revision, Seats: seats, Waste: waste,
 	})
 }

@@ -33,7 +33,8 @@ var currencyDigits = func() map[string]int {
 }()
 
 // maxMinorUnits bounds an amount (a seat's price for a year): 10^12 minor units, so that a
-// price times a million seats stays within int64.
+// price times a million seats stays within int64; a product or sum beyond it (millions of
+// inactive licenses at such a price) is unknown (storage.MulMinor, storage.AddMinor).
 const maxMinorUnits = 1_000_000_000_000
 
 var (

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/events"
@@ -17,9 +18,10 @@ import (
 
 // A tenant's license policy (docs/api.md, "License policy"): stored with its connection
 // (storedConnection.Policy), it enters the usage rule (apply), the seat figures (terms) and
-// the seat alerts (seats.go). A change (api_policy.go) is queued in the policy's outbox and
-// announced from there (a policy_changes row and saas.policy.changed: deliverPolicy, retried
-// by the next users sync), and re-judges the tenant's licenses at once (rejudge).
+// the seat alerts (seats.go). A change (api_policy.go) is stored as a pending revision and
+// announced from the stored policy (a policy_changes row and saas.policy.changed:
+// deliverPolicy, retried by the next users sync or policy change), and re-judges the tenant's
+// licenses at once (rejudge).
 
 // tenantPolicy is a tenant's license policy as stored with its connection.
 type tenantPolicy struct {
@@ -27,18 +29,35 @@ type tenantPolicy struct {
 	Revision  uint32        `json:"revision"`
 	UpdatedAt time.Time     `json:"updated_at"`
 	UpdatedBy string        `json:"updated_by"`
-	// Outbox holds the changes not yet both stored (policy_changes) and published
-	// (saas.policy.changed), oldest first, at most maxOutbox.
-	Outbox []events.PolicyChanged `json:"outbox,omitempty"`
+	// Changed names the fields this revision changed (policyChanges).
+	Changed []string `json:"changed,omitempty"`
+	// Pending is this revision while its change is not yet both stored (policy_changes) and
+	// published (saas.policy.changed); 0 once it is. The change is rebuilt from the policy
+	// (change), and no new revision is stored while one is pending (errPolicyPending), so no
+	// revision's announcement is ever dropped and the document holds one policy only.
+	Pending uint32 `json:"pending,omitempty"`
+}
+
+// errPolicyPending refuses a policy change while the previous one is not yet announced (NATS
+// or ClickHouse down): answered 503, to be tried again.
+var errPolicyPending = errors.New("the previous policy change is not announced yet")
+
+// change is the announcement of the policy's revision: saas.policy.changed's data.
+func (tp *tenantPolicy) change(tenant string) events.PolicyChanged {
+	return events.PolicyChanged{TenantID: tenant, App: connectors.AppGreenhouse, Revision: tp.Revision, ChangedBy: tp.UpdatedBy,
+		ChangedAt: tp.UpdatedAt, Changed: append([]string{}, tp.Changed...), Policy: tp.Policy}
 }
 
 // Bounds of a policy (docs/api.md).
 const (
-	maxSeats          = 1_000_000
-	maxPolicyDays     = 365
-	maxExemptions     = 1000
-	maxExemptReason   = 500
-	maxEmailLength    = 254
+	maxSeats        = 1_000_000
+	maxPolicyDays   = 365
+	maxExemptions   = 1000
+	maxExemptReason = 500
+	maxEmailLength  = 254
+	// maxPolicyBytes bounds a policy's JSON as stored (its strings escaped), so that the
+	// connection document holding it stays far below NATS's 1 MiB max_payload.
+	maxPolicyBytes    = 64 << 10
 	contractEndLayout = time.DateOnly
 )
 
@@ -99,6 +118,14 @@ func expiry(e events.Exemption) (time.Time, bool) {
 	return t, err == nil
 }
 
+// revision is the policy's revision, 0 for none.
+func (tp *tenantPolicy) revision() uint32 {
+	if tp == nil {
+		return 0
+	}
+	return tp.Revision
+}
+
 // terms are the policy's seat terms by license type, prices in minor units; a nil policy has
 // none (revision 0).
 func (tp *tenantPolicy) terms() storage.PolicyTerms {
@@ -134,7 +161,8 @@ func (tp *tenantPolicy) document(tenant string) events.PolicyDocument {
 }
 
 // validatePolicy checks a policy put for a tenant and normalises it (expiry times in UTC);
-// known holds the ids of the users the collector has listed for the tenant. It answers the
+// known holds the ids of the users the collector has listed for the tenant, true for those
+// not removed (an exemption by id names one of these). It answers the
 // first problem, naming its field.
 func validatePolicy(p *events.Policy, now time.Time, known map[int64]bool) *apiError {
 	var e *apiError
@@ -161,7 +189,19 @@ func validatePolicy(p *events.Policy, now time.Time, known map[int64]bool) *apiE
 			return e
 		}
 	}
+	if b, err := json.Marshal(p); err != nil || len(b) > maxPolicyBytes {
+		return invalidField("exemptions", fmt.Sprintf("the policy takes more than %d bytes as JSON: fewer or shorter exemptions", maxPolicyBytes))
+	}
 	return nil
+}
+
+// unprintable reports whether s holds a character that could hide or forge text where it is
+// shown (a log line, a dashboard, a CSV): a control or format character (categories Cc and
+// Cf: NUL, ESC, newlines, U+202E, zero-width ones) or a line or paragraph separator.
+func unprintable(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	})
 }
 
 func invalidField(field, msg string) *apiError {
@@ -216,11 +256,17 @@ func validateExemption(field string, x *events.Exemption, now time.Time, known m
 	case x.UserID < 0:
 		return invalidField(field+".user_id", "user_id must be a positive integer")
 	case x.UserID > 0:
-		if !known[x.UserID] {
+		if current, listed := known[x.UserID]; !current {
+			if listed {
+				return invalidField(field+".user_id", fmt.Sprintf("user %d was removed from Greenhouse (as of the last users sync): there is no license to exempt", x.UserID))
+			}
 			return invalidField(field+".user_id", fmt.Sprintf("user %d is not a user of this tenant (as of the last users sync)", x.UserID))
 		}
 		key = fmt.Sprint(x.UserID)
 	case x.Email != "":
+		if unprintable(x.Email) {
+			return invalidField(field+".email", "email must not hold control or format characters")
+		}
 		if !plausibleEmail(x.Email) {
 			return invalidField(field+".email", fmt.Sprintf("email must be an e-mail address of at most %d characters, without spaces or commas", maxEmailLength))
 		}
@@ -234,6 +280,9 @@ func validateExemption(field string, x *events.Exemption, now time.Time, known m
 	seen[key] = i
 	if r := strings.TrimSpace(x.Reason); r == "" || len([]rune(x.Reason)) > maxExemptReason {
 		return &apiError{Code: codeMissingField, Field: field + ".reason", Message: fmt.Sprintf("an exemption needs a reason of at most %d characters", maxExemptReason)}
+	}
+	if unprintable(x.Reason) {
+		return invalidField(field+".reason", "reason must be one line of text, without control or format characters")
 	}
 	if x.ExpiresAt != "" {
 		t, err := time.Parse(time.RFC3339, x.ExpiresAt)
@@ -286,9 +335,10 @@ func policyChanges(a, b events.Policy) []string {
 }
 
 // setPolicy stores pol as a tenant's policy, set by the token named by: a new revision, its
-// change queued for announcement; a policy equal to the stored one changes nothing (changed
-// false). events.ErrNotFound without a connection, errDisconnected for a disconnected one.
-// The caller delivers the outbox (deliverPolicy).
+// change pending announcement; a policy equal to the stored one changes nothing (changed
+// false). events.ErrNotFound without a connection, errDisconnected for a disconnected one,
+// errPolicyPending while the stored revision is not yet announced. The caller delivers the
+// change (deliverPolicy).
 func (c *connections) setPolicy(ctx context.Context, tenant string, pol events.Policy, by string, now time.Time) (sc storedConnection, changed bool, err error) {
 	sc, err = c.modify(ctx, tenant, func(sc *storedConnection, exists bool) (int, error) {
 		switch {
@@ -305,13 +355,13 @@ func (c *connections) setPolicy(ctx context.Context, tenant string, pol events.P
 		if changed = len(fields) > 0 || sc.Policy == nil; !changed {
 			return 0, nil
 		}
-		tp.Policy, tp.Revision, tp.UpdatedAt, tp.UpdatedBy = pol, tp.Revision+1, now, by
-		tp.Outbox = append(slices.Clone(tp.Outbox), events.PolicyChanged{TenantID: tenant, App: connectors.AppGreenhouse,
-			Revision: tp.Revision, ChangedBy: by, ChangedAt: now, Changed: append([]string{}, fields...), Policy: pol})
-		dropped := max(0, len(tp.Outbox)-maxOutbox)
-		tp.Outbox = tp.Outbox[dropped:]
+		if tp.Pending != 0 {
+			return 0, errPolicyPending
+		}
+		tp.Policy, tp.Revision, tp.UpdatedAt, tp.UpdatedBy, tp.Changed = pol, tp.Revision+1, now, by, fields
+		tp.Pending = tp.Revision
 		sc.Policy = &tp
-		return dropped, nil
+		return 0, nil
 	})
 	return sc, changed, err
 }
@@ -321,20 +371,25 @@ type policyChangeStore interface {
 	InsertPolicyChange(ctx context.Context, row storage.PolicyChangeRow) error
 }
 
-// deliverPolicy stores the policy_changes row and publishes saas.policy.changed of each change
-// in outbox (the tenant's queued policy changes as last written), oldest first, and removes the
-// delivered ones from the stored connection. Both are idempotent by the revision, so a change
-// delivered twice is seen once. On a failure the rest stays queued for the tenant's next users
-// sync or policy change.
-func (c *connections) deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error {
-	return deliverOutbox(ctx, c, tenant, "policy changes", outbox, func(ch events.PolicyChanged) uint32 { return ch.Revision }, c.announcePolicy,
+// deliverPolicy stores the policy_changes row and publishes saas.policy.changed of tp's
+// revision if it is pending (tp: the tenant's policy as last read), and marks it announced in
+// the stored connection. Both are idempotent by the revision, so a change delivered twice is
+// seen once. On a failure it stays pending for the tenant's next users sync or policy change.
+func (c *connections) deliverPolicy(ctx context.Context, tenant string, tp *tenantPolicy) error {
+	if tp == nil || tp.Pending == 0 {
+		return nil
+	}
+	return deliverOutbox(ctx, c, tenant, "policy changes", []events.PolicyChanged{tp.change(tenant)},
+		func(ch events.PolicyChanged) uint32 { return ch.Revision }, c.announcePolicy,
 		func(sc *storedConnection, delivered map[uint32]bool) error {
 			if sc.Policy == nil {
 				return events.ErrNotFound
 			}
-			tp := *sc.Policy
-			tp.Outbox = slices.DeleteFunc(slices.Clone(tp.Outbox), func(ch events.PolicyChanged) bool { return delivered[ch.Revision] })
-			sc.Policy = &tp
+			if delivered[sc.Policy.Pending] {
+				announced := *sc.Policy
+				announced.Pending = 0
+				sc.Policy = &announced
+			}
 			return nil
 		})
 }
@@ -387,9 +442,11 @@ func (s *syncer) judgedNow(ctx context.Context, tenant string, sc storedConnecti
 // of its owning replica) changed meanwhile.
 const rejudgeAttempts = 3
 
-// rejudge judges a tenant's licenses again under its stored policy now, as a users sync
-// would without listing Greenhouse: the alerts of the transitions it causes (once each: the
-// alert state), a usage snapshot with the policy's figures, and the seat alerts.
+// rejudge judges a tenant's licenses again under its stored policy now (read again, whatever
+// sc holds: of two changes finishing out of order, the later judging uses the newer policy),
+// as a users sync would without listing Greenhouse: the alerts of the transitions it causes
+// (once each: the alert state), a usage snapshot with the policy's figures, and the seat
+// alerts.
 func (s *syncer) rejudge(ctx context.Context, tenant string, sc storedConnection) error {
 	var err error
 	for range rejudgeAttempts {
@@ -402,7 +459,7 @@ func (s *syncer) rejudge(ctx context.Context, tenant string, sc storedConnection
 
 // judge is one attempt of rejudge.
 func (s *syncer) judge(ctx context.Context, tenant string, sc storedConnection) error {
-	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	alerts, alertRev, sc, err := s.judgingState(ctx, tenant, sc)
 	if err != nil {
 		return err
 	}

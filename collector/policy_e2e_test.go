@@ -136,6 +136,21 @@ func TestLicensePolicy(t *testing.T) {
 	before := p.summary()
 	require.Zero(t, before.PolicyRevision)
 	require.Empty(t, before.Waste, "no policy: no money")
+	require.NotNil(t, before.ActivityKnownSince, "after the backfill")
+	require.NotNil(t, before.ObservedSince)
+	known := *before.ActivityKnownSince
+	assert.True(t, known.Before(*before.ObservedSince), "the backfill reaches before the first listing")
+	reasons := map[string]int{}
+	for _, l := range p.licenses("inactive") {
+		reasons[l.Reason]++
+		switch l.Reason {
+		case "never_active":
+			assert.False(t, l.CreatedAt.Before(known), "never_active: created within the activity known, %d", l.UserID)
+		case "no_activity_observed":
+			assert.True(t, l.CreatedAt.Before(known), "no_activity_observed: created before the activity known, %d", l.UserID)
+		}
+	}
+	assert.Positive(t, reasons["no_activity_observed"]+reasons["never_active"], "the reasons are checked against activity_known_since")
 	for _, typ := range []string{"site_admin", "job_admin", "basic"} {
 		s := before.Seats[typ]
 		assert.Nil(t, s.SeatsPurchased, "unset is unknown, never zero")
@@ -185,8 +200,8 @@ func (p *policyTenant) seatsAndWaste(t *testing.T, truth simulator.Truth) {
 		unassignedCost += unassigned * price[typ]
 	}
 	assert.Equal(t, "2027-01-31", sum.Seats["job_admin"].ContractEnd)
-	assert.Equal(t, []collector.Waste{{Currency: "USD", InactiveCost: cents(inactiveCost), UnassignedCost: cents(unassignedCost),
-		Total: cents(inactiveCost + unassignedCost)}}, sum.Waste)
+	assert.Equal(t, []collector.Waste{{Currency: "USD", InactiveCost: ptr(cents(inactiveCost)), UnassignedCost: ptr(cents(unassignedCost)),
+		Total: ptr(cents(inactiveCost + unassignedCost))}}, sum.Waste)
 
 	alerts := p.alerts()
 	assert.Len(t, alerts[string(events.TypeAlertSeatsExceeded)]["license_types/job_admin"], 1, "job_admin: one seat short")

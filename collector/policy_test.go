@@ -2,6 +2,7 @@ package collector
 
 import (
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -49,6 +50,16 @@ func TestPolicyBadInput(t *testing.T) {
 		{"an expiry that is no time", `{"exemptions":[{"user_id":4080123,"reason":"r","expires_at":"tomorrow"}]}`, "invalid_field", "exemptions[0].expires_at"},
 		{"the same user twice", `{"exemptions":[{"email":"A@x","reason":"r"},{"email":"a@X","reason":"r"}]}`, "invalid_field", "exemptions[1]"},
 		{"an e-mail list in one", `{"exemptions":[{"email":"a@x,b@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a NUL in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u0000"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"an ESC in a reason", `{"exemptions":[{"user_id":4080123,"reason":"\u001b[31mCEO"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a newline in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\nINFO forged"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a C1 control in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u0085"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a right-to-left override in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO \u202egnp.exe"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a line separator in a reason", `{"exemptions":[{"user_id":4080123,"reason":"CEO\u2028x"}]}`, "invalid_field", "exemptions[0].reason"},
+		{"a zero-width space in an e-mail", `{"exemptions":[{"email":"ceo\u200b@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a right-to-left override in an e-mail", `{"exemptions":[{"email":"\u202eceo@x","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a byte-order mark in an e-mail", `{"exemptions":[{"email":"ceo@x\ufeff","reason":"r"}]}`, "invalid_field", "exemptions[0].email"},
+		{"a policy too large as JSON", bigPolicy(), "invalid_field", "exemptions"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +77,16 @@ func TestPolicyBadInput(t *testing.T) {
 	require.Nil(t, decodeStrict(httptest.NewRequest("PUT", "/", strings.NewReader(ok)), httptest.NewRecorder(), &pol))
 	require.Nil(t, validatePolicy(&pol, now, known))
 	assert.Equal(t, "2026-12-01T07:00:00Z", pol.Exemptions[1].ExpiresAt, "stored in UTC")
+}
+
+// bigPolicy is a body within the request's bound whose policy, as stored (each "<" escaped as
+// \u003c), exceeds maxPolicyBytes.
+func bigPolicy() string {
+	var xs []string
+	for i := range 30 {
+		xs = append(xs, fmt.Sprintf(`{"email":"u%d@x","reason":%q}`, i, strings.Repeat("<", 400)))
+	}
+	return `{"exemptions":[` + strings.Join(xs, ",") + `]}`
 }
 
 // checkPolicyBody decodes and checks a policy body as the PUT route does.
@@ -177,3 +198,37 @@ func TestSeatAlertsOncePerTransition(t *testing.T) {
 	assert.Empty(t, st.evaluateSeats(fig(5), nil))
 	assert.Empty(t, st.Seats, "a license type that never fired is not kept")
 }
+
+// TestWasteUnknownAndOverflow: a currency's unassigned cost (and total) is null when a type
+// priced in it has no seats entered (unknown, never zero), and so is a figure or a sum beyond
+// int64 minor units, at absurd counts and prices.
+func TestWasteUnknownAndOverflow(t *testing.T) {
+	price, seats := int64(48000), int64(10)
+	fig := func(typ string, inactive int64, seats *int64, price int64) storage.SeatFigures {
+		return storage.Figures(storage.UsageCounts{LicenseType: typ, Licenses: inactive + 1, Active: 1, Inactive: inactive},
+			storage.SeatTerms{SeatsPurchased: seats, AnnualCost: &price, Currency: "USD"})
+	}
+	_, waste := seatSummaries([]storage.SeatFigures{fig(LicenseJobAdmin, 2, &seats, price), fig(LicenseBasic, 3, nil, price)}, storage.UsageParams{}, nil)
+	require.Len(t, waste, 1)
+	assert.Equal(t, Waste{Currency: "USD", InactiveCost: ptrTo("2400.00")}, waste[0], "basic's seats unknown: its unassigned cost, and the total, unknown")
+
+	_, waste = seatSummaries([]storage.SeatFigures{fig(LicenseJobAdmin, 2, &seats, price)}, storage.UsageParams{}, nil)
+	assert.Equal(t, Waste{Currency: "USD", InactiveCost: ptrTo("960.00"), UnassignedCost: ptrTo("3360.00"), Total: ptrTo("4320.00")}, waste[0])
+
+	const maxPrice = maxMinorUnits
+	huge := fig(LicenseBasic, 10_000_000, &seats, maxPrice) // 10^7 × 10^12 > 2^63
+	assert.Nil(t, huge.InactiveCost, "beyond int64: unknown")
+	big := fig(LicenseSiteAdmin, 5_000_000, &seats, maxPrice) // 5×10^18 each: their sum overflows
+	require.NotNil(t, big.InactiveCost)
+	sums, waste := seatSummaries([]storage.SeatFigures{big, fig(LicenseJobAdmin, 5_000_000, &seats, maxPrice)}, storage.UsageParams{}, nil)
+	assert.Nil(t, waste[0].InactiveCost, "the sum beyond int64: unknown")
+	assert.Nil(t, waste[0].Total)
+	assert.Equal(t, ptrTo("50000000000000000.00"), sums[LicenseSiteAdmin].InactiveCost)
+	millionSeats := int64(maxSeats)
+	assert.NotNil(t, storage.Figures(storage.UsageCounts{Active: 1}, storage.SeatTerms{SeatsPurchased: &millionSeats, AnnualCost: ptrTo(int64(maxPrice))}).CostPerActiveUser(),
+		"the bounds of a policy stay within int64")
+	assert.Nil(t, storage.AddMinor(ptrTo(int64(math.MaxInt64)), ptrTo(int64(1))))
+	assert.Nil(t, storage.MulMinor(math.MaxInt64, 2))
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -476,6 +476,14 @@ func TestReadAPI(t *testing.T) {
 		}
 		assert.Equal(t, "deactivated", byID[deactivated].Status, "rows read after the sync show it")
 		assert.Equal(t, "removed", byID[removed].Status)
+		var sum collector.Summary
+		require.Equal(t, 200, r.call(http.MethodGet, "/v1/tenants/reads/usage/summary", nil, &sum))
+		byStatus := 0
+		for _, n := range sum.UsersByStatus {
+			byStatus += n
+		}
+		assert.Positive(t, sum.UsersByStatus["removed"])
+		assert.Equal(t, byStatus, sum.Users, "the summary's users count every stored user, the removed ones included (docs/api.md)")
 
 		// A new walk sees the new order and members.
 		after := r.org.Truth()

@@ -141,18 +141,35 @@ type SeatSummary struct {
 }
 
 // Waste is a year of inactive and unassigned seats in one currency, over the license types
-// priced in it.
+// priced in it. UnassignedCost (and Total) is null when a priced type's seats are not entered
+// (unknown, never zero), and a sum beyond int64 minor units is null too.
 type Waste struct {
-	Currency       string `json:"currency"`
-	InactiveCost   string `json:"inactive_cost"`
-	UnassignedCost string `json:"unassigned_cost"`
-	Total          string `json:"total"`
+	Currency       string  `json:"currency"`
+	InactiveCost   *string `json:"inactive_cost"`
+	UnassignedCost *string `json:"unassigned_cost"`
+	Total          *string `json:"total"`
+}
+
+// wasteSum sums a currency's costs in minor units; nil once unknown (or beyond int64).
+type wasteSum struct{ inactive, unassigned *int64 }
+
+func newWasteSum() *wasteSum { return &wasteSum{inactive: new(int64), unassigned: new(int64)} }
+
+// add adds a priced license type's figures.
+func (w *wasteSum) add(f storage.SeatFigures) {
+	w.inactive = storage.AddMinor(w.inactive, f.InactiveCost)
+	w.unassigned = storage.AddMinor(w.unassigned, f.UnassignedCost)
+}
+
+func (w *wasteSum) waste(currency string) Waste {
+	return Waste{Currency: currency, InactiveCost: amountOf(w.inactive, currency), UnassignedCost: amountOf(w.unassigned, currency),
+		Total: amountOf(storage.AddMinor(w.inactive, w.unassigned), currency)}
 }
 
 // seatSummaries are the summary's license types and waste from the figures under policy.
 func seatSummaries(figs []storage.SeatFigures, p storage.UsageParams, pol *tenantPolicy) (map[string]SeatSummary, []Waste) {
 	out := map[string]SeatSummary{}
-	totals := map[string]*[2]int64{}
+	totals := map[string]*wasteSum{}
 	var currencies []string
 	for _, f := range figs {
 		s := SeatSummary{SeatsPurchased: f.SeatsPurchased, Assigned: f.Licenses, Unassigned: f.Unassigned, Active: f.Active,
@@ -162,16 +179,11 @@ func seatSummaries(figs []storage.SeatFigures, p storage.UsageParams, pol *tenan
 			CostPerActiveUser: amountOf(f.CostPerActiveUser(), f.Currency)}
 		if f.AnnualCost != nil {
 			s.Currency = f.Currency
-			t := totals[f.Currency]
-			if t == nil {
-				t = &[2]int64{}
-				totals[f.Currency] = t
+			if totals[f.Currency] == nil {
+				totals[f.Currency] = newWasteSum()
 				currencies = append(currencies, f.Currency)
 			}
-			t[0] += *f.InactiveCost
-			if f.UnassignedCost != nil {
-				t[1] += *f.UnassignedCost
-			}
+			totals[f.Currency].add(f)
 		}
 		if pol != nil {
 			if lp := pol.Policy.LicenseTypes.Of(f.LicenseType); lp != nil {
@@ -182,8 +194,7 @@ func seatSummaries(figs []storage.SeatFigures, p storage.UsageParams, pol *tenan
 	}
 	waste := []Waste{}
 	for _, c := range currencies {
-		t := totals[c]
-		waste = append(waste, Waste{Currency: c, InactiveCost: formatAmount(t[0], c), UnassignedCost: formatAmount(t[1], c), Total: formatAmount(t[0]+t[1], c)})
+		waste = append(waste, totals[c].waste(c))
 	}
 	return out, waste
 }

@@ -76,7 +76,7 @@ func (s *syncer) applyPolled(ctx context.Context, tenant string, sc storedConnec
 	if err != nil {
 		return rev, err
 	}
-	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	alerts, alertRev, sc, err := s.judgingState(ctx, tenant, sc)
 	if err != nil {
 		return rev, err
 	}

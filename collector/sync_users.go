@@ -25,9 +25,9 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
-	if sc.Policy != nil && len(sc.Policy.Outbox) > 0 {
-		// Policy changes a request could not announce (NATS or ClickHouse down then).
-		if err := s.conns.deliverPolicy(ctx, tenant, sc.Policy.Outbox); err != nil {
+	if sc.Policy != nil && sc.Policy.Pending != 0 {
+		// A policy change its request could not announce (NATS or ClickHouse down then).
+		if err := s.conns.deliverPolicy(ctx, tenant, sc.Policy); err != nil {
 			return fail(greenhouse.CheckUsers, err)
 		}
 	}
@@ -39,7 +39,9 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
-	alerts, alertRev, err := s.alerts.get(ctx, tenant)
+	// The policy is read again with the alert state: a change stored since the job began
+	// (and re-judged) is not undone.
+	alerts, alertRev, sc, err := s.judgingState(ctx, tenant, sc)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}

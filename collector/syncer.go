@@ -49,12 +49,13 @@ type syncStore interface {
 	InsertSyncRun(ctx context.Context, row storage.SyncRunRow) error
 }
 
-// connectionUpdater writes a run's effects on the tenant's connection document, and
-// announces its queued policy changes: *connections.
+// connectionUpdater reads the tenant's connection (its policy, judgingState), writes a run's
+// effects on the document, and announces its queued policy changes: *connections.
 type connectionUpdater interface {
+	get(ctx context.Context, tenant string) (storedConnection, error)
 	update(ctx context.Context, tenant string, generation int64, fn func(*storedConnection)) error
 	markSyncStarted(ctx context.Context, tenant string, generation int64, runID string) error
-	deliverPolicy(ctx context.Context, tenant string, outbox []events.PolicyChanged) error
+	deliverPolicy(ctx context.Context, tenant string, tp *tenantPolicy) error
 }
 
 // kvStore is a KV bucket of T with compare-and-set: *events.KV[T].

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
 	"time"
 )
@@ -53,12 +55,38 @@ func Figures(c UsageCounts, t SeatTerms) SeatFigures {
 		f.Unassigned = ptr(max(*t.SeatsPurchased-c.Licenses, 0))
 	}
 	if t.AnnualCost != nil {
-		f.InactiveCost = ptr(c.Inactive * *t.AnnualCost)
+		f.InactiveCost = MulMinor(c.Inactive, *t.AnnualCost)
 		if f.Unassigned != nil {
-			f.UnassignedCost = ptr(*f.Unassigned * *t.AnnualCost)
+			f.UnassignedCost = MulMinor(*f.Unassigned, *t.AnnualCost)
 		}
 	}
 	return f
+}
+
+// MulMinor is n × price in minor units, or nil (unknown) when either is negative or the
+// product is beyond int64.
+func MulMinor(n, price int64) *int64 {
+	if n < 0 || price < 0 {
+		return nil
+	}
+	hi, lo := bits.Mul64(uint64(n), uint64(price))
+	if hi != 0 || lo > math.MaxInt64 {
+		return nil
+	}
+	return ptr(int64(lo))
+}
+
+// AddMinor is a + b in minor units, or nil (unknown) when either is nil or negative, or the
+// sum is beyond int64.
+func AddMinor(a, b *int64) *int64 {
+	if a == nil || b == nil || *a < 0 || *b < 0 {
+		return nil
+	}
+	sum, carry := bits.Add64(uint64(*a), uint64(*b), 0)
+	if carry != 0 || sum > math.MaxInt64 {
+		return nil
+	}
+	return ptr(int64(sum))
 }
 
 // Exceeded reports whether more licenses are assigned than seats were bought (false when the
@@ -73,8 +101,11 @@ func (f SeatFigures) CostPerActiveUser() *int64 {
 	if f.SeatsPurchased == nil || f.AnnualCost == nil || f.Active == 0 {
 		return nil
 	}
-	total := *f.SeatsPurchased * *f.AnnualCost
-	return ptr((2*total + f.Active) / (2 * f.Active))
+	total := MulMinor(*f.SeatsPurchased, *f.AnnualCost)
+	if total == nil || *total > math.MaxInt64/2-f.Active {
+		return nil // beyond int64: unknown
+	}
+	return ptr((2**total + f.Active) / (2 * f.Active))
 }
 
 // Utilisation is Active / (Licenses − Exempt), 0 without such licenses.

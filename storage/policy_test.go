@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -106,4 +107,29 @@ func TestUsageSnapshotAndWaste(t *testing.T) {
 	require.Len(t, changes, 1)
 	assert.Equal(t, storage.PolicyChangeRow{TenantID: "acme", App: "greenhouse", Revision: 2, ChangedAt: ts("2024-06-30 10:00:00"),
 		ChangedBy: "dashboard", Changed: []string{"license_types.basic.seats_purchased", "exemptions"}, Policy: `{"new_user_grace_days":0}`}, changes[0])
+}
+
+// TestWasteBeyondInt64: a cost beyond Int64 minor units (billions of inactive licenses at the
+// highest price) is NULL in the waste over time, never a wrapped number; the same in Go.
+func TestWasteBeyondInt64(t *testing.T) {
+	t.Parallel()
+	s := storagetest.NewStore(t)
+	ctx := t.Context()
+	price := int64(1_000_000_000_000)
+	terms := map[string]storage.SeatTerms{"basic": {SeatsPurchased: i64(10), AnnualCost: &price, Currency: "USD"}}
+	require.NoError(t, s.InsertPolicyChange(ctx, storage.PolicyChangeRow{TenantID: "acme", App: "greenhouse", Revision: 1,
+		ChangedAt: ts("2024-06-30 10:00:00"), ChangedBy: "dashboard", Policy: `{}`, Terms: terms}))
+	for i, inactive := range []uint32{9_000_000, 4_000_000_000} {
+		b, err := s.Conn().PrepareBatch(ctx, "INSERT INTO "+table(s, "usage_counts")+" (tenant_id, app, ts, license_type, users, licenses, inactive, policy_revision)")
+		require.NoError(t, err)
+		require.NoError(t, b.Append("acme", "greenhouse", ts(fmt.Sprintf("2024-06-30 %02d:00:00", 11+i)), "basic", inactive, inactive, inactive, uint32(1)))
+		require.NoError(t, b.Send())
+	}
+	waste, err := s.WasteOverTime(ctx, "acme", "greenhouse", ts("2024-06-30 00:00:00"), ts("2024-07-01 00:00:00"))
+	require.NoError(t, err)
+	require.Len(t, waste, 2)
+	assert.Equal(t, i64(9_000_000*price), waste[0].InactiveCost, "within Int64")
+	assert.Nil(t, waste[1].InactiveCost, "4×10^21: beyond Int64, unknown")
+	assert.Equal(t, i64(0), waste[1].UnassignedCost)
+	assert.Nil(t, storage.Figures(storage.UsageCounts{Licenses: 4_000_000_000, Inactive: 4_000_000_000}, terms["basic"]).InactiveCost)
 }

@@ -287,7 +287,7 @@ func printSummary(ctx context.Context, client *http.Client, api, token string, a
 		}
 		waste := []string{"-", "-", "-"}
 		for _, w := range s.Waste {
-			waste = []string{w.Currency + " " + w.InactiveCost, w.Currency + " " + w.UnassignedCost, w.Currency + " " + w.Total}
+			waste = []string{money(w.Currency, w.InactiveCost), money(w.Currency, w.UnassignedCost), money(w.Currency, w.Total)}
 		}
 		fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f%%\t%s\t%s\t%s\n", c.TenantID, s.Users, s.Licenses,
 			s.LicensesByType["site_admin"], s.LicensesByType["job_admin"], s.LicensesByType["basic"], s.Active, s.Inactive, s.Unknown, 100*s.Utilisation,
@@ -478,4 +478,12 @@ func printReadAPI(ctx context.Context, client *http.Client, api, token string) {
 		}
 		_ = tw.Flush()
 	}
+}
+
+// money is an amount of the summary in its currency, "unknown" for null.
+func money(currency string, amount *string) string {
+	if amount == nil {
+		return "unknown"
+	}
+	return currency + " " + *amount
 }

@@ -2,12 +2,13 @@
 -- with ts in [from, to), the inactive and unassigned seats and what they cost a year,
 -- recomputed from the snapshot's counts and the terms of the policy revision then in force
 -- (policy_changes, its terms' arrays joined per license type); NULL where that revision
--- leaves the price or the seats unset (-1), or where no policy was in force. Both subqueries
+-- leaves the price or the seats unset (-1), where no policy was in force, or where a cost
+-- would be beyond Int64 (never wrapped). Both subqueries
 -- carry an alias, as current releases require.
 SELECT ts, license_type, policy_revision, inactive,
        if(known = 0 OR seats < 0, NULL, toUInt32(greatest(seats - licenses, 0))) AS unassigned,
        currency,
-       if(known = 0 OR cost < 0, NULL, inactive * cost) AS inactive_cost,
+       if(known = 0 OR cost < 0 OR inactive > intDiv(9223372036854775807, greatest(cost, 1)), NULL, inactive * cost) AS inactive_cost,
        if(known = 0 OR cost < 0 OR seats < 0, NULL, greatest(seats - licenses, 0) * cost) AS unassigned_cost
 FROM (
     SELECT ts, license_type, policy_revision, licenses, inactive
