@@ -322,3 +322,43 @@ func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts ti
 	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
 	return f.failing
 }
+
+// A listing that changes nothing writes no user row; the users' last_seen_at is read as of
+// the tenant's last complete listing (lastSeen), and a user removed later keeps the last
+// listing that saw it.
+func TestSyncUsersWritesOnlyChanges(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	first := f.now.Truncate(time.Second)
+	writes := 0
+	f.s.store = &countingStore{fakeStore: f.store, upserts: &writes}
+
+	f.now = f.now.Add(time.Hour)
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Zero(t, writes, "no user changed: no user row written")
+	assert.Equal(t, first, f.store.users[3].LastSeenAt, "the stored row is the first listing's")
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	p := usageParams(f.s.cfg.settingsOf(events.Connection{}), cp, f.now, cp.ActivityThrough)
+	assert.Equal(t, f.now.Truncate(time.Second), record(f.store.users[3], p).LastSeenAt, "read as of the last listing")
+
+	second := f.now.Truncate(time.Second)
+	f.now = f.now.Add(time.Hour)
+	f.gh.users = f.gh.users[:2] // users 3 and 4 are gone
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Equal(t, 2, writes, "the two removed users")
+	assert.Equal(t, storage.StatusRemoved, f.store.users[3].Status)
+	assert.Equal(t, second, f.store.users[3].LastSeenAt, "removed: last seen in the listing before")
+}
+
+// countingStore counts the user rows written.
+type countingStore struct {
+	*fakeStore
+	upserts *int
+}
+
+func (c *countingStore) UpsertUsers(ctx context.Context, rows []storage.UserRow) error {
+	*c.upserts += len(rows)
+	return c.fakeStore.UpsertUsers(ctx, rows)
+}

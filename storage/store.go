@@ -57,6 +57,11 @@ type Config struct {
 	AuditBufferRows int
 	// AuditWorkers is the number of concurrent audit INSERTs. Default 2.
 	AuditWorkers int
+	// RowFlushInterval is how long a pending row of the small per-run writes (users, user
+	// changes, license and usage counts, sync runs) waits for other tenants' rows before its
+	// INSERT is sent: each table gets one INSERT per interval at most instead of one per
+	// run (docs/performance.md, "Onboarding and memory"). Default 50 ms.
+	RowFlushInterval time.Duration
 	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
 	InsertTimeout time.Duration
 	// CloseTimeout bounds how long Close keeps retrying pending audit rows while ClickHouse
@@ -89,6 +94,9 @@ func (c Config) withDefaults() Config {
 	if c.AuditWorkers <= 0 {
 		c.AuditWorkers = 2
 	}
+	if c.RowFlushInterval <= 0 {
+		c.RowFlushInterval = 50 * time.Millisecond
+	}
 	if c.InsertTimeout <= 0 {
 		c.InsertTimeout = 2 * time.Minute
 	}
@@ -107,7 +115,12 @@ type Store struct {
 	cfg   Config
 	db    string // the quoted database name, used to qualify every table
 	log   zerolog.Logger
-	audit *auditWriter
+	audit *groupWriter[AuditEventRow]
+	// The small writes of every run, group-committed across tenants (writers.go).
+	users         *groupWriter[UserRow]
+	userChanges   *groupWriter[UserChangeRow]
+	licenseCounts *groupWriter[LicenseCountRow]
+	syncRuns      *groupWriter[SyncRunRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
 }
@@ -152,7 +165,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("create database %s: %w", cfg.Database, err)
 	}
-	s.audit = newAuditWriter(s)
+	s.startWriters()
 	return s, nil
 }
 
@@ -167,7 +180,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close flushes the pending audit events (retrying for at most Config.CloseTimeout while
 // ClickHouse is unreachable) and closes the connections.
 func (s *Store) Close() error {
-	s.audit.close()
+	s.closeWriters()
 	if err := s.conn.Close(); err != nil {
 		return fmt.Errorf("close clickhouse: %w", err)
 	}

@@ -48,6 +48,11 @@ type UsageParams struct {
 	// CoverageStart is the time from which the tenant's Audit Log is known to be complete in
 	// storage (the start of the first completed backfill). Zero means no usage data at all.
 	CoverageStart time.Time
+	// ListedAt is the start of the tenant's last complete users listing, to the second (zero:
+	// none yet). It is not part of the rule: a user not removed was listed then, so readers
+	// show the later of it and the stored last_seen_at, which a listing that changes nothing
+	// about a user no longer rewrites (docs/schema.md, users).
+	ListedAt time.Time
 }
 
 // Threshold is the start of the activity window: Now minus InactiveAfterDays days.
