@@ -281,13 +281,50 @@ type UsageCountRow struct {
 	Users, Licenses, Active, Inactive, Unknown uint32
 }
 
+// usageCountsRow is a usage_counts row as written: a tenant's UsageCountRow.
+type usageCountsRow struct {
+	TenantID, App string
+	UsageCountRow
+}
+
 // RecordUsageCounts writes the current usage counts of tenant and app under p, per license
-// type, as the snapshot at ts (usage_counts; a replay with the same ts replaces itself).
+// type, as the snapshot at ts (usage_counts; a replay with the same ts replaces itself). It
+// runs the SELECT of record_usage_counts.sql and writes its rows through a group-committed
+// writer (like UpsertUsers), not as an INSERT … SELECT of its own: one part for many tenants'
+// snapshots instead of one per users sync (docs/performance.md, "Onboarding and memory").
 func (s *Store) RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p UsageParams) error {
-	if err := s.conn.Exec(ctx, s.query("record_usage_counts"), append(named(tenant, app, "ts", unix(ts)), usageArgs(p)...)...); err != nil {
+	q := s.query("record_usage_counts")
+	rows, err := s.conn.Query(ctx, q[strings.Index(q, "\nSELECT")+1:], append(named(tenant, app, "ts", unix(ts)), usageArgs(p)...)...)
+	if err != nil {
+		return fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []usageCountsRow
+	for rows.Next() {
+		var r usageCountsRow
+		if err := rows.Scan(&r.TenantID, &r.App, &r.TS, &r.LicenseType, &r.Users, &r.Licenses, &r.Active, &r.Inactive, &r.Unknown); err != nil {
+			return fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if err := s.usageCounts.write(ctx, out); err != nil {
 		return fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
 	}
 	return nil
+}
+
+// sendUsageCounts runs one INSERT of usage-count rows.
+func (s *Store) sendUsageCounts(ctx context.Context, rows []usageCountsRow) error {
+	return s.batch(ctx, "INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown)", len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Users, r.Licenses, r.Active, r.Inactive, r.Unknown}
+	})
 }
 
 // Trend buckets.

@@ -64,6 +64,10 @@ type Config struct {
 	RowFlushInterval time.Duration
 	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
 	InsertTimeout time.Duration
+	// Compression of the native protocol's blocks: "lz4" (default) or "none". Compressing
+	// costs CPU on both ends; it pays where the network is the bottleneck, not on a loopback
+	// or a fast local network (docs/performance.md, "Storage and publishing").
+	Compression string
 	// CloseTimeout bounds how long Close keeps retrying pending audit rows while ClickHouse
 	// is unreachable; the callers of rows still unwritten then get ErrClosed. Default 30 s.
 	CloseTimeout time.Duration
@@ -72,6 +76,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Database == "" {
 		c.Database = DefaultDatabase
+	}
+	if c.Compression == "" {
+		c.Compression = "lz4"
 	}
 	if c.Username == "" {
 		c.Username = "default"
@@ -120,6 +127,7 @@ type Store struct {
 	users         *groupWriter[UserRow]
 	userChanges   *groupWriter[UserChangeRow]
 	licenseCounts *groupWriter[LicenseCountRow]
+	usageCounts   *groupWriter[usageCountsRow]
 	syncRuns      *groupWriter[SyncRunRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
@@ -131,6 +139,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Addr) == 0 {
 		return nil, errors.New("open clickhouse: no address")
+	}
+	if cfg.Compression != "lz4" && cfg.Compression != "none" {
+		return nil, fmt.Errorf("open clickhouse: compression %q is neither lz4 nor none", cfg.Compression)
 	}
 	if !identRE.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("open clickhouse: invalid database name %q", cfg.Database)
@@ -146,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		MaxOpenConns:    cfg.MaxOpenConns,
 		MaxIdleConns:    cfg.MaxOpenConns,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:     compression(cfg.Compression),
 		ClientInfo:      clickhouse.ClientInfo{Products: []struct{ Name, Version string }{{Name: "greenhouse-collector", Version: "1"}}},
 	})
 	if err != nil {
@@ -167,6 +178,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s.startWriters()
 	return s, nil
+}
+
+// compression is the driver's setting for Config.Compression.
+func compression(method string) *clickhouse.Compression {
+	if method == "none" {
+		return &clickhouse.Compression{Method: clickhouse.CompressionNone}
+	}
+	return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
 }
 
 // Ping checks that ClickHouse answers.

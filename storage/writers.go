@@ -198,13 +198,14 @@ func (s *Store) startWriters() {
 	s.users = newGroupWriter(s, "users", small, s.sendUsers)
 	s.userChanges = newGroupWriter(s, "user_changes", small, s.sendUserChanges)
 	s.licenseCounts = newGroupWriter(s, "license_counts", small, s.sendLicenseCounts)
+	s.usageCounts = newGroupWriter(s, "usage_counts", small, s.sendUsageCounts)
 	s.syncRuns = newGroupWriter(s, "sync_runs", small, s.sendSyncRuns)
 }
 
 // closeWriters flushes every writer's pending rows (Close).
 func (s *Store) closeWriters() {
 	var wg sync.WaitGroup
-	for _, c := range []func(){s.audit.close, s.users.close, s.userChanges.close, s.licenseCounts.close, s.syncRuns.close} {
+	for _, c := range []func(){s.audit.close, s.users.close, s.userChanges.close, s.licenseCounts.close, s.usageCounts.close, s.syncRuns.close} {
 		wg.Go(c)
 	}
 	wg.Wait()

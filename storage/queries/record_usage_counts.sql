@@ -1,6 +1,8 @@
 -- Records the usage counts of a tenant at a users sync (usage_counts): per license type, the
 -- users (removed ones left out), the licenses among them ({licensed}) and how many of those
--- the usage rule ({usage}: storage/usage.go) classifies active, inactive and unknown.
+-- the usage rule ({usage}: storage/usage.go) classifies active, inactive and unknown. The
+-- collector runs the SELECT and writes its rows through a group-committed writer (one INSERT
+-- for many tenants; RecordUsageCounts); the compatibility test runs the whole statement.
 INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown)
 SELECT @tenant, @app, toDateTime(@ts, 'UTC'), license_type,
        toUInt32(count()),
