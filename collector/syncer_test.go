@@ -362,3 +362,41 @@ func (c *countingStore) UpsertUsers(ctx context.Context, rows []storage.UserRow)
 	*c.upserts += len(rows)
 	return c.fakeStore.UpsertUsers(ctx, rows)
 }
+
+// A poll re-reads the events of its overlap (auditOverlap) that the poll before stored: it
+// stores none of them again and skips the activity pass; an event new to the overlap is stored.
+func TestSyncAuditSkipsTheStoredOverlap(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	f.gh.audit = []greenhouse.AuditEvent{
+		{ID: "e1", Time: f.now.Add(-2 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "2"},
+		{ID: "e2", Time: f.now.Add(-20 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "1"},
+	}
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
+	require.Len(t, f.store.audit, 2)
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"e1"}, cp.OverlapIDs, "e2 is older than the next poll's overlap")
+	days := len(f.store.days)
+
+	f.now = f.now.Add(time.Minute)
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Zero(t, r.summary.Events, "e1 re-read in the overlap, not stored again")
+	assert.Len(t, f.store.audit, 2)
+	assert.Len(t, f.store.days, days, "nothing new: no activity pass")
+
+	// An event indexed late, inside the overlap, is new: stored and applied.
+	f.now = f.now.Add(time.Minute)
+	f.gh.audit = append(f.gh.audit, greenhouse.AuditEvent{ID: "e3", Time: f.now.Add(-3 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "3"})
+	r = f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, 1, r.summary.Events)
+	assert.Len(t, f.store.audit, 3)
+	assert.Greater(t, len(f.store.days), days)
+	require.NotNil(t, f.store.users[3].LastActivityAt)
+	cp, _, err = f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"e1", "e3"}, cp.OverlapIDs)
+}
