@@ -18,6 +18,7 @@ type auditWriter struct {
 	rev      uint64
 	lastSave time.Time
 	stored   int
+	used     int // of the stored events, those that are a use of a seat (storage.SeatUse)
 	// known are the events the last poll stored in this poll's overlap (checkpoint.OverlapIDs);
 	// read are the events read by this poll, for the next poll's.
 	known map[string]struct{}
@@ -72,11 +73,12 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 		cp.CoverageStart = cp.BackfillFrom
 	}
 	cp.OverlapIDs = w.overlap(cp.AuditThrough.Add(-auditOverlap))
-	// Nothing new and nothing pending: last activity and daily figures cannot have changed,
-	// so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at scale,
-	// docs/performance.md#scale). Usage that changes with time alone (a license crossing the
-	// inactivity threshold) is evaluated by the users sync.
-	if w.stored > 0 || !activityCurrent {
+	// No new use of a seat and nothing pending: last activity and daily figures cannot have
+	// changed, so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at
+	// scale, docs/performance.md#scale). New events that are no use of a seat (the collector's
+	// own Harvest reads are logged as harvest_access) change neither. Usage that changes with
+	// time alone (a license crossing the inactivity threshold) is evaluated by the users sync.
+	if w.used > 0 || !activityCurrent {
 		if cpRev, err = s.applyPolled(ctx, tenant, sc, cp, cpRev); err != nil {
 			return fail(err)
 		}
@@ -153,6 +155,9 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 		}
 		if _, ok := w.known[e.ID]; !ok {
 			rows = append(rows, auditRow(w.tenant, e))
+			if storage.SeatUse(e.PerformerType, e.PerformerID, e.Type, e.RequestType) {
+				w.used++
+			}
 		}
 	}
 	if len(rows) > 0 {

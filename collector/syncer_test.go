@@ -400,3 +400,21 @@ func TestSyncAuditSkipsTheStoredOverlap(t *testing.T) {
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{"e1", "e3"}, cp.OverlapIDs)
 }
+
+// A poll whose new events are no use of a seat (the collector's own Harvest reads) stores them
+// and skips the activity pass: nobody's activity can have changed.
+func TestSyncAuditStoresAPIAccessWithoutActivityPass(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err) // the backfill: nothing
+	days := len(f.store.days)
+	f.now = f.now.Add(time.Minute)
+	f.gh.audit = []greenhouse.AuditEvent{{ID: "h1", Time: f.now.Add(-30 * time.Second), Type: "harvest_access",
+		PerformerType: "user", PerformerID: "1", RequestType: "/v3/users?per_page=500"}}
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, 1, r.summary.Events, "stored")
+	assert.Len(t, f.store.audit, 1)
+	assert.Len(t, f.store.days, days, "no activity pass")
+}
