@@ -194,7 +194,7 @@ func (s *Store) startWriters() {
 	c := s.cfg
 	s.audit = newGroupWriter(s, "audit_events", groupOptions{batchRows: c.AuditBatchRows, bufferRows: c.AuditBufferRows,
 		workers: c.AuditWorkers, flushInterval: c.AuditFlushInterval}, s.sendAudit)
-	small := groupOptions{batchRows: userChunk, bufferRows: 8 * userChunk, workers: 2, flushInterval: c.RowFlushInterval}
+	small := groupOptions{batchRows: userChunk, bufferRows: 8 * userChunk, workers: 1, flushInterval: c.RowFlushInterval}
 	s.users = newGroupWriter(s, "users", small, s.sendUsers)
 	s.userChanges = newGroupWriter(s, "user_changes", small, s.sendUserChanges)
 	s.licenseCounts = newGroupWriter(s, "license_counts", small, s.sendLicenseCounts)
