@@ -51,10 +51,10 @@ func TestNewBusStreamConfig(t *testing.T) {
 		},
 		{
 			name: "window capped at max age",
-			cfg:  events.Config{MaxAge: 30 * time.Minute},
+			cfg:  events.Config{MaxAge: 2 * time.Minute},
 			want: func(t *testing.T, c jetstream.StreamConfig) {
-				assert.Equal(t, 30*time.Minute, c.MaxAge)
-				assert.Equal(t, 30*time.Minute, c.Duplicates)
+				assert.Equal(t, 2*time.Minute, c.MaxAge)
+				assert.Equal(t, 2*time.Minute, c.Duplicates)
 				assert.Equal(t, int64(-1), c.MaxBytes)
 			},
 		},
