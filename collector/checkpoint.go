@@ -26,6 +26,11 @@ type checkpoint struct {
 	CoverageStart time.Time `json:"coverage_start"`
 	// ObservedSince is when the collector first synced the tenant.
 	ObservedSince time.Time `json:"observed_since"`
+	// OverlapIDs are the ids of the stored events at or after AuditThrough less auditOverlap:
+	// the next poll reads them again (the overlap) and skips them rather than storing them
+	// again and re-applying activity for nothing (sync_audit.go). Empty when there were more
+	// than maxOverlapIDs (then the re-read events are stored again, which is harmless).
+	OverlapIDs []string `json:"overlap_ids,omitempty"`
 }
 
 // freshen copies the checkpoint's freshness into a connection document.

@@ -19,6 +19,9 @@ type userDiff struct {
 	version uint64
 	prev    map[int64]storage.UserRow
 	seen    map[int64]struct{}
+	// listedAt is the start of the last complete listing: what a removed user's last_seen_at
+	// becomes when its stored one is older (lastSeen).
+	listedAt time.Time
 }
 
 func newUserDiff(tenant string, now time.Time, version uint64, prev map[int64]storage.UserRow) *userDiff {
@@ -143,6 +146,7 @@ func (d *userDiff) removed() []change {
 			continue
 		}
 		row := prev
+		row.LastSeenAt = lastSeen(prev, d.listedAt)
 		row.Status = storage.StatusRemoved
 		removedAt := d.now
 		row.RemovedAt = &removedAt

@@ -18,7 +18,24 @@ type auditWriter struct {
 	rev      uint64
 	lastSave time.Time
 	stored   int
+	used     int // of the stored events, those that are a use of a seat (storage.SeatUse)
+	// known are the events the last poll stored in this poll's overlap (checkpoint.OverlapIDs);
+	// read are the events read by this poll, for the next poll's.
+	known map[string]struct{}
+	read  []readEvent
+	// keepFrom: an event before it cannot be in the next poll's overlap (the checkpoint ends
+	// at or after the poll's start).
+	keepFrom time.Time
 }
+
+// readEvent is an event read by a poll: its id and time.
+type readEvent struct {
+	id string
+	at time.Time
+}
+
+// maxOverlapIDs bounds checkpoint.OverlapIDs (the checkpoint is a KV value of its own).
+const maxOverlapIDs = 2000
 
 // syncAudit polls the Audit Log from the checkpoint (the first time: a 30-day backfill), stores
 // the events window by window, then applies the new activity to users and daily figures.
@@ -36,7 +53,11 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 	}
 	// Activity is up to date when the last poll applied everything it stored.
 	activityCurrent := !cp.ActivityThrough.IsZero() && !cp.ActivityThrough.Before(cp.AuditThrough)
-	w := &auditWriter{s: s, tenant: tenant, cp: cp, rev: cpRev, lastSave: s.now()}
+	w := &auditWriter{s: s, tenant: tenant, cp: cp, rev: cpRev, lastSave: s.now(),
+		known: make(map[string]struct{}, len(cp.OverlapIDs)), keepFrom: start.Add(-auditOverlap)}
+	for _, id := range cp.OverlapIDs {
+		w.known[id] = struct{}{}
+	}
 	err = gc.AuditEvents(ctx, w.pollFrom(start), start, func(b greenhouse.AuditBatch) error { return w.batch(ctx, b) })
 	res.summary.Events = w.stored
 	if err != nil {
@@ -51,11 +72,13 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 	if cp.CoverageStart.IsZero() {
 		cp.CoverageStart = cp.BackfillFrom
 	}
-	// Nothing new and nothing pending: last activity and daily figures cannot have changed,
-	// so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at scale,
-	// docs/performance.md#scale). Usage that changes with time alone (a license crossing the
-	// inactivity threshold) is evaluated by the users sync.
-	if w.stored > 0 || !activityCurrent {
+	cp.OverlapIDs = w.overlap(cp.AuditThrough.Add(-auditOverlap))
+	// No new use of a seat and nothing pending: last activity and daily figures cannot have
+	// changed, so the poll skips re-reading them (the bulk of a poll's ClickHouse cost at
+	// scale, docs/performance.md#scale). New events that are no use of a seat (the collector's
+	// own Harvest reads are logged as harvest_access) change neither. Usage that changes with
+	// time alone (a license crossing the inactivity threshold) is evaluated by the users sync.
+	if w.used > 0 || !activityCurrent {
 		if cpRev, err = s.applyPolled(ctx, tenant, sc, cp, cpRev); err != nil {
 			return fail(err)
 		}
@@ -105,15 +128,39 @@ func (w *auditWriter) pollFrom(start time.Time) time.Time {
 	return from
 }
 
-// batch stores a batch's events, then advances the checkpoint to its Through, saving it at
-// most every checkpointEvery.
+// overlap returns the ids of the events this poll read at or after from (all stored: read
+// and stored, or known from the last poll), or nil when there are more than maxOverlapIDs.
+func (w *auditWriter) overlap(from time.Time) []string {
+	var ids []string
+	for _, e := range w.read {
+		if e.at.Before(from) {
+			continue
+		}
+		if len(ids) == maxOverlapIDs {
+			return nil
+		}
+		ids = append(ids, e.id)
+	}
+	return ids
+}
+
+// batch stores a batch's events, but those the last poll stored in its overlap (known), then
+// advances the checkpoint to its Through, saving it at most every checkpointEvery.
 func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error {
 	s := w.s
-	if len(b.Events) > 0 {
-		rows := make([]storage.AuditEventRow, len(b.Events))
-		for i, e := range b.Events {
-			rows[i] = auditRow(w.tenant, e)
+	rows := make([]storage.AuditEventRow, 0, len(b.Events))
+	for _, e := range b.Events {
+		if !e.Time.Before(w.keepFrom) {
+			w.read = append(w.read, readEvent{id: e.ID, at: e.Time})
 		}
+		if _, ok := w.known[e.ID]; !ok {
+			rows = append(rows, auditRow(w.tenant, e))
+			if storage.SeatUse(e.PerformerType, e.PerformerID, e.Type, e.RequestType) {
+				w.used++
+			}
+		}
+	}
+	if len(rows) > 0 {
 		if err := s.out.stored(s.store.InsertAuditEvents(ctx, rows)); err != nil {
 			return fmt.Errorf("store audit events: %w", err)
 		}

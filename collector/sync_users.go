@@ -138,12 +138,14 @@ type usersPass struct {
 }
 
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
-	return &usersPass{
+	p := &usersPass{
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
 		params:  usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, start, cp.ActivityThrough),
 		diff:    newUserDiff(tenant, start, uint64(start.UnixNano()), prev),
 		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{},
 	}
+	p.diff.listedAt = p.params.ListedAt
+	return p
 }
 
 // page merges one page of the listing, and flushes when flushRows are buffered.
@@ -200,13 +202,15 @@ func (p *usersPass) end(ctx context.Context) error {
 	return nil
 }
 
-// handle buffers a listed user's row, and for a change its saas.user.changed event and, for
-// a freed license, its license_freed alert.
+// handle buffers a changed user's row with its saas.user.changed event and, for a freed
+// license, its license_freed alert. An unchanged user is not written again: its stored
+// last_seen_at is read as of the tenant's last complete listing (UsageParams.ListedAt,
+// docs/schema.md, users), so a listing that changes nothing writes no user row.
 func (p *usersPass) handle(row storage.UserRow, ch *change) error {
-	p.rows = append(p.rows, row)
 	if ch == nil {
 		return nil
 	}
+	p.rows = append(p.rows, row)
 	rec := record(ch.row, p.params)
 	env, err := events.NewEnvelope(p.tenant, events.TypeUserChanged, userEventID(p.tenant, row.UserID, row.Revision),
 		fmt.Sprintf("users/%d", row.UserID), p.start, events.UserChanged{User: rec, Changed: ch.changed, Revision: row.Revision})

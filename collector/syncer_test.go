@@ -347,3 +347,99 @@ func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts ti
 	}
 	return u.Figures(terms), f.failing
 }
+
+// A listing that changes nothing writes no user row; the users' last_seen_at is read as of
+// the tenant's last complete listing (lastSeen), and a user removed later keeps the last
+// listing that saw it.
+func TestSyncUsersWritesOnlyChanges(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	first := f.now.Truncate(time.Second)
+	writes := 0
+	f.s.store = &countingStore{fakeStore: f.store, upserts: &writes}
+
+	f.now = f.now.Add(time.Hour)
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Zero(t, writes, "no user changed: no user row written")
+	assert.Equal(t, first, f.store.users[3].LastSeenAt, "the stored row is the first listing's")
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	p := usageParams(f.s.cfg.settingsOf(events.Connection{}), nil, cp, f.now, cp.ActivityThrough)
+	assert.Equal(t, f.now.Truncate(time.Second), record(f.store.users[3], p).LastSeenAt, "read as of the last listing")
+
+	second := f.now.Truncate(time.Second)
+	f.now = f.now.Add(time.Hour)
+	f.gh.users = f.gh.users[:2] // users 3 and 4 are gone
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Equal(t, 2, writes, "the two removed users")
+	assert.Equal(t, storage.StatusRemoved, f.store.users[3].Status)
+	assert.Equal(t, second, f.store.users[3].LastSeenAt, "removed: last seen in the listing before")
+}
+
+// countingStore counts the user rows written.
+type countingStore struct {
+	*fakeStore
+	upserts *int
+}
+
+func (c *countingStore) UpsertUsers(ctx context.Context, rows []storage.UserRow) error {
+	*c.upserts += len(rows)
+	return c.fakeStore.UpsertUsers(ctx, rows)
+}
+
+// A poll re-reads the events of its overlap (auditOverlap) that the poll before stored: it
+// stores none of them again and skips the activity pass; an event new to the overlap is stored.
+func TestSyncAuditSkipsTheStoredOverlap(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	f.gh.audit = []greenhouse.AuditEvent{
+		{ID: "e1", Time: f.now.Add(-2 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "2"},
+		{ID: "e2", Time: f.now.Add(-20 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "1"},
+	}
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
+	require.Len(t, f.store.audit, 2)
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"e1"}, cp.OverlapIDs, "e2 is older than the next poll's overlap")
+	days := len(f.store.days)
+
+	f.now = f.now.Add(time.Minute)
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Zero(t, r.summary.Events, "e1 re-read in the overlap, not stored again")
+	assert.Len(t, f.store.audit, 2)
+	assert.Len(t, f.store.days, days, "nothing new: no activity pass")
+
+	// An event indexed late, inside the overlap, is new: stored and applied.
+	f.now = f.now.Add(time.Minute)
+	f.gh.audit = append(f.gh.audit, greenhouse.AuditEvent{ID: "e3", Time: f.now.Add(-3 * time.Minute), Type: "action", PerformerType: "user", PerformerID: "3"})
+	r = f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, 1, r.summary.Events)
+	assert.Len(t, f.store.audit, 3)
+	assert.Greater(t, len(f.store.days), days)
+	require.NotNil(t, f.store.users[3].LastActivityAt)
+	cp, _, err = f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"e1", "e3"}, cp.OverlapIDs)
+}
+
+// A poll whose new events are no use of a seat (the collector's own Harvest reads) stores them
+// and skips the activity pass: nobody's activity can have changed.
+func TestSyncAuditStoresAPIAccessWithoutActivityPass(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err) // the backfill: nothing
+	days := len(f.store.days)
+	f.now = f.now.Add(time.Minute)
+	f.gh.audit = []greenhouse.AuditEvent{{ID: "h1", Time: f.now.Add(-30 * time.Second), Type: "harvest_access",
+		PerformerType: "user", PerformerID: "1", RequestType: "/v3/users?per_page=500"}}
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	assert.Equal(t, 1, r.summary.Events, "stored")
+	assert.Len(t, f.store.audit, 1)
+	assert.Len(t, f.store.days, days, "no activity pass")
+}

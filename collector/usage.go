@@ -46,7 +46,7 @@ func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
 		CreatedAt:        r.CreatedAt,
 		UpdatedAt:        r.UpdatedAt,
 		FirstSeenAt:      r.FirstSeenAt,
-		LastSeenAt:       r.LastSeenAt,
+		LastSeenAt:       lastSeen(r, p.ListedAt),
 		RemovedAt:        r.RemovedAt,
 		LastActivityAt:   r.LastActivityAt,
 		LastActivityType: r.LastActivityType,
@@ -57,6 +57,16 @@ func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
 	return rec
 }
 
+// lastSeen is when a stored user was last listed: its stored last_seen_at, or for a user not
+// removed the tenant's last complete listing (listedAt) when that is later. A users listing
+// writes only the users it changes (docs/schema.md, users).
+func lastSeen(r storage.UserRow, listedAt time.Time) time.Time {
+	if r.Status != storage.StatusRemoved && listedAt.After(r.LastSeenAt) {
+		return listedAt
+	}
+	return r.LastSeenAt
+}
+
 // usageParams returns the parameters of the usage rule (storage/usage.go) for a tenant now,
 // under its settings and license policy (nil: none).
 //
@@ -64,7 +74,8 @@ func record(r storage.UserRow, p storage.UsageParams) events.LicenseRecord {
 // events (zero: not yet). Usage is judged as of then, never later: events stored but not yet
 // applied (a crash between the two steps) must not make anyone look inactive.
 func usageParams(st tenantSettings, pol *tenantPolicy, cp checkpoint, now, activityThrough time.Time) storage.UsageParams {
-	p := storage.UsageParams{Now: now, InactiveAfterDays: st.inactiveAfterDays, CoverageStart: cp.CoverageStart}
+	p := storage.UsageParams{Now: now, InactiveAfterDays: st.inactiveAfterDays, CoverageStart: cp.CoverageStart,
+		ListedAt: cp.UsersSyncedAt.UTC().Truncate(time.Second)}
 	switch {
 	case p.CoverageStart.IsZero():
 	case activityThrough.IsZero():

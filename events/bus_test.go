@@ -33,7 +33,7 @@ func TestNewBusStreamConfig(t *testing.T) {
 				assert.Equal(t, jetstream.FileStorage, c.Storage)
 				assert.Equal(t, jetstream.LimitsPolicy, c.Retention)
 				assert.Equal(t, jetstream.DiscardOld, c.Discard)
-				assert.Equal(t, time.Hour, c.Duplicates)
+				assert.Equal(t, 5*time.Minute, c.Duplicates)
 				assert.Equal(t, time.Duration(0), c.MaxAge)
 				assert.Equal(t, int64(-1), c.MaxBytes)
 				assert.Equal(t, 1, c.Replicas)
@@ -51,10 +51,10 @@ func TestNewBusStreamConfig(t *testing.T) {
 		},
 		{
 			name: "window capped at max age",
-			cfg:  events.Config{MaxAge: 30 * time.Minute},
+			cfg:  events.Config{MaxAge: 2 * time.Minute},
 			want: func(t *testing.T, c jetstream.StreamConfig) {
-				assert.Equal(t, 30*time.Minute, c.MaxAge)
-				assert.Equal(t, 30*time.Minute, c.Duplicates)
+				assert.Equal(t, 2*time.Minute, c.MaxAge)
+				assert.Equal(t, 2*time.Minute, c.Duplicates)
 				assert.Equal(t, int64(-1), c.MaxBytes)
 			},
 		},

@@ -45,17 +45,22 @@ func (s *Store) InsertAuditEvents(ctx context.Context, rows []AuditEventRow) err
 	return nil
 }
 
-// auditReq is one caller's chunk of rows and where its outcome goes.
-type auditReq struct {
+// groupReq is one caller's chunk of rows and where its outcome goes.
+type groupReq[R any] struct {
 	ctx  context.Context
-	rows []AuditEventRow
+	rows []R
 	done chan error // buffered 1; receives exactly one value
 }
 
-type auditWriter struct {
+// groupWriter group-commits the rows of many callers into one INSERT per batch (the audit
+// events', and the small per-run writes of writers.go): send writes one batch's rows.
+type groupWriter[R any] struct {
 	s       *Store
-	reqs    chan *auditReq
-	batches chan []*auditReq
+	name    string // the table, for the log
+	send    func(ctx context.Context, rows []R) error
+	opts    groupOptions
+	reqs    chan *groupReq[R]
+	batches chan []*groupReq[R]
 	room    *semaphore.Weighted // rows accepted but not yet finished
 	quit    chan struct{}       // closed by close: flush what is pending, then stop
 	abort   chan struct{}       // closed CloseTimeout after quit: stop retrying
@@ -79,21 +84,31 @@ func (s *Store) AuditStats() AuditStats {
 	return AuditStats{Inserts: s.audit.inserts.Load(), Rows: s.audit.rows.Load(), Retries: s.audit.retries.Load()}
 }
 
-func newAuditWriter(s *Store) *auditWriter {
+// groupOptions size a groupWriter: rows per INSERT, how long a pending row waits for more,
+// the rows accepted but unwritten (callers block beyond), and concurrent INSERTs.
+type groupOptions struct {
+	batchRows, bufferRows, workers int
+	flushInterval                  time.Duration
+}
+
+func newGroupWriter[R any](s *Store, name string, opts groupOptions, send func(ctx context.Context, rows []R) error) *groupWriter[R] {
 	life, cancel := context.WithCancel(context.Background())
-	w := &auditWriter{
+	w := &groupWriter[R]{
 		s:       s,
-		reqs:    make(chan *auditReq),
-		batches: make(chan []*auditReq),
-		room:    semaphore.NewWeighted(int64(s.cfg.AuditBufferRows)),
+		name:    name,
+		send:    send,
+		opts:    opts,
+		reqs:    make(chan *groupReq[R]),
+		batches: make(chan []*groupReq[R]),
+		room:    semaphore.NewWeighted(int64(opts.bufferRows)),
 		quit:    make(chan struct{}),
 		abort:   make(chan struct{}),
 		life:    life,
 		cancel:  cancel,
 	}
-	w.wg.Add(1 + s.cfg.AuditWorkers)
+	w.wg.Add(1 + opts.workers)
 	go w.accumulate()
-	for range s.cfg.AuditWorkers {
+	for range opts.workers {
 		go w.work()
 	}
 	return w
@@ -101,15 +116,15 @@ func newAuditWriter(s *Store) *auditWriter {
 
 // write splits rows into chunks of at most a batch, hands each to the accumulator once there
 // is room, and waits for all of them.
-func (w *auditWriter) write(ctx context.Context, rows []AuditEventRow) error {
-	n := w.s.cfg.AuditBatchRows
-	var pending []*auditReq
+func (w *groupWriter[R]) write(ctx context.Context, rows []R) error {
+	n := w.opts.batchRows
+	var pending []*groupReq[R]
 	for start := 0; start < len(rows); start += n {
 		chunk := rows[start:min(start+n, len(rows))]
 		if err := w.room.Acquire(ctx, int64(len(chunk))); err != nil {
 			return err
 		}
-		r := &auditReq{ctx: ctx, rows: chunk, done: make(chan error, 1)}
+		r := &groupReq[R]{ctx: ctx, rows: chunk, done: make(chan error, 1)}
 		select {
 		case w.reqs <- r:
 			pending = append(pending, r)
@@ -135,13 +150,13 @@ func (w *auditWriter) write(ctx context.Context, rows []AuditEventRow) error {
 	return first
 }
 
-// accumulate groups requests into batches of about AuditBatchRows rows; a batch leaves when it
-// is full or when its oldest request has waited AuditFlushInterval.
-func (w *auditWriter) accumulate() {
+// accumulate groups requests into batches of about batchRows rows; a batch leaves when it
+// is full or when its oldest request has waited flushInterval.
+func (w *groupWriter[R]) accumulate() {
 	defer w.wg.Done()
 	defer close(w.batches)
 	var (
-		batch []*auditReq
+		batch []*groupReq[R]
 		rows  int
 		timer = time.NewTimer(time.Hour)
 		armed bool
@@ -161,15 +176,15 @@ func (w *auditWriter) accumulate() {
 	for {
 		select {
 		case r := <-w.reqs:
-			if rows > 0 && rows+len(r.rows) > w.s.cfg.AuditBatchRows {
+			if rows > 0 && rows+len(r.rows) > w.opts.batchRows {
 				flush()
 			}
 			batch = append(batch, r)
 			rows += len(r.rows)
-			if rows >= w.s.cfg.AuditBatchRows {
+			if rows >= w.opts.batchRows {
 				flush()
 			} else if !armed {
-				timer.Reset(w.s.cfg.AuditFlushInterval)
+				timer.Reset(w.opts.flushInterval)
 				armed = true
 			}
 		case <-timer.C:
@@ -182,7 +197,7 @@ func (w *auditWriter) accumulate() {
 	}
 }
 
-func (w *auditWriter) work() {
+func (w *groupWriter[R]) work() {
 	defer w.wg.Done()
 	for batch := range w.batches {
 		w.insert(batch)
@@ -190,13 +205,13 @@ func (w *auditWriter) work() {
 }
 
 // finish reports err to r and returns its rows' room.
-func (w *auditWriter) finish(r *auditReq, err error) {
+func (w *groupWriter[R]) finish(r *groupReq[R], err error) {
 	r.done <- err
 	w.room.Release(int64(len(r.rows)))
 }
 
 // insert writes one batch, retrying retryable failures with backoff while a caller waits.
-func (w *auditWriter) insert(batch []*auditReq) {
+func (w *groupWriter[R]) insert(batch []*groupReq[R]) {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		live := batch[:0]
@@ -219,7 +234,7 @@ func (w *auditWriter) insert(batch []*auditReq) {
 			return
 		default:
 		}
-		err := w.send(batch)
+		err := w.sendBatch(batch)
 		if err == nil {
 			w.inserts.Add(1)
 			for _, r := range batch {
@@ -239,7 +254,7 @@ func (w *auditWriter) insert(batch []*auditReq) {
 			n += len(r.rows)
 		}
 		w.retries.Add(1)
-		w.s.log.Warn().Err(err).Int("rows", n).Int("attempt", attempt).Dur("retry_in", backoff).Msg("audit insert failed; retrying")
+		w.s.log.Warn().Err(err).Str("table", w.name).Int("rows", n).Int("attempt", attempt).Dur("retry_in", backoff).Msg("insert failed; retrying")
 		t := time.NewTimer(backoff + rand.N(backoff/2))
 		select {
 		case <-t.C:
@@ -250,14 +265,27 @@ func (w *auditWriter) insert(batch []*auditReq) {
 	}
 }
 
-// send runs one INSERT of every row of batch, column by column.
-func (w *auditWriter) send(batch []*auditReq) error {
+// sendBatch runs one INSERT of every row of batch.
+func (w *groupWriter[R]) sendBatch(batch []*groupReq[R]) error {
 	ctx, cancel := context.WithTimeout(w.life, w.s.cfg.InsertTimeout)
 	defer cancel()
+	if len(batch) == 1 {
+		return w.send(ctx, batch[0].rows)
+	}
 	n := 0
 	for _, r := range batch {
 		n += len(r.rows)
 	}
+	rows := make([]R, 0, n)
+	for _, r := range batch {
+		rows = append(rows, r.rows...)
+	}
+	return w.send(ctx, rows)
+}
+
+// sendAudit runs one INSERT of audit rows, column by column.
+func (s *Store) sendAudit(ctx context.Context, rows []AuditEventRow) error {
+	n := len(rows)
 	var (
 		tenant, id, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta = make([]string, 0, n),
 			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
@@ -270,31 +298,34 @@ func (w *auditWriter) send(batch []*auditReq) error {
 	for i := range ingested {
 		ingested[i] = now
 	}
-	for _, r := range batch {
-		for i := range r.rows {
-			e := &r.rows[i]
-			tenant = append(tenant, e.TenantID)
-			id = append(id, e.EventID)
-			at = append(at, e.EventTime)
-			typ = append(typ, e.EventType)
-			ttype = append(ttype, e.TargetType)
-			tid = append(tid, e.TargetID)
-			ptype = append(ptype, e.PerformerType)
-			pid = append(pid, e.PerformerID)
-			pname = append(pname, e.PerformerName)
-			pemail = append(pemail, e.PerformerEmail)
-			pip = append(pip, e.PerformerIP)
-			reqID = append(reqID, e.RequestID)
-			reqType = append(reqType, e.RequestType)
-			meta = append(meta, e.Meta)
-		}
+	for i := range rows {
+		e := &rows[i]
+		tenant = append(tenant, e.TenantID)
+		id = append(id, e.EventID)
+		at = append(at, e.EventTime)
+		typ = append(typ, e.EventType)
+		ttype = append(ttype, e.TargetType)
+		tid = append(tid, e.TargetID)
+		ptype = append(ptype, e.PerformerType)
+		pid = append(pid, e.PerformerID)
+		pname = append(pname, e.PerformerName)
+		pemail = append(pemail, e.PerformerEmail)
+		pip = append(pip, e.PerformerIP)
+		reqID = append(reqID, e.RequestID)
+		reqType = append(reqType, e.RequestType)
+		meta = append(meta, e.Meta)
 	}
-	b, err := w.s.conn.PrepareBatch(ctx, w.s.sql(insertAuditSQL))
+	return s.sendColumns(ctx, insertAuditSQL, []any{tenant, id, at, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta, ingested})
+}
+
+// sendColumns runs one INSERT whose columns (in the statement's order) are the given slices.
+func (s *Store) sendColumns(ctx context.Context, insert string, cols []any) error {
+	b, err := s.conn.PrepareBatch(ctx, s.sql(insert))
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	defer func() { _ = b.Close() }()
-	for i, col := range []any{tenant, id, at, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta, ingested} {
+	for i, col := range cols {
 		if err := b.Column(i).Append(col); err != nil {
 			return fmt.Errorf("append column %d: %w", i, err)
 		}
@@ -307,7 +338,7 @@ func (w *auditWriter) send(batch []*auditReq) error {
 
 // close flushes the pending requests and waits for the workers; after CloseTimeout, retries
 // stop and the callers of unwritten rows get ErrClosed.
-func (w *auditWriter) close() {
+func (w *groupWriter[R]) close() {
 	w.once.Do(func() {
 		close(w.quit)
 		done := make(chan struct{})

@@ -123,7 +123,8 @@ func BenchmarkInsertVsClient(b *testing.B) {
 	}
 	rows, reps := envInt("BENCH_ROWS", 1_000_000), envInt("BENCH_REPS", 5)
 	addr := storagetest.Addr(b)
-	s := storagetest.NewStore(b)
+	// BENCH_AUDIT_BATCH and BENCH_COMPRESSION try other settings of the writer.
+	s := storagetest.NewStoreWithConfig(b, storage.Config{AuditBatchRows: envInt("BENCH_AUDIT_BATCH", 0), Compression: os.Getenv("BENCH_COMPRESSION")})
 	ctx := context.Background()
 	events := benchEvents("bench", rows, time.Date(2024, 6, 1, 0, 0, 0, 0, time.UTC), 30*24*time.Hour, 10_000)
 	dir := b.TempDir()

@@ -128,14 +128,13 @@ func (s *Store) RecordUsageCounts(ctx context.Context, tenant, app string, ts ti
 		return nil, fmt.Errorf("record usage counts: %w", err)
 	}
 	figs := u.Figures(terms)
-	err = s.batch(ctx, `INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
- exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost)`, len(figs), func(i int) []any {
-		f := figs[i]
-		return []any{tenant, app, toDB(ts), f.LicenseType, uint32(f.Users), uint32(f.Licenses), uint32(f.Active), uint32(f.Inactive),
-			uint32(f.Unknown), uint32(f.Exempt), terms.Revision, u32(f.SeatsPurchased), u32(f.Unassigned), f.Currency, f.AnnualCost,
-			f.InactiveCost, f.UnassignedCost}
-	})
-	if err != nil {
+	rows := make([]usageCountsRow, len(figs))
+	for i, f := range figs {
+		rows[i] = usageCountsRow{TenantID: tenant, App: app, TS: ts, Revision: terms.Revision, SeatFigures: f}
+	}
+	// Through a group-committed writer, like UpsertUsers: one part for many tenants' snapshots
+	// instead of one per users sync (docs/performance.md, "Onboarding and memory").
+	if err := s.usageCounts.write(ctx, rows); err != nil {
 		return nil, fmt.Errorf("record usage counts of tenant %q: %w", tenant, err)
 	}
 	return figs, nil
@@ -156,6 +155,27 @@ func (u Utilisation) Figures(terms PolicyTerms) []SeatFigures {
 		}
 	}
 	return out
+}
+
+// usageCountsRow is a usage_counts row as written: one license type's figures in a tenant's
+// snapshot at TS under the policy's revision.
+type usageCountsRow struct {
+	TenantID, App string
+	TS            time.Time
+	Revision      uint32
+	SeatFigures
+}
+
+// sendUsageCounts runs one INSERT of usage_counts rows.
+func (s *Store) sendUsageCounts(ctx context.Context, rows []usageCountsRow) error {
+	return s.batch(ctx, `INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
+ exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost)`, len(rows), func(i int) []any {
+		r := &rows[i]
+		f := r.SeatFigures
+		return []any{r.TenantID, r.App, toDB(r.TS), f.LicenseType, uint32(f.Users), uint32(f.Licenses), uint32(f.Active), uint32(f.Inactive),
+			uint32(f.Unknown), uint32(f.Exempt), r.Revision, u32(f.SeatsPurchased), u32(f.Unassigned), f.Currency, f.AnnualCost,
+			f.InactiveCost, f.UnassignedCost}
+	})
 }
 
 func u32(v *int64) *uint32 {

@@ -197,22 +197,26 @@ type UserChangeRow struct {
 	Version                   uint64
 }
 
-// InsertUserChanges writes user revisions; a replayed revision (same tenant, app, user and
-// revision) replaces itself, the highest version winning.
+// InsertUserChanges writes user revisions (group-committed like UpsertUsers); a replayed
+// revision (same tenant, app, user and revision) replaces itself, the highest version winning.
 func (s *Store) InsertUserChanges(ctx context.Context, rows []UserChangeRow) error {
-	for start := 0; start < len(rows); start += userChunk {
-		chunk := rows[start:min(start+userChunk, len(rows))]
-		err := s.batch(ctx, `INSERT INTO {db}.user_changes (tenant_id, app, user_id, revision, changed_at, changed, status,
- license_type, site_admin, service_account, name, email, version)`, len(chunk), func(i int) []any {
-			r := &chunk[i]
-			return []any{r.TenantID, r.App, r.UserID, r.Revision, toDB(r.ChangedAt), strings.Join(r.Changed, ","), r.Status,
-				r.LicenseType, b2u(r.SiteAdmin), b2u(r.ServiceAccount), r.Name, r.Email, r.Version}
-		})
-		if err != nil {
-			return fmt.Errorf("insert %d user changes: %w", len(chunk), err)
-		}
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := s.userChanges.write(ctx, rows); err != nil {
+		return fmt.Errorf("insert %d user changes: %w", len(rows), err)
 	}
 	return nil
+}
+
+// sendUserChanges runs one INSERT of user-change rows.
+func (s *Store) sendUserChanges(ctx context.Context, rows []UserChangeRow) error {
+	return s.batch(ctx, `INSERT INTO {db}.user_changes (tenant_id, app, user_id, revision, changed_at, changed, status,
+ license_type, site_admin, service_account, name, email, version)`, len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.TenantID, r.App, r.UserID, r.Revision, toDB(r.ChangedAt), strings.Join(r.Changed, ","), r.Status,
+			r.LicenseType, b2u(r.SiteAdmin), b2u(r.ServiceAccount), r.Name, r.Email, r.Version}
+	})
 }
 
 // UserHistory returns the stored revisions of one user, oldest first.

@@ -58,6 +58,7 @@ func TestSeatUseSQLAgreesWithTheSimulator(t *testing.T) {
 	}
 	for i, c := range cases {
 		assert.Equal(t, simulator.SeatUse(c.performer, c.event, c.request), active[int64(i+1)], "%+v", c)
+		assert.Equal(t, active[int64(i+1)], storage.SeatUse(c.performer, fmt.Sprint(i+1), c.event, c.request), "storage.SeatUse: %+v", c)
 	}
 	require.NoError(t, s.RefreshDailyActivity(ctx, "seat", []time.Time{at}))
 	daily, err := s.DailyActivity(ctx, "seat", connectors.AppGreenhouse, at, at)

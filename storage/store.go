@@ -57,8 +57,17 @@ type Config struct {
 	AuditBufferRows int
 	// AuditWorkers is the number of concurrent audit INSERTs. Default 2.
 	AuditWorkers int
+	// RowFlushInterval is how long a pending row of the small per-run writes (users, user
+	// changes, license and usage counts, sync runs) waits for other tenants' rows before its
+	// INSERT is sent: each table gets one INSERT per interval at most instead of one per
+	// run (docs/performance.md, "Onboarding and memory"). Default 50 ms.
+	RowFlushInterval time.Duration
 	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
 	InsertTimeout time.Duration
+	// Compression of the native protocol's blocks: "lz4" (default) or "none". Compressing
+	// costs CPU on both ends; it pays where the network is the bottleneck, not on a loopback
+	// or a fast local network (docs/performance.md, "Storage and publishing").
+	Compression string
 	// CloseTimeout bounds how long Close keeps retrying pending audit rows while ClickHouse
 	// is unreachable; the callers of rows still unwritten then get ErrClosed. Default 30 s.
 	CloseTimeout time.Duration
@@ -67,6 +76,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Database == "" {
 		c.Database = DefaultDatabase
+	}
+	if c.Compression == "" {
+		c.Compression = "lz4"
 	}
 	if c.Username == "" {
 		c.Username = "default"
@@ -89,6 +101,9 @@ func (c Config) withDefaults() Config {
 	if c.AuditWorkers <= 0 {
 		c.AuditWorkers = 2
 	}
+	if c.RowFlushInterval <= 0 {
+		c.RowFlushInterval = 50 * time.Millisecond
+	}
 	if c.InsertTimeout <= 0 {
 		c.InsertTimeout = 2 * time.Minute
 	}
@@ -107,7 +122,13 @@ type Store struct {
 	cfg   Config
 	db    string // the quoted database name, used to qualify every table
 	log   zerolog.Logger
-	audit *auditWriter
+	audit *groupWriter[AuditEventRow]
+	// The small writes of every run, group-committed across tenants (writers.go).
+	users         *groupWriter[UserRow]
+	userChanges   *groupWriter[UserChangeRow]
+	licenseCounts *groupWriter[LicenseCountRow]
+	usageCounts   *groupWriter[usageCountsRow]
+	syncRuns      *groupWriter[SyncRunRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
 }
@@ -118,6 +139,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Addr) == 0 {
 		return nil, errors.New("open clickhouse: no address")
+	}
+	if cfg.Compression != "lz4" && cfg.Compression != "none" {
+		return nil, fmt.Errorf("open clickhouse: compression %q is neither lz4 nor none", cfg.Compression)
 	}
 	if !identRE.MatchString(cfg.Database) {
 		return nil, fmt.Errorf("open clickhouse: invalid database name %q", cfg.Database)
@@ -133,7 +157,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		MaxOpenConns:    cfg.MaxOpenConns,
 		MaxIdleConns:    cfg.MaxOpenConns,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:     compression(cfg.Compression),
 		ClientInfo:      clickhouse.ClientInfo{Products: []struct{ Name, Version string }{{Name: "greenhouse-collector", Version: "1"}}},
 	})
 	if err != nil {
@@ -152,8 +176,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("create database %s: %w", cfg.Database, err)
 	}
-	s.audit = newAuditWriter(s)
+	s.startWriters()
 	return s, nil
+}
+
+// compression is the driver's setting for Config.Compression.
+func compression(method string) *clickhouse.Compression {
+	if method == "none" {
+		return &clickhouse.Compression{Method: clickhouse.CompressionNone}
+	}
+	return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
 }
 
 // Ping checks that ClickHouse answers.
@@ -167,7 +199,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close flushes the pending audit events (retrying for at most Config.CloseTimeout while
 // ClickHouse is unreachable) and closes the connections.
 func (s *Store) Close() error {
-	s.audit.close()
+	s.closeWriters()
 	if err := s.conn.Close(); err != nil {
 		return fmt.Errorf("close clickhouse: %w", err)
 	}

@@ -80,6 +80,11 @@ type UsageParams struct {
 	GraceDays int
 	// Exempt are the users the policy exempts at Now.
 	Exempt Exemptions
+	// ListedAt is the start of the tenant's last complete users listing, to the second (zero:
+	// none yet). It is not part of the rule: a user not removed was listed then, so readers
+	// show the later of it and the stored last_seen_at, which a listing that changes nothing
+	// about a user no longer rewrites (docs/schema.md, users).
+	ListedAt time.Time
 }
 
 // Exemptions are users exempt from the usage rule, by id and by e-mail (compared without

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -72,22 +73,27 @@ type UserRow struct {
 const userColumns = `tenant_id, app, user_id, name, email, status, license_type, site_admin, service_account,
  created_at, updated_at, first_seen_at, last_seen_at, removed_at, last_activity_at, last_activity_type, revision, version, licensed_at`
 
-// UpsertUsers writes user rows in INSERTs of up to 10,000 rows; they are durable when it
-// returns nil. Writing the same row again is harmless: the highest version wins.
+// UpsertUsers writes user rows and returns once they are durable; concurrent callers' rows
+// share INSERTs (group commit, Config.RowFlushInterval). Writing the same row again is
+// harmless: the highest version wins.
 func (s *Store) UpsertUsers(ctx context.Context, rows []UserRow) error {
-	for start := 0; start < len(rows); start += userChunk {
-		chunk := rows[start:min(start+userChunk, len(rows))]
-		err := s.batch(ctx, "INSERT INTO {db}.users ("+userColumns+")", len(chunk), func(i int) []any {
-			u := &chunk[i]
-			return []any{u.TenantID, u.App, u.UserID, u.Name, u.Email, u.Status, u.LicenseType, b2u(u.SiteAdmin), b2u(u.ServiceAccount),
-				toDB(u.CreatedAt), toDB(u.UpdatedAt), toDB(u.FirstSeenAt), toDB(u.LastSeenAt), toDBPtr(u.RemovedAt), toDBPtr(u.LastActivityAt),
-				u.LastActivityType, u.Revision, u.Version, toDBPtr(u.LicensedAt)}
-		})
-		if err != nil {
-			return fmt.Errorf("upsert %d users: %w", len(chunk), err)
-		}
+	if len(rows) == 0 {
+		return nil
+	}
+	if err := s.users.write(ctx, rows); err != nil {
+		return fmt.Errorf("upsert %d users: %w", len(rows), err)
 	}
 	return nil
+}
+
+// sendUsers runs one INSERT of user rows.
+func (s *Store) sendUsers(ctx context.Context, rows []UserRow) error {
+	return s.batch(ctx, "INSERT INTO {db}.users ("+userColumns+")", len(rows), func(i int) []any {
+		u := &rows[i]
+		return []any{u.TenantID, u.App, u.UserID, u.Name, u.Email, u.Status, u.LicenseType, b2u(u.SiteAdmin), b2u(u.ServiceAccount),
+			toDB(u.CreatedAt), toDB(u.UpdatedAt), toDB(u.FirstSeenAt), toDB(u.LastSeenAt), toDBPtr(u.RemovedAt), toDBPtr(u.LastActivityAt),
+			u.LastActivityType, u.Revision, u.Version, toDBPtr(u.LicensedAt)}
+	})
 }
 
 // CurrentUsers calls fn with the current state (FINAL) of every user of tenant and app, in
@@ -139,20 +145,24 @@ type LicenseCountRow struct {
 	Users               uint32
 }
 
-// InsertLicenseCounts writes a license-count snapshot; a replayed snapshot (same ts) replaces
-// itself.
+// InsertLicenseCounts writes a license-count snapshot (group-committed like UpsertUsers); a
+// replayed snapshot (same ts) replaces itself.
 func (s *Store) InsertLicenseCounts(ctx context.Context, rows []LicenseCountRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	err := s.batch(ctx, "INSERT INTO {db}.license_counts (tenant_id, app, ts, license_type, status, users)", len(rows), func(i int) []any {
-		r := &rows[i]
-		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users}
-	})
-	if err != nil {
+	if err := s.licenseCounts.write(ctx, rows); err != nil {
 		return fmt.Errorf("insert %d license counts: %w", len(rows), err)
 	}
 	return nil
+}
+
+// sendLicenseCounts runs one INSERT of license-count rows.
+func (s *Store) sendLicenseCounts(ctx context.Context, rows []LicenseCountRow) error {
+	return s.batch(ctx, "INSERT INTO {db}.license_counts (tenant_id, app, ts, license_type, status, users)", len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users}
+	})
 }
 
 // SyncRunRow is the summary of one sync run.
@@ -166,16 +176,44 @@ type SyncRunRow struct {
 
 const syncRunColumns = `tenant_id, app, run_id, kind, started_at, finished_at, status, users, events, requests, throttled, error_code, error_message`
 
-// InsertSyncRun writes one sync run's summary.
+// InsertSyncRun writes one sync run's summary (group-committed like UpsertUsers).
 func (s *Store) InsertSyncRun(ctx context.Context, row SyncRunRow) error {
-	err := s.batch(ctx, "INSERT INTO {db}.sync_runs ("+syncRunColumns+")", 1, func(int) []any {
-		return []any{row.TenantID, row.App, row.RunID, row.Kind, toDB(row.StartedAt), toDB(row.FinishedAt), row.Status,
-			row.Users, row.Events, row.Requests, row.Throttled, row.ErrorCode, row.ErrorMessage}
-	})
-	if err != nil {
+	if err := s.syncRuns.write(ctx, []SyncRunRow{row}); err != nil {
 		return fmt.Errorf("insert sync run %s of tenant %q: %w", row.RunID, row.TenantID, err)
 	}
 	return nil
+}
+
+// sendSyncRuns runs one INSERT of sync-run rows.
+func (s *Store) sendSyncRuns(ctx context.Context, rows []SyncRunRow) error {
+	return s.batch(ctx, "INSERT INTO {db}.sync_runs ("+syncRunColumns+")", len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.TenantID, r.App, r.RunID, r.Kind, toDB(r.StartedAt), toDB(r.FinishedAt), r.Status,
+			r.Users, r.Events, r.Requests, r.Throttled, r.ErrorCode, r.ErrorMessage}
+	})
+}
+
+// startWriters starts the group-commit writers: the audit events' (Config.Audit*) and one
+// per small per-run table, which flush every RowFlushInterval or at userChunk rows.
+func (s *Store) startWriters() {
+	c := s.cfg
+	s.audit = newGroupWriter(s, "audit_events", groupOptions{batchRows: c.AuditBatchRows, bufferRows: c.AuditBufferRows,
+		workers: c.AuditWorkers, flushInterval: c.AuditFlushInterval}, s.sendAudit)
+	small := groupOptions{batchRows: userChunk, bufferRows: 8 * userChunk, workers: 1, flushInterval: c.RowFlushInterval}
+	s.users = newGroupWriter(s, "users", small, s.sendUsers)
+	s.userChanges = newGroupWriter(s, "user_changes", small, s.sendUserChanges)
+	s.licenseCounts = newGroupWriter(s, "license_counts", small, s.sendLicenseCounts)
+	s.usageCounts = newGroupWriter(s, "usage_counts", small, s.sendUsageCounts)
+	s.syncRuns = newGroupWriter(s, "sync_runs", small, s.sendSyncRuns)
+}
+
+// closeWriters flushes every writer's pending rows (Close).
+func (s *Store) closeWriters() {
+	var wg sync.WaitGroup
+	for _, c := range []func(){s.audit.close, s.users.close, s.userChanges.close, s.licenseCounts.close, s.usageCounts.close, s.syncRuns.close} {
+		wg.Go(c)
+	}
+	wg.Wait()
 }
 
 // ConnectionEventRow is one change of a connection's state or checks. Checks is the checks

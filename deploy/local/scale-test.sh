@@ -24,6 +24,19 @@
 # EVENTS_PER_USER=5 MAX_EVENTS=20000 SEED=7 USERS_INTERVAL=1m AUDIT_INTERVAL=30s STEADY=180
 # CONCURRENCY=16 PARALLEL=8 FIRST_TIMEOUT=3600 (seconds until every first sync is done);
 # OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
+# GOMEMLIMIT, when set, reaches the collector (as the Kubernetes manifest sets it from the
+# memory limit).
+#
+# Per-event CPU (docs/performance.md, "Per-event CPU"): after the run, with the collector and
+# the simulator stopped, every row the run left in ClickHouse is inserted again into copies of
+# its tables by clickhouse-client in Native format (one INSERT per table, merges included), and
+# nats bench (natscli NATSCLI_VERSION, default v0.5.1) publishes min(REF_MSGS=1000000, events
+# published) messages of the run's mean stored size with --dedup to a JetStream server of its
+# own (the embedded server of events/bench/server). The row then has the onboarding's CPU per
+# million audit events (collector with its embedded NATS, ClickHouse) beside those references
+# per million audit events (the NATS one scaled to the messages the run published), the ratio
+# of ClickHouse's onboarding CPU to its CPU for the Native insert, and the ratio of
+# collector + ClickHouse to all references together.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -41,6 +54,7 @@ STEADY=${STEADY:-180}
 CONCURRENCY=${CONCURRENCY:-16}
 PARALLEL=${PARALLEL:-8}
 FIRST_TIMEOUT=${FIRST_TIMEOUT:-3600}
+REF_MSGS=${REF_MSGS:-1000000}
 TOKEN=scaletest-token-$(head -c12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 KEY=k1:$(head -c32 /dev/urandom | base64)
 
@@ -86,6 +100,7 @@ cpu() {
 kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
 fdiv() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "NaN"; else printf "%.4f", a / b }'; }
+per_m() { awk -v c="$1" -v n="$2" 'BEGIN { if (n == 0) print "NaN"; else printf "%.2f", c * 1000000 / n }'; } # CPU-s per million
 secs() { # a Go duration of whole minutes or seconds (1m, 30s, 1h) in seconds
   case "$1" in *h) echo $(( ${1%h} * 3600 )) ;; *m) echo $(( ${1%m} * 60 )) ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac
 }
@@ -93,10 +108,63 @@ secs() { # a Go duration of whole minutes or seconds (1m, 30s, 1h) in seconds
 chq() { clickhouse-client --host 127.0.0.1 --port "$CH_PORT" -q "$1"; }
 go build -o "$work/collector" ./cmd/collector
 go build -o "$work/scaletest" ./cmd/scaletest
+go build -o "$work/natsserver" ./events/bench/server
+# nats bench, the reference publisher of the per-event figures (natscli, as events/bench/compare.sh).
+GOBIN=$work go install "github.com/nats-io/natscli/nats@${NATSCLI_VERSION:-v0.5.1}"
 
 echo "scale-test.sh: machine: $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(uname -sm), $(go version | awk '{ print $3 }')" >&2
-header="sizes	intervals	tenants	users	events	connect_s	first_sync_tenants	first_sync_p50_s	first_sync_all_s	first_cpu_s	first_ch_cpu_s	first_sim_cpu_s	steady_s	steady_cpu_s	steady_cpu_share	ch_cpu_share	sim_cpu_share	users_runs	audit_runs	cpu_ms_per_tenant_cycle	ch_ms_per_tenant_cycle	cpu_ms_per_run	users_late_pct	users_lateness_p99_s	users_lateness_max_s	audit_late_pct	audit_lateness_p99_s	audit_lateness_max_s	onboarding_audit_late_pct	onboarding_audit_lateness_max_s	users_without_run	audit_without_run	failed_runs	throttled	peak_rss_mib	rss_end_mib	ch_rows	ch_bytes	nats_bytes	events_published	store_failures	publish_failures	list_connections_s"
+header="sizes	intervals	tenants	users	events	connect_s	first_sync_tenants	first_sync_p50_s	first_sync_all_s	first_cpu_s	first_ch_cpu_s	first_sim_cpu_s	steady_s	steady_cpu_s	steady_cpu_share	ch_cpu_share	sim_cpu_share	users_runs	audit_runs	cpu_ms_per_tenant_cycle	ch_ms_per_tenant_cycle	cpu_ms_per_run	users_late_pct	users_lateness_p99_s	users_lateness_max_s	audit_late_pct	audit_lateness_p99_s	audit_lateness_max_s	onboarding_audit_late_pct	onboarding_audit_lateness_max_s	users_without_run	audit_without_run	failed_runs	throttled	peak_rss_mib	rss_end_mib	ch_rows	ch_bytes	nats_bytes	events_published	store_failures	publish_failures	list_connections_s	onboard_col_cpu_per_m_events	onboard_ch_cpu_per_m_events	ref_rows	ref_ch_native_cpu_per_m_events	ref_client_cpu_per_m_events	ref_nats_msgs	ref_nats_size	ref_nats_cpu_per_m_events	ch_vs_native_ratio	total_vs_reference_ratio"
 results=()
+
+# reference_ch DB DIR: the CPU ClickHouse and clickhouse-client spend inserting every row the
+# run left in DB's tables again, in one Native-format INSERT per table into a copy of each
+# table (CREATE TABLE … AS: same engine and key), merges included (until none is left).
+# Prints "rows server_cpu_s client_cpu_s".
+reference_ch() {
+  local db=$1 dir=$2 ref=${1}_ref tables t c0 c1 client rows=0
+  mkdir -p "$dir/native"
+  tables=$(chq "SELECT name FROM system.tables WHERE database = '$db' AND engine LIKE '%MergeTree' AND name != 'schema_migrations' FORMAT TabSeparated")
+  chq "CREATE DATABASE IF NOT EXISTS $ref"
+  for t in $tables; do
+    chq "SELECT * FROM $db.$t FORMAT Native" >"$dir/native/$t.bin"
+    chq "CREATE TABLE $ref.$t AS $db.$t"
+    rows=$(( rows + $(chq "SELECT count() FROM $db.$t") ))
+  done
+  sleep 2
+  c0=$(cpu "$ch_pid")
+  local TIMEFORMAT='%3U %3S'
+  client=$( { time (for t in $tables; do
+      clickhouse-client --host 127.0.0.1 --port "$CH_PORT" -q "INSERT INTO $ref.$t FORMAT Native" <"$dir/native/$t.bin"
+    done) ; } 2>&1 | tail -n1 | awk '{ printf "%.2f", $1 + $2 }')
+  for _ in $(seq 1 120); do
+    [ "$(chq "SELECT count() FROM system.merges WHERE database = '$ref'")" = 0 ] && break
+    sleep 1
+  done
+  c1=$(cpu "$ch_pid")
+  rm -rf "$dir/native"
+  echo "$rows $(fsub "$c1" "$c0") $client"
+}
+
+# reference_nats MSGS SIZE DIR: the CPU of a JetStream server (the collector's embedded server,
+# events/bench/server, file storage) and of `nats bench js pub async --dedup` publishing MSGS
+# messages of SIZE bytes, each with a Nats-Msg-Id and its ack awaited. Prints
+# "server_cpu_s client_cpu_s seconds".
+reference_nats() {
+  local msgs=$1 size=$2 dir=$3 pid url s0 s1 t0 t1 client
+  mkdir -p "$dir/natsref"
+  "$work/natsserver" -dir "$dir/natsref" >"$dir/natsref.url" 2>"$dir/natsref.log" &
+  pid=$!
+  for _ in $(seq 1 100); do [ -s "$dir/natsref.url" ] && break; sleep 0.1; done
+  url=$(head -n1 "$dir/natsref.url")
+  s0=$(cpu "$pid"); t0=$(date +%s.%N)
+  local TIMEFORMAT='%3U %3S'
+  client=$( { time "$work/nats" -s "$url" bench js pub async benchsubject --create --purge --dedup --storage file \
+      --batch 500 --msgs "$msgs" --size "$size" --no-progress >/dev/null 2>"$dir/natsref.err" ; } 2>&1 | tail -n1 | awk '{ printf "%.2f", $1 + $2 }')
+  t1=$(date +%s.%N); s1=$(cpu "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$dir/natsref"
+  echo "$(fsub "$s1" "$s0") $client $(fsub "$t1" "$t0")"
+}
 
 run_one() {
   local n=$1 dir=$work/run-$1 db=scale_$1
@@ -220,6 +288,14 @@ run_one() {
   kill "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=
   kill -TERM "$col_pid"; wait "$col_pid" || echo "scale-test.sh: the collector did not stop cleanly" >&2; col_pid=
   kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=
+  # Per-event CPU: the onboarding's against bulk references of the same rows and messages
+  # (docs/performance.md, "Per-event CPU"), the collector and simulator stopped.
+  local ref_rows ref_ch_cpu ref_client_cpu ref_msgs ref_size nats_srv_cpu nats_cli_cpu nats_s
+  published=${published:-0}
+  read -r ref_rows ref_ch_cpu ref_client_cpu < <(reference_ch "$db" "$dir")
+  ref_msgs=$(( published < REF_MSGS ? published : REF_MSGS ))
+  ref_size=$(awk -v b="$nats_bytes" -v m="$published" 'BEGIN { s = (m > 0) ? int(b / m) : 512; if (s < 64) s = 64; if (s > 8192) s = 8192; print s }')
+  read -r nats_srv_cpu nats_cli_cpu nats_s < <(reference_nats "$ref_msgs" "$ref_size" "$dir")
   deploy/local/clickhouse.sh stop "$ch_dir" || true
   ch_dir=
   rm -rf "$dir/data" "$dir/clickhouse"
@@ -241,7 +317,13 @@ run_one() {
     "$(a audit_late_pct)" "$(a audit_lateness_p99_s)" "$(a audit_lateness_max_s)" \
     "$(a onboarding_audit_late_pct)" "$(a onboarding_audit_lateness_max_s)" \
     "$(a users_tenants_without_run)" "$(a audit_tenants_without_run)" "$failed" "$(( $(a users_throttled) + $(a audit_throttled) ))" \
-    "$peak" "$rss_end" "$ch_rows" "$ch_bytes" "$nats_bytes" "$published" "$store_fail" "$publish_fail" "$list_s")
+    "$peak" "$rss_end" "$ch_rows" "$ch_bytes" "$nats_bytes" "$published" "$store_fail" "$publish_fail" "$list_s" \
+    "$(per_m "$(fsub "$c1" "$c0")" "$events")" "$(per_m "$(fsub "$ch1" "$ch0")" "$events")" "$ref_rows" \
+    "$(per_m "$ref_ch_cpu" "$events")" "$(per_m "$ref_client_cpu" "$events")" "$ref_msgs" "$ref_size" \
+    "$(per_m "$(awk -v a="$nats_srv_cpu" -v b="$nats_cli_cpu" -v p="$published" -v m="$ref_msgs" 'BEGIN { printf "%.3f", (m > 0) ? (a + b) * p / m : 0 }')" "$events")" \
+    "$(fdiv "$(fsub "$ch1" "$ch0")" "$ref_ch_cpu")" \
+    "$(fdiv "$(awk -v a="$(fsub "$c1" "$c0")" -v b="$(fsub "$ch1" "$ch0")" 'BEGIN { print a + b }')" \
+      "$(awk -v a="$ref_ch_cpu" -v b="$ref_client_cpu" -v n="$nats_srv_cpu" -v c="$nats_cli_cpu" -v p="$published" -v m="$ref_msgs" 'BEGIN { print a + b + ((m > 0) ? (n + c) * p / m : 0) }')")")
   row=${row%$'\t'}
   results+=("$row")
   [ -n "${OUT:-}" ] && printf '%s\n' "$row" >>"$OUT"
