@@ -259,12 +259,10 @@ func testActionsReclaim(t *testing.T, e *env, org *simulator.Org, tenant string,
 	// of the action's chunks.
 	var run map[string]string
 	require.Equal(t, 202, e.call(http.MethodPost, "/v1/tenants/"+tenant+"/connections/greenhouse/sync", nil, &run))
-	synced := e.waitConnection(tenant, 60*time.Second, func(c events.Connection) bool {
-		return c.LastSync != nil && c.LastSync.RunID == run["run_id"] && c.LastSync.Kind == events.RunAudit
-	})
+	synced := e.waitRun(tenant, run["run_id"], events.RunAudit, 60*time.Second)
 	a = e.waitAction(tenant, a.ActionID)
 	require.NotNil(t, a.CompletedAt)
-	assert.True(t, synced.LastSync.FinishedAt.Before(*a.CompletedAt), "the sync ran before the action's last chunk")
+	assert.True(t, synced.FinishedAt.Before(*a.CompletedAt), "the sync ran before the action's last chunk")
 	assert.Equal(t, map[int64]string{ib[0]: "done", ib[1]: "done", ib[2]: "refused:active_since_request", ib[3]: "failed:unprocessable",
 		ib[4]: "done", p.admin: "refused:admin_user", p.siteAdmin: "refused:site_admin"}, a.outcomes())
 	for _, u := range a.Users {
