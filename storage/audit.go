@@ -283,57 +283,9 @@ func (w *groupWriter[R]) sendBatch(batch []*groupReq[R]) error {
 	return w.send(ctx, rows)
 }
 
-// sendAudit runs one INSERT of audit rows, column by column.
+// sendAudit runs one INSERT of audit rows over a connection of the native pool (native.go).
 func (s *Store) sendAudit(ctx context.Context, rows []AuditEventRow) error {
-	n := len(rows)
-	var (
-		tenant, id, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta = make([]string, 0, n),
-			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
-			make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
-			make([]string, 0, n), make([]string, 0, n)
-		at       = make([]time.Time, 0, n)
-		ingested = make([]time.Time, n)
-	)
-	now := time.Now().UTC().Truncate(time.Second)
-	for i := range ingested {
-		ingested[i] = now
-	}
-	for i := range rows {
-		e := &rows[i]
-		tenant = append(tenant, e.TenantID)
-		id = append(id, e.EventID)
-		at = append(at, e.EventTime)
-		typ = append(typ, e.EventType)
-		ttype = append(ttype, e.TargetType)
-		tid = append(tid, e.TargetID)
-		ptype = append(ptype, e.PerformerType)
-		pid = append(pid, e.PerformerID)
-		pname = append(pname, e.PerformerName)
-		pemail = append(pemail, e.PerformerEmail)
-		pip = append(pip, e.PerformerIP)
-		reqID = append(reqID, e.RequestID)
-		reqType = append(reqType, e.RequestType)
-		meta = append(meta, e.Meta)
-	}
-	return s.sendColumns(ctx, insertAuditSQL, []any{tenant, id, at, typ, ttype, tid, ptype, pid, pname, pemail, pip, reqID, reqType, meta, ingested})
-}
-
-// sendColumns runs one INSERT whose columns (in the statement's order) are the given slices.
-func (s *Store) sendColumns(ctx context.Context, insert string, cols []any) error {
-	b, err := s.conn.PrepareBatch(ctx, s.sql(insert))
-	if err != nil {
-		return fmt.Errorf("prepare: %w", err)
-	}
-	defer func() { _ = b.Close() }()
-	for i, col := range cols {
-		if err := b.Column(i).Append(col); err != nil {
-			return fmt.Errorf("append column %d: %w", i, err)
-		}
-	}
-	if err := b.Send(); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	return nil
+	return s.native.insert(ctx, s.sql(insertAuditSQL), rows)
 }
 
 // close flushes the pending requests and waits for the workers; after CloseTimeout, retries

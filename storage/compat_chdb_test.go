@@ -163,9 +163,14 @@ func compatSteps(t *testing.T) []compatStep {
 	// version wins), then user activity with and without an id filter.
 	days := "'2024-06-01','2024-06-02'"
 	for i, version := range []uint64{1000, 2000} {
-		add(fmt.Sprintf("refresh daily activity %d", i+1), fmt.Sprintf(refreshDailySQL, days), false,
+		// RefreshDailyActivity reads dailyActivitySQL's rows and inserts them with the app and
+		// version; here in one statement, so that both engines store the same rows.
+		refresh := `INSERT INTO {db}.user_activity_daily (tenant_id, app, user_id, day, events, last_event_at, version)
+SELECT 'acme', ?, uid, d, events, last_event_at, toUInt64(?) FROM (` + fmt.Sprintf(dailyActivitySQL, days) + `)`
+		add(fmt.Sprintf("refresh daily activity %d", i+1), refresh, false,
 			connectors.AppGreenhouse, version, "acme", int64(1717200000), int64(1717372800))
 	}
+	add("daily activity", fmt.Sprintf(dailyActivitySQL, days)+" ORDER BY uid, d", true, "acme", int64(1717200000), int64(1717372800))
 	add("user activity", fmt.Sprintf(userActivitySQL, ""), true, "acme", int64(1717200000), int64(1717459200))
 	add("user activity of ids", fmt.Sprintf(userActivitySQL, "AND toInt64OrZero(performer_id) IN (1,3,99)"), true, "acme", int64(1717200000), int64(1717459200))
 	add("current users", "SELECT "+userColumns+" FROM {db}.users FINAL WHERE tenant_id = ? AND app = ? ORDER BY user_id", true, "acme", "greenhouse")

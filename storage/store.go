@@ -123,12 +123,15 @@ type Store struct {
 	db    string // the quoted database name, used to qualify every table
 	log   zerolog.Logger
 	audit *groupWriter[AuditEventRow]
+	// native holds the audit writer's ch-go connections (native.go).
+	native *nativePool
 	// The small writes of every run, group-committed across tenants (writers.go).
 	users         *groupWriter[UserRow]
 	userChanges   *groupWriter[UserChangeRow]
 	licenseCounts *groupWriter[LicenseCountRow]
 	usageCounts   *groupWriter[usageCountsRow]
 	syncRuns      *groupWriter[SyncRunRow]
+	daily         *groupWriter[dailyRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
 }
@@ -176,7 +179,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("create database %s: %w", cfg.Database, err)
 	}
-	s.startWriters()
+	v, err := conn.ServerVersion()
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("clickhouse %s: server version: %w", strings.Join(cfg.Addr, ","), err)
+	}
+	s.startWriters(v.Revision)
 	return s, nil
 }
 
@@ -247,6 +255,9 @@ func retryable(err error) bool {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
 		return retryableCodes[ex.Code]
+	}
+	if code, ok := nativeExceptionCode(err); ok {
+		return retryableCodes[code]
 	}
 	return true
 }
