@@ -22,6 +22,7 @@
 #
 # Environment (defaults): MIN_USERS=10 MAX_USERS=5000, or USERS=U for equal organisations;
 # EVENTS_PER_USER=5 MAX_EVENTS=20000 SEED=7 USERS_INTERVAL=1m AUDIT_INTERVAL=30s STEADY=180
+# SETTLE=0 (seconds between the end of onboarding and the steady window);
 # CONCURRENCY=16 PARALLEL=8 FIRST_TIMEOUT=3600 (seconds until every first sync is done);
 # OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
 # GOMEMLIMIT, when set, reaches the collector (as the Kubernetes manifest sets it from the
@@ -51,6 +52,7 @@ SEED=${SEED:-7}
 USERS_INTERVAL=${USERS_INTERVAL:-1m}
 AUDIT_INTERVAL=${AUDIT_INTERVAL:-30s}
 STEADY=${STEADY:-180}
+SETTLE=${SETTLE:-0}
 CONCURRENCY=${CONCURRENCY:-16}
 PARALLEL=${PARALLEL:-8}
 FIRST_TIMEOUT=${FIRST_TIMEOUT:-3600}
@@ -247,11 +249,21 @@ run_one() {
   fi
   echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s; steady state for ${STEADY} s" >&2
 
-  # Steady state.
-  local t0 t1 c2 ch2 sim2 c3 ch3 sim3
+  # Steady state, after SETTLE seconds in which ClickHouse merges what onboarding wrote (the
+  # runs keep their schedule then too; they are not in the window).
+  if [ "$SETTLE" -gt 0 ]; then
+    echo "scale-test.sh: settling for ${SETTLE} s before the steady window" >&2
+    sleep "$SETTLE"
+  fi
+  local t0 t1 c2 ch2 sim2 c3 ch3 sim3 ev0 ev1
+  local events_q="SELECT event, value FROM system.events WHERE event IN ('Query', 'SelectQuery', 'InsertQuery', 'InsertedRows', 'Merge', 'MergedRows', 'MergedUncompressedBytes') ORDER BY event FORMAT TabSeparated"
+  ev0=$(chq "$events_q")
   t0=$(date +%s); c2=$(cpu "$col_pid"); ch2=$(cpu "$ch_pid"); sim2=$(cpu "$sim_pid")
   sleep "$STEADY"
   t1=$(date +%s); c3=$(cpu "$col_pid"); ch3=$(cpu "$ch_pid"); sim3=$(cpu "$sim_pid")
+  ev1=$(chq "$events_q")
+  echo "scale-test.sh: ClickHouse's work in the steady window (system.events, difference):" >&2
+  join <(echo "$ev0") <(echo "$ev1") | awk '{ printf "    %s %d\n", $1, $3 - $2 }' >&2
   # Runs started before t1 are recorded when they finish.
   sleep 15
 
