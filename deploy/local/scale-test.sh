@@ -259,11 +259,28 @@ run_one() {
   local events_q="SELECT event, value FROM system.events WHERE event IN ('Query', 'SelectQuery', 'InsertQuery', 'InsertedRows', 'Merge', 'MergedRows', 'MergedUncompressedBytes') ORDER BY event FORMAT TabSeparated"
   ev0=$(chq "$events_q")
   t0=$(date +%s); c2=$(cpu "$col_pid"); ch2=$(cpu "$ch_pid"); sim2=$(cpu "$sim_pid")
+  # Which tables ClickHouse merges in the window: system.merges every 2 s, each merge once
+  # (its result part) with the rows it reads.
+  local parts_q="SELECT table, count(), sum(rows), max(level) FROM system.parts WHERE database = '$db' AND active GROUP BY table ORDER BY table FORMAT TabSeparated"
+  echo "scale-test.sh: parts at the start of the steady window (table, parts, rows, max level):" >&2
+  chq "$parts_q" | sed 's/^/    /' >&2
+  local merges_pid
+  ( end=$(( $(date +%s) + STEADY ))
+    while [ "$(date +%s)" -lt "$end" ]; do
+      chq "SELECT table, result_part_name, total_size_marks * 8192, num_parts FROM system.merges WHERE database = '$db' FORMAT TabSeparated" || true
+      sleep 2
+    done ) >"$dir/merges.tsv" &
+  merges_pid=$!
   sleep "$STEADY"
   t1=$(date +%s); c3=$(cpu "$col_pid"); ch3=$(cpu "$ch_pid"); sim3=$(cpu "$sim_pid")
   ev1=$(chq "$events_q")
+  wait "$merges_pid" || true
   echo "scale-test.sh: ClickHouse's work in the steady window (system.events, difference):" >&2
   join <(echo "$ev0") <(echo "$ev1") | awk '{ printf "    %s %d\n", $1, $3 - $2 }' >&2
+  echo "scale-test.sh: merges seen in the window (table, merges, about the rows they read):" >&2
+  sort -u -k1,2 "$dir/merges.tsv" | awk -F'\t' '{ n[$1]++; r[$1] += $3 } END { for (t in n) printf "    %s\t%d\t%d\n", t, n[t], r[t] }' | sort >&2
+  echo "scale-test.sh: parts at the end of the steady window:" >&2
+  chq "$parts_q" | sed 's/^/    /' >&2
   # Runs started before t1 are recorded when they finish.
   sleep 15
 
