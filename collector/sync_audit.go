@@ -26,6 +26,10 @@ type auditWriter struct {
 	// keepFrom: an event before it cannot be in the next poll's overlap (the checkpoint ends
 	// at or after the poll's start).
 	keepFrom time.Time
+	// pending are the batches handed to the store and not yet known stored, in order;
+	// failed: one of them was not stored, and the checkpoint does not move past it.
+	pending []pendingInsert
+	failed  bool
 }
 
 // readEvent is an event read by a poll: its id and time.
@@ -59,6 +63,9 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 		w.known[id] = struct{}{}
 	}
 	err = gc.AuditEvents(ctx, w.pollFrom(start), start, func(b greenhouse.AuditBatch) error { return w.batch(ctx, b) })
+	if derr := w.drain(); err == nil && derr != nil {
+		err = derr
+	}
 	res.summary.Events = w.stored
 	if err != nil {
 		// Keep what is durable: the checkpoint already reflects stored windows.
@@ -144,10 +151,24 @@ func (w *auditWriter) overlap(from time.Time) []string {
 	return ids
 }
 
-// batch stores a batch's events, but those the last poll stored in its overlap (known), then
-// advances the checkpoint to its Through, saving it at most every checkpointEvery.
+// maxPendingInserts bounds the batches of one poll whose INSERTs are under way: the poll
+// reads the next window while ClickHouse stores the last ones, so the audit writer's group
+// commit can wait for other tenants' rows (bigger parts) without slowing a backfill.
+const maxPendingInserts = 8
+
+// pendingInsert is a batch handed to the store: done receives the INSERT's outcome (nil
+// done: the batch had nothing new to store).
+type pendingInsert struct {
+	done         chan error
+	through      time.Time
+	stored, used int
+}
+
+// batch hands a batch's events to the store, but those the last poll stored in its overlap
+// (known), without waiting for the INSERT; settle advances the checkpoint past a batch only
+// once it and every batch before it are stored, and saves it at most every checkpointEvery.
 func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error {
-	s := w.s
+	p := pendingInsert{through: b.Through}
 	rows := make([]storage.AuditEventRow, 0, len(b.Events))
 	for _, e := range b.Events {
 		if !e.Time.Before(w.keepFrom) {
@@ -156,30 +177,77 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 		if _, ok := w.known[e.ID]; !ok {
 			rows = append(rows, auditRow(w.tenant, e))
 			if storage.SeatUse(e.PerformerType, e.PerformerID, e.Type, e.RequestType) {
-				w.used++
+				p.used++
 			}
 		}
 	}
 	if len(rows) > 0 {
-		if err := s.out.stored(s.store.InsertAuditEvents(ctx, rows)); err != nil {
-			return fmt.Errorf("store audit events: %w", err)
-		}
-		w.stored += len(rows)
-		s.metrics.auditEvents.Add(float64(len(rows)))
+		p.stored, p.done = len(rows), make(chan error, 1)
+		go func() { p.done <- w.s.store.InsertAuditEvents(ctx, rows) }()
 	}
-	if b.Through.IsZero() || !b.Through.After(w.cp.AuditThrough) {
+	w.pending = append(w.pending, p)
+	if err := w.settle(len(w.pending) - maxPendingInserts); err != nil {
+		return err
+	}
+	if w.s.now().Sub(w.lastSave) < checkpointEvery {
 		return nil
 	}
-	w.cp.AuditThrough = b.Through
-	if s.now().Sub(w.lastSave) < checkpointEvery {
-		return nil
-	}
-	rev, err := s.checkpoints.save(ctx, w.tenant, w.cp, w.rev)
+	rev, err := w.s.checkpoints.save(ctx, w.tenant, w.cp, w.rev)
 	if err != nil {
 		return err
 	}
-	w.rev, w.lastSave = rev, s.now()
+	w.rev, w.lastSave = rev, w.s.now()
 	return nil
+}
+
+// settle takes the finished batches off the front of pending, waiting for at least the
+// first wait of them, and advances the checkpoint to the last one's Through. The first
+// failed INSERT is returned; the batches after it stay pending (drain waits for them) and
+// are never counted.
+func (w *auditWriter) settle(wait int) error {
+	for len(w.pending) > 0 {
+		p := w.pending[0]
+		if p.done != nil {
+			var err error
+			if wait > 0 {
+				err = <-p.done
+			} else {
+				select {
+				case err = <-p.done:
+				default:
+					return nil
+				}
+			}
+			if err != nil && !w.failed {
+				w.pending, w.failed = w.pending[1:], true
+				return fmt.Errorf("store audit events: %w", w.s.out.stored(err))
+			}
+		}
+		wait--
+		w.pending = w.pending[1:]
+		if w.failed {
+			continue
+		}
+		w.stored += p.stored
+		w.used += p.used
+		w.s.metrics.auditEvents.Add(float64(p.stored))
+		if !p.through.IsZero() && p.through.After(w.cp.AuditThrough) {
+			w.cp.AuditThrough = p.through
+		}
+	}
+	return nil
+}
+
+// drain waits for every pending batch, settling those stored; it returns the first failure.
+// A poll drains before it ends, however it ends: no INSERT outlives its poll.
+func (w *auditWriter) drain() error {
+	var first error
+	for len(w.pending) > 0 {
+		if err := w.settle(len(w.pending)); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // auditRow is the audit_events row of an Audit Log event.

@@ -3,8 +3,10 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +28,8 @@ type fakeGreenhouse struct {
 	audit    []greenhouse.AuditEvent
 	permsErr error
 	requests int64
+	// perEvent: AuditEvents delivers each event in a batch of its own, through its time.
+	perEvent bool
 }
 
 func (f *fakeGreenhouse) ListUsers(_ context.Context, _ greenhouse.UserQuery, fn func([]greenhouse.User) error) error {
@@ -59,6 +63,14 @@ func (f *fakeGreenhouse) AuditEvents(_ context.Context, from, to time.Time, fn f
 			evs = append(evs, e)
 		}
 	}
+	if f.perEvent {
+		for _, e := range evs {
+			if err := fn(greenhouse.AuditBatch{Events: []greenhouse.AuditEvent{e}, Through: e.Time.Add(time.Second)}); err != nil {
+				return err
+			}
+		}
+		evs = nil
+	}
 	return fn(greenhouse.AuditBatch{Events: evs, Through: to})
 }
 
@@ -75,7 +87,13 @@ type fakeStore struct {
 	// usageCounts are the usage_counts snapshots recorded, as tenant@ts.
 	usageCounts []string
 	failing     error // every write fails with it
+	// auditMu guards audit: a poll's INSERTs run concurrently. An InsertAuditEvents of the
+	// event failAuditID fails with errAuditFailed.
+	auditMu     sync.Mutex
+	failAuditID string
 }
+
+var errAuditFailed = errors.New("audit insert failed")
 
 func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
 	ids := make([]int64, 0, len(f.users))
@@ -104,6 +122,13 @@ func (f *fakeStore) InsertLicenseCounts(_ context.Context, rows []storage.Licens
 }
 
 func (f *fakeStore) InsertAuditEvents(_ context.Context, rows []storage.AuditEventRow) error {
+	f.auditMu.Lock()
+	defer f.auditMu.Unlock()
+	for _, r := range rows {
+		if r.EventID == f.failAuditID {
+			return errAuditFailed
+		}
+	}
 	f.audit = append(f.audit, rows...)
 	return f.failing
 }
@@ -351,6 +376,39 @@ func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts ti
 // A listing that changes nothing writes no user row; the users' last_seen_at is read as of
 // the tenant's last complete listing (lastSeen), and a user removed later keeps the last
 // listing that saw it.
+// A poll hands its batches to the store without waiting for each INSERT; the checkpoint
+// still never moves past a batch that was not stored, though later batches were.
+func TestSyncAuditCheckpointStopsBeforeAnUnstoredBatch(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	f.gh.perEvent = true
+	for d := 5; d >= 1; d-- {
+		f.gh.audit = append(f.gh.audit, greenhouse.AuditEvent{ID: fmt.Sprintf("e%d", d), Time: f.now.Add(-time.Duration(d) * 24 * time.Hour),
+			Type: "action", PerformerType: "user", PerformerID: "2"})
+	}
+	f.store.failAuditID = "e4" // the second batch
+	r := f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.NotNil(t, r.err)
+	assert.ErrorIs(t, r.err, errAuditFailed)
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, f.gh.audit[0].Time.Add(time.Second), cp.AuditThrough, "through the first batch, the last stored before the failure")
+	assert.True(t, cp.ActivityThrough.IsZero())
+
+	f.store.failAuditID = ""
+	r = f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh)
+	require.Nil(t, r.err)
+	cp, _, err = f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.Equal(t, f.now, cp.AuditThrough)
+	stored := map[string]bool{}
+	for _, e := range f.store.audit {
+		stored[e.EventID] = true
+	}
+	assert.Len(t, stored, 5, "every event stored in the end")
+}
+
 func TestSyncUsersWritesOnlyChanges(t *testing.T) {
 	f := newSyncerFixture(t)
 	ctx := t.Context()

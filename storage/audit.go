@@ -150,48 +150,70 @@ func (w *groupWriter[R]) write(ctx context.Context, rows []R) error {
 	return first
 }
 
-// accumulate groups requests into batches of about batchRows rows; a batch leaves when it
-// is full or when its oldest request has waited flushInterval.
+// accumulate groups requests into batches of at most batchRows rows (a larger request is a
+// batch of its own). A batch is ready when it is full or when its oldest request has waited
+// flushInterval, and leaves when a worker takes it: while every worker is busy with an
+// INSERT, a ready batch keeps taking requests until it is full, so under load the INSERTs
+// grow instead of queueing (fewer, larger parts), and a full batch holds further callers
+// back.
 func (w *groupWriter[R]) accumulate() {
 	defer w.wg.Done()
 	defer close(w.batches)
 	var (
 		batch []*groupReq[R]
 		rows  int
+		ready bool
+		carry *groupReq[R] // a request that did not fit the ready batch: the next batch's first
 		timer = time.NewTimer(time.Hour)
 		armed bool
 	)
 	timer.Stop()
-	flush := func() {
-		if len(batch) == 0 {
+	add := func(r *groupReq[R]) {
+		if rows > 0 && rows+len(r.rows) > w.opts.batchRows {
+			carry, ready = r, true
 			return
 		}
-		w.batches <- batch
-		batch, rows = nil, 0
+		batch = append(batch, r)
+		rows += len(r.rows)
+		if rows >= w.opts.batchRows {
+			ready = true
+		} else if !armed {
+			timer.Reset(w.opts.flushInterval)
+			armed = true
+		}
+	}
+	sent := func() {
+		batch, rows, ready = nil, 0, false
 		if armed {
 			timer.Stop()
 			armed = false
 		}
+		if r := carry; r != nil {
+			carry = nil
+			add(r)
+		}
 	}
 	for {
+		var in chan *groupReq[R]
+		if carry == nil && rows < w.opts.batchRows {
+			in = w.reqs
+		}
+		var out chan []*groupReq[R]
+		if ready && len(batch) > 0 {
+			out = w.batches
+		}
 		select {
-		case r := <-w.reqs:
-			if rows > 0 && rows+len(r.rows) > w.opts.batchRows {
-				flush()
-			}
-			batch = append(batch, r)
-			rows += len(r.rows)
-			if rows >= w.opts.batchRows {
-				flush()
-			} else if !armed {
-				timer.Reset(w.opts.flushInterval)
-				armed = true
-			}
+		case r := <-in:
+			add(r)
+		case out <- batch:
+			sent()
 		case <-timer.C:
-			armed = false
-			flush()
+			armed, ready = false, true
 		case <-w.quit:
-			flush()
+			for len(batch) > 0 {
+				w.batches <- batch
+				sent()
+			}
 			return
 		}
 	}

@@ -132,7 +132,6 @@ type Store struct {
 	usageCounts   *groupWriter[usageCountsRow]
 	syncRuns      *groupWriter[SyncRunRow]
 	daily         *groupWriter[dailyRow]
-	connEvents    *groupWriter[ConnectionEventRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
 }

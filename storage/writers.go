@@ -207,13 +207,12 @@ func (s *Store) startWriters(serverRevision uint64) {
 	s.usageCounts = newGroupWriter(s, "usage_counts", small, s.sendUsageCounts)
 	s.syncRuns = newGroupWriter(s, "sync_runs", small, s.sendSyncRuns)
 	s.daily = newGroupWriter(s, "user_activity_daily", small, s.sendDaily)
-	s.connEvents = newGroupWriter(s, "connection_events", small, s.sendConnectionEvents)
 }
 
 // closeWriters flushes every writer's pending rows (Close).
 func (s *Store) closeWriters() {
 	var wg sync.WaitGroup
-	for _, c := range []func(){s.audit.close, s.users.close, s.userChanges.close, s.licenseCounts.close, s.usageCounts.close, s.syncRuns.close, s.daily.close, s.connEvents.close} {
+	for _, c := range []func(){s.audit.close, s.users.close, s.userChanges.close, s.licenseCounts.close, s.usageCounts.close, s.syncRuns.close, s.daily.close} {
 		wg.Go(c)
 	}
 	wg.Wait()
@@ -230,21 +229,15 @@ type ConnectionEventRow struct {
 	Checks, Changed string
 }
 
-// InsertConnectionEvent writes one connection event, group-committed like UpsertUsers: a
-// burst of connects (a fleet onboarding) makes one part per flush, not one per connect.
+// InsertConnectionEvent writes one connection event.
 func (s *Store) InsertConnectionEvent(ctx context.Context, row ConnectionEventRow) error {
-	if err := s.connEvents.write(ctx, []ConnectionEventRow{row}); err != nil {
+	err := s.batch(ctx, "INSERT INTO {db}.connection_events (tenant_id, app, ts, event_id, state, usage_data, checks, changed)", 1, func(int) []any {
+		return []any{row.TenantID, row.App, toDB(row.TS), row.EventID, row.State, b2u(row.UsageData), row.Checks, row.Changed}
+	})
+	if err != nil {
 		return fmt.Errorf("insert connection event of tenant %q: %w", row.TenantID, err)
 	}
 	return nil
-}
-
-// sendConnectionEvents runs one INSERT of connection_events rows.
-func (s *Store) sendConnectionEvents(ctx context.Context, rows []ConnectionEventRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.connection_events (tenant_id, app, ts, event_id, state, usage_data, checks, changed)", len(rows), func(i int) []any {
-		r := &rows[i]
-		return []any{r.TenantID, r.App, toDB(r.TS), r.EventID, r.State, b2u(r.UsageData), r.Checks, r.Changed}
-	})
 }
 
 // batch runs one INSERT of n rows; row(i) returns the values of row i in column order.
