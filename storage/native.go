@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -17,7 +16,7 @@ import (
 // filled straight from the rows, presized, and kept between INSERTs, so a batch costs one copy
 // of its strings and no garbage; through clickhouse-go's batch API every string was copied
 // into a column growing by doubling and the columns were garbage after each INSERT (a CPU
-// profile put that at most of the writer's cost: docs/performance.md, "Insert speed").
+// profile put half of the writer's cost in those columns: docs/performance.md, "Insert speed").
 
 // auditCols are audit_events' columns in insertAuditSQL's order, for each row's strings.
 type auditCols struct {
@@ -179,13 +178,4 @@ func (p *nativePool) close() {
 			p.free <- &nativeConn{}
 		}
 	})
-}
-
-// nativeExceptionCode returns the server error code of a ch-go error, or 0.
-func nativeExceptionCode(err error) (int32, bool) {
-	var ex *ch.Exception
-	if errors.As(err, &ex) {
-		return int32(ex.Code), true
-	}
-	return 0, false
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/rs/zerolog"
@@ -230,11 +231,22 @@ const (
 
 // exceptionCode returns the server error code of err, or 0 when err is not a server exception.
 func exceptionCode(err error) int32 {
+	code, _ := serverCode(err)
+	return code
+}
+
+// serverCode returns the code of a server exception, as clickhouse-go or ch-go (the audit
+// writer's connections, native.go) reports it; ok is false for any other error.
+func serverCode(err error) (code int32, ok bool) {
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
-		return ex.Code
+		return ex.Code, true
 	}
-	return 0
+	var nex *ch.Exception
+	if errors.As(err, &nex) {
+		return int32(nex.Code), true
+	}
+	return 0, false
 }
 
 // retryableCodes are server exceptions that say "try again later" rather than "this INSERT
@@ -252,11 +264,7 @@ func retryable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	var ex *clickhouse.Exception
-	if errors.As(err, &ex) {
-		return retryableCodes[ex.Code]
-	}
-	if code, ok := nativeExceptionCode(err); ok {
+	if code, ok := serverCode(err); ok {
 		return retryableCodes[code]
 	}
 	return true

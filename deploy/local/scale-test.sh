@@ -276,9 +276,9 @@ run_one() {
   ev1=$(chq "$events_q")
   wait "$merges_pid" || true
   echo "scale-test.sh: ClickHouse's work in the steady window (system.events, difference):" >&2
-  join <(echo "$ev0") <(echo "$ev1") | awk '{ printf "    %s %d\n", $1, $3 - $2 }' >&2
+  join <(echo "$ev0") <(echo "$ev1") | awk '{ printf "    %s %.0f\n", $1, $3 - $2 }' >&2
   echo "scale-test.sh: merges seen in the window (table, merges, about the rows they read):" >&2
-  sort -u -k1,2 "$dir/merges.tsv" | awk -F'\t' '{ n[$1]++; r[$1] += $3 } END { for (t in n) printf "    %s\t%d\t%d\n", t, n[t], r[t] }' | sort >&2
+  sort -u -k1,2 "$dir/merges.tsv" | awk -F'\t' '{ n[$1]++; r[$1] += $3 } END { for (t in n) printf "    %s\t%d\t%.0f\n", t, n[t], r[t] }' | sort >&2
   echo "scale-test.sh: parts at the end of the steady window:" >&2
   chq "$parts_q" | sed 's/^/    /' >&2
   # Runs started before t1 are recorded when they finish.
