@@ -129,8 +129,9 @@ func (s *Store) RecordUsageCounts(ctx context.Context, tenant, app string, ts ti
 	}
 	figs := u.Figures(terms)
 	rows := make([]usageCountsRow, len(figs))
+	version := writeVersion()
 	for i, f := range figs {
-		rows[i] = usageCountsRow{TenantID: tenant, App: app, TS: ts, Revision: terms.Revision, SeatFigures: f}
+		rows[i] = usageCountsRow{TenantID: tenant, App: app, TS: ts, Revision: terms.Revision, Version: version, SeatFigures: f}
 	}
 	// Through a group-committed writer, like UpsertUsers: one part for many tenants' snapshots
 	// instead of one per users sync (docs/performance.md, "Onboarding and memory").
@@ -163,18 +164,19 @@ type usageCountsRow struct {
 	TenantID, App string
 	TS            time.Time
 	Revision      uint32
+	Version       uint64 // writeVersion: the later of two snapshots at one TS wins
 	SeatFigures
 }
 
 // sendUsageCounts runs one INSERT of usage_counts rows.
 func (s *Store) sendUsageCounts(ctx context.Context, rows []usageCountsRow) error {
-	return s.batch(ctx, `INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
- exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost)`, len(rows), func(i int) []any {
+	return s.batch(ctx, `INSERT INTO {db}.usage_counts_buffer (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
+ exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost, version)`, len(rows), func(i int) []any {
 		r := &rows[i]
 		f := r.SeatFigures
 		return []any{r.TenantID, r.App, toDB(r.TS), f.LicenseType, uint32(f.Users), uint32(f.Licenses), uint32(f.Active), uint32(f.Inactive),
 			uint32(f.Unknown), uint32(f.Exempt), r.Revision, u32(f.SeatsPurchased), u32(f.Unassigned), f.Currency, f.AnnualCost,
-			f.InactiveCost, f.UnassignedCost}
+			f.InactiveCost, f.UnassignedCost, r.Version}
 	})
 }
 

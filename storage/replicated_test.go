@@ -26,6 +26,11 @@ func TestReplicatedDDL(t *testing.T) {
 			want: "CREATE TABLE IF NOT EXISTS {db}.license_counts ON CLUSTER `prod` (ts DateTime('UTC')) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/saas/license_counts', '{replica}')\nPARTITION BY toYYYYMM(ts)\nORDER BY ts",
 		},
 		{
+			name: "buffer",
+			in:   "CREATE TABLE IF NOT EXISTS {db}.sync_runs_buffer AS {db}.sync_runs\nENGINE = Buffer({db}, sync_runs, 1, 5, 5, 100000, 100000, 16777216, 16777216)",
+			want: "CREATE TABLE IF NOT EXISTS {db}.sync_runs_buffer ON CLUSTER `prod` AS {db}.sync_runs\nENGINE = Buffer({db}, sync_runs, 1, 5, 5, 100000, 100000, 16777216, 16777216)",
+		},
+		{
 			name: "alter replicates by itself",
 			in:   "ALTER TABLE {db}.users ADD COLUMN IF NOT EXISTS x String",
 			want: "ALTER TABLE {db}.users ADD COLUMN IF NOT EXISTS x String",
@@ -46,7 +51,7 @@ func TestReplicatedDDL(t *testing.T) {
 		}
 		s := &Store{cfg: Config{Database: "saas", Cluster: "prod"}, db: "`saas`"}
 		engine := regexp.MustCompile(`ENGINE = ReplicatedReplacingMergeTree\('/clickhouse/tables/\{shard\}/saas/([a-z_]+)', '\{replica\}'(, version)?\)`)
-		creates := 0
+		creates, buffers := 0, 0
 		for _, st := range stmts {
 			got := s.ddl(st)
 			if !strings.Contains(st, "CREATE TABLE") {
@@ -54,6 +59,12 @@ func TestReplicatedDDL(t *testing.T) {
 				continue
 			}
 			creates++
+			if strings.Contains(st, "ENGINE = Buffer(") {
+				// Each server buffers what it is sent, in front of its own replica.
+				buffers++
+				assert.Regexp(t, "^CREATE TABLE IF NOT EXISTS `saas`.([a-z_]+)_buffer ON CLUSTER `prod` AS `saas`.([a-z_]+)\n", got)
+				continue
+			}
 			assert.Contains(t, got, " ON CLUSTER `prod` (")
 			m := engine.FindStringSubmatch(got)
 			if assert.NotNil(t, m, got) {
@@ -62,7 +73,8 @@ func TestReplicatedDDL(t *testing.T) {
 			}
 			assert.NotRegexp(t, `ENGINE = ReplacingMergeTree`, got)
 		}
-		assert.Equal(t, len(Tables)+1, creates, "every table and schema_migrations")
+		assert.Equal(t, len(Tables)+1+len(buffered), creates, "every table, its buffer and schema_migrations")
+		assert.Equal(t, len(buffered), buffers)
 		assert.Equal(t, "CREATE DATABASE IF NOT EXISTS `saas` ON CLUSTER `prod`", s.createDatabaseSQL())
 		s.cfg.Cluster = ""
 		assert.Equal(t, "CREATE DATABASE IF NOT EXISTS `saas`", s.createDatabaseSQL())

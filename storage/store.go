@@ -129,7 +129,7 @@ type Store struct {
 	// The small writes of every run, group-committed across tenants (writers.go).
 	users         *groupWriter[UserRow]
 	userChanges   *groupWriter[UserChangeRow]
-	licenseCounts *groupWriter[LicenseCountRow]
+	licenseCounts *groupWriter[licenseCountsRow]
 	usageCounts   *groupWriter[usageCountsRow]
 	syncRuns      *groupWriter[SyncRunRow]
 	daily         *groupWriter[dailyRow]

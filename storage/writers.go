@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -151,18 +152,46 @@ func (s *Store) InsertLicenseCounts(ctx context.Context, rows []LicenseCountRow)
 	if len(rows) == 0 {
 		return nil
 	}
-	if err := s.licenseCounts.write(ctx, rows); err != nil {
+	version := writeVersion()
+	versioned := make([]licenseCountsRow, len(rows))
+	for i, r := range rows {
+		versioned[i] = licenseCountsRow{LicenseCountRow: r, Version: version}
+	}
+	if err := s.licenseCounts.write(ctx, versioned); err != nil {
 		return fmt.Errorf("insert %d license counts: %w", len(rows), err)
 	}
 	return nil
 }
 
+// licenseCountsRow is a license_counts row as written: a LicenseCountRow and the snapshot's
+// writeVersion, by which the later of two snapshots at one ts wins.
+type licenseCountsRow struct {
+	LicenseCountRow
+	Version uint64
+}
+
 // sendLicenseCounts runs one INSERT of license-count rows.
-func (s *Store) sendLicenseCounts(ctx context.Context, rows []LicenseCountRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.license_counts (tenant_id, app, ts, license_type, status, users)", len(rows), func(i int) []any {
+func (s *Store) sendLicenseCounts(ctx context.Context, rows []licenseCountsRow) error {
+	return s.batch(ctx, "INSERT INTO {db}.license_counts_buffer (tenant_id, app, ts, license_type, status, users, version)", len(rows), func(i int) []any {
 		r := &rows[i]
-		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users}
+		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users, r.Version}
 	})
+}
+
+// lastVersion is the last version writeVersion returned.
+var lastVersion atomic.Uint64
+
+// writeVersion returns the time in ns, above every value it returned before: the version of a
+// snapshot row (license_counts, usage_counts), so that of two snapshots written in turn at
+// one ts the later wins even within one clock tick.
+func writeVersion() uint64 {
+	for {
+		last := lastVersion.Load()
+		v := max(uint64(time.Now().UnixNano()), last+1)
+		if lastVersion.CompareAndSwap(last, v) {
+			return v
+		}
+	}
 }
 
 // SyncRunRow is the summary of one sync run.
@@ -186,7 +215,7 @@ func (s *Store) InsertSyncRun(ctx context.Context, row SyncRunRow) error {
 
 // sendSyncRuns runs one INSERT of sync-run rows.
 func (s *Store) sendSyncRuns(ctx context.Context, rows []SyncRunRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.sync_runs ("+syncRunColumns+")", len(rows), func(i int) []any {
+	return s.batch(ctx, "INSERT INTO {db}.sync_runs_buffer ("+syncRunColumns+")", len(rows), func(i int) []any {
 		r := &rows[i]
 		return []any{r.TenantID, r.App, r.RunID, r.Kind, toDB(r.StartedAt), toDB(r.FinishedAt), r.Status,
 			r.Users, r.Events, r.Requests, r.Throttled, r.ErrorCode, r.ErrorMessage}
