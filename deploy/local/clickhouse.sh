@@ -5,6 +5,9 @@
 #   deploy/local/clickhouse.sh start DIR      start a server with its data in DIR on free ports;
 #                                             prints the native address (host:port) on stdout
 #   deploy/local/clickhouse.sh stop DIR       stop the server started in DIR
+#
+# CH_QUERY_LOG=1 makes the server log every query to system.query_log (scale-test.sh's cost
+# per query); off by default, since the log costs the server work of its own.
 set -euo pipefail
 
 find_server() {
@@ -37,6 +40,11 @@ start() {
   local tcp http
   tcp=$(free_port); http=$(free_port)
   while [ "$http" = "$tcp" ]; do http=$(free_port); done
+  local query_log= log_queries=
+  if [ "${CH_QUERY_LOG:-0}" = 1 ]; then
+    query_log='    <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></query_log>'
+    log_queries='<log_queries>1</log_queries>'
+  fi
   cat >"$dir/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
@@ -53,15 +61,16 @@ start() {
     <default_database>default</default_database>
     <mark_cache_size>536870912</mark_cache_size>
     <max_concurrent_queries>200</max_concurrent_queries>
+$query_log
 </yandex>
 XML
   # No experimental settings: the schema needs none (docs/schema.md), and a current release
   # refuses a profile naming a setting it no longer knows (code 115, UNKNOWN_SETTING), as
   # 26.x does allow_experimental_low_cardinality_type, which this profile used to set.
-  cat >"$dir/users.xml" <<'XML'
+  cat >"$dir/users.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
-    <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+    <profiles><default><max_memory_usage>4000000000</max_memory_usage>$log_queries</default></profiles>
     <users><default><password></password><networks><ip>::1</ip><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
     <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>

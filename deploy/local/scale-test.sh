@@ -108,6 +108,21 @@ secs() { # a Go duration of whole minutes or seconds (1m, 30s, 1h) in seconds
 }
 
 chq() { clickhouse-client --host 127.0.0.1 --port "$CH_PORT" -q "$1"; }
+# query_costs FROM TO LABEL: with CH_QUERY_LOG=1, ClickHouse's queries between the two Unix
+# times by kind (digits folded): count, CPU-seconds (user + system, from each query's
+# ProfileEvents), wall seconds, rows read and written.
+query_costs() {
+  [ "${CH_QUERY_LOG:-0}" = 1 ] || return 0
+  chq "SYSTEM FLUSH LOGS" || true
+  echo "scale-test.sh: queries in $3 (count, CPU s, wall s, rows read, rows written, query):" >&2
+  chq "SELECT count() AS n,
+      round(sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')] + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')]) / 1e6, 2) AS cpu,
+      round(sum(query_duration_ms) / 1e3, 2), sum(read_rows), sum(written_rows),
+      substring(replaceRegexpAll(replaceRegexpAll(query, '[0-9]+', 'N'), '\\\\s+', ' '), 1, 110) AS q
+    FROM system.query_log WHERE type = 2 AND event_time >= toDateTime($1) AND event_time < toDateTime($2)
+    GROUP BY q ORDER BY cpu DESC LIMIT 25 FORMAT TabSeparated" | sed 's/^/    /' >&2 || true
+}
+
 go build -o "$work/collector" ./cmd/collector
 go build -o "$work/scaletest" ./cmd/scaletest
 go build -o "$work/natsserver" ./events/bench/server
@@ -248,6 +263,7 @@ run_one() {
     go tool pprof -top -sample_index=inuse_space -nodecount=12 "$work/collector" "$dir/heap.pb.gz" 2>/dev/null | sed -n '1,20p' | sed 's/^/    /' >&2 || true
   fi
   echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s; steady state for ${STEADY} s" >&2
+  query_costs "$connected_at" "$(date +%s)" "onboarding"
 
   # Steady state, after SETTLE seconds in which ClickHouse merges what onboarding wrote (the
   # runs keep their schedule then too; they are not in the window).
@@ -281,6 +297,7 @@ run_one() {
   sort -u -k1,2 "$dir/merges.tsv" | awk -F'\t' '{ n[$1]++; r[$1] += $3 } END { for (t in n) printf "    %s\t%d\t%.0f\n", t, n[t], r[t] }' | sort >&2
   echo "scale-test.sh: parts at the end of the steady window:" >&2
   chq "$parts_q" | sed 's/^/    /' >&2
+  query_costs "$t0" "$t1" "the steady window"
   # Runs started before t1 are recorded when they finish.
   sleep 15
 
