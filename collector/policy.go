@@ -481,7 +481,7 @@ func (s *syncer) judge(ctx context.Context, tenant string, sc storedConnection) 
 	if err != nil {
 		return internal(codeStorageUnavailable, fmt.Errorf("re-judge users: %w", err))
 	}
-	seatEnvs, err := s.recordUsage(ctx, tenant, sc, params, now, &alerts)
+	seatEnvs, err := s.recordUsage(ctx, tenant, sc, params, now, nil, &alerts)
 	if err != nil {
 		return err
 	}

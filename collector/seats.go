@@ -96,10 +96,19 @@ func seatEnvelope(tenant string, tr seatTransition, threshold *int, revision uin
 
 // recordUsage records the tenant's usage snapshot at now under params and its policy's terms
 // (usage_counts) and returns the envelopes of the seat alerts it fires, the alert memory
-// updated.
-func (s *syncer) recordUsage(ctx context.Context, tenant string, sc storedConnection, params storage.UsageParams, now time.Time, alerts *alertState) ([]events.Envelope, error) {
+// updated. The counts are u when the caller has them (a users sync), else read from
+// ClickHouse.
+func (s *syncer) recordUsage(ctx context.Context, tenant string, sc storedConnection, params storage.UsageParams, now time.Time, u *storage.Utilisation, alerts *alertState) ([]events.Envelope, error) {
 	terms := sc.Policy.terms()
-	figs, err := s.store.RecordUsageCounts(ctx, tenant, connectors.AppGreenhouse, now.Truncate(time.Second), params, terms)
+	var (
+		figs []storage.SeatFigures
+		err  error
+	)
+	if u != nil {
+		figs, err = s.store.RecordUtilisation(ctx, tenant, connectors.AppGreenhouse, now.Truncate(time.Second), *u, terms)
+	} else {
+		figs, err = s.store.RecordUsageCounts(ctx, tenant, connectors.AppGreenhouse, now.Truncate(time.Second), params, terms)
+	}
 	if err := s.out.stored(err); err != nil {
 		return nil, fmt.Errorf("record usage counts: %w", err)
 	}

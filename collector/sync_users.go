@@ -57,7 +57,7 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	}
 	// The usage snapshot of the trends (GET …/trends) with the policy's seat figures, under
 	// the rule the listing's events used, and the seat alerts it fires.
-	seatEnvs, err := s.recordUsage(ctx, tenant, sc, p.params, start, &alerts)
+	seatEnvs, err := s.recordUsage(ctx, tenant, sc, p.params, start, p.utilisation(), &alerts)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
@@ -135,6 +135,10 @@ type usersPass struct {
 	envs     []events.Envelope
 	newUsers []int64
 	listed   int
+	// written are the rows this pass stored, by user: with the stored users (diff.prev) the
+	// tenant's users as stored when the pass ends, unless activity was applied (activated).
+	written   map[int64]storage.UserRow
+	activated bool
 }
 
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
@@ -142,7 +146,7 @@ func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint,
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
 		params:  usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, start, cp.ActivityThrough),
 		diff:    newUserDiff(tenant, start, uint64(start.UnixNano()), prev),
-		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{},
+		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{}, written: map[int64]storage.UserRow{},
 	}
 	p.diff.listedAt = p.params.ListedAt
 	return p
@@ -197,6 +201,7 @@ func (p *usersPass) end(ctx context.Context) error {
 		return err
 	}
 	if len(p.newUsers) > 0 && !p.cp.ActivityThrough.IsZero() {
+		p.activated = true
 		return p.s.applyActivity(ctx, p.tenant, p.sc, p.cp.BackfillFrom, p.cp.ActivityThrough, p.newUsers, p.alerts)
 	}
 	return nil
@@ -211,6 +216,7 @@ func (p *usersPass) handle(row storage.UserRow, ch *change) error {
 		return nil
 	}
 	p.rows = append(p.rows, row)
+	p.written[row.UserID] = row
 	rec := record(ch.row, p.params)
 	env, err := events.NewEnvelope(p.tenant, events.TypeUserChanged, userEventID(p.tenant, row.UserID, row.Revision),
 		fmt.Sprintf("users/%d", row.UserID), p.start, events.UserChanged{User: rec, Changed: ch.changed, Revision: row.Revision})
@@ -255,6 +261,31 @@ func (p *usersPass) flush(ctx context.Context) error {
 	}
 	p.envs, p.rows, p.changes = p.envs[:0], p.rows[:0], p.changes[:0]
 	return nil
+}
+
+// utilisation is the tenant's utilisation under the pass's usage rule, counted from the users
+// it read and wrote (storage.UtilisationOf), or nil when applying the activity of new users
+// changed stored rows it does not hold: then it is read from ClickHouse.
+func (p *usersPass) utilisation() *storage.Utilisation {
+	if p.activated {
+		return nil
+	}
+	u := storage.UtilisationOf(func(yield func(storage.UserRow) bool) {
+		for id, r := range p.diff.prev {
+			if w, ok := p.written[id]; ok {
+				r = w
+			}
+			if !yield(r) {
+				return
+			}
+		}
+		for id, w := range p.written {
+			if _, ok := p.diff.prev[id]; !ok && !yield(w) {
+				return
+			}
+		}
+	}, p.params)
+	return &u
 }
 
 // licenseCounts are the listing's users by license type and status, at its start.

@@ -43,6 +43,7 @@ type syncStore interface {
 	InsertLicenseCounts(ctx context.Context, rows []storage.LicenseCountRow) error
 	InsertUserChanges(ctx context.Context, rows []storage.UserChangeRow) error
 	RecordUsageCounts(ctx context.Context, tenant, app string, ts time.Time, p storage.UsageParams, terms storage.PolicyTerms) ([]storage.SeatFigures, error)
+	RecordUtilisation(ctx context.Context, tenant, app string, ts time.Time, u storage.Utilisation, terms storage.PolicyTerms) ([]storage.SeatFigures, error)
 	InsertAuditEvents(ctx context.Context, rows []storage.AuditEventRow) error
 	UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]storage.UserActivity, error)
 	RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"sync"
@@ -86,7 +87,8 @@ type fakeStore struct {
 	changes []storage.UserChangeRow
 	// usageCounts are the usage_counts snapshots recorded, as tenant@ts.
 	usageCounts []string
-	failing     error // every write fails with it
+	counted     *storage.Utilisation // the last utilisation a users sync counted itself
+	failing     error                // every write fails with it
 	// auditMu guards audit: a poll's INSERTs run concurrently. An InsertAuditEvents of the
 	// event failAuditID fails with errAuditFailed.
 	auditMu     sync.Mutex
@@ -343,34 +345,24 @@ func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChan
 	return f.failing
 }
 
-// RecordUsageCounts counts the stored users with the usage rule in Go (which
-// TestUsageRuleAgrees keeps equal to the SQL of *storage.Store) and returns their figures.
+// RecordUsageCounts counts the stored users with the usage rule in Go (storage.UtilisationOf,
+// which TestUtilisationOfAgreesWithTheQuery keeps equal to the SQL of *storage.Store) and
+// returns their figures.
 func (f *fakeStore) RecordUsageCounts(_ context.Context, tenant, _ string, ts time.Time, p storage.UsageParams, terms storage.PolicyTerms) ([]storage.SeatFigures, error) {
 	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
-	u := storage.Utilisation{Types: map[string]storage.UsageCounts{}}
-	for _, r := range f.users {
-		if r.Status == storage.StatusRemoved {
-			continue
-		}
-		c := u.Types[r.LicenseType]
-		c.LicenseType = r.LicenseType
-		c.Users++
-		if storage.Licensed(r.Status, r.ServiceAccount) {
-			c.Licenses++
-			switch usage, _ := storage.ClassifyUsage(r, p); usage {
-			case storage.UsageActive:
-				c.Active++
-			case storage.UsageInactive:
-				c.Inactive++
-			case storage.UsageExempt:
-				c.Exempt++
-			default:
-				c.Unknown++
-			}
-		}
-		u.Types[r.LicenseType] = c
-	}
+	return f.utilisation(p).Figures(terms), f.failing
+}
+
+// RecordUtilisation records the counts a users sync made itself (counted: the last of them).
+func (f *fakeStore) RecordUtilisation(_ context.Context, tenant, _ string, ts time.Time, u storage.Utilisation, terms storage.PolicyTerms) ([]storage.SeatFigures, error) {
+	f.usageCounts = append(f.usageCounts, tenant+"@"+ts.Format(time.RFC3339))
+	f.counted = &u
 	return u.Figures(terms), f.failing
+}
+
+// utilisation counts the stored users under p.
+func (f *fakeStore) utilisation(p storage.UsageParams) storage.Utilisation {
+	return storage.UtilisationOf(maps.Values(f.users), p)
 }
 
 // A listing that changes nothing writes no user row; the users' last_seen_at is read as of
@@ -433,6 +425,55 @@ func TestSyncUsersWritesOnlyChanges(t *testing.T) {
 	assert.Equal(t, 2, writes, "the two removed users")
 	assert.Equal(t, storage.StatusRemoved, f.store.users[3].Status)
 	assert.Equal(t, second, f.store.users[3].LastSeenAt, "removed: last seen in the listing before")
+}
+
+// A users sync counts the tenant's utilisation from the users it read and wrote instead of
+// reading them again; the counts are those of the users as stored after the sync (changed,
+// removed, with stored activity). When new users' stored activity is applied, it reads them.
+func TestSyncUsersCountsUtilisationAsStored(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	sync := func(t *testing.T) *storage.Utilisation {
+		t.Helper()
+		cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+		if errors.Is(err, events.ErrNotFound) {
+			err = nil
+		}
+		require.NoError(t, err)
+		f.store.counted = nil
+		require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+		if f.store.counted != nil {
+			p := usageParams(f.s.cfg.settingsOf(events.Connection{}), nil, cp, f.now, cp.ActivityThrough)
+			assert.Equal(t, f.store.utilisation(p), *f.store.counted, "counted as stored")
+		}
+		return f.store.counted
+	}
+	u := sync(t)
+	require.NotNil(t, u, "the first listing: every user new, no activity to apply")
+	assert.Equal(t, []int{4, 3, 0, 0, 0, 3}, []int{u.Users, u.Licenses, u.Active, u.Inactive, u.Exempt, u.Unknown}, "no usage data yet")
+
+	f.gh.audit = []greenhouse.AuditEvent{
+		{ID: "e2", Time: f.now.Add(-2 * 24 * time.Hour), Type: "action", PerformerType: "user", PerformerID: "2"},
+		{ID: "e3", Time: f.now.Add(-time.Hour), Type: "action", PerformerType: "user", PerformerID: "1"},
+	}
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
+	f.now = f.now.Add(time.Hour)
+	u = sync(t)
+	require.NotNil(t, u)
+	assert.Equal(t, 2, u.Active, "the stored activity of users 1 and 2")
+
+	f.now = f.now.Add(time.Hour)
+	f.gh.users[2].Deactivated = true
+	f.gh.users = f.gh.users[:3] // the bot is gone
+	u = sync(t)
+	require.NotNil(t, u)
+	assert.Equal(t, []int{3, 2, 2, 4}, []int{u.Users, u.Licenses, u.Active, u.Stored}, "a deactivated and a removed user")
+
+	f.now = f.now.Add(time.Hour)
+	f.gh.users = append(f.gh.users, greenhouse.User{ID: 5, Name: "New", PrimaryEmail: "n@x", CreatedAt: f.now.Add(-time.Hour)})
+	before := len(f.store.usageCounts)
+	assert.Nil(t, sync(t), "a new user's stored activity applied: counted by the store")
+	assert.Len(t, f.store.usageCounts, before+1, "the snapshot is still recorded")
 }
 
 // countingStore counts the user rows written.

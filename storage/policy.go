@@ -127,6 +127,11 @@ func (s *Store) RecordUsageCounts(ctx context.Context, tenant, app string, ts ti
 	if err != nil {
 		return nil, fmt.Errorf("record usage counts: %w", err)
 	}
+	return s.RecordUtilisation(ctx, tenant, app, ts, u, terms)
+}
+
+// RecordUtilisation is RecordUsageCounts of a utilisation already computed (UtilisationOf).
+func (s *Store) RecordUtilisation(ctx context.Context, tenant, app string, ts time.Time, u Utilisation, terms PolicyTerms) ([]SeatFigures, error) {
 	figs := u.Figures(terms)
 	rows := make([]usageCountsRow, len(figs))
 	version := writeVersion()

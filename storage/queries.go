@@ -161,10 +161,56 @@ func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsagePara
 	if err := rows.Err(); err != nil {
 		return u, fmt.Errorf("query utilisation of tenant %q: %w", tenant, err)
 	}
+	u.finish()
+	return u, nil
+}
+
+// UtilisationOf is Utilisation computed in Go from every stored row of a tenant's users
+// (removed ones included), as users yields them: utilisation.sql's groups counted with the
+// rule's Go form (Licensed, ClassifyUsage), which TestUsageRuleAgrees keeps equal to its SQL
+// and TestUtilisationOfAgreesWithTheQuery to the query. A users sync holds its tenant's
+// users already, and reading them again was one of its two ClickHouse reads
+// (docs/performance.md, "Fifth session").
+func UtilisationOf(users func(yield func(UserRow) bool), p UsageParams) Utilisation {
+	type key struct {
+		typ, status    string
+		serviceAccount bool
+	}
+	groups := map[key]*utilisationGroup{}
+	for r := range users {
+		k := key{r.LicenseType, r.Status, r.ServiceAccount}
+		g := groups[k]
+		if g == nil {
+			g = &utilisationGroup{typ: k.typ, status: k.status, serviceAccount: k.serviceAccount}
+			groups[k] = g
+		}
+		g.users++
+		if !Licensed(r.Status, r.ServiceAccount) {
+			continue
+		}
+		g.licenses++
+		switch usage, _ := ClassifyUsage(r, p); usage {
+		case UsageActive:
+			g.active++
+		case UsageInactive:
+			g.inactive++
+		case UsageExempt:
+			g.exempt++
+		}
+	}
+	u := Utilisation{ByType: map[string]int{}, ByStatus: map[string]int{}, Types: map[string]UsageCounts{}}
+	for _, g := range groups {
+		u.add(*g)
+	}
+	u.finish()
+	return u
+}
+
+// finish derives Unknown and Ratio from the groups added.
+func (u *Utilisation) finish() {
 	u.Unknown = u.Licenses - u.Active - u.Inactive - u.Exempt
 	all := UsageCounts{Licenses: int64(u.Licenses), Active: int64(u.Active), Exempt: int64(u.Exempt)}
 	u.Ratio = all.Utilisation()
-	return u, nil
 }
 
 // utilisationGroup is one row of utilisation.sql.

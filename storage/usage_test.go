@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,6 +139,62 @@ func TestUsageRuleAgrees(t *testing.T) {
 			}
 			assert.Equal(t, []int{count(storage.UsageActive), count(storage.UsageInactive), count(storage.UsageExempt), count(storage.UsageUnknown)},
 				[]int{u.Active, u.Inactive, u.Exempt, u.Unknown}, "Utilisation: active, inactive, exempt, unknown")
+			assert.Equal(t, u, utilisationOfStored(t, s, tenant, tc.params), "UtilisationOf")
 		})
+	}
+}
+
+// utilisationOfStored is storage.UtilisationOf of the tenant's users as stored.
+func utilisationOfStored(t *testing.T, s *storage.Store, tenant string, p storage.UsageParams) storage.Utilisation {
+	t.Helper()
+	var rows []storage.UserRow
+	require.NoError(t, s.CurrentUsers(t.Context(), tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
+		rows = append(rows, r)
+		return nil
+	}))
+	return storage.UtilisationOf(slices.Values(rows), p)
+}
+
+// TestUtilisationOfAgreesWithTheQuery: a users sync counts its tenant's utilisation in Go
+// (storage.UtilisationOf) instead of running utilisation.sql; over a tenant of every status,
+// license type, service account and usage, under several policies, the two agree in every
+// field.
+func TestUtilisationOfAgreesWithTheQuery(t *testing.T) {
+	t.Parallel()
+	s := storagetest.NewStore(t)
+	ctx := t.Context()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	statuses := []string{storage.StatusActive, storage.StatusActive, storage.StatusDeactivated, storage.StatusRemoved}
+	types := append(slices.Clone(storage.LicenseTypes), "custom_type")
+	var rows []storage.UserRow
+	for i := range 240 {
+		r := storage.UserRow{TenantID: "util", App: connectors.AppGreenhouse, UserID: int64(i + 1), Name: "N", Email: fmt.Sprintf("u%d@x", i),
+			Status: statuses[i%len(statuses)], LicenseType: types[i%len(types)], ServiceAccount: i%7 == 0,
+			CreatedAt: now.Add(-time.Duration(i%90) * day), Version: 1}
+		if i%3 != 0 {
+			at := now.Add(-time.Duration(i%50)*day - time.Hour)
+			r.LastActivityAt = &at
+		}
+		if i%11 == 0 {
+			at := now.Add(-time.Duration(i%20) * day)
+			r.LicensedAt = &at
+		}
+		rows = append(rows, r)
+	}
+	require.NoError(t, s.UpsertUsers(ctx, rows))
+	covered := storage.UsageParams{Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-60 * day)}
+	policy := covered
+	policy.DaysByType = map[string]int{storage.LicenseSiteAdmin: 20, storage.LicenseJobAdmin: 45}
+	policy.GraceDays = 14
+	policy.Exempt = storage.Exemptions{IDs: []int64{5, 6}, Emails: []string{"U9@X"}}
+	for name, p := range map[string]storage.UsageParams{
+		"covered": covered, "policy": policy, "no usage data": {Now: now, InactiveAfterDays: 30},
+		"short history": {Now: now, InactiveAfterDays: 30, CoverageStart: now.Add(-10 * day)},
+	} {
+		want, err := s.Utilisation(ctx, "util", connectors.AppGreenhouse, p)
+		require.NoError(t, err)
+		require.NotZero(t, want.Licenses, name)
+		assert.Equal(t, want, utilisationOfStored(t, s, "util", p), name)
 	}
 }
