@@ -173,7 +173,7 @@ SELECT 'acme', ?, uid, d, events, last_event_at, toUInt64(?) FROM (` + fmt.Sprin
 	add("daily activity", fmt.Sprintf(dailyActivitySQL, days)+" ORDER BY uid, d", true, "acme", int64(1717200000), int64(1717372800))
 	add("user activity", fmt.Sprintf(userActivitySQL, ""), true, "acme", int64(1717200000), int64(1717459200))
 	add("user activity of ids", fmt.Sprintf(userActivitySQL, "AND toInt64OrZero(performer_id) IN (1,3,99)"), true, "acme", int64(1717200000), int64(1717459200))
-	add("current users", "SELECT "+userColumns+" FROM {db}.users FINAL WHERE tenant_id = ? AND app = ? ORDER BY user_id", true, "acme", "greenhouse")
+	add("current users", currentUsersSQL, true, "acme", "greenhouse")
 
 	// The dashboard queries, each with the parameters the Go methods bind.
 	q := func(name string) string {
