@@ -274,6 +274,8 @@ run_one() {
   local t0 t1 c2 ch2 sim2 c3 ch3 sim3 ev0 ev1
   local events_q="SELECT event, value FROM system.events WHERE event IN ('Query', 'SelectQuery', 'InsertQuery', 'InsertedRows', 'Merge', 'MergedRows', 'MergedUncompressedBytes') ORDER BY event FORMAT TabSeparated"
   ev0=$(chq "$events_q")
+  echo "scale-test.sh: ClickHouse's work since it started (onboarding and settling; system.events):" >&2
+  echo "$ev0" | sed 's/^/    /' >&2
   t0=$(date +%s); c2=$(cpu "$col_pid"); ch2=$(cpu "$ch_pid"); sim2=$(cpu "$sim_pid")
   # Which tables ClickHouse merges in the window: system.merges every 2 s, each merge once
   # (its result part) with the rows it reads.
