@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 
@@ -171,7 +172,7 @@ func (s *Store) Utilisation(ctx context.Context, tenant, app string, p UsagePara
 // and TestUtilisationOfAgreesWithTheQuery to the query. A users sync holds its tenant's
 // users already, and reading them again was one of its two ClickHouse reads
 // (docs/performance.md, "Fifth session").
-func UtilisationOf(users func(yield func(UserRow) bool), p UsageParams) Utilisation {
+func UtilisationOf(users iter.Seq[UserRow], p UsageParams) Utilisation {
 	type key struct {
 		typ, status    string
 		serviceAccount bool
