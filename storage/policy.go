@@ -175,7 +175,7 @@ type usageCountsRow struct {
 
 // sendUsageCounts runs one INSERT of usage_counts rows.
 func (s *Store) sendUsageCounts(ctx context.Context, rows []usageCountsRow) error {
-	return s.batch(ctx, `INSERT INTO {db}.usage_counts_buffer (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
+	return s.batch(ctx, `INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
  exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost, version)`, len(rows), func(i int) []any {
 		r := &rows[i]
 		f := r.SeatFigures
