@@ -89,6 +89,9 @@ func (s *Store) AuditStats() AuditStats {
 type groupOptions struct {
 	batchRows, bufferRows, workers int
 	flushInterval                  time.Duration
+	// once: a failed INSERT fails its callers at once instead of being retried, for callers
+	// that keep what failed and retry it themselves (the connection outbox).
+	once bool
 }
 
 func newGroupWriter[R any](s *Store, name string, opts groupOptions, send func(ctx context.Context, rows []R) error) *groupWriter[R] {
@@ -265,7 +268,7 @@ func (w *groupWriter[R]) insert(batch []*groupReq[R]) {
 			}
 			return
 		}
-		if w.life.Err() == nil && !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+		if w.opts.once || w.life.Err() == nil && !retryable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			for _, r := range batch {
 				w.finish(r, err)
 			}

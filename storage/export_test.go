@@ -37,3 +37,6 @@ func (s *Store) UsageOfUsers(ctx context.Context, tenant, app string, p UsagePar
 	}
 	return out, rows.Err()
 }
+
+// ConnectionEventInserts is how many INSERTs the connection events' writer has run.
+func (s *Store) ConnectionEventInserts() uint64 { return s.connEvents.inserts.Load() }

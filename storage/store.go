@@ -59,9 +59,10 @@ type Config struct {
 	// AuditWorkers is the number of concurrent audit INSERTs. Default 2.
 	AuditWorkers int
 	// RowFlushInterval is how long a pending row of the small per-run writes (users, user
-	// changes, license and usage counts, sync runs) waits for other tenants' rows before its
-	// INSERT is sent: each table gets one INSERT per interval at most instead of one per
-	// run (docs/performance.md, "Onboarding and memory"). Default 50 ms.
+	// changes, license and usage counts, sync runs, connection events) waits for other
+	// tenants' rows before its INSERT is sent: each table gets one INSERT per interval at
+	// most instead of one per run (docs/performance.md, "Onboarding and memory"). Default
+	// 50 ms.
 	RowFlushInterval time.Duration
 	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
 	InsertTimeout time.Duration
@@ -133,6 +134,7 @@ type Store struct {
 	usageCounts   *groupWriter[usageCountsRow]
 	syncRuns      *groupWriter[SyncRunRow]
 	daily         *groupWriter[dailyRow]
+	connEvents    *groupWriter[ConnectionEventRow]
 	// queries holds the dashboard queries by name, loaded once in Open.
 	queries map[string]string
 }

@@ -2,11 +2,13 @@ package storage_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/seatwatch/greenhouse-collector/storage"
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
@@ -119,6 +121,22 @@ func TestInsertConnectionEvent(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	assert.Equal(t, []storage.ConnectionEventRow{ev, ev2}, got)
+
+	// A burst of connects shares INSERTs (group commit) and loses none.
+	before := s.ConnectionEventInserts()
+	var g errgroup.Group
+	for i := range 200 {
+		g.Go(func() error {
+			e := ev
+			e.TenantID, e.EventID = fmt.Sprintf("t%03d", i), "c"
+			return s.InsertConnectionEvent(ctx, e)
+		})
+	}
+	require.NoError(t, g.Wait())
+	assert.Equal(t, uint64(200), scalar(t, s, "SELECT count() FROM "+table(s, "connection_events")+" WHERE event_id = 'c'"))
+	inserts := s.ConnectionEventInserts() - before
+	assert.Less(t, inserts, uint64(50), "200 concurrent events in fewer INSERTs")
+	t.Logf("200 connection events, %d INSERTs", inserts)
 }
 
 func TestLicenseCountsOverTime(t *testing.T) {
