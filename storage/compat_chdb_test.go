@@ -300,11 +300,11 @@ var compatFixture = []string{
  ('acme','greenhouse','2024-05-01 10:00:00','basic','active',10), ('acme','greenhouse','2024-05-01 10:00:00','site_admin','active',2),
  ('acme','greenhouse','2024-05-01 11:00:00','basic','active',11), ('acme','greenhouse','2024-05-31 23:59:59','basic','active',12),
  ('acme','greenhouse','2024-06-01 00:00:01','basic','active',13), ('other','greenhouse','2024-05-01 10:00:00','basic','active',99)`,
-	// Again, in a part of its own (a snapshot or run written twice): the readers keep one row per key.
-	`license_counts (tenant_id, app, ts, license_type, status, users) VALUES
+	// Again, through the buffer (docs/schema.md, "Buffers"): the readers keep one row per key.
+	`license_counts_buffer (tenant_id, app, ts, license_type, status, users) VALUES
  ('acme','greenhouse','2024-05-01 11:00:00','basic','active',11)`,
 	// A snapshot written again at one ts with other figures: the higher version wins.
-	`usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown, exempt, policy_revision,
+	`usage_counts_buffer (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown, exempt, policy_revision,
  seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost, version) VALUES
  ('acme','greenhouse','2024-06-30 09:00:00','basic',6,4,2,1,1,0,0,NULL,NULL,'',NULL,NULL,NULL,7)`,
 	`audit_events (tenant_id, event_id, event_time, event_type, target_type, target_id, performer_type, performer_id, performer_name, performer_email, performer_ip, request_id, request_type, meta, ingested_at) VALUES
@@ -337,7 +337,7 @@ var compatFixture = []string{
  ('acme','greenhouse','r2','audit','2024-05-01 11:00:00','2024-05-01 11:01:00','failed',0,5,4,1,'rate_limited','slow down'),
  ('acme','greenhouse','r3','users','2024-05-01 12:00:00','2024-05-01 12:01:00','succeeded',11,0,0,0,'',''),
  ('other','greenhouse','x','users','2024-05-01 13:00:00','1970-01-01 00:00:00','succeeded',0,0,0,0,'','')`,
-	`sync_runs (tenant_id, app, run_id, kind, started_at, finished_at, status, users, events, requests, throttled, error_code, error_message) VALUES
+	`sync_runs_buffer (tenant_id, app, run_id, kind, started_at, finished_at, status, users, events, requests, throttled, error_code, error_message) VALUES
  ('acme','greenhouse','r2','audit','2024-05-01 11:00:00','2024-05-01 11:01:00','failed',0,5,4,1,'rate_limited','slow down')`,
 	`connection_events (tenant_id, app, ts, event_id, state, usage_data, checks, changed) VALUES
  ('acme','greenhouse','2024-05-01 10:00:00','e1','degraded',0,'[{"name":"audit_log","status":"failed"}]','state'),

@@ -14,7 +14,7 @@ import (
 	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
 )
 
-var tables = []string{"actions", "audit_events", "connection_events", "license_counts", "policy_changes", "schema_migrations", "sync_runs", "usage_counts", "user_activity_daily", "user_changes", "users"}
+var tables = []string{"actions", "audit_events", "connection_events", "license_counts", "license_counts_buffer", "policy_changes", "schema_migrations", "sync_runs", "sync_runs_buffer", "usage_counts", "usage_counts_buffer", "user_activity_daily", "user_changes", "users"}
 
 func tablesOf(t *testing.T, s *storage.Store) []string {
 	t.Helper()

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -175,7 +176,7 @@ type usageCountsRow struct {
 
 // sendUsageCounts runs one INSERT of usage_counts rows.
 func (s *Store) sendUsageCounts(ctx context.Context, rows []usageCountsRow) error {
-	return s.batch(ctx, `INSERT INTO {db}.usage_counts (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
+	return s.batch(ctx, `INSERT INTO {db}.usage_counts_buffer (tenant_id, app, ts, license_type, users, licenses, active, inactive, unknown,
  exempt, policy_revision, seats_purchased, unassigned, currency, annual_cost, inactive_cost, unassigned_cost, version)`, len(rows), func(i int) []any {
 		r := &rows[i]
 		f := r.SeatFigures
@@ -280,8 +281,22 @@ type WasteRow struct {
 }
 
 // WasteOverTime returns the waste of tenant and app per snapshot and license type with ts in
-// [from, to), recomputed from usage_counts and policy_changes, ordered by ts and type.
+// [from, to), recomputed from usage_counts and policy_changes, ordered by ts and type; read
+// twice (readTwice).
 func (s *Store) WasteOverTime(ctx context.Context, tenant, app string, from, to time.Time) ([]WasteRow, error) {
+	first, second, err := readTwice(func() ([]WasteRow, error) { return s.wasteOnce(ctx, tenant, app, from, to) })
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		ts  time.Time
+		typ string
+	}
+	return unionBy(first, second, func(r WasteRow) key { return key{r.TS, r.LicenseType} },
+		func(a, b WasteRow) int { return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(a.LicenseType, b.LicenseType)) }), nil
+}
+
+func (s *Store) wasteOnce(ctx context.Context, tenant, app string, from, to time.Time) ([]WasteRow, error) {
 	rows, err := s.conn.Query(ctx, s.query("waste_over_time"), named(tenant, app, "from", unix(from), "to", unix(to))...)
 	if err != nil {
 		return nil, fmt.Errorf("query waste of tenant %q: %w", tenant, err)

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"fmt"
@@ -65,8 +66,23 @@ func dayRange(from, to time.Time) (string, string) {
 }
 
 // LicenseCountsOverTime returns the license-count snapshots of tenant and app with ts in
-// [from, to), ordered by ts, license type and status.
+// [from, to), ordered by ts, license type and status; read twice (readTwice).
 func (s *Store) LicenseCountsOverTime(ctx context.Context, tenant, app string, from, to time.Time) ([]LicenseCountRow, error) {
+	first, second, err := readTwice(func() ([]LicenseCountRow, error) { return s.licenseCountsOnce(ctx, tenant, app, from, to) })
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		ts          time.Time
+		typ, status string
+	}
+	return unionBy(first, second, func(r LicenseCountRow) key { return key{r.TS, r.LicenseType, r.Status} },
+		func(a, b LicenseCountRow) int {
+			return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(a.LicenseType, b.LicenseType), cmp.Compare(a.Status, b.Status))
+		}), nil
+}
+
+func (s *Store) licenseCountsOnce(ctx context.Context, tenant, app string, from, to time.Time) ([]LicenseCountRow, error) {
 	rows, err := s.conn.Query(ctx, s.query("license_counts_over_time"), named(tenant, app, "from", unix(from), "to", unix(to))...)
 	if err != nil {
 		return nil, fmt.Errorf("query license counts of tenant %q: %w", tenant, err)
@@ -320,11 +336,21 @@ func (s *Store) TopUsers(ctx context.Context, tenant, app string, from, to time.
 	return out, nil
 }
 
-// SyncHealth returns the latest limit sync runs of tenant and app, newest first.
+// SyncHealth returns the latest limit sync runs of tenant and app, newest first; read twice
+// (readTwice).
 func (s *Store) SyncHealth(ctx context.Context, tenant, app string, limit int) ([]SyncRunRow, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
+	first, second, err := readTwice(func() ([]SyncRunRow, error) { return s.syncHealthOnce(ctx, tenant, app, limit) })
+	if err != nil {
+		return nil, err
+	}
+	out := unionBy(first, second, keyOfRun, newestRunFirst)
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *Store) syncHealthOnce(ctx context.Context, tenant, app string, limit int) ([]SyncRunRow, error) {
 	rows, err := s.conn.Query(ctx, s.query("sync_health"), named(tenant, app, "limit", limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("query sync health of tenant %q: %w", tenant, err)

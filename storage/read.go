@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -290,13 +291,30 @@ const (
 )
 
 // UsageTrend returns, for each bucket (BucketDay, BucketWeek or BucketMonth, UTC) with a
-// snapshot in [from, to), the rows of its last snapshot, ordered by time and license type.
+// snapshot in [from, to), the rows of its last snapshot, ordered by time and license type;
+// read twice (readTwice), the last snapshot of a bucket being the last of either read.
 func (s *Store) UsageTrend(ctx context.Context, tenant, app, bucket string, from, to time.Time) ([]UsageCountRow, error) {
 	switch bucket {
 	case BucketDay, BucketWeek, BucketMonth:
 	default:
 		return nil, fmt.Errorf("unknown bucket %q", bucket)
 	}
+	first, second, err := readTwice(func() ([]UsageCountRow, error) { return s.usageTrendOnce(ctx, tenant, app, bucket, from, to) })
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		ts  time.Time
+		typ string
+	}
+	all := unionBy(first, second, func(r UsageCountRow) key { return key{r.TS, r.LicenseType} },
+		func(a, b UsageCountRow) int {
+			return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(a.LicenseType, b.LicenseType))
+		})
+	return lastOfEachBucket(all, bucket), nil
+}
+
+func (s *Store) usageTrendOnce(ctx context.Context, tenant, app, bucket string, from, to time.Time) ([]UsageCountRow, error) {
 	rows, err := s.conn.Query(ctx, s.query("usage_trend"), named(tenant, app, "bucket", bucket, "from", unix(from), "to", unix(to))...)
 	if err != nil {
 		return nil, fmt.Errorf("read usage trend of tenant %q: %w", tenant, err)
@@ -326,9 +344,35 @@ type SyncRunFilter struct {
 }
 
 // SyncRuns calls fn with the sync runs of tenant and app that match f, newest first (by start,
-// then run id, descending), at most limit of them (0: all), streaming the rows. It stops at
-// and returns fn's first error.
+// then run id, descending), at most limit of them (0: all). It stops at and returns fn's
+// first error. A page (limit > 0) is read twice (readTwice); all runs (limit 0, the CSV
+// export) are streamed from one read, which can miss a run whose row a flush of the buffer
+// was moving at that moment (docs/schema.md, "Buffers").
 func (s *Store) SyncRuns(ctx context.Context, tenant, app string, f SyncRunFilter, limit int, fn func(SyncRunRow) error) error {
+	if limit <= 0 {
+		return s.syncRunsOnce(ctx, tenant, app, f, 0, fn)
+	}
+	first, second, err := readTwice(func() ([]SyncRunRow, error) {
+		var page []SyncRunRow
+		err := s.syncRunsOnce(ctx, tenant, app, f, limit, func(r SyncRunRow) error {
+			page = append(page, r)
+			return nil
+		})
+		return page, err
+	})
+	if err != nil {
+		return err
+	}
+	page := unionBy(first, second, keyOfRun, newestRunFirst)
+	for _, r := range page[:min(limit, len(page))] {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) syncRunsOnce(ctx context.Context, tenant, app string, f SyncRunFilter, limit int, fn func(SyncRunRow) error) error {
 	after, afterTS, afterRun := 0, int64(0), ""
 	if f.After != nil {
 		after, afterTS, afterRun = 1, unix(f.After.StartedAt), f.After.RunID

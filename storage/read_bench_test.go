@@ -22,7 +22,7 @@ func BenchmarkReadAPIQueries(b *testing.B) {
 	s, p := queryFixture(b)
 	ctx := context.Background()
 	from, to := p.Now.Add(-30*24*time.Hour), p.Now
-	if scalar(b, s, "SELECT count() FROM "+table(s, "usage_counts")+" WHERE tenant_id = 'big'") == 0 {
+	if scalar(b, s, "SELECT count() FROM "+table(s, "usage_counts_buffer")+" WHERE tenant_id = 'big'") == 0 {
 		b.Log("adding daily activity, usage snapshots and user history to the fixture")
 		var days []time.Time
 		for d := from; d.Before(to); d = d.Add(24 * time.Hour) {

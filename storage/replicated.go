@@ -12,7 +12,6 @@ var clusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 
 var (
 	createTableRE = regexp.MustCompile(`(?is)^(\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+\{db\}\.([A-Za-z_][A-Za-z0-9_]*))\s*(\(|AS\s)`)
-	dropTableRE   = regexp.MustCompile(`(?is)^\s*DROP\s+TABLE\s+IF\s+EXISTS\s+\{db\}\.[A-Za-z_][A-Za-z0-9_]*\s*$`)
 	engineRE      = regexp.MustCompile(`(?is)ENGINE\s*=\s*ReplacingMergeTree\b(\s*\(([^)]*)\))?`)
 )
 
@@ -22,14 +21,10 @@ var (
 // ReplicatedReplacingMergeTree whose Keeper path names the shard macro, the database and the
 // table, with the replica macro as replica name: each replica keeps the whole table, and the
 // replacing version (if any) is kept. A Buffer table (CREATE TABLE … AS) runs ON CLUSTER too:
-// each server buffered the rows it was sent in front of its own replica; so does its DROP
-// TABLE. Other statements are returned unchanged: an ALTER of a replicated table replicates
-// by itself, and the collector's inserts and queries need no change (every server holds every
-// row; there is one shard).
+// each server buffers the rows it is sent in front of its own replica. Other statements are returned unchanged: an ALTER of a
+// replicated table replicates by itself, and the collector's inserts and queries need no
+// change (every server holds every row; there is one shard).
 func replicatedDDL(st, cluster, database string) string {
-	if dropTableRE.MatchString(st) {
-		return strings.TrimRight(st, " \t\n") + " ON CLUSTER `" + cluster + "`"
-	}
 	m := createTableRE.FindStringSubmatchIndex(st)
 	if m == nil {
 		return st

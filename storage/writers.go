@@ -178,7 +178,7 @@ type licenseCountsRow struct {
 
 // sendLicenseCounts runs one INSERT of license-count rows.
 func (s *Store) sendLicenseCounts(ctx context.Context, rows []licenseCountsRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.license_counts (tenant_id, app, ts, license_type, status, users, version)", len(rows), func(i int) []any {
+	return s.batch(ctx, "INSERT INTO {db}.license_counts_buffer (tenant_id, app, ts, license_type, status, users, version)", len(rows), func(i int) []any {
 		r := &rows[i]
 		return []any{r.TenantID, r.App, toDB(r.TS), r.LicenseType, r.Status, r.Users, r.Version}
 	})
@@ -221,7 +221,7 @@ func (s *Store) InsertSyncRun(ctx context.Context, row SyncRunRow) error {
 
 // sendSyncRuns runs one INSERT of sync-run rows.
 func (s *Store) sendSyncRuns(ctx context.Context, rows []SyncRunRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.sync_runs ("+syncRunColumns+")", len(rows), func(i int) []any {
+	return s.batch(ctx, "INSERT INTO {db}.sync_runs_buffer ("+syncRunColumns+")", len(rows), func(i int) []any {
 		r := &rows[i]
 		return []any{r.TenantID, r.App, r.RunID, r.Kind, toDB(r.StartedAt), toDB(r.FinishedAt), r.Status,
 			r.Users, r.Events, r.Requests, r.Throttled, r.ErrorCode, r.ErrorMessage}

@@ -206,7 +206,7 @@ func run() error {
 	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' '%s/v1/tenants/acme/licenses?usage=inactive'\n", token, api)
 	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' '%s/v1/tenants/acme/users?sort=last_activity_at&limit=20'\n", token, api)
 	fmt.Printf("  curl -s -H 'Authorization: Bearer %s' -H 'Accept: text/csv' '%s/v1/tenants/acme/users?usage=inactive'\n", token, api)
-	fmt.Printf("  clickhouse-client --port %s -d %s -q 'SELECT license_type, status, users FROM license_counts FINAL ORDER BY ts DESC LIMIT 10'\n",
+	fmt.Printf("  clickhouse-client --port %s -d %s -q 'SELECT license_type, status, users FROM license_counts_buffer FINAL ORDER BY ts DESC LIMIT 10'\n",
 		portOf(*chAddr), cfg.ClickHouseDatabase)
 	fmt.Println("Press Ctrl-C to stop.")
 	select {

@@ -239,7 +239,7 @@ run_one() {
   # Every tenant's first full sync: its first successful Audit Log run (after its users sync).
   local deadline=$(( connected_at + FIRST_TIMEOUT )) done_n=0 last_print=0
   while :; do
-    done_n=$(chq "SELECT uniqExact(tenant_id) FROM $db.sync_runs WHERE kind = 'audit' AND status = 'succeeded'" 2>/dev/null || echo 0)
+    done_n=$(chq "SELECT uniqExact(tenant_id) FROM $db.sync_runs_buffer WHERE kind = 'audit' AND status = 'succeeded'" 2>/dev/null || echo 0)
     [ "$done_n" -ge "$n" ] && break
     kill -0 "$col_pid" 2>/dev/null || { echo "scale-test.sh: the collector exited; see $dir/collector.log" >&2; return 1; }
     if [ "$(date +%s)" -gt "$deadline" ]; then
@@ -324,7 +324,7 @@ run_one() {
   local peak rss_end
   peak=$(( $(kb "$col_pid" VmHWM) / 1024 )); rss_end=$(( $(kb "$col_pid" VmRSS) / 1024 ))
 
-  chq "SELECT tenant_id, kind, status, toUnixTimestamp(started_at), toUnixTimestamp(finished_at), users, events, requests, throttled FROM $db.sync_runs FINAL FORMAT TabSeparated" >"$dir/sync_runs.tsv"
+  chq "SELECT tenant_id, kind, status, toUnixTimestamp(started_at), toUnixTimestamp(finished_at), users, events, requests, throttled FROM $db.sync_runs_buffer FINAL FORMAT TabSeparated" >"$dir/sync_runs.tsv"
   "$work/scaletest" -analyze -tenants "$n" -connected-at "$connected_at" -from "$t0" -to "$t1" \
     -users-interval "$USERS_INTERVAL" -audit-interval "$AUDIT_INTERVAL" <"$dir/sync_runs.tsv" >"$dir/analysis.out"
   chq "SELECT table, sum(rows), sum(bytes_on_disk) FROM system.parts WHERE database = '$db' AND active GROUP BY table ORDER BY table FORMAT TabSeparated" >"$dir/parts.tsv"

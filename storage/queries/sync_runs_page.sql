@@ -1,10 +1,9 @@
 -- A page of sync runs, newest first, after the position (@after_ts, @after_run) of the
 -- previous page's last run (@after = 1), optionally of one kind and status; @limit 0: all.
--- FINAL keeps one row of a key (a retried INSERT writes it again); LIMIT 1 BY the key as well,
--- as when the table was read through a Buffer table (docs/schema.md, "Buffers, and why
--- they went").
+-- Read through the Buffer table (docs/schema.md, "Buffers"): FINAL merges the stored parts
+-- only, so LIMIT 1 BY the key drops a row the buffer holds again (a retried INSERT).
 SELECT run_id, kind, started_at, finished_at, status, users, events, requests, throttled, error_code, error_message
-FROM {db}.sync_runs FINAL
+FROM {db}.sync_runs_buffer FINAL
 WHERE tenant_id = @tenant AND app = @app
   AND (@kind = '' OR kind = @kind)
   AND (@status = '' OR status = @status)

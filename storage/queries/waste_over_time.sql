@@ -4,9 +4,10 @@
 -- (policy_changes, its terms' arrays joined per license type); NULL where that revision
 -- leaves the price or the seats unset (-1), where no policy was in force, or where a cost
 -- would be beyond Int64 (never wrapped). Both subqueries
--- carry an alias, as current releases require. Of the rows of a key (a snapshot written again
--- at one ts), the last written (argMax by version) is kept; an ORDER BY … LIMIT 1 BY in this
--- subquery was not kept in order by 26.5 every time.
+-- carry an alias, as current releases require. The counts are read through the Buffer table
+-- (docs/schema.md, "Buffers"): of the rows of a key the buffer and the parts hold, the last
+-- written (argMax by version) is kept; an ORDER BY … LIMIT 1 BY in this subquery was not
+-- kept in order by 26.5 every time.
 SELECT ts, license_type, policy_revision, inactive,
        if(known = 0 OR seats < 0, NULL, toUInt32(greatest(seats - licenses, 0))) AS unassigned,
        currency,
@@ -15,7 +16,7 @@ SELECT ts, license_type, policy_revision, inactive,
 FROM (
     SELECT ts, license_type, argMax(policy_revision, version) AS policy_revision,
            argMax(licenses, version) AS licenses, argMax(inactive, version) AS inactive
-    FROM {db}.usage_counts FINAL
+    FROM {db}.usage_counts_buffer FINAL
     WHERE tenant_id = @tenant AND app = @app
       AND ts >= toDateTime(@from, 'UTC') AND ts < toDateTime(@to, 'UTC')
     GROUP BY ts, license_type

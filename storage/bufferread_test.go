@@ -1,0 +1,55 @@
+package storage
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+// TestReadTwiceUnion: of two reads, each missing rows the other has (a buffer flush during
+// one of them), the union has every row once, the second read's where both have it, in
+// order; the trend keeps the last snapshot of each bucket across both.
+func TestReadTwiceUnion(t *testing.T) {
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.DateTime, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	day1, day1later, day2 := at("2024-06-03 09:00:00"), at("2024-06-03 17:00:00"), at("2024-06-04 09:00:00")
+	first := []UsageCountRow{
+		{TS: day1, LicenseType: "basic", Users: 1},
+		{TS: day2, LicenseType: "basic", Users: 9}, // the second read missed it
+	}
+	second := []UsageCountRow{
+		{TS: day1, LicenseType: "basic", Users: 2}, // both have it: the second read's wins
+		{TS: day1later, LicenseType: "basic", Users: 3},
+	}
+	type key struct {
+		ts  time.Time
+		typ string
+	}
+	all := unionBy(first, second, func(r UsageCountRow) key { return key{r.TS, r.LicenseType} },
+		func(a, b UsageCountRow) int { return a.TS.Compare(b.TS) })
+	assert.Equal(t, []UsageCountRow{
+		{TS: day1, LicenseType: "basic", Users: 2},
+		{TS: day1later, LicenseType: "basic", Users: 3},
+		{TS: day2, LicenseType: "basic", Users: 9},
+	}, all)
+	assert.Equal(t, []UsageCountRow{
+		{TS: day1later, LicenseType: "basic", Users: 3},
+		{TS: day2, LicenseType: "basic", Users: 9},
+	}, lastOfEachBucket(all, BucketDay))
+	assert.Equal(t, []UsageCountRow{{TS: day2, LicenseType: "basic", Users: 9}}, lastOfEachBucket(all, BucketWeek),
+		"3 and 4 June 2024 are one ISO week")
+	assert.Equal(t, at("2024-06-03 00:00:00"), bucketOf(at("2024-06-09 23:59:59"), BucketWeek), "a Sunday's week starts on Monday")
+	assert.Equal(t, at("2024-06-01 00:00:00"), bucketOf(day2, BucketMonth))
+
+	runs := unionBy(
+		[]SyncRunRow{{RunID: "a", StartedAt: day1}, {RunID: "c", StartedAt: day2}},
+		[]SyncRunRow{{RunID: "b", StartedAt: day1, Users: 1}, {RunID: "a", StartedAt: day1, Users: 5}},
+		keyOfRun, newestRunFirst)
+	assert.Equal(t, []SyncRunRow{{RunID: "c", StartedAt: day2}, {RunID: "b", StartedAt: day1, Users: 1}, {RunID: "a", StartedAt: day1, Users: 5}}, runs)
+}
