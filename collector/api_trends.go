@@ -36,19 +36,6 @@ type Trends struct {
 	Buckets  []TrendBucket `json:"buckets"`
 }
 
-// bucketStart is the start of t's bucket (UTC): its day, the Monday of its ISO week, or the
-// first of its month.
-func bucketStart(t time.Time, bucket string) time.Time {
-	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
-	switch bucket {
-	case storage.BucketWeek:
-		return d.AddDate(0, 0, -((int(d.Weekday()) + 6) % 7))
-	case storage.BucketMonth:
-		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
-	}
-	return d
-}
-
 func bucketNext(t time.Time, bucket string) time.Time {
 	switch bucket {
 	case storage.BucketWeek:
@@ -80,7 +67,7 @@ func (a *api) trends(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := Trends{TenantID: tenant, Bucket: bucket, From: from, To: to}
-	for b := bucketStart(from, bucket); b.Before(to); b = bucketNext(b, bucket) {
+	for b := storage.BucketStart(from, bucket); b.Before(to); b = bucketNext(b, bucket) {
 		if len(out.Buckets) == maxTrendBuckets {
 			writeError(w, http.StatusBadRequest, apiError{Code: codeInvalidField, Field: "from",
 				Message: fmt.Sprintf("from and to span more than %d buckets of a %s", maxTrendBuckets, bucket)})

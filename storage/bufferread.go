@@ -40,9 +40,9 @@ func unionBy[T any, K comparable](first, second []T, key func(T) K, less func(a,
 	return out
 }
 
-// bucketOf is the start of t's bucket (UTC), as usage_trend.sql groups: its day, the Monday
-// of its ISO week, or the first of its month.
-func bucketOf(t time.Time, bucket string) time.Time {
+// BucketStart is the start of t's bucket (UTC), as usage_trend.sql groups: its day, the
+// Monday of its ISO week, or the first of its month.
+func BucketStart(t time.Time, bucket string) time.Time {
 	t = t.UTC()
 	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	switch bucket {
@@ -58,19 +58,28 @@ func bucketOf(t time.Time, bucket string) time.Time {
 func lastOfEachBucket(rows []UsageCountRow, bucket string) []UsageCountRow {
 	last := map[time.Time]time.Time{}
 	for _, r := range rows {
-		b := bucketOf(r.TS, bucket)
+		b := BucketStart(r.TS, bucket)
 		if r.TS.After(last[b]) {
 			last[b] = r.TS
 		}
 	}
 	var out []UsageCountRow
 	for _, r := range rows {
-		if r.TS.Equal(last[bucketOf(r.TS, bucket)]) {
+		if r.TS.Equal(last[BucketStart(r.TS, bucket)]) {
 			out = append(out, r)
 		}
 	}
 	return out
 }
+
+// tsType is the key of a snapshot's row of one license type (usage_counts, and the waste
+// computed from it); byTSType orders such keys as the queries do.
+type tsType struct {
+	ts  time.Time
+	typ string
+}
+
+func byTSType(a, b tsType) int { return cmp.Or(a.ts.Compare(b.ts), cmp.Compare(a.typ, b.typ)) }
 
 // newestRunFirst orders sync runs as sync_health.sql and sync_runs_page.sql do: by start,
 // then run id, descending.

@@ -44,8 +44,8 @@ func TestReadTwiceUnion(t *testing.T) {
 	}, lastOfEachBucket(all, BucketDay))
 	assert.Equal(t, []UsageCountRow{{TS: day2, LicenseType: "basic", Users: 9}}, lastOfEachBucket(all, BucketWeek),
 		"3 and 4 June 2024 are one ISO week")
-	assert.Equal(t, at("2024-06-03 00:00:00"), bucketOf(at("2024-06-09 23:59:59"), BucketWeek), "a Sunday's week starts on Monday")
-	assert.Equal(t, at("2024-06-01 00:00:00"), bucketOf(day2, BucketMonth))
+	assert.Equal(t, at("2024-06-03 00:00:00"), BucketStart(at("2024-06-09 23:59:59"), BucketWeek), "a Sunday's week starts on Monday")
+	assert.Equal(t, at("2024-06-01 00:00:00"), BucketStart(day2, BucketMonth))
 
 	runs := unionBy(
 		[]SyncRunRow{{RunID: "a", StartedAt: day1}, {RunID: "c", StartedAt: day2}},

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -288,12 +287,8 @@ func (s *Store) WasteOverTime(ctx context.Context, tenant, app string, from, to 
 	if err != nil {
 		return nil, err
 	}
-	type key struct {
-		ts  time.Time
-		typ string
-	}
-	return unionBy(first, second, func(r WasteRow) key { return key{r.TS, r.LicenseType} },
-		func(a, b WasteRow) int { return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(a.LicenseType, b.LicenseType)) }), nil
+	key := func(r WasteRow) tsType { return tsType{r.TS, r.LicenseType} }
+	return unionBy(first, second, key, func(a, b WasteRow) int { return byTSType(key(a), key(b)) }), nil
 }
 
 func (s *Store) wasteOnce(ctx context.Context, tenant, app string, from, to time.Time) ([]WasteRow, error) {

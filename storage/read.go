@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -303,14 +302,8 @@ func (s *Store) UsageTrend(ctx context.Context, tenant, app, bucket string, from
 	if err != nil {
 		return nil, err
 	}
-	type key struct {
-		ts  time.Time
-		typ string
-	}
-	all := unionBy(first, second, func(r UsageCountRow) key { return key{r.TS, r.LicenseType} },
-		func(a, b UsageCountRow) int {
-			return cmp.Or(a.TS.Compare(b.TS), cmp.Compare(a.LicenseType, b.LicenseType))
-		})
+	key := func(r UsageCountRow) tsType { return tsType{r.TS, r.LicenseType} }
+	all := unionBy(first, second, key, func(a, b UsageCountRow) int { return byTSType(key(a), key(b)) })
 	return lastOfEachBucket(all, bucket), nil
 }
 
