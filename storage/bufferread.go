@@ -13,12 +13,20 @@ import (
 // between hides the rows it moves from that read. The flush holds the buffer until those
 // rows are in a part of the table, so they are in the table before that read ends, and in
 // the second read. Every row whose write returned before the first read began is in one of
-// the two.
+// the two. A read failing with a retryable error (a pooled connection found closed, an
+// overloaded server) is tried once more: it is idempotent.
 func readTwice[T any](read func() ([]T, error)) (first, second []T, err error) {
-	if first, err = read(); err != nil {
+	again := func() ([]T, error) {
+		rows, err := read()
+		if retryable(err) {
+			rows, err = read()
+		}
+		return rows, err
+	}
+	if first, err = again(); err != nil {
 		return nil, nil, err
 	}
-	if second, err = read(); err != nil {
+	if second, err = again(); err != nil {
 		return nil, nil, err
 	}
 	return first, second, nil

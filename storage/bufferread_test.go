@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -52,4 +54,22 @@ func TestReadTwiceUnion(t *testing.T) {
 		[]SyncRunRow{{RunID: "b", StartedAt: day1, Users: 1}, {RunID: "a", StartedAt: day1, Users: 5}},
 		keyOfRun, newestRunFirst)
 	assert.Equal(t, []SyncRunRow{{RunID: "c", StartedAt: day2}, {RunID: "b", StartedAt: day1, Users: 1}, {RunID: "a", StartedAt: day1, Users: 5}}, runs)
+
+	// A dropped connection is read again; a context's end is not.
+	calls := 0
+	flaky := func() ([]int, error) {
+		calls++
+		if calls == 1 {
+			return nil, errors.New("read tcp: use of closed network connection")
+		}
+		return []int{calls}, nil
+	}
+	one, two, err := readTwice(flaky)
+	assert.NoError(t, err)
+	assert.Equal(t, []int{2}, one)
+	assert.Equal(t, []int{3}, two)
+	calls = 0
+	_, _, err = readTwice(func() ([]int, error) { calls++; return nil, context.Canceled })
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, 1, calls)
 }
