@@ -1,8 +1,10 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -27,11 +29,15 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 		return err
 	}
 	version := uint64(now.UnixNano())
+	users, readAt, err := s.usersOf(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("apply activity: %w", err)
+	}
 	var (
 		rows []storage.UserRow
 		envs []events.Envelope
 	)
-	err = s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
+	for r := range users.All {
 		if a, ok := byUser[r.UserID]; ok && (r.LastActivityAt == nil || a.LastEventAt.After(*r.LastActivityAt)) {
 			row, env, err := usageUpdated(tenant, r, a, version, now)
 			if err != nil {
@@ -41,16 +47,15 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 			rows, envs = append(rows, row), append(envs, env)
 		}
 		if r.Status == storage.StatusRemoved {
-			return nil
+			continue
 		}
 		env, fire, err := alerts.judge(record(r, params), params, cp.ObservedSince, now, "")
+		if err != nil {
+			return err
+		}
 		if fire {
 			envs = append(envs, env)
 		}
-		return err
-	})
-	if err != nil {
-		return internal(codeStorageUnavailable, fmt.Errorf("apply activity: %w", err))
 	}
 	if err := s.out.publish(ctx, envs); err != nil {
 		return fmt.Errorf("publish usage events: %w", err)
@@ -58,6 +63,16 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 	if err := s.out.stored(s.store.UpsertUsers(ctx, rows)); err != nil {
 		return fmt.Errorf("store user activity: %w", err)
 	}
+	s.keepUsers(ctx, tenant, sc, func(yield func(storage.UserRow) bool) {
+		for r := range users.All {
+			if i, ok := slices.BinarySearchFunc(rows, r.UserID, func(w storage.UserRow, id int64) int { return cmp.Compare(w.UserID, id) }); ok {
+				r = rows[i]
+			}
+			if !yield(r) {
+				return
+			}
+		}
+	}, readAt)
 	return nil
 }
 

@@ -57,7 +57,10 @@ type Config struct {
 	// simulator of tests and the demo); never in production.
 	UnsafeAllowLoopbackEndpointsForTests bool
 
-	MaxTenants        int // connected tenants at most (0: unlimited)
+	MaxTenants int // connected tenants at most (0: unlimited)
+	// UsersCacheMiB bounds the users cache (userscache.go): tenants' users held between users
+	// syncs instead of read back from ClickHouse. 0 turns it off.
+	UsersCacheMiB     int
 	ConnectsPerMinute int // connect requests (PUT) per minute at most (0: unlimited)
 
 	Shards          int           // tenant shards leased across replicas
@@ -105,6 +108,7 @@ func DefaultConfig() Config {
 		DuplicateWindow:          5 * time.Minute, // events.DefaultDuplicateWindow (docs/events.md, "Deduplication")
 		ActionChunk:              25,
 		ActionEvery:              30 * time.Second,
+		UsersCacheMiB:            256,
 	}
 }
 
@@ -148,6 +152,7 @@ func (c *Config) fields() []configField {
 		{"allowed-endpoint-hosts", "hosts base URL overrides may name, comma-separated: a domain allows its subdomains, an IP address itself, * any host", false, &c.AllowedEndpointHosts},
 		{"unsafe-allow-loopback-endpoints-for-tests", "let base URL overrides reach loopback addresses (the simulator of tests and the demo); never in production", false, &c.UnsafeAllowLoopbackEndpointsForTests},
 		{"max-tenants", "connected tenants at most; a connect beyond it is refused (0: unlimited)", false, &c.MaxTenants},
+		{"users-cache-mib", "memory (MiB) for the users of tenants synced more often than every 10 minutes, held between their users syncs instead of read back from ClickHouse (0: off)", false, &c.UsersCacheMiB},
 		{"connects-per-minute", "connect requests (PUT) accepted per minute (0: unlimited)", false, &c.ConnectsPerMinute},
 		{"shards", "tenant shards leased across replicas", false, &c.Shards},
 		{"lease-ttl", "lease lifetime: a dead replica's shards move within it", false, &c.LeaseTTL},
@@ -229,6 +234,7 @@ func (c Config) Validate() error {
 	p.add(c.NATSURL == "" && (c.NATSCreds != "" || c.NATSCA != "" || c.NATSCert != "" || c.NATSKey != ""), errors.New("nats-creds, nats-ca, nats-cert and nats-key apply to an external NATS (nats-url)"))
 	p.add((c.NATSCert == "") != (c.NATSKey == ""), errors.New("nats-cert and nats-key go together"))
 	p.add(c.MaxTenants < 0, fmt.Errorf("max-tenants %d is negative", c.MaxTenants))
+	p.add(c.UsersCacheMiB < 0 || c.UsersCacheMiB > 1<<20, fmt.Errorf("users-cache-mib %d is outside 0..1048576", c.UsersCacheMiB))
 	p.add(c.ConnectsPerMinute < 0, fmt.Errorf("connects-per-minute %d is negative", c.ConnectsPerMinute))
 	p.add(c.ActionChunk < 1 || c.ActionChunk > 50, fmt.Errorf("action-chunk %d is outside 1..50", c.ActionChunk))
 	p.add(c.ActionEvery < 0 || c.ActionEvery > 10*time.Minute, fmt.Errorf("action-every %s is outside 0..10m", c.ActionEvery))

@@ -69,21 +69,25 @@ func (sch *scheduler) refreshLeases(ctx context.Context) error {
 	until := map[int]time.Time{}
 	shards, errs := sch.renewLeases(ctx, owned, until, now)
 	if fairErr != nil {
-		sch.setOwned(owned, until)
+		sch.setOwned(owned, until, nil)
 		return errors.Join(append(errs, fairErr)...)
 	}
 	errs = append(errs, sch.releaseAbove(ctx, owned, shards, fair, busy)...)
-	errs = append(errs, sch.acquireUpTo(ctx, owned, until, fair, now)...)
-	sch.setOwned(owned, until)
-	return errors.Join(errs...)
+	taken, aerrs := sch.acquireUpTo(ctx, owned, until, fair, now)
+	sch.setOwned(owned, until, taken)
+	return errors.Join(append(errs, aerrs...)...)
 }
 
 // setOwned records the shards held after a round of lease writes, with the new ends of the
 // leases written (a shard kept without a successful write keeps its earlier end), and drops
-// the shards whose lease has ended (fence.go).
-func (sch *scheduler) setOwned(owned map[int]uint64, until map[int]time.Time) {
+// the shards whose lease has ended (fence.go). taken are the shards this round took, by the
+// revision that took them: each begins a new tenure.
+func (sch *scheduler) setOwned(owned map[int]uint64, until map[int]time.Time, taken map[int]uint64) {
 	now := time.Now()
 	sch.mu.Lock()
+	for n, rev := range taken {
+		sch.tenure[n] = rev
+	}
 	for n := range owned {
 		if u, ok := until[n]; ok {
 			sch.fence.until[n] = u
@@ -95,6 +99,11 @@ func (sch *scheduler) setOwned(owned map[int]uint64, until map[int]time.Time) {
 	for n := range sch.fence.until {
 		if _, ok := owned[n]; !ok {
 			delete(sch.fence.until, n)
+		}
+	}
+	for n := range sch.tenure {
+		if _, ok := owned[n]; !ok {
+			delete(sch.tenure, n)
 		}
 	}
 	sch.owned = owned
@@ -161,9 +170,10 @@ func (sch *scheduler) releaseAbove(ctx context.Context, owned map[int]uint64, sh
 }
 
 // acquireUpTo takes free shards up to the fair share, starting at a replica-specific offset
-// to spread the first grabs.
-func (sch *scheduler) acquireUpTo(ctx context.Context, owned map[int]uint64, until map[int]time.Time, fair int, now time.Time) []error {
+// to spread the first grabs, and returns those it took by the revision that took them.
+func (sch *scheduler) acquireUpTo(ctx context.Context, owned map[int]uint64, until map[int]time.Time, fair int, now time.Time) (map[int]uint64, []error) {
 	var errs []error
+	taken := map[int]uint64{}
 	me := sch.cfg.ReplicaID
 	start := shardOf(me, sch.cfg.Shards)
 	for i := 0; i < sch.cfg.Shards && len(owned) < fair; i++ {
@@ -174,12 +184,12 @@ func (sch *scheduler) acquireUpTo(ctx context.Context, owned map[int]uint64, unt
 		sent := time.Now()
 		rev, err := sch.leases.Create(ctx, shardKey(n), lease{Owner: me, Renewed: now})
 		if err == nil {
-			owned[n], until[n] = rev, sent.Add(sch.cfg.LeaseTTL)
+			owned[n], until[n], taken[n] = rev, sent.Add(sch.cfg.LeaseTTL), rev
 		} else if !errors.Is(err, events.ErrConflict) {
 			errs = append(errs, err)
 		}
 	}
-	return errs
+	return taken, errs
 }
 
 // releaseAll gives the shards back on shutdown so that other replicas take them at once.
@@ -189,6 +199,7 @@ func (sch *scheduler) releaseAll() {
 	sch.mu.Lock()
 	owned := sch.owned
 	sch.owned = map[int]uint64{}
+	sch.tenure = map[int]uint64{}
 	sch.fence.until = map[int]time.Time{}
 	sch.mu.Unlock()
 	for n, rev := range owned {

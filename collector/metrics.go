@@ -22,6 +22,7 @@ type metrics struct {
 	lastSuccess     *prometheus.GaugeVec
 	publishFailures prometheus.Counter
 	storeFailures   prometheus.Counter
+	usersReads      *prometheus.CounterVec
 	actionOutcomes  *prometheus.CounterVec
 	own             []prometheus.Collector // the collector's own metrics (docs/api.md#metrics)
 }
@@ -47,13 +48,15 @@ func newMetrics() *metrics {
 		publishFailures: counter("collector_publish_failures_total", "Publishes to JetStream that were not fully acknowledged (the step is retried later)."),
 		apiRequests:     counterVec("collector_api_requests_total", "HTTP API requests by route and status code.", "route", "code"),
 		storeFailures:   counter("collector_store_failures_total", "ClickHouse writes that failed (the step is retried later)."),
+		usersReads: counterVec("collector_users_reads_total",
+			"A tenant's users read by a users sync or an activity pass, by source: cache (held since this replica stored them) or clickhouse.", "source"),
 		actionOutcomes: counterVec("collector_action_outcomes_total",
 			"Users' outcomes of reclaim actions recorded, by action type and outcome.", "type", "outcome"),
 		lastSuccess: gaugeVec("collector_tenant_last_success_timestamp_seconds",
 			"End of the last successful sync per tenant and kind; time() minus it is the data's age.", "tenant", "kind"),
 	}
 	m.own = []prometheus.Collector{m.lastSuccess, m.publishFailures, m.storeFailures, m.syncs, m.syncFailures, m.syncDuration, m.requests,
-		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.runsWaiting, m.apiRequests, m.actionOutcomes}
+		m.throttled, m.auditEvents, m.eventsPublished, m.shardsOwned, m.runsWaiting, m.apiRequests, m.actionOutcomes, m.usersReads}
 	m.reg.MustRegister(m.own...)
 	m.reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -47,8 +47,11 @@ type scheduler struct {
 	mu      sync.Mutex
 	tenants map[string]*tenantSchedule
 	owned   map[int]uint64 // shard → lease revision
-	fence   leaseFence     // until when each owned shard may be acted on (fence.go)
-	sem     chan struct{}
+	// tenure is, per owned shard, the revision of the lease write that took it: what this
+	// replica knew of a tenant under an earlier tenure (usersCache) may be stale.
+	tenure map[int]uint64
+	fence  leaseFence // until when each owned shard may be acted on (fence.go)
+	sem    chan struct{}
 	// freshRunning counts the first syncs under way (planDispatch caps them).
 	freshRunning int
 	wg           sync.WaitGroup
@@ -60,6 +63,7 @@ func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[
 		cfg: cfg, conns: conns, syncer: sy, leases: leases, disconnected: disconnected, metrics: m, log: log, now: now,
 		tenants: map[string]*tenantSchedule{},
 		owned:   map[int]uint64{},
+		tenure:  map[int]uint64{},
 		fence:   newLeaseFence(),
 		sem:     make(chan struct{}, cfg.Concurrency),
 		wake:    make(chan struct{}, 1),
@@ -291,11 +295,13 @@ start:
 		if d.requested {
 			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
 		}
-		jctx := sch.startJob(ctx, d.tenant)
+		slot := &workerSlot{sem: sch.sem, held: true}
+		jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
+		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[shardOf(d.tenant, sch.cfg.Shards)])
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()
-			defer func() { <-sch.sem }()
+			defer slot.release()
 			sch.runJob(jctx, job)
 		}()
 	}

@@ -63,7 +63,7 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 		w.known[id] = struct{}{}
 	}
 	err = gc.AuditEvents(ctx, w.pollFrom(start), start, func(b greenhouse.AuditBatch) error { return w.batch(ctx, b) })
-	if derr := w.drain(); err == nil && derr != nil {
+	if derr := w.drain(ctx); err == nil && derr != nil {
 		err = derr
 	}
 	res.summary.Events = w.stored
@@ -186,7 +186,7 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 		go func() { p.done <- w.s.store.InsertAuditEvents(ctx, rows) }()
 	}
 	w.pending = append(w.pending, p)
-	if err := w.settle(len(w.pending) - maxPendingInserts); err != nil {
+	if err := w.settle(ctx, len(w.pending)-maxPendingInserts); err != nil {
 		return err
 	}
 	if w.s.now().Sub(w.lastSave) < checkpointEvery {
@@ -201,22 +201,21 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 }
 
 // settle takes the finished batches off the front of pending, waiting for at least the
-// first wait of them, and advances the checkpoint to the last one's Through. The first
-// failed INSERT is returned; the batches after it stay pending (drain waits for them) and
-// are never counted.
-func (w *auditWriter) settle(wait int) error {
+// first wait of them (with the worker given back, idle), and advances the checkpoint to the
+// last one's Through. The first failed INSERT is returned; the batches after it stay pending
+// (drain waits for them) and are never counted.
+func (w *auditWriter) settle(ctx context.Context, wait int) error {
 	for len(w.pending) > 0 {
 		p := w.pending[0]
 		if p.done != nil {
 			var err error
-			if wait > 0 {
-				err = <-p.done
-			} else {
-				select {
-				case err = <-p.done:
-				default:
+			select {
+			case err = <-p.done:
+			default:
+				if wait <= 0 {
 					return nil
 				}
+				idle(ctx, func() { err = <-p.done })
 			}
 			if err != nil && !w.failed {
 				w.pending, w.failed = w.pending[1:], true
@@ -240,10 +239,10 @@ func (w *auditWriter) settle(wait int) error {
 
 // drain waits for every pending batch, settling those stored; it returns the first failure.
 // A poll drains before it ends, however it ends: no INSERT outlives its poll.
-func (w *auditWriter) drain() error {
+func (w *auditWriter) drain(ctx context.Context) error {
 	var first error
 	for len(w.pending) > 0 {
-		if err := w.settle(len(w.pending)); err != nil && first == nil {
+		if err := w.settle(ctx, len(w.pending)); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"fmt"
+	"iter"
+	"slices"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -35,7 +37,7 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckPermissions, err)
 	}
-	prev, err := s.storedUsers(ctx, tenant)
+	stored, readAt, err := s.usersOf(ctx, tenant)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
@@ -45,7 +47,8 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
-	p := s.newUsersPass(tenant, sc, cp, start, prev, hasPerm, &alerts)
+	p := s.newUsersPass(tenant, sc, cp, start, stored.Map(), hasPerm, &alerts)
+	p.readAt = readAt
 	if err := gc.ListUsers(ctx, greenhouse.UserQuery{}, func(page []greenhouse.User) error { return p.page(ctx, page) }); err != nil {
 		return fail(greenhouse.CheckUsers, fmt.Errorf("list users: %w", err))
 	}
@@ -105,16 +108,34 @@ func holders[P any](set map[int64]struct{}, ps []P, user func(P) int64) error {
 	return nil
 }
 
-// storedUsers reads the tenant's users as stored, by id.
-func (s *syncer) storedUsers(ctx context.Context, tenant string) (map[int64]storage.UserRow, error) {
-	prev := map[int64]storage.UserRow{}
+// usersOf is the tenant's users as stored: held by the users cache for this job's tenure,
+// or read from ClickHouse; with when they were read from ClickHouse. The cache no longer
+// holds them: the caller keeps them again (keepUsers) once its own writes are durable.
+func (s *syncer) usersOf(ctx context.Context, tenant string) (*storage.UserSet, time.Time, error) {
+	if set, at, ok := s.users.take(tenant, tenureOf(ctx), s.now()); ok {
+		s.metrics.usersReads.WithLabelValues("cache").Inc()
+		return set, at, nil
+	}
+	at := s.now()
+	var rows []storage.UserRow
 	if err := s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
-		prev[r.UserID] = r
+		rows = append(rows, r)
 		return nil
 	}); err != nil {
-		return nil, internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err))
+		return nil, at, internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err))
 	}
-	return prev, nil
+	s.metrics.usersReads.WithLabelValues("clickhouse").Inc()
+	return storage.NewUserSet(tenant, connectors.AppGreenhouse, slices.Values(rows)), at, nil
+}
+
+// keepUsers hands a tenant's users, as stored once a run's writes of them are durable and
+// read from ClickHouse at readAt or derived from that read, to the users cache, if its next
+// users sync comes before they would expire there.
+func (s *syncer) keepUsers(ctx context.Context, tenant string, sc storedConnection, users iter.Seq[storage.UserRow], readAt time.Time) {
+	if s.users == nil || s.cfg.settingsOf(sc.Doc).usersEvery >= usersCacheTTL {
+		return
+	}
+	s.users.keep(tenant, tenureOf(ctx), storage.NewUserSet(tenant, connectors.AppGreenhouse, users), readAt, s.now())
 }
 
 // usersPass is one users listing under way: the diff against the stored users, the rows and
@@ -139,6 +160,7 @@ type usersPass struct {
 	// tenant's users as stored when the pass ends, unless activity was applied (activated).
 	written   map[int64]storage.UserRow
 	activated bool
+	readAt    time.Time // when diff.prev was read from ClickHouse (usersOf)
 }
 
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
@@ -200,6 +222,7 @@ func (p *usersPass) end(ctx context.Context) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
+	p.s.keepUsers(ctx, p.tenant, p.sc, p.stored, p.readAt)
 	if len(p.newUsers) > 0 && !p.cp.ActivityThrough.IsZero() {
 		p.activated = true
 		return p.s.applyActivity(ctx, p.tenant, p.sc, p.cp.BackfillFrom, p.cp.ActivityThrough, p.newUsers, p.alerts)
@@ -263,6 +286,24 @@ func (p *usersPass) flush(ctx context.Context) error {
 	return nil
 }
 
+// stored yields the tenant's users as stored once the pass's writes are: the stored users
+// (diff.prev) with the rows it wrote instead of theirs, and those it created.
+func (p *usersPass) stored(yield func(storage.UserRow) bool) {
+	for id, r := range p.diff.prev {
+		if w, ok := p.written[id]; ok {
+			r = w
+		}
+		if !yield(r) {
+			return
+		}
+	}
+	for id, w := range p.written {
+		if _, ok := p.diff.prev[id]; !ok && !yield(w) {
+			return
+		}
+	}
+}
+
 // utilisation is the tenant's utilisation under the pass's usage rule, counted from the users
 // it read and wrote (storage.UtilisationOf), or nil when applying the activity of new users
 // changed stored rows it does not hold: then it is read from ClickHouse.
@@ -270,21 +311,7 @@ func (p *usersPass) utilisation() *storage.Utilisation {
 	if p.activated {
 		return nil
 	}
-	u := storage.UtilisationOf(func(yield func(storage.UserRow) bool) {
-		for id, r := range p.diff.prev {
-			if w, ok := p.written[id]; ok {
-				r = w
-			}
-			if !yield(r) {
-				return
-			}
-		}
-		for id, w := range p.written {
-			if _, ok := p.diff.prev[id]; !ok && !yield(w) {
-				return
-			}
-		}
-	}, p.params)
+	u := storage.UtilisationOf(p.stored, p.params)
 	return &u
 }
 

@@ -91,6 +91,7 @@ type syncer struct {
 	actions     *actions // reclaim actions a job runs a chunk of (action_run.go); nil in tests on fakes
 	metrics     *metrics
 	observer    func(RunInfo) // nil: none
+	users       *usersCache   // nil: every run reads its users from ClickHouse
 	now         func() time.Time
 	log         zerolog.Logger
 }
@@ -291,11 +292,14 @@ func (s *syncer) report(log zerolog.Logger, tenant string, sum events.SyncSummar
 // recordRun stores the run's sync_runs row and publishes its saas.sync.completed; a failure
 // of either is logged, not retried.
 func (s *syncer) recordRun(ctx context.Context, log zerolog.Logger, tenant string, sum events.SyncSummary) {
-	if err := s.store.InsertSyncRun(ctx, storage.SyncRunRow{
+	row := storage.SyncRunRow{
 		TenantID: tenant, App: connectors.AppGreenhouse, RunID: sum.RunID, Kind: string(sum.Kind), StartedAt: sum.StartedAt, FinishedAt: sum.FinishedAt,
 		Status: string(sum.Status), Users: uint32(sum.Users), Events: uint32(sum.Events), Requests: uint32(sum.Requests),
 		Throttled: uint32(sum.Throttled), ErrorCode: sum.ErrorCode, ErrorMessage: sum.ErrorMessage,
-	}); err != nil {
+	}
+	var err error
+	idle(ctx, func() { err = s.store.InsertSyncRun(ctx, row) })
+	if err != nil {
 		log.Warn().Err(err).Msg("store sync run")
 	}
 	env, err := events.NewEnvelope(tenant, events.TypeSyncCompleted, fmt.Sprintf("%s:sync:%s:%s", tenant, sum.RunID, sum.Kind),

@@ -5,16 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/seatwatch/greenhouse-collector/connectors"
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
 	"github.com/seatwatch/greenhouse-collector/events"
 	"github.com/seatwatch/greenhouse-collector/storage"
@@ -249,8 +252,29 @@ func newSyncerFixture(t *testing.T) *syncerFixture {
 	f.gh.perms = []greenhouse.JobPermission{{ID: 1, JobID: 9, UserID: 2, RoleID: 1}}
 	f.s = &syncer{cfg: DefaultConfig(), store: f.store, out: outputs{bus: f.bus, metrics: newMetrics()},
 		checkpoints: checkpointStore{kv: f.cps}, alerts: alertStore{kv: newMemKV[alertState]()}, metrics: newMetrics(),
-		now: func() time.Time { return f.now }, log: zerolog.New(zerolog.NewTestWriter(t))}
+		now: func() time.Time { return f.now }, log: zerolog.New(zerolog.NewTestWriter(t)), users: newUsersCache(64 << 20)}
 	return f
+}
+
+// usersReads is collector_users_reads_total of a source.
+func usersReads(t *testing.T, m *metrics, source string) float64 {
+	var d dto.Metric
+	require.NoError(t, m.usersReads.WithLabelValues(source).Write(&d))
+	return d.GetCounter().GetValue()
+}
+
+// assertCacheIsStored checks that the users cache holds the tenant's users as the store has
+// them (in the form ClickHouse returns them), if it holds them at all.
+func (f *syncerFixture) assertCacheIsStored(t *testing.T, tenant string) bool {
+	t.Helper()
+	f.s.users.mu.Lock()
+	e, ok := f.s.users.entries[tenant]
+	f.s.users.mu.Unlock()
+	if !ok {
+		return false
+	}
+	want := storage.NewUserSet(tenant, connectors.AppGreenhouse, maps.Values(f.store.users))
+	return assert.Equal(t, slices.Collect(want.All), slices.Collect(e.set.All), "the cache holds the users as stored")
 }
 
 func TestSyncUsersOnFakes(t *testing.T) {
@@ -433,6 +457,8 @@ func TestSyncUsersWritesOnlyChanges(t *testing.T) {
 func TestSyncUsersCountsUtilisationAsStored(t *testing.T) {
 	f := newSyncerFixture(t)
 	ctx := t.Context()
+	var cached []float64                       // per sync, its reads of the users from the cache
+	f.s.cfg.DefaultUsersInterval = time.Minute // the users cache keeps the users of tenants synced so often
 	sync := func(t *testing.T) *storage.Utilisation {
 		t.Helper()
 		cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
@@ -441,7 +467,10 @@ func TestSyncUsersCountsUtilisationAsStored(t *testing.T) {
 		}
 		require.NoError(t, err)
 		f.store.counted = nil
+		reads := usersReads(t, f.s.metrics, "cache")
 		require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+		assert.True(t, f.assertCacheIsStored(t, "acme"), "kept after the sync")
+		cached = append(cached, usersReads(t, f.s.metrics, "cache")-reads)
 		if f.store.counted != nil {
 			p := usageParams(f.s.cfg.settingsOf(events.Connection{}), nil, cp, f.now, cp.ActivityThrough)
 			assert.Equal(t, f.store.utilisation(p), *f.store.counted, "counted as stored")
@@ -457,23 +486,24 @@ func TestSyncUsersCountsUtilisationAsStored(t *testing.T) {
 		{ID: "e3", Time: f.now.Add(-time.Hour), Type: "action", PerformerType: "user", PerformerID: "1"},
 	}
 	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
-	f.now = f.now.Add(time.Hour)
+	f.now = f.now.Add(2 * time.Minute)
 	u = sync(t)
 	require.NotNil(t, u)
 	assert.Equal(t, 2, u.Active, "the stored activity of users 1 and 2")
 
-	f.now = f.now.Add(time.Hour)
+	f.now = f.now.Add(2 * time.Minute)
 	f.gh.users[2].Deactivated = true
 	f.gh.users = f.gh.users[:3] // the bot is gone
 	u = sync(t)
 	require.NotNil(t, u)
 	assert.Equal(t, []int{3, 2, 2, 4}, []int{u.Users, u.Licenses, u.Active, u.Stored}, "a deactivated and a removed user")
 
-	f.now = f.now.Add(time.Hour)
+	f.now = f.now.Add(2 * time.Minute)
 	f.gh.users = append(f.gh.users, greenhouse.User{ID: 5, Name: "New", PrimaryEmail: "n@x", CreatedAt: f.now.Add(-time.Hour)})
 	before := len(f.store.usageCounts)
 	assert.Nil(t, sync(t), "a new user's stored activity applied: counted by the store")
 	assert.Len(t, f.store.usageCounts, before+1, "the snapshot is still recorded")
+	assert.Equal(t, []float64{0, 1, 1, 2}, cached, "the first sync reads the store, the others the cache (the last twice: its activity pass too)")
 }
 
 // countingStore counts the user rows written.

@@ -51,7 +51,10 @@ type Config struct {
 	// AuditBatchRows is the group-commit batch size of InsertAuditEvents. Default 50,000.
 	AuditBatchRows int
 	// AuditFlushInterval is how long a pending audit row waits for more before it is flushed.
-	// Default 200 ms.
+	// Default 1 s: a routine poll of every tenant stores a few rows (at least the collector's
+	// own harvest_access events), and each INSERT is a part ClickHouse merges again; at 1,000
+	// tenants a 200-ms flush spent more of ClickHouse's CPU merging than anything else
+	// (docs/performance.md, "Seventh session"). The poll gives its worker back while it waits.
 	AuditFlushInterval time.Duration
 	// AuditBufferRows bounds the audit rows accepted but not yet written; callers block
 	// (backpressure) when it is full. Default 4 × AuditBatchRows.
@@ -95,7 +98,7 @@ func (c Config) withDefaults() Config {
 		c.AuditBatchRows = 50_000
 	}
 	if c.AuditFlushInterval <= 0 {
-		c.AuditFlushInterval = 200 * time.Millisecond
+		c.AuditFlushInterval = time.Second
 	}
 	if c.AuditBufferRows < c.AuditBatchRows {
 		c.AuditBufferRows = 4 * c.AuditBatchRows

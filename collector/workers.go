@@ -1,0 +1,61 @@
+package collector
+
+import "context"
+
+// workerSlot is a job's place among the replica's workers (Config.Concurrency). A run gives
+// it back while it only waits for ClickHouse's group commit (idle), so that the workers bound
+// the runs doing work, not those waiting for other tenants' rows to fill an INSERT
+// (docs/performance.md, "Seventh session"). Only the job's own goroutine uses it.
+type workerSlot struct {
+	sem  chan struct{}
+	held bool
+}
+
+type workerSlotKey struct{}
+
+// tenureKey holds, in a scheduled job's context, the tenure of the lease under which it runs
+// (scheduler.tenure); 0 outside a scheduled job.
+type tenureKey struct{}
+
+// tenureOf is the tenure a job runs under.
+func tenureOf(ctx context.Context) uint64 {
+	t, _ := ctx.Value(tenureKey{}).(uint64)
+	return t
+}
+
+// release gives the slot back, if held.
+func (w *workerSlot) release() {
+	if w.held {
+		w.held = false
+		<-w.sem
+	}
+}
+
+// acquire takes a slot again, ahead of the dispatcher's next jobs (a channel's blocked
+// sender is served before a later non-blocking one); false when ctx ended first.
+func (w *workerSlot) acquire(ctx context.Context) bool {
+	if w.held {
+		return true
+	}
+	select {
+	case w.sem <- struct{}{}:
+		w.held = true
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// idle runs wait, which must only wait (for a group commit, not for CPU or Greenhouse), with
+// the job's worker given back, and takes a worker again before returning. Outside a
+// scheduled job (ctx without a slot) it just runs wait.
+func idle(ctx context.Context, wait func()) {
+	slot, _ := ctx.Value(workerSlotKey{}).(*workerSlot)
+	if slot == nil {
+		wait()
+		return
+	}
+	slot.release()
+	wait()
+	slot.acquire(ctx)
+}

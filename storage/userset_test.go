@@ -1,0 +1,50 @@
+package storage_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/seatwatch/greenhouse-collector/storage"
+	"github.com/seatwatch/greenhouse-collector/storage/storagetest"
+)
+
+// A UserSet of the rows written is what CurrentUsers reads back: nanoseconds cut, times
+// before 1970 kept as 1970 (the zero time for the plain times), any location read as UTC,
+// nil kept nil, the last row of a user in the set being its newest version.
+func TestUserSetIsTheStoredForm(t *testing.T) {
+	t.Parallel()
+	s := storagetest.NewStore(t)
+	ctx := t.Context()
+	paris := time.FixedZone("CET", 3600)
+	odd := time.Date(2025, 6, 7, 8, 9, 10, 999_999_999, paris)
+	old := time.Date(1960, 1, 1, 0, 0, 0, 0, time.UTC)
+	rows := []storage.UserRow{
+		{TenantID: "set", App: "greenhouse", UserID: 3, Name: "Zoë", Email: "z@example.com", Status: "active", LicenseType: "basic",
+			CreatedAt: odd, UpdatedAt: old, FirstSeenAt: time.Now(), LastSeenAt: odd.Add(time.Hour), RemovedAt: &old,
+			LastActivityAt: &odd, LastActivityType: "action", Revision: 4, Version: 40, LicensedAt: &odd, SiteAdmin: true},
+		{TenantID: "set", App: "greenhouse", UserID: -1, Name: "", Status: "removed", ServiceAccount: true, Version: 1},
+		{TenantID: "set", App: "greenhouse", UserID: 1 << 60, Name: "Big", Status: "active", LicenseType: "site_admin", Version: 7, Revision: 1},
+	}
+	newer := rows[1]
+	newer.Status, newer.Version, newer.Revision = "active", 2, 1
+	written := append(slices.Clone(rows), newer)
+	require.NoError(t, s.UpsertUsers(ctx, written))
+
+	var stored []storage.UserRow
+	require.NoError(t, s.CurrentUsers(ctx, "set", "greenhouse", func(u storage.UserRow) error { stored = append(stored, u); return nil }))
+	set := storage.NewUserSet("set", "greenhouse", slices.Values(written))
+	held := slices.Collect(set.All)
+	require.Len(t, stored, 3)
+	assert.Equal(t, stored, held)
+	assert.Equal(t, 3, set.Len())
+	assert.Equal(t, int64(-1), held[0].UserID, "in user_id order")
+	assert.Equal(t, "active", held[0].Status, "the last row of a user wins")
+	m := set.Map()
+	assert.Len(t, m, 3)
+	assert.Equal(t, stored[1], m[3])
+	assert.Greater(t, set.Bytes(), 3*100)
+}
