@@ -25,6 +25,8 @@
 # SETTLE=0 (seconds between the end of onboarding and the steady window);
 # CONCURRENCY=16 PARALLEL=8 FIRST_TIMEOUT=3600 (seconds until every first sync is done);
 # OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
+# CPU_PROFILE=S profiles the collector's CPU for the first S seconds of onboarding and prints
+# where it went at the end of onboarding.
 # GOMEMLIMIT, when set, reaches the collector (as the Kubernetes manifest sets it from the
 # memory limit).
 #
@@ -230,6 +232,12 @@ run_one() {
   local c0 ch0 sim0 connected_at
   c0=$(cpu "$col_pid"); ch0=$(cpu "$ch_pid"); sim0=$(cpu "$sim_pid")
   connected_at=$(date +%s)
+  local prof_pid=
+  if [ "${CPU_PROFILE:-0}" -gt 0 ]; then
+    # The collector's CPU (its embedded NATS server's included) from the start of onboarding.
+    curl -sf -o "$dir/cpu.pb.gz" "http://127.0.0.1:$debug_port/debug/pprof/profile?seconds=$CPU_PROFILE" &
+    prof_pid=$!
+  fi
   SCALETEST_API_TOKEN=$TOKEN "$work/scaletest" -connect -sim-url "$SIM" -api "$API" -parallel "$PARALLEL" >"$dir/connect.out" 2>>"$dir/connect.log" \
     || { echo "scale-test.sh: connecting failed:" >&2; cat "$dir/connect.out" "$dir/connect.log" >&2; return 1; }
   local connect_s; connect_s=$(sed -n 's/^connect_seconds=//p' "$dir/connect.out")
@@ -261,6 +269,11 @@ run_one() {
   if curl -sf -o "$dir/heap.pb.gz" "http://127.0.0.1:$debug_port/debug/pprof/heap"; then
     echo "scale-test.sh: heap at the end of onboarding (RSS $(( $(kb "$col_pid" VmRSS) / 1024 )) MiB; profile in $dir/heap.pb.gz):" >&2
     go tool pprof -top -sample_index=inuse_space -nodecount=12 "$work/collector" "$dir/heap.pb.gz" 2>/dev/null | sed -n '1,20p' | sed 's/^/    /' >&2 || true
+  fi
+  if [ -n "$prof_pid" ] && wait "$prof_pid"; then
+    echo "scale-test.sh: the collector's CPU in the first ${CPU_PROFILE} s of onboarding (profile in $dir/cpu.pb.gz):" >&2
+    go tool pprof -top -cum -nodecount=40 "$work/collector" "$dir/cpu.pb.gz" 2>/dev/null | sed -n '1,50p' | sed 's/^/    /' >&2 || true
+    go tool pprof -top -nodecount=30 "$work/collector" "$dir/cpu.pb.gz" 2>/dev/null | sed -n '5,40p' | sed 's/^/    /' >&2 || true
   fi
   echo "scale-test.sh: $done_n/$n tenants fully synced after $(( $(date +%s) - connected_at )) s; steady state for ${STEADY} s" >&2
   query_costs "$connected_at" "$(date +%s)" "onboarding"
