@@ -210,7 +210,11 @@ func (sch *scheduler) releaseAll() {
 
 // owns reports whether this replica holds the tenant's shard, and its lease has not ended.
 func (sch *scheduler) owns(tenant string) bool {
-	n := shardOf(tenant, sch.cfg.Shards)
+	return sch.ownsShard(shardOf(tenant, sch.cfg.Shards), time.Now())
+}
+
+// ownsShard reports whether this replica holds shard n and its lease has not ended at t.
+func (sch *scheduler) ownsShard(n int, t time.Time) bool {
 	_, ok := sch.owned[n]
-	return ok && sch.fence.valid(n, time.Now())
+	return ok && sch.fence.valid(n, t)
 }

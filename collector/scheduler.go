@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,6 +29,7 @@ type tenantSchedule struct {
 	// connection that still carry it (its own SyncStarted mark, a clear not yet seen) do not
 	// start it again.
 	served string
+	shard  int // shardOf the tenant
 }
 
 // scheduler owns shards through leases and runs the due syncs of the tenants in its shards,
@@ -130,7 +132,8 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 		ts, known := sch.tenants[tenant]
 		if !known || ts.generation != sc.Generation {
 			now := sch.now()
-			ts = &tenantSchedule{generation: sc.Generation, nextUsers: now, nextAudit: now, fresh: true, running: known && ts.running}
+			ts = &tenantSchedule{generation: sc.Generation, nextUsers: now, nextAudit: now, fresh: true, running: known && ts.running,
+				shard: shardOf(tenant, sch.cfg.Shards)}
 			sch.tenants[tenant] = ts
 			sch.resume(ts, sc)
 		} else if !ts.running && !sch.owns(tenant) {
@@ -190,16 +193,10 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 			routine = append(routine, d)
 		}
 	}
-	byDue := func(list []dueSync) {
-		sort.Slice(list, func(i, j int) bool {
-			if !list[i].due.Equal(list[j].due) {
-				return list[i].due.Before(list[j].due)
-			}
-			return list[i].tenant < list[j].tenant
-		})
-	}
-	byDue(routine)
-	byDue(fresh)
+	// Every pick takes a worker, and the picks of each list are a prefix of it in this order
+	// (asked-for syncs first): only the first free workers of each can start.
+	free := workers - busy
+	routine, fresh = firstByDue(routine, free), firstByDue(fresh, free)
 	quarter := workers / 4 // below 4 workers nothing is kept: routine runs simply go first
 	freshMax := workers - quarter
 	reserve := 0
@@ -229,6 +226,36 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 	return out
 }
 
+// firstByDue returns the first k of list, sorted: asked-for syncs, then by due time, then by
+// tenant. With 10,000 tenants onboarding, sorting every due sync at each dispatch (after every
+// run) took a fifth of the collector's CPU (docs/performance.md, "Seventh session").
+func firstByDue(list []dueSync, k int) []dueSync {
+	less := func(a, b dueSync) bool {
+		if a.requested != b.requested {
+			return a.requested
+		}
+		if !a.due.Equal(b.due) {
+			return a.due.Before(b.due)
+		}
+		return a.tenant < b.tenant
+	}
+	if k <= 0 {
+		return nil
+	}
+	out := make([]dueSync, 0, k+1)
+	for _, d := range list {
+		if len(out) == k && !less(d, out[k-1]) {
+			continue
+		}
+		i := sort.Search(len(out), func(i int) bool { return less(d, out[i]) })
+		out = slices.Insert(out, i, d)
+		if len(out) > k {
+			out = out[:k]
+		}
+	}
+	return out
+}
+
 // dispatch starts the due syncs of owned tenants while workers are free, in planDispatch's
 // order.
 func (sch *scheduler) dispatch(ctx context.Context) {
@@ -237,8 +264,9 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 	defer sch.mu.Unlock()
 	var due []dueSync
 	waiting := [2]int{}
+	wall := time.Now() // the fence's clock (fence.go), read once for every tenant
 	for tenant, ts := range sch.tenants {
-		if ts.running || !sch.owns(tenant) {
+		if ts.running || !sch.ownsShard(ts.shard, wall) {
 			continue
 		}
 		users := !now.Before(ts.nextUsers)
@@ -297,7 +325,8 @@ start:
 		}
 		slot := &workerSlot{sem: sch.sem, held: true}
 		jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
-		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[shardOf(d.tenant, sch.cfg.Shards)])
+		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[ts.shard])
+		jctx = context.WithValue(jctx, jobUsersKey{}, &jobUsers{})
 		sch.wg.Add(1)
 		go func() {
 			defer sch.wg.Done()

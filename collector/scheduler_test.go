@@ -2,6 +2,8 @@ package collector
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"sort"
 	"testing"
 	"time"
 
@@ -89,4 +91,74 @@ func TestPlanDispatch(t *testing.T) {
 		// routine runs none, the first sync the rest.
 		assert.Equal(t, []string{"asked", "new"}, names(got))
 	})
+}
+
+// planDispatch picks what ordering every due sync and taking the workers in that order
+// picks (the plan before firstByDue: asked-for first, then due time, then tenant), for
+// random mixes of asked-for, routine and first syncs, overdue ties and busy workers.
+func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
+	reference := func(due []dueSync, workers, busy, freshRunning int) []dueSync {
+		var routine, fresh []dueSync
+		for _, d := range due {
+			if d.ts.fresh && !d.requested {
+				fresh = append(fresh, d)
+			} else {
+				routine = append(routine, d)
+			}
+		}
+		byDue := func(l []dueSync) []dueSync {
+			sort.Slice(l, func(i, j int) bool {
+				if l[i].requested != l[j].requested {
+					return l[i].requested
+				}
+				if !l[i].due.Equal(l[j].due) {
+					return l[i].due.Before(l[j].due)
+				}
+				return l[i].tenant < l[j].tenant
+			})
+			return l
+		}
+		routine, fresh = byDue(routine), byDue(fresh)
+		quarter := workers / 4
+		reserve := 0
+		if len(fresh) > 0 {
+			reserve = max(0, quarter-freshRunning)
+		}
+		var out []dueSync
+		for _, d := range routine {
+			limit := workers - reserve
+			if d.requested {
+				limit = workers
+			}
+			if busy < limit {
+				out, busy = append(out, d), busy+1
+			}
+		}
+		for _, d := range fresh {
+			if busy >= workers || freshRunning >= workers-quarter {
+				break
+			}
+			out, busy, freshRunning = append(out, d), busy+1, freshRunning+1
+		}
+		return out
+	}
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 2000 {
+		var due []dueSync
+		for j := range rng.IntN(60) {
+			d := dueSync{tenant: fmt.Sprintf("t%02d", rng.IntN(40)) + fmt.Sprint(j), ts: &tenantSchedule{fresh: rng.IntN(2) == 0},
+				due: t0.Add(time.Duration(rng.IntN(5)) * time.Second), requested: rng.IntN(8) == 0}
+			if rng.IntN(6) == 0 {
+				d.due = time.Time{}
+			}
+			due = append(due, d)
+		}
+		workers := 1 + rng.IntN(20)
+		busy, freshRunning := rng.IntN(workers+1), rng.IntN(workers+1)
+		assert.Equal(t, reference(due, workers, busy, freshRunning), planDispatch(due, workers, busy, freshRunning), "case %d", i)
+	}
+	require.Len(t, firstByDue([]dueSync{{tenant: "b"}, {tenant: "a"}, {tenant: "c"}}, 2), 2)
+	assert.Equal(t, "a", firstByDue([]dueSync{{tenant: "b"}, {tenant: "a"}, {tenant: "c"}}, 2)[0].tenant)
+	assert.Empty(t, firstByDue([]dueSync{{tenant: "b"}}, 0))
 }

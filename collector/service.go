@@ -75,6 +75,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		observer: deps.RunObserver, now: now, log: deps.Logger, users: newUsersCache(cfg.UsersCacheMiB << 20)}
 	disconnected := func(tenant string) {
 		clients.drop(tenant)
+		sy.users.drop(tenant)
 		m.forgetTenant(tenant)
 	}
 	s := &Service{metrics: m,

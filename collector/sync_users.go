@@ -112,11 +112,16 @@ func holders[P any](set map[int64]struct{}, ps []P, user func(P) int64) error {
 // or read from ClickHouse; with when they were read from ClickHouse. The cache no longer
 // holds them: the caller keeps them again (keepUsers) once its own writes are durable.
 func (s *syncer) usersOf(ctx context.Context, tenant string) (*storage.UserSet, time.Time, error) {
-	if set, at, ok := s.users.take(tenant, tenureOf(ctx), s.now()); ok {
+	set, at, ok := s.users.take(tenant, tenureOf(ctx), s.now())
+	if j, _ := ctx.Value(jobUsersKey{}).(*jobUsers); j != nil && j.set != nil {
+		set, at, ok = j.set, j.readAt, true
+		j.set = nil
+	}
+	if ok {
 		s.metrics.usersReads.WithLabelValues("cache").Inc()
 		return set, at, nil
 	}
-	at := s.now()
+	at = s.now()
 	var rows []storage.UserRow
 	if err := s.store.CurrentUsers(ctx, tenant, connectors.AppGreenhouse, func(r storage.UserRow) error {
 		rows = append(rows, r)
@@ -129,13 +134,21 @@ func (s *syncer) usersOf(ctx context.Context, tenant string) (*storage.UserSet, 
 }
 
 // keepUsers hands a tenant's users, as stored once a run's writes of them are durable and
-// read from ClickHouse at readAt or derived from that read, to the users cache, if its next
-// users sync comes before they would expire there.
+// read from ClickHouse at readAt or derived from that read, to the rest of the job (jobUsers)
+// and to the users cache, if its next users sync comes before they would expire there.
 func (s *syncer) keepUsers(ctx context.Context, tenant string, sc storedConnection, users iter.Seq[storage.UserRow], readAt time.Time) {
-	if s.users == nil || s.cfg.settingsOf(sc.Doc).usersEvery >= usersCacheTTL {
+	j, _ := ctx.Value(jobUsersKey{}).(*jobUsers)
+	cache := s.users != nil && s.cfg.settingsOf(sc.Doc).usersEvery < usersCacheTTL
+	if j == nil && !cache {
 		return
 	}
-	s.users.keep(tenant, tenureOf(ctx), storage.NewUserSet(tenant, connectors.AppGreenhouse, users), readAt, s.now())
+	set := storage.NewUserSet(tenant, connectors.AppGreenhouse, users)
+	if j != nil {
+		j.set, j.readAt = set, readAt
+	}
+	if cache {
+		s.users.keep(tenant, tenureOf(ctx), set, readAt, s.now())
+	}
 }
 
 // usersPass is one users listing under way: the diff against the stored users, the rows and

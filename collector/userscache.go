@@ -88,6 +88,19 @@ func (c *usersCache) keep(tenant string, tenure uint64, set *storage.UserSet, re
 	c.bytes += set.Bytes()
 }
 
+// drop forgets the tenant's users (a disconnected tenant's memory is freed at once).
+func (c *usersCache) drop(tenant string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[tenant]; ok {
+		delete(c.entries, tenant)
+		c.bytes -= e.set.Bytes()
+	}
+}
+
 // size is the tenants held and their bytes.
 func (c *usersCache) size() (int, int) {
 	c.mu.Lock()

@@ -89,6 +89,20 @@ func TestUsersCacheServesSyncs(t *testing.T) {
 	}
 }
 
+// A tenant on the hourly default keeps nothing in the users cache, but its first job's
+// backfill applies its activity to the users its users sync stored without reading them back.
+func TestFirstJobCarriesItsUsers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	ct := connectTenant(t, simulator.OrgSpec{Name: "hourly", Seed: 32, Users: 40, Events: 400}, nil)
+	ct.waitConnection("hourly", time.Minute, func(c events.Connection) bool {
+		return c.Freshness.UsersSyncedAt != nil && c.Freshness.AuditSyncedThrough != nil
+	})
+	assert.Equal(t, map[string]int{"clickhouse": 1, "cache": 1}, usersReadsOf(t, ct.env), "the users sync reads ClickHouse, the backfill's activity pass does not")
+	assertMatchesTruth(t, ct.app.Store, "hourly", ct.org.Truth(), true)
+}
+
 // usersReadsOf is collector_users_reads_total by source, from the metrics page.
 func usersReadsOf(t *testing.T, e *env) map[string]int {
 	t.Helper()

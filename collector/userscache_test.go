@@ -77,7 +77,13 @@ func TestUsersCacheBudget(t *testing.T) {
 	_, bytes = c.size()
 	assert.Equal(t, a.Bytes(), bytes, "keeping again replaces")
 
+	c.drop("a")
+	n, bytes = c.size()
+	assert.Zero(t, n, "a disconnected tenant's users are dropped")
+	assert.Zero(t, bytes)
+
 	var off *usersCache
+	off.drop("a")
 	off.keep("a", 1, a, t0, t0)
 	_, _, ok = off.take("a", 1, t0)
 	assert.False(t, ok, "no cache: nothing held")

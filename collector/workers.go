@@ -1,6 +1,11 @@
 package collector
 
-import "context"
+import (
+	"context"
+	"time"
+
+	"github.com/seatwatch/greenhouse-collector/storage"
+)
 
 // workerSlot is a job's place among the replica's workers (Config.Concurrency). A run gives
 // it back while it only waits for ClickHouse's group commit (idle), so that the workers bound
@@ -16,6 +21,18 @@ type workerSlotKey struct{}
 // tenureKey holds, in a scheduled job's context, the tenure of the lease under which it runs
 // (scheduler.tenure); 0 outside a scheduled job.
 type tenureKey struct{}
+
+// jobUsers carries, within one scheduled job, the tenant's users as its users sync stored
+// them to the activity pass of its Audit Log poll (a first job's 30-day backfill ends with
+// one), whether or not the users cache keeps them: at 10,000 tenants onboarding, reading them
+// back for that pass was half of the users reads (docs/performance.md, "Seventh session"). No
+// other run of the tenant writes its users while the job holds it.
+type jobUsers struct {
+	set    *storage.UserSet
+	readAt time.Time
+}
+
+type jobUsersKey struct{}
 
 // tenureOf is the tenure a job runs under.
 func tenureOf(ctx context.Context) uint64 {
