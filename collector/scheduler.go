@@ -58,6 +58,7 @@ type scheduler struct {
 	freshRunning int
 	wg           sync.WaitGroup
 	wake         chan struct{}
+	dueBuf       []dueSync // dispatch's list of due syncs, reused
 }
 
 func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[lease], disconnected func(string), m *metrics, log zerolog.Logger, now func() time.Time) *scheduler {
@@ -71,6 +72,9 @@ func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[
 		wake:    make(chan struct{}, 1),
 	}
 }
+
+// allBusy reports whether every worker is taken.
+func (sch *scheduler) allBusy() bool { return len(sch.sem) >= cap(sch.sem) }
 
 // poke makes the scheduler look at its tenants now rather than at the next tick.
 func (sch *scheduler) poke() {
@@ -113,6 +117,14 @@ func (sch *scheduler) run(ctx context.Context) error {
 			}
 		case <-tick.C:
 		case <-sch.wake:
+			if sch.allBusy() {
+				// Nothing could start: a worker given back wakes the loop again, and the
+				// tick refreshes the backlog's metrics and the outboxes. At 10,000 tenants
+				// onboarding, connection changes woke it hundreds of times a second, and
+				// each dispatch looks at every tenant (docs/performance.md, "Seventh
+				// session").
+				continue
+			}
 		}
 		sch.dispatch(ctx)
 	}
@@ -256,39 +268,49 @@ func firstByDue(list []dueSync, k int) []dueSync {
 	return out
 }
 
+// dueOf is a tenant's due sync at now, if any: asked for, or the earliest due time of its
+// due kinds.
+func dueOf(tenant string, ts *tenantSchedule, now time.Time) (dueSync, bool) {
+	users := !now.Before(ts.nextUsers)
+	audit := !now.Before(ts.nextAudit)
+	if !users && !audit && !actionDue(ts, now) {
+		return dueSync{}, false
+	}
+	d := dueSync{tenant: tenant, ts: ts, requested: ts.sc.SyncRequest != "" && ts.sc.SyncRequest != ts.served}
+	switch {
+	case d.requested:
+	case !users && !audit:
+		d.due = ts.nextAction
+	case users && audit:
+		d.due = ts.nextUsers
+		if ts.nextAudit.Before(d.due) {
+			d.due = ts.nextAudit
+		}
+	case users:
+		d.due = ts.nextUsers
+	default:
+		d.due = ts.nextAudit
+	}
+	return d, true
+}
+
 // dispatch starts the due syncs of owned tenants while workers are free, in planDispatch's
 // order.
 func (sch *scheduler) dispatch(ctx context.Context) {
 	now := sch.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
-	var due []dueSync
+	due := sch.dueBuf[:0]
+	defer func() { clear(due); sch.dueBuf = due[:0] }() // a buffer reused by every dispatch
 	waiting := [2]int{}
 	wall := time.Now() // the fence's clock (fence.go), read once for every tenant
 	for tenant, ts := range sch.tenants {
 		if ts.running || !sch.ownsShard(ts.shard, wall) {
 			continue
 		}
-		users := !now.Before(ts.nextUsers)
-		audit := !now.Before(ts.nextAudit)
-		action := actionDue(ts, now)
-		if !users && !audit && !action {
+		d, ok := dueOf(tenant, ts, now)
+		if !ok {
 			continue
-		}
-		d := dueSync{tenant: tenant, ts: ts, requested: ts.sc.SyncRequest != "" && ts.sc.SyncRequest != ts.served}
-		switch {
-		case d.requested:
-		case !users && !audit:
-			d.due = ts.nextAction
-		case users && audit:
-			d.due = ts.nextUsers
-			if ts.nextAudit.Before(d.due) {
-				d.due = ts.nextAudit
-			}
-		case users:
-			d.due = ts.nextUsers
-		default:
-			d.due = ts.nextAudit
 		}
 		if ts.fresh {
 			waiting[0]++
@@ -323,7 +345,7 @@ start:
 		if d.requested {
 			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
 		}
-		slot := &workerSlot{sem: sch.sem, held: true}
+		slot := &workerSlot{sem: sch.sem, held: true, freed: sch.poke}
 		jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
 		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[ts.shard])
 		jctx = context.WithValue(jctx, jobUsersKey{}, &jobUsers{})

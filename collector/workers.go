@@ -12,8 +12,9 @@ import (
 // the runs doing work, not those waiting for other tenants' rows to fill an INSERT
 // (docs/performance.md, "Seventh session"). Only the job's own goroutine uses it.
 type workerSlot struct {
-	sem  chan struct{}
-	held bool
+	sem   chan struct{}
+	held  bool
+	freed func() // told when the slot is given back (the scheduler's poke); nil: none
 }
 
 type workerSlotKey struct{}
@@ -45,6 +46,9 @@ func (w *workerSlot) release() {
 	if w.held {
 		w.held = false
 		<-w.sem
+		if w.freed != nil {
+			w.freed()
+		}
 	}
 }
 

@@ -14,7 +14,8 @@ import (
 func TestIdleGivesTheWorkerBack(t *testing.T) {
 	sem := make(chan struct{}, 1)
 	sem <- struct{}{}
-	slot := &workerSlot{sem: sem, held: true}
+	freed := 0
+	slot := &workerSlot{sem: sem, held: true, freed: func() { freed++ }}
 	ctx := context.WithValue(t.Context(), workerSlotKey{}, slot)
 	other := make(chan struct{})
 	go func() {
@@ -41,6 +42,7 @@ func TestIdleGivesTheWorkerBack(t *testing.T) {
 	slot.release()
 	slot.release() // once only
 	require.Empty(t, sem)
+	assert.Equal(t, 2, freed, "the scheduler is told each time a worker is given back")
 }
 
 // A job whose context ends while it waits for a worker goes on without one and gives
