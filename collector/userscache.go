@@ -49,12 +49,10 @@ func (c *usersCache) take(tenant string, tenure uint64, now time.Time) (*storage
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[tenant]
+	e, ok := c.remove(tenant)
 	if !ok {
 		return nil, time.Time{}, false
 	}
-	delete(c.entries, tenant)
-	c.bytes -= e.set.Bytes()
 	if e.tenure != tenure || now.Sub(e.readAt) >= usersCacheTTL {
 		return nil, time.Time{}, false
 	}
@@ -69,15 +67,11 @@ func (c *usersCache) keep(tenant string, tenure uint64, set *storage.UserSet, re
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[tenant]; ok {
-		delete(c.entries, tenant)
-		c.bytes -= e.set.Bytes()
-	}
+	c.remove(tenant)
 	if c.bytes+set.Bytes() > c.max {
 		for t, e := range c.entries {
 			if now.Sub(e.readAt) >= usersCacheTTL {
-				delete(c.entries, t)
-				c.bytes -= e.set.Bytes()
+				c.remove(t)
 			}
 		}
 		if c.bytes+set.Bytes() > c.max {
@@ -95,10 +89,17 @@ func (c *usersCache) drop(tenant string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.entries[tenant]; ok {
+	c.remove(tenant)
+}
+
+// remove takes the tenant's entry out, if any, and returns it. Called with c.mu held.
+func (c *usersCache) remove(tenant string) (usersEntry, bool) {
+	e, ok := c.entries[tenant]
+	if ok {
 		delete(c.entries, tenant)
 		c.bytes -= e.set.Bytes()
 	}
+	return e, ok
 }
 
 // size is the tenants held and their bytes.
