@@ -93,8 +93,8 @@ func TestPlanDispatch(t *testing.T) {
 	})
 }
 
-// planDispatch picks what ordering every due sync and taking the workers in that order
-// picks (the plan before firstByDue: asked-for first, then due time, then tenant), for
+// planDispatch picks what sorting every due sync (dueBefore) and taking the workers in that
+// order picks (the plan before firstByDue), for
 // random mixes of asked-for, routine and first syncs, overdue ties and busy workers.
 func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
 	reference := func(due []dueSync, workers, busy, freshRunning int) []dueSync {
@@ -106,16 +106,8 @@ func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
 				routine = append(routine, d)
 			}
 		}
-		byDue := func(l []dueSync) []dueSync {
-			sort.Slice(l, func(i, j int) bool {
-				if l[i].requested != l[j].requested {
-					return l[i].requested
-				}
-				if !l[i].due.Equal(l[j].due) {
-					return l[i].due.Before(l[j].due)
-				}
-				return l[i].tenant < l[j].tenant
-			})
+		byDue := func(l []dueSync) []dueSync { // a full sort
+			sort.Slice(l, func(i, j int) bool { return dueBefore(l[i], l[j]) })
 			return l
 		}
 		routine, fresh = byDue(routine), byDue(fresh)
