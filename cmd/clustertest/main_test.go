@@ -1,10 +1,13 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/seatwatch/greenhouse-collector/events"
 )
 
 // TestJudgeLeases: renewals extend a tenure, a takeover is correct only after a delete or the
@@ -39,6 +42,42 @@ func TestJudgeLeases(t *testing.T) {
 			assert.Len(t, rep.takeovers, tc.takeovers)
 			assert.Equal(t, tc.unseen, rep.unseen)
 			assert.Len(t, rep.tenures["shard.1"], tc.tenures)
+		})
+	}
+}
+
+// TestCheckLateness: a run is measured from the latest end of an earlier run of its tenant and
+// kind, whichever replica ran it; a replay under the same run id counts (the stream keeps only
+// the first summary of a run id, the case a CI run failed on), and a run more than the TTL late
+// is counted.
+func TestCheckLateness(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 6, 59, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	audit := func(replica, id string, start, end float64) run {
+		return run{Tenant: "crash2", Replica: replica, RunID: id, Kind: events.RunAudit, Status: events.RunSucceeded, Start: at(start), End: at(end)}
+	}
+	o := options{leaseTTL: 5 * time.Second, usersEvery: time.Minute, auditEvery: 30 * time.Second}
+	tests := []struct {
+		name string
+		runs []run
+		late int
+	}{
+		{name: "on time", runs: []run{audit("r1", "a", 0, 1), audit("r1", "b", 33, 34)}},
+		{name: "the TTL late", runs: []run{audit("r1", "a", 0, 1), audit("r1", "b", 39, 40)}},
+		{name: "later than the TTL", runs: []run{audit("r1", "a", 0, 1), audit("r1", "b", 39.1, 40)}, late: 1},
+		{name: "after a replay by the new holder", runs: []run{
+			audit("r3", "d687", 2.6, 3.6), audit("r1", "d687", 14, 15), audit("r1", "4eca", 46.4, 46.4)}},
+		{name: "ends out of order", runs: []run{
+			audit("r1", "a", 0, 20), audit("r2", "b", 1, 2), audit("r1", "c", 53, 54)}},
+		{name: "tenants apart", runs: []run{
+			audit("r1", "a", 0, 1), {Tenant: "other", Kind: events.RunAudit, Start: at(2), End: at(3)}, audit("r1", "b", 45, 46)}, late: 1},
+		{name: "kinds apart", runs: []run{
+			audit("r1", "a", 0, 1), {Tenant: "crash2", Kind: events.RunUsers, Start: at(2), End: at(3)}, audit("r1", "b", 45, 46)}, late: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			assert.Equal(t, tc.late, checkLateness(tc.runs, o, &out), out.String())
 		})
 	}
 }
