@@ -2,13 +2,9 @@ package greenhouse
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -276,23 +272,48 @@ type auditPaging struct {
 	Next  string // normalised to two parts, "" at the end
 }
 
-// decodeAuditPage decodes an /events answer, flattening each event and giving it its id.
+// decodeAuditPage decodes an /events answer, flattening each event and giving it its id. The
+// page is validated once (validJSON) and read from its bytes (eventDecoder); its top-level
+// members are matched as encoding/json matches a struct's fields (any case, the last wins).
 func decodeAuditPage(b []byte) (auditPage, error) {
 	var r struct {
-		Hits    json.Number `json:"hits"`
-		Results []any       `json:"results"` // decoded once, numbers kept as written
+		Hits    json.Number
+		Results []byte // a list, flattened by an eventDecoder
 		Paging  *struct {
 			PitID string          `json:"pit_id"`
 			Next  json.RawMessage `json:"next_search_after"`
-		} `json:"paging"`
+		}
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&r); err != nil {
-		return auditPage{}, fmt.Errorf("decode audit page: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	start := skipSpace(b, 0)
+	end, ok := validValue(b, start, 0)
+	switch {
+	case !ok:
+		return auditPage{}, fmt.Errorf("decode audit page: invalid JSON at byte %d", end)
+	case skipSpace(b, end) != len(b):
 		return auditPage{}, errors.New("decode audit page: data after the JSON object")
+	case b[start] != '{':
+		return auditPage{}, errors.New("decode audit page: not a JSON object")
+	}
+	var d eventDecoder
+	for _, m := range d.members(nil, b[start:end]) {
+		var err error
+		switch {
+		case bytes.EqualFold(m.key, []byte("hits")):
+			err = json.Unmarshal(m.val, &r.Hits)
+		case bytes.EqualFold(m.key, []byte("results")):
+			r.Results = nil
+			if string(m.val) != "null" {
+				r.Results = m.val
+			}
+			if r.Results != nil && r.Results[0] != '[' {
+				err = errors.New("results is not a list")
+			}
+		case bytes.EqualFold(m.key, []byte("paging")):
+			err = json.Unmarshal(m.val, &r.Paging)
+		}
+		if err != nil {
+			return auditPage{}, fmt.Errorf("decode audit page: %q: %w", m.key, err)
+		}
 	}
 	if r.Results == nil && r.Hits == "" {
 		return auditPage{}, errors.New("audit page has neither hits nor results")
@@ -304,16 +325,16 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 			return p, fmt.Errorf("invalid hits %s", r.Hits)
 		}
 		p.Hits = n
-	} else {
-		p.Hits = len(r.Results)
 	}
-	var canon bytes.Buffer
-	for i, raw := range r.Results {
-		e, err := decodeEvent(raw, &canon)
+	for i, raw := range elements(r.Results) {
+		e, err := d.decode(raw)
 		if err != nil {
 			return p, fmt.Errorf("event %d: %w", i, err)
 		}
 		p.Results = append(p.Results, e)
+	}
+	if r.Hits == "" {
+		p.Hits = len(p.Results)
 	}
 	if r.Paging != nil {
 		next, err := normalizeSearchAfter(r.Paging.Next)
@@ -388,116 +409,6 @@ func twoParts(v string) string {
 		}
 	}
 	return v
-}
-
-// decodeEvent flattens an event and computes its stable id: SHA-256 over the canonical JSON
-// (object keys sorted, no whitespace), first 16 bytes in hex.
-// v is the event as decoded with UseNumber; canon is a scratch buffer.
-func decodeEvent(v any, canon *bytes.Buffer) (AuditEvent, error) {
-	obj, ok := v.(map[string]any)
-	if !ok {
-		return AuditEvent{}, errors.New("event is not an object")
-	}
-	canon.Reset()
-	canonical(canon, v)
-	sum := sha256.Sum256(canon.Bytes())
-	e := AuditEvent{ID: hex.EncodeToString(sum[:16])}
-	t, ok := obj["event_time"].(string)
-	if !ok {
-		return e, errors.New("event_time missing")
-	}
-	tm, err := parseTime(t)
-	if err != nil || tm.IsZero() {
-		return e, fmt.Errorf("invalid event_time %q", t)
-	}
-	e.Time = tm
-	if ev, ok := obj["event"].(map[string]any); ok {
-		e.Type = str(ev["type"])
-		e.TargetType = str(ev["target_type"])
-		e.TargetID = str(ev["target_id"])
-		if m, ok := ev["meta"]; ok && m != nil {
-			var b bytes.Buffer
-			canonical(&b, m)
-			e.Meta = b.String()
-		}
-	} else {
-		return e, errors.New("event object missing")
-	}
-	if pf, ok := obj["performer"].(map[string]any); ok {
-		e.PerformerType = str(pf["type"])
-		e.PerformerID = str(pf["id"])
-		e.PerformerIP = str(pf["ip_address"])
-		if m, ok := pf["meta"].(map[string]any); ok {
-			e.PerformerName = str(m["name"])
-			e.PerformerEmail = str(m["username"])
-		}
-	}
-	if rq, ok := obj["request"].(map[string]any); ok {
-		e.RequestID = str(rq["id"])
-		e.RequestType = str(rq["type"])
-	}
-	if e.Type == "" {
-		return e, errors.New("event.type missing")
-	}
-	return e, nil
-}
-
-func str(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case json.Number:
-		return x.String()
-	case bool:
-		return strconv.FormatBool(x)
-	}
-	var b bytes.Buffer
-	canonical(&b, v)
-	return b.String()
-}
-
-// canonical writes v as JSON with sorted keys.
-func canonical(b *bytes.Buffer, v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		writeSeq(b, '{', '}', len(keys), func(i int) {
-			writeString(b, keys[i])
-			b.WriteByte(':')
-			canonical(b, x[keys[i]])
-		})
-	case []any:
-		writeSeq(b, '[', ']', len(x), func(i int) { canonical(b, x[i]) })
-	case json.Number:
-		b.WriteString(x.String())
-	case string:
-		writeString(b, x)
-	case bool:
-		b.WriteString(strconv.FormatBool(x))
-	case nil:
-		b.WriteString("null")
-	default:
-		vb, _ := json.Marshal(x)
-		b.Write(vb)
-	}
-}
-
-// writeSeq writes n elements between open and close, separated by commas.
-func writeSeq(b *bytes.Buffer, open, close byte, n int, elem func(i int)) {
-	b.WriteByte(open)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		elem(i)
-	}
-	b.WriteByte(close)
 }
 
 // writeString writes s exactly as json.Marshal does (event ids depend on it): printable ASCII
