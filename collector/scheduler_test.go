@@ -94,7 +94,7 @@ func TestPlanDispatch(t *testing.T) {
 }
 
 // planDispatch picks what sorting every due sync (dueBefore) and taking the workers in that
-// order picks (the plan before firstByDue), for
+// order picks (the plan before keepFirst), for
 // random mixes of asked-for, routine and first syncs, overdue ties and busy workers.
 func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
 	reference := func(due []dueSync, workers, busy, freshRunning int) []dueSync {
@@ -150,7 +150,11 @@ func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
 		busy, freshRunning := rng.IntN(workers+1), rng.IntN(workers+1)
 		assert.Equal(t, reference(due, workers, busy, freshRunning), planDispatch(due, workers, busy, freshRunning), "case %d", i)
 	}
-	require.Len(t, firstByDue([]dueSync{{tenant: "b"}, {tenant: "a"}, {tenant: "c"}}, 2), 2)
-	assert.Equal(t, "a", firstByDue([]dueSync{{tenant: "b"}, {tenant: "a"}, {tenant: "c"}}, 2)[0].tenant)
-	assert.Empty(t, firstByDue([]dueSync{{tenant: "b"}}, 0))
+	var first []dueSync
+	for _, d := range []dueSync{{tenant: "b"}, {tenant: "a"}, {tenant: "c"}} {
+		first = keepFirst(first, d, 2)
+	}
+	require.Len(t, first, 2)
+	assert.Equal(t, "a", first[0].tenant)
+	assert.Equal(t, "b", first[1].tenant)
 }

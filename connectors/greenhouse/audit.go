@@ -21,7 +21,8 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 		}
 	}
 	target := c.base[kindAudit].String() + "/events?" + v.Encode()
-	body, _, err := c.send(ctx, "read audit log", kindAudit, func() (*http.Request, error) {
+	var p auditPage
+	_, err := c.sendRead(ctx, "read audit log", kindAudit, func() (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
 			return nil, err
@@ -34,13 +35,15 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 			req.Header.Set("Search-After", searchAfter)
 		}
 		return req, nil
-	}, true)
+	}, true, func(body []byte) error {
+		var err error
+		if p, err = decodeAuditPage(body); err != nil {
+			return &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Err: err}
+		}
+		return nil
+	})
 	if err != nil {
 		return auditPage{}, err
-	}
-	p, err := decodeAuditPage(body)
-	if err != nil {
-		return auditPage{}, &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Err: err}
 	}
 	return p, nil
 }

@@ -512,3 +512,37 @@ func TestIncrementalUserListingByUpdatedWindow(t *testing.T) {
 	assert.True(t, got[0].Deactivated)
 	assert.Equal(t, int64(1), f.org.Stats().HarvestRequests, "one request instead of three pages")
 }
+
+// TestPagesOutliveTheirBuffers: the answers of a sync are read into reused buffers
+// (sendRead), so what a page decodes to must own its bytes: events and users delivered by a
+// first read are unchanged after a second read has refilled every buffer.
+func TestPagesOutliveTheirBuffers(t *testing.T) {
+	f := newFixture(t, fastOptions(), simulator.OrgSpec{Name: "acme", Seed: 11, Users: 1200, Events: 6000})
+	gc := f.client(t)
+	readAll := func() ([]greenhouse.AuditEvent, []greenhouse.User) {
+		var evs []greenhouse.AuditEvent
+		require.NoError(t, gc.AuditEvents(context.Background(), time.Now().Add(-30*24*time.Hour), time.Now(), func(b greenhouse.AuditBatch) error {
+			evs = append(evs, b.Events...)
+			return nil
+		}))
+		users, err := listAllUsers(t, gc)
+		require.NoError(t, err)
+		return evs, users
+	}
+	evs, users := readAll()
+	require.Greater(t, len(evs), 5000)
+	require.Len(t, users, 1200)
+	snapshot := fmt.Sprintf("%+v %+v", evs, users)
+	// The second read sees the same events, and the harvest_access events of the first
+	// read's user listing besides.
+	evs2, users2 := readAll()
+	again := map[string]greenhouse.AuditEvent{}
+	for _, e := range evs2 {
+		again[e.ID] = e
+	}
+	for _, e := range evs {
+		require.Equal(t, e, again[e.ID])
+	}
+	require.Equal(t, users, users2)
+	require.True(t, snapshot == fmt.Sprintf("%+v %+v", evs, users), "the first read's results changed under the second")
+}

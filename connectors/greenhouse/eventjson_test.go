@@ -323,6 +323,9 @@ func FuzzDecodeAuditPageMatchesMaps(f *testing.F) {
 			t.Fatalf("%q: maps %v, bytes %v", b, wantErr, err)
 		}
 		if err == nil {
+			if len(want.Results) == 0 && len(got.Results) == 0 {
+				want.Results, got.Results = nil, nil // nil or empty alike
+			}
 			assert.Equal(t, want, got, "%q", b)
 		}
 	})

@@ -13,7 +13,8 @@ import (
 )
 
 // list streams a Harvest v3 collection: the first request carries query, later requests follow
-// the next link as given, which must stay on the same host.
+// the next link as given, which must stay on the same host. page must not keep the body it is
+// given: its buffer is reused (sendRead).
 func (c *Client) list(ctx context.Context, op, path string, query url.Values, page func([]byte) error) error {
 	base := c.base[kindHarvest]
 	next := base.String() + path + "?" + query.Encode()
@@ -24,13 +25,10 @@ func (c *Client) list(ctx context.Context, op, path string, query url.Values, pa
 			return &APIError{Op: op, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("more than %d pages", maxPages)}
 		}
 		target := next
-		body, h, err := c.send(ctx, op, kindHarvest, func() (*http.Request, error) {
+		h, err := c.sendRead(ctx, op, kindHarvest, func() (*http.Request, error) {
 			return http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-		}, true)
+		}, true, page)
 		if err != nil {
-			return err
-		}
-		if err := page(body); err != nil {
 			return err
 		}
 		next, err = nextLink(h.Get("Link"), base)

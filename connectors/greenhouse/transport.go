@@ -1,6 +1,7 @@
 package greenhouse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -16,27 +18,42 @@ import (
 // (when auth is set) a token refresh and one retry on a 401. It returns the body of a 2xx
 // answer. Every error is an *APIError.
 func (c *Client) send(ctx context.Context, op string, kind endpointKind, build func() (*http.Request, error), auth bool) ([]byte, http.Header, error) {
+	var body []byte
+	h, err := c.sendRead(ctx, op, kind, build, auth, func(b []byte) error {
+		body = bytes.Clone(b)
+		return nil
+	})
+	return body, h, err
+}
+
+// sendRead is send for the pages of a sync: it hands the body of the 2xx answer to read, which
+// must not keep it (its buffer is read into again by later answers), and returns read's error.
+// Reading every answer into a fresh slice, grown as it read, was a seventh of what the
+// collector allocated while tenants onboarded (docs/performance.md, "Eighth session").
+func (c *Client) sendRead(ctx context.Context, op string, kind endpointKind, build func() (*http.Request, error), auth bool, read func([]byte) error) (http.Header, error) {
 	refreshed := false
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		x, netErr, err := c.exchange(ctx, op, kind, build, auth, lastErr)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if netErr != nil {
 			// A failed connection, a timeout, or a body cut short: transient.
 			if ctx.Err() != nil {
-				return nil, nil, c.ctxErr(op, ctx.Err(), lastErr)
+				return nil, c.ctxErr(op, ctx.Err(), lastErr)
 			}
 			lastErr = &APIError{Op: op, Code: CodeUnavailable, Err: scrub(netErr)}
 			if err := c.retryAfter(ctx, op, attempt, backoff(attempt), lastErr); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			continue
 		}
 		switch {
 		case x.status >= 200 && x.status < 300:
-			return x.body, x.header, nil
+			err := read(x.body)
+			x.release()
+			return x.header, err
 		case x.status == 429:
 			c.throttled.Add(1)
 			wait, ok := parseRetryAfter(x.header.Get("Retry-After"), c.now())
@@ -45,7 +62,7 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			}
 			lastErr = &APIError{Op: op, Status: 429, Code: CodeRateLimited, RetryAfter: wait, Message: c.redact(errorMessage(x.body), x.token)}
 			if !c.mayRetry(ctx, attempt, wait) {
-				return nil, nil, lastErr
+				return nil, lastErr
 			}
 			// No sleep here: the pacer holds every request of this class until Retry-After
 			// has passed.
@@ -55,15 +72,15 @@ func (c *Client) send(ctx context.Context, op string, kind endpointKind, build f
 			refreshed = true
 			c.log.Debug().Str("op", op).Msg("greenhouse token refused; refreshing")
 			if _, err := c.accessToken(ctx, x.token); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		case x.status >= 500:
 			lastErr = c.refusal(op, kind, x)
 			if err := c.retryAfter(ctx, op, attempt, backoff(attempt), lastErr); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		default:
-			return nil, x.header, c.refusal(op, kind, x)
+			return x.header, c.refusal(op, kind, x)
 		}
 	}
 }
@@ -73,7 +90,24 @@ type answer struct {
 	status int
 	header http.Header
 	body   []byte
-	token  string // the token the request carried ("" without auth)
+	buf    *bytes.Buffer // body's buffer, from bodyBuffers, on a 2xx answer
+	token  string        // the token the request carried ("" without auth)
+}
+
+// bodyBuffers are the buffers 2xx answers are read into (a page of 500 Audit Log events is
+// about 180 KB); other answers are copied out of theirs at once, being small and rare.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer put back into bodyBuffers: a rare huge answer is not
+// kept alive by the pool.
+const maxPooledBody = 4 << 20
+
+// release gives x's buffer back; x.body is not to be read after it.
+func (x *answer) release() {
+	if x.buf != nil && x.buf.Cap() <= maxPooledBody {
+		bodyBuffers.Put(x.buf)
+	}
+	x.buf, x.body = nil, nil
 }
 
 // exchange makes one attempt of a request: it waits for the pacer of kind, builds the request
@@ -103,9 +137,18 @@ func (c *Client) exchange(ctx context.Context, op string, kind endpointKind, bui
 		return x, err, nil
 	}
 	x.status, x.header = resp.StatusCode, resp.Header
-	x.body, netErr = io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	_, netErr = buf.ReadFrom(io.LimitReader(resp.Body, maxBody+1))
 	_ = resp.Body.Close()
+	x.body, x.buf = buf.Bytes(), buf
+	if x.status < 200 || x.status >= 300 || netErr != nil {
+		body := bytes.Clone(x.body)
+		x.release()
+		x.body = body
+	}
 	if netErr == nil && len(x.body) > maxBody {
+		x.release()
 		return x, nil, &APIError{Op: op, Status: x.status, Code: CodeUnexpectedResponse, Message: fmt.Sprintf("response larger than %d MiB", maxBody>>20)}
 	}
 	c.pacers[kind].observe(tk, resp.Header, c.now())

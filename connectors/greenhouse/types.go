@@ -326,6 +326,7 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 		}
 		p.Hits = n
 	}
+	p.Results = make([]AuditEvent, 0, min(p.Hits, auditPageSize)) // grown if a page holds more
 	for i, raw := range elements(r.Results) {
 		e, err := d.decode(raw)
 		if err != nil {
