@@ -54,22 +54,28 @@ type scheduler struct {
 	tenure map[int]uint64
 	fence  leaseFence // until when each owned shard may be acted on (fence.go)
 	sem    chan struct{}
-	// freshRunning counts the first syncs under way (planDispatch caps them).
-	freshRunning int
-	wg           sync.WaitGroup
-	wake         chan struct{}
-	dueBuf       []dueSync // dispatch's list of due syncs, reused
+	// freshSem holds a place for each first sync that holds a worker: planDispatch starts one
+	// only while fewer than three quarters of the workers run them, and a first sync that
+	// gave its worker back (idle) takes a place again before its worker. A first sync
+	// waiting for a group commit therefore leaves room for another one, not only for routine
+	// runs: it waits at least once for the audit writer's flush (a second), a third of an
+	// onboarding first sync (docs/performance.md, "Eighth session").
+	freshSem chan struct{}
+	wg       sync.WaitGroup
+	wake     chan struct{}
+	dueBuf   []dueSync // dispatch's list of due syncs, reused
 }
 
 func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[lease], disconnected func(string), m *metrics, log zerolog.Logger, now func() time.Time) *scheduler {
 	return &scheduler{
 		cfg: cfg, conns: conns, syncer: sy, leases: leases, disconnected: disconnected, metrics: m, log: log, now: now,
-		tenants: map[string]*tenantSchedule{},
-		owned:   map[int]uint64{},
-		tenure:  map[int]uint64{},
-		fence:   newLeaseFence(),
-		sem:     make(chan struct{}, cfg.Concurrency),
-		wake:    make(chan struct{}, 1),
+		tenants:  map[string]*tenantSchedule{},
+		owned:    map[int]uint64{},
+		tenure:   map[int]uint64{},
+		fence:    newLeaseFence(),
+		sem:      make(chan struct{}, cfg.Concurrency),
+		freshSem: make(chan struct{}, freshMax(cfg.Concurrency)),
+		wake:     make(chan struct{}, 1),
 	}
 }
 
@@ -188,6 +194,9 @@ type dueSync struct {
 	requested bool
 }
 
+// freshMax is how many of workers may run first syncs at once: all but a quarter of them.
+func freshMax(workers int) int { return workers - workers/4 }
+
 // planDispatch orders the due syncs and picks those to start, given workers of which busy are
 // taken and freshRunning run first syncs. Asked-for syncs come first, then routine runs of
 // onboarded tenants, most overdue first, then first syncs (the 30-day backfill, by far the
@@ -213,7 +222,7 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 		}
 	}
 	quarter := workers / 4 // below 4 workers nothing is kept: routine runs simply go first
-	freshMax := workers - quarter
+	mostFresh := freshMax(workers)
 	reserve := 0
 	if len(fresh) > 0 {
 		reserve = max(0, quarter-freshRunning)
@@ -231,7 +240,7 @@ func planDispatch(due []dueSync, workers, busy, freshRunning int) []dueSync {
 		busy++
 	}
 	for _, d := range fresh {
-		if busy >= workers || freshRunning >= freshMax {
+		if busy >= workers || freshRunning >= mostFresh {
 			break
 		}
 		out = append(out, d)
@@ -320,10 +329,22 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 		due = append(due, d)
 	}
 start:
-	for _, d := range planDispatch(due, cap(sch.sem), len(sch.sem), sch.freshRunning) {
+	for _, d := range planDispatch(due, cap(sch.sem), len(sch.sem), len(sch.freshSem)) {
+		var fresh chan struct{}
+		if d.ts.fresh {
+			fresh = sch.freshSem
+			select {
+			case fresh <- struct{}{}:
+			default:
+				continue // an idle first sync took the place back meanwhile
+			}
+		}
 		select {
 		case sch.sem <- struct{}{}:
 		default:
+			if fresh != nil {
+				<-fresh
+			}
 			break start // every worker is busy (planDispatch counted the free ones: not expected)
 		}
 		ts := d.ts
@@ -339,13 +360,10 @@ start:
 			// its guards read. Due syncs always go first, so an action never starves them.
 			job.action, job.audit = ts.sc.Actions[0], true
 		}
-		if job.fresh {
-			sch.freshRunning++
-		}
 		if d.requested {
 			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
 		}
-		slot := &workerSlot{sem: sch.sem, held: true, freed: sch.poke}
+		slot := &workerSlot{sem: sch.sem, fresh: fresh, held: true, freed: sch.poke}
 		jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
 		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[ts.shard])
 		jctx = context.WithValue(jctx, jobUsersKey{}, &jobUsers{})
@@ -409,9 +427,6 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
 	sch.endJob(job.tenant)
-	if job.fresh {
-		sch.freshRunning--
-	}
 	ts, exists := sch.tenants[job.tenant]
 	if !exists {
 		return

@@ -13,6 +13,7 @@ import (
 // (docs/performance.md, "Seventh session"). Only the job's own goroutine uses it.
 type workerSlot struct {
 	sem   chan struct{}
+	fresh chan struct{} // a first sync's place among them (scheduler.freshSem); nil: none
 	held  bool
 	freed func() // told when the slot is given back (the scheduler's poke); nil: none
 }
@@ -41,28 +42,42 @@ func tenureOf(ctx context.Context) uint64 {
 	return t
 }
 
-// release gives the slot back, if held.
+// release gives the slot back, if held, and a first sync's place with it.
 func (w *workerSlot) release() {
 	if w.held {
 		w.held = false
 		<-w.sem
+		if w.fresh != nil {
+			<-w.fresh
+		}
 		if w.freed != nil {
 			w.freed()
 		}
 	}
 }
 
-// acquire takes a slot again, ahead of the dispatcher's next jobs (a channel's blocked
-// sender is served before a later non-blocking one); false when ctx ended first.
+// acquire takes a slot again (a first sync its place first), ahead of the dispatcher's next
+// jobs (a channel's blocked sender is served before a later non-blocking one); false when ctx
+// ended first.
 func (w *workerSlot) acquire(ctx context.Context) bool {
 	if w.held {
 		return true
+	}
+	if w.fresh != nil {
+		select {
+		case w.fresh <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
 	}
 	select {
 	case w.sem <- struct{}{}:
 		w.held = true
 		return true
 	case <-ctx.Done():
+		if w.fresh != nil {
+			<-w.fresh
+		}
 		return false
 	}
 }

@@ -64,6 +64,47 @@ func TestIdleWithoutAWorker(t *testing.T) {
 	require.True(t, ran)
 }
 
+// A first sync waiting in idle gives back its place among the first syncs with its worker:
+// another first sync can start (with two workers and room for one first sync), and the
+// waiting one takes the place again before a worker, so first syncs never hold more than
+// their share of the workers.
+func TestIdleFirstSyncLeavesRoomForAnother(t *testing.T) {
+	sem, fresh := make(chan struct{}, 2), make(chan struct{}, 1)
+	sem <- struct{}{}
+	fresh <- struct{}{}
+	slot := &workerSlot{sem: sem, fresh: fresh, held: true}
+	ctx := context.WithValue(t.Context(), workerSlotKey{}, slot)
+	other := &workerSlot{sem: sem, fresh: fresh}
+	done := make(chan struct{})
+	go func() {
+		<-done
+		time.Sleep(20 * time.Millisecond) // the idle job now waits for its place
+		require.Len(t, fresh, 1)
+		require.Len(t, sem, 1, "the idle first sync waits for its place, not holding a worker")
+		other.release()
+	}()
+	idle(ctx, func() {
+		require.Empty(t, fresh)
+		require.Empty(t, sem)
+		require.True(t, other.acquire(t.Context()), "another first sync starts meanwhile")
+		close(done)
+	})
+	require.True(t, slot.held)
+	require.Len(t, fresh, 1)
+	require.Len(t, sem, 1)
+	slot.release()
+	require.Empty(t, fresh)
+	require.Empty(t, sem)
+
+	// A context that ends while the job waits for its worker gives its place back.
+	sem <- struct{}{}
+	sem <- struct{}{}
+	cctx, cancel := context.WithCancel(t.Context())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	assert.False(t, slot.acquire(cctx))
+	assert.Empty(t, fresh, "no place kept by a job without a worker")
+}
+
 // A shard's tenure begins with the lease write that took it: renewals keep it, a loss ends
 // it, and taking the shard again (even within one round of lease writes) begins another.
 func TestTenureBeginsWithEachTake(t *testing.T) {
