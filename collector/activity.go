@@ -88,7 +88,11 @@ func (s *syncer) activityOf(ctx context.Context, tenant string, from, through ti
 		for d := from.UTC().Truncate(24 * time.Hour); d.Before(through); d = d.Add(24 * time.Hour) {
 			days = append(days, d)
 		}
-		if err := s.out.stored(s.store.RefreshDailyActivity(ctx, tenant, days)); err != nil {
+		// Its rows wait for a group commit flushed every second (storage, AuditFlushInterval):
+		// the worker is given back meanwhile.
+		var err error
+		idle(ctx, func() { err = s.store.RefreshDailyActivity(ctx, tenant, days) })
+		if err := s.out.stored(err); err != nil {
 			return nil, fmt.Errorf("refresh daily activity: %w", err)
 		}
 	}

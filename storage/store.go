@@ -55,6 +55,7 @@ type Config struct {
 	// own harvest_access events), and each INSERT is a part ClickHouse merges again; at 1,000
 	// tenants a 200-ms flush spent more of ClickHouse's CPU merging than anything else
 	// (docs/performance.md, "Seventh session"). The poll gives its worker back while it waits.
+	// user_activity_daily's writer flushes as often, at AuditBatchRows rows.
 	AuditFlushInterval time.Duration
 	// AuditBufferRows bounds the audit rows accepted but not yet written; callers block
 	// (backpressure) when it is full. Default 4 × AuditBatchRows.
