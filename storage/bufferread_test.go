@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/stretchr/testify/assert"
 )
 
@@ -72,4 +73,36 @@ func TestReadTwiceUnion(t *testing.T) {
 	_, _, err = readTwice(func() ([]int, error) { calls++; return nil, context.Canceled })
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Equal(t, 1, calls)
+}
+
+// The reads of a sync (UserActivity, RefreshDailyActivity's, CurrentUsers before a row was
+// given) are tried once more after a retryable failure, and only then: not after a context's
+// end, nor a server exception that says the query is wrong.
+func TestRetryReadOnce(t *testing.T) {
+	tests := []struct {
+		name  string
+		errs  []error
+		calls int
+		ok    bool
+	}{
+		{"a pooled connection found closed", []error{errors.New("read tcp: use of closed network connection"), nil}, 2, true},
+		{"dropped twice", []error{errors.New("EOF"), errors.New("EOF")}, 2, false},
+		{"the context ended", []error{context.Canceled}, 1, false},
+		{"a wrong query", []error{&clickhouse.Exception{Code: 60}}, 1, false},
+		{"too many parts", []error{&clickhouse.Exception{Code: 252}, nil}, 2, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			v, err := retryRead(func() (int, error) {
+				calls++
+				return calls, tc.errs[calls-1]
+			})
+			assert.Equal(t, tc.calls, calls)
+			assert.Equal(t, tc.ok, err == nil, err)
+			if tc.ok {
+				assert.Equal(t, tc.calls, v)
+			}
+		})
+	}
 }

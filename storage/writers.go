@@ -104,8 +104,22 @@ const currentUsersSQL = "SELECT " + userColumns + " FROM {db}.users WHERE tenant
 // the highest version, what FINAL keeps), in user_id order, streaming the result. It stops at
 // and returns fn's first error. Every users sync and every activity pass reads its tenant's
 // users so, and on ClickHouse 18.16 FINAL cost about 4.5 times the CPU of the same rows
-// sorted and cut by LIMIT 1 BY (docs/performance.md, "Fifth session").
+// sorted and cut by LIMIT 1 BY (docs/performance.md, "Fifth session"). A read that fails with
+// a retryable error before it gave fn a row is tried once more (retryRead).
 func (s *Store) CurrentUsers(ctx context.Context, tenant, app string, fn func(UserRow) error) error {
+	delivered := false
+	err := s.currentUsersOnce(ctx, tenant, app, func(u UserRow) error {
+		delivered = true
+		return fn(u)
+	})
+	if err != nil && !delivered && retryable(err) {
+		err = s.currentUsersOnce(ctx, tenant, app, fn) // as retryRead, before any row was given
+	}
+	return err
+}
+
+// currentUsersOnce is one read of CurrentUsers.
+func (s *Store) currentUsersOnce(ctx context.Context, tenant, app string, fn func(UserRow) error) error {
 	rows, err := s.conn.Query(ctx, s.sql(currentUsersSQL), tenant, app)
 	if err != nil {
 		return fmt.Errorf("read users of tenant %q: %w", tenant, err)
@@ -363,7 +377,9 @@ func (s *Store) RefreshDailyActivity(ctx context.Context, tenant string, days []
 	sort.Strings(keys)
 	first, last := set[keys[0]], set[keys[len(keys)-1]]
 	list := "'" + strings.Join(keys, "','") + "'"
-	rows, err := s.dailyActivity(ctx, fmt.Sprintf(dailyActivitySQL, list), tenant, first, last)
+	rows, err := retryRead(func() ([]dailyRow, error) {
+		return s.dailyActivity(ctx, fmt.Sprintf(dailyActivitySQL, list), tenant, first, last)
+	})
 	if err == nil {
 		err = s.daily.write(ctx, rows)
 	}
@@ -429,6 +445,11 @@ func (s *Store) UserActivity(ctx context.Context, tenant string, from, to time.T
 		}
 		filter = "AND toInt64OrZero(performer_id) IN (" + strings.Join(parts, ",") + ")"
 	}
+	return retryRead(func() ([]UserActivity, error) { return s.userActivityOnce(ctx, tenant, filter, from, to) })
+}
+
+// userActivityOnce is one read of UserActivity, filter being its user id condition.
+func (s *Store) userActivityOnce(ctx context.Context, tenant, filter string, from, to time.Time) ([]UserActivity, error) {
 	rows, err := s.conn.Query(ctx, s.sql(fmt.Sprintf(userActivitySQL, filter)), tenant, unix(from), unix(to))
 	if err != nil {
 		return nil, fmt.Errorf("read user activity of tenant %q: %w", tenant, err)
