@@ -386,7 +386,7 @@ func analyze(in io.Reader, out io.Writer, o options) error {
 
 	interval := map[string]float64{"users": o.usersEvery.Seconds(), "audit": o.auditEach.Seconds()}
 	for _, kind := range []string{"users", "audit"} {
-		w := window(runs, kind, interval[kind], o.from, o.to)
+		w := window(runs, firstDone, kind, interval[kind], o.from, o.to)
 		missing := int64(o.tenants - len(w.tenants))
 		p := func(name string, v float64) { fmt.Fprintf(out, "%s_%s=%.1f\n", kind, name, v) }
 		fmt.Fprintf(out, "%s_runs=%d\n%s_failed=%d\n%s_tenants_without_run=%d\n%s_late_runs=%d\n", kind, w.count, kind, w.failed, kind, missing, kind, w.lateRuns)
@@ -400,7 +400,7 @@ func analyze(in io.Reader, out io.Writer, o options) error {
 		fmt.Fprintf(out, "%s_users=%d\n%s_events=%d\n%s_requests=%d\n%s_throttled=%d\n", kind, w.users, kind, w.evs, kind, w.reqs, kind, w.thr)
 		// While tenants onboard (from the first connect to the steady window): the routine
 		// runs of tenants already onboarded, which must not wait behind first syncs.
-		ob := window(runs, kind, interval[kind], o.connectedAt, o.from)
+		ob := window(runs, firstDone, kind, interval[kind], o.connectedAt, o.from)
 		fmt.Fprintf(out, "onboarding_%s_runs=%d\nonboarding_%s_late_pct=%.1f\n", kind, len(ob.late), kind, ob.latePct())
 		fmt.Fprintf(out, "onboarding_%s_lateness_p99_s=%.1f\nonboarding_%s_lateness_max_s=%.1f\n", kind, quantile(ob.late, 0.99), kind, quantile(ob.late, 1))
 	}
@@ -423,8 +423,10 @@ func (w windowStats) latePct() float64 {
 
 // window collects the runs of kind that started in [from, to); runs is sorted by tenant, kind
 // and start. A run's lateness needs the previous run of its tenant and kind, so each tenant's
-// first run has none.
-func window(runs []run, kind string, interval float64, from, to int64) windowStats {
+// first run has none; nor does a run before its tenant's first full sync was done (firstDone):
+// a first sync that failed is tried again as a first sync, behind the others waiting for
+// theirs, not as a routine run on its interval.
+func window(runs []run, firstDone map[string]int64, kind string, interval float64, from, to int64) windowStats {
 	w := windowStats{tenants: map[string]bool{}}
 	var prev *run
 	for i := range runs {
@@ -446,7 +448,7 @@ func window(runs []run, kind string, interval float64, from, to int64) windowSta
 			w.reqs += r.requests
 			w.thr += r.throttled
 			w.durs = append(w.durs, float64(r.finished-r.started))
-			if prev != nil {
+			if done, ok := firstDone[r.tenant]; prev != nil && ok && r.started >= done {
 				l := float64(r.started-prev.finished) - 1.1*interval
 				w.late = append(w.late, l)
 				if l > 1 {
