@@ -16,25 +16,18 @@ import (
 // the two. A read failing with a retryable error (a pooled connection found closed, an
 // overloaded server) is tried once more: it is idempotent.
 func readTwice[T any](read func() ([]T, error)) (first, second []T, err error) {
-	again := func() ([]T, error) {
-		rows, err := read()
-		if retryable(err) {
-			rows, err = read()
-		}
-		return rows, err
-	}
-	if first, err = again(); err != nil {
+	if first, err = retryRead(read); err != nil {
 		return nil, nil, err
 	}
-	if second, err = again(); err != nil {
+	if second, err = retryRead(read); err != nil {
 		return nil, nil, err
 	}
 	return first, second, nil
 }
 
-// retryRead runs read, and once more when it fails with a retryable error (retryable): the
-// reads of a sync are idempotent, and at 10,000 tenants onboarding a pooled connection found
-// closed failed 29 runs in one onboarding (docs/performance.md, "Eighth session").
+// retryRead runs read, and once more when it fails with a retryable error (retryable): every
+// read it serves is idempotent (readTwice's, and a sync's: at 10,000 tenants onboarding a
+// pooled connection found closed failed 29 runs, docs/performance.md, "Eighth session").
 func retryRead[T any](read func() (T, error)) (T, error) {
 	v, err := read()
 	if retryable(err) {

@@ -10,7 +10,7 @@
 //	    what each key's KV History still holds and it had not seen.
 //	clustertest -leader -nats-url URLS [-stream NAME]
 //	    prints the server name of the stream's leader (default SAAS).
-//	clustertest -check -nats-url URLS -leases FILE -runs FILE -faults FILE -lease-ttl D
+//	clustertest -check -leases FILE -runs FILE -faults FILE -lease-ttl D
 //	    [-users-interval D -audit-interval D]
 //	    checks that every shard (and so every tenant) had at most one holder at a time, that
 //	    no run went on after its replica's lease ended and no two replicas ran a tenant at
@@ -87,7 +87,7 @@ func main() {
 	case o.leader:
 		err = printLeader(ctx, o)
 	case o.check:
-		ok, err = check(ctx, o, os.Stdout)
+		ok, err = check(o, os.Stdout)
 	default:
 		err = errors.New("one of -record, -leader, -check")
 	}
@@ -428,7 +428,7 @@ func judgeLeases(revs []revision, ttl time.Duration) leaseReport {
 // run is a sync run as a replica's RunObserver saw it (crashtest -runs-file).
 type run = collector.RunInfo
 
-func check(ctx context.Context, o options, out io.Writer) (bool, error) {
+func check(o options, out io.Writer) (bool, error) {
 	ok := true
 	fail := func(format string, args ...any) {
 		ok = false

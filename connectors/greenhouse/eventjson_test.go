@@ -297,7 +297,15 @@ func BenchmarkDecodeAuditPage(b *testing.B) {
 	})
 }
 
-// FuzzValidJSON: validJSON accepts exactly what json.Valid accepts.
+// validJSON reports whether b is one JSON value with optional whitespace around it, checked
+// as decodeAuditPage checks a page.
+func validJSON(b []byte) bool {
+	end, ok := validValue(b, skipSpace(b, 0), 0)
+	return ok && skipSpace(b, end) == len(b)
+}
+
+// FuzzValidJSON: validValue, as decodeAuditPage uses it, accepts exactly what json.Valid
+// accepts.
 func FuzzValidJSON(f *testing.F) {
 	for _, s := range append(eventSamples, ``, ` `, `{`, `[1,]`, `{"a":1,}`, `01`, `-`, `1.`, `1e`, `1e+`, `.5`,
 		`"\u12"`, `"\x"`, "\"\x01\"", `tru`, `nul`, `{"a" 1}`, `{1:2}`, `[1 2]`, ` [ ] `, `{} {}`, strings.Repeat("[", 10001)+strings.Repeat("]", 10001),

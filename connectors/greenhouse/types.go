@@ -273,7 +273,7 @@ type auditPaging struct {
 }
 
 // decodeAuditPage decodes an /events answer, flattening each event and giving it its id. The
-// page is validated once (validJSON) and read from its bytes (eventDecoder); its top-level
+// page is validated once (validValue) and read from its bytes (eventDecoder); its top-level
 // members are matched as encoding/json matches a struct's fields (any case, the last wins).
 func decodeAuditPage(b []byte) (auditPage, error) {
 	var r struct {

@@ -313,7 +313,7 @@ cat "$work/recorder.log" >&2
 echo
 ok=1
 "$work/crashtest" -verify -nats-url "$NATS_URL" -sim-url "$SIM" -clickhouse-addr "$CH" -clickhouse-database "$DB" || ok=
-"$work/clustertest" -check -nats-url "$NATS_URL" -leases "$work/leases.jsonl" -runs "$work/runs.jsonl" -faults "$work/faults.txt" \
+"$work/clustertest" -check -leases "$work/leases.jsonl" -runs "$work/runs.jsonl" -faults "$work/faults.txt" \
   -lease-ttl "${TTL_S}s" -users-interval 1m -audit-interval 30s || ok=
 
 if [ -n "$ok" ] && [ "$BENCH" = 1 ]; then
