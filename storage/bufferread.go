@@ -14,7 +14,7 @@ import (
 // rows are in a part of the table, so they are in the table before that read ends, and in
 // the second read. Every row whose write returned before the first read began is in one of
 // the two. A read failing with a retryable error (a pooled connection found closed, an
-// overloaded server) is tried once more: it is idempotent.
+// overloaded server) is tried again (retryRead): it is idempotent.
 func readTwice[T any](read func() ([]T, error)) (first, second []T, err error) {
 	if first, err = retryRead(read); err != nil {
 		return nil, nil, err
@@ -25,12 +25,28 @@ func readTwice[T any](read func() ([]T, error)) (first, second []T, err error) {
 	return first, second, nil
 }
 
-// retryRead runs read, and once more when it fails with a retryable error (retryable): every
-// read it serves is idempotent (readTwice's, and a sync's: at 10,000 tenants onboarding a
-// pooled connection found closed failed 29 runs, docs/performance.md, "Eighth session").
+// readAttempts is how often retryRead runs a read that keeps failing with a retryable error;
+// readPause is the pause before the second attempt, doubled before the third.
+const (
+	readAttempts = 3
+	readPause    = 50 * time.Millisecond
+)
+
+// retryRead runs read, and again (readAttempts in all, after a short pause) while it fails
+// with a retryable error (retryable): every read it serves is idempotent (readTwice's, and a
+// sync's). At 10,000 tenants onboarding a pooled connection found closed ("use of closed
+// network connection") failed 29 runs, and one retry was not always enough: a CI run saw the
+// retry fail the same way (docs/performance.md, "Eighth session"). clickhouse-go closes a
+// connection that failed, so each attempt takes another from the pool or dials a new one.
 func retryRead[T any](read func() (T, error)) (T, error) {
 	v, err := read()
-	if retryable(err) {
+	pause := readPause
+	for range readAttempts - 1 {
+		if !retryable(err) {
+			break
+		}
+		time.Sleep(pause)
+		pause *= 2
 		v, err = read()
 	}
 	return v, err

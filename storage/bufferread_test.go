@@ -76,9 +76,9 @@ func TestReadTwiceUnion(t *testing.T) {
 }
 
 // The reads of a sync (UserActivity, RefreshDailyActivity's, CurrentUsers before a row was
-// given) are tried once more after a retryable failure, and only then: not after a context's
-// end, nor a server exception that says the query is wrong.
-func TestRetryReadOnce(t *testing.T) {
+// given) are tried again after a retryable failure, up to readAttempts in all, and only then:
+// not after a context's end, nor a server exception that says the query is wrong.
+func TestRetryRead(t *testing.T) {
 	tests := []struct {
 		name  string
 		errs  []error
@@ -86,8 +86,10 @@ func TestRetryReadOnce(t *testing.T) {
 		ok    bool
 	}{
 		{"a pooled connection found closed", []error{errors.New("read tcp: use of closed network connection"), nil}, 2, true},
-		{"dropped twice", []error{errors.New("EOF"), errors.New("EOF")}, 2, false},
+		{"closed twice", []error{errors.New("use of closed network connection"), errors.New("EOF"), nil}, 3, true},
+		{"dropped three times", []error{errors.New("EOF"), errors.New("EOF"), errors.New("EOF")}, 3, false},
 		{"the context ended", []error{context.Canceled}, 1, false},
+		{"cut after rows were given", []error{final{errors.New("EOF")}}, 1, false},
 		{"a wrong query", []error{&clickhouse.Exception{Code: 60}}, 1, false},
 		{"too many parts", []error{&clickhouse.Exception{Code: 252}, nil}, 2, true},
 	}

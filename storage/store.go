@@ -263,11 +263,18 @@ var retryableCodes = map[int32]bool{
 	241: true, 242: true, 252: true, 285: true, 319: true, 425: true, 999: true,
 }
 
+// final marks an error that must not be retried whatever its cause (retryable), as a read
+// that failed after it delivered rows; it reads as the error it wraps.
+type final struct{ error }
+
+func (f final) Unwrap() error { return f.error }
+
 // retryable reports whether a failed write may succeed when repeated: any error that is not
 // a server exception (connection refused or reset, EOF, timeouts) and the server exceptions
 // in retryableCodes.
 func retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var f final
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &f) {
 		return false
 	}
 	if code, ok := serverCode(err); ok {
