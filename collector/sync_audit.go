@@ -30,6 +30,9 @@ type auditWriter struct {
 	// failed: one of them was not stored, and the checkpoint does not move past it.
 	pending []pendingInsert
 	failed  bool
+	// tally counts the activity of the events a tenant's first backfill stores, which then
+	// need not be read back from ClickHouse (applyActivity); nil on any other poll.
+	tally *storage.ActivityTally
 }
 
 // readEvent is an event read by a poll: its id and time.
@@ -62,7 +65,17 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 	for _, id := range cp.OverlapIDs {
 		w.known[id] = struct{}{}
 	}
-	err = gc.AuditEvents(ctx, w.pollFrom(start), start, func(b greenhouse.AuditBatch) error { return w.batch(ctx, b) })
+	from := w.pollFrom(start)
+	if cp.AuditThrough.IsZero() && cp.BackfillFrom.IsZero() {
+		// The tenant's first backfill: saved before anything is stored, so that a later attempt
+		// (BackfillFrom set) knows events may be stored that its tally would not see, and reads
+		// the activity back instead.
+		if w.rev, err = s.checkpoints.save(ctx, tenant, w.cp, w.rev); err != nil {
+			return fail(err)
+		}
+		w.tally = storage.NewActivityTally(from)
+	}
+	err = gc.AuditEvents(ctx, from, start, func(b greenhouse.AuditBatch) error { return w.batch(ctx, b) })
 	if derr := w.drain(ctx); err == nil && derr != nil {
 		err = derr
 	}
@@ -86,7 +99,7 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 	// own Harvest reads are logged as harvest_access) change neither. Usage that changes with
 	// time alone (a license crossing the inactivity threshold) is evaluated by the users sync.
 	if w.used > 0 || !activityCurrent {
-		if cpRev, err = s.applyPolled(ctx, tenant, sc, cp, cpRev); err != nil {
+		if cpRev, err = s.applyPolled(ctx, tenant, sc, cp, cpRev, w.tally); err != nil {
 			return fail(err)
 		}
 	}
@@ -100,8 +113,9 @@ func (s *syncer) syncAudit(ctx context.Context, tenant string, sc storedConnecti
 
 // applyPolled saves the checkpoint of a poll whose events are stored, then applies their
 // activity (from where the last application ended, less auditOverlap; the first time from the
-// backfill's start) with the alerts it brings. It returns the checkpoint's new revision.
-func (s *syncer) applyPolled(ctx context.Context, tenant string, sc storedConnection, cp checkpoint, rev uint64) (uint64, error) {
+// backfill's start) with the alerts it brings; tally, when not nil, is the activity of every
+// event the poll stored. It returns the checkpoint's new revision.
+func (s *syncer) applyPolled(ctx context.Context, tenant string, sc storedConnection, cp checkpoint, rev uint64, tally *storage.ActivityTally) (uint64, error) {
 	rev, err := s.checkpoints.save(ctx, tenant, cp, rev)
 	if err != nil {
 		return rev, err
@@ -114,7 +128,7 @@ func (s *syncer) applyPolled(ctx context.Context, tenant string, sc storedConnec
 	if cp.ActivityThrough.IsZero() {
 		from = cp.BackfillFrom
 	}
-	if err := s.applyActivity(ctx, tenant, sc, from, cp.AuditThrough, nil, &alerts); err != nil {
+	if err := s.applyActivity(ctx, tenant, sc, activityRange{from, cp.AuditThrough, nil, tally}, &alerts); err != nil {
 		return rev, err
 	}
 	return rev, s.alerts.put(ctx, tenant, alerts, alertRev)
@@ -176,6 +190,9 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 		}
 		if _, ok := w.known[e.ID]; !ok {
 			rows = append(rows, auditRow(w.tenant, e))
+			if w.tally != nil {
+				w.tally.Add(&rows[len(rows)-1])
+			}
 			if storage.SeatUse(e.PerformerType, e.PerformerID, e.Type, e.RequestType) {
 				p.used++
 			}

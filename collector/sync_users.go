@@ -238,7 +238,7 @@ func (p *usersPass) end(ctx context.Context) error {
 	p.s.keepUsers(ctx, p.tenant, p.sc, p.stored, p.readAt)
 	if len(p.newUsers) > 0 && !p.cp.ActivityThrough.IsZero() {
 		p.activated = true
-		return p.s.applyActivity(ctx, p.tenant, p.sc, p.cp.BackfillFrom, p.cp.ActivityThrough, p.newUsers, p.alerts)
+		return p.s.applyActivity(ctx, p.tenant, p.sc, activityRange{from: p.cp.BackfillFrom, through: p.cp.ActivityThrough, ids: p.newUsers}, p.alerts)
 	}
 	return nil
 }

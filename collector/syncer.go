@@ -47,6 +47,7 @@ type syncStore interface {
 	InsertAuditEvents(ctx context.Context, rows []storage.AuditEventRow) error
 	UserActivity(ctx context.Context, tenant string, from, to time.Time, ids []int64) ([]storage.UserActivity, error)
 	RefreshDailyActivity(ctx context.Context, tenant string, days []time.Time) error
+	WriteDailyActivity(ctx context.Context, tenant string, t *storage.ActivityTally) error
 	InsertSyncRun(ctx context.Context, row storage.SyncRunRow) error
 }
 

@@ -87,6 +87,7 @@ type fakeStore struct {
 	audit   []storage.AuditEventRow
 	runs    []storage.SyncRunRow
 	days    []time.Time
+	tallies []*storage.ActivityTally // WriteDailyActivity's
 	changes []storage.UserChangeRow
 	// usageCounts are the usage_counts snapshots recorded, as tenant@ts.
 	usageCounts []string
@@ -165,6 +166,11 @@ func (f *fakeStore) UserActivity(_ context.Context, _ string, from, to time.Time
 
 func (f *fakeStore) RefreshDailyActivity(_ context.Context, _ string, days []time.Time) error {
 	f.days = append(f.days, days...)
+	return f.failing
+}
+
+func (f *fakeStore) WriteDailyActivity(_ context.Context, _ string, t *storage.ActivityTally) error {
+	f.tallies = append(f.tallies, t)
 	return f.failing
 }
 
@@ -361,7 +367,13 @@ func TestSyncAuditOnFakes(t *testing.T) {
 	require.NotNil(t, f.store.users[2].LastActivityAt)
 	assert.Equal(t, f.now.Add(-2*24*time.Hour), *f.store.users[2].LastActivityAt)
 	assert.Equal(t, 2, f.bus.types()[events.TypeUsageUpdated])
-	assert.Len(t, f.store.days, 31, "the daily activity of every day backfilled")
+	// The first backfill counted the activity it stored: nothing read back.
+	assert.Empty(t, f.store.days, "no daily activity read back")
+	require.Len(t, f.store.tallies, 1)
+	users := f.store.tallies[0].Users()
+	require.Len(t, users, 2)
+	assert.Equal(t, []int64{1, 2}, []int64{users[0].UserID, users[1].UserID})
+	assert.Equal(t, f.now.Add(-2*24*time.Hour), users[1].LastEventAt)
 }
 
 func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChangeRow) error {
@@ -423,6 +435,31 @@ func TestSyncAuditCheckpointStopsBeforeAnUnstoredBatch(t *testing.T) {
 		stored[e.EventID] = true
 	}
 	assert.Len(t, stored, 5, "every event stored in the end")
+	assert.Empty(t, f.store.tallies, "the second attempt continues a backfill: no tally")
+	assert.Len(t, f.store.days, 31, "it reads the activity of every day backfilled back")
+}
+
+// A first backfill that stored nothing durable still leaves its start in the checkpoint: the
+// next attempt may find events stored that it does not read (the first attempt started
+// earlier), so it reads the activity back rather than counting what it stores.
+func TestSyncAuditRetriedBackfillReadsActivityBack(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	f.gh.audit = []greenhouse.AuditEvent{{ID: "e1", Time: f.now.Add(-2 * 24 * time.Hour), Type: "action", PerformerType: "user", PerformerID: "2"}}
+	f.store.failAuditID = "e1"
+	require.NotNil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
+	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.True(t, cp.AuditThrough.IsZero())
+	assert.Equal(t, f.now.Add(-auditRetention), cp.BackfillFrom, "saved before the first INSERT")
+
+	f.store.failAuditID = ""
+	f.now = f.now.Add(time.Minute)
+	require.Nil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Empty(t, f.store.tallies)
+	assert.Len(t, f.store.days, 31)
+	require.NotNil(t, f.store.users[2].LastActivityAt)
 }
 
 func TestSyncUsersWritesOnlyChanges(t *testing.T) {
