@@ -37,7 +37,7 @@ func (s *syncer) syncUsers(ctx context.Context, tenant string, sc storedConnecti
 	if err != nil {
 		return fail(greenhouse.CheckPermissions, err)
 	}
-	stored, readAt, err := s.usersOf(ctx, tenant)
+	stored, readAt, err := s.firstUsersOf(ctx, tenant, cp, &cpRev)
 	if err != nil {
 		return fail(greenhouse.CheckUsers, err)
 	}
@@ -106,6 +106,24 @@ func holders[P any](set map[int64]struct{}, ps []P, user func(P) int64) error {
 		set[user(p)] = struct{}{}
 	}
 	return nil
+}
+
+// firstUsersOf is usersOf for a users sync, but for a tenant without a checkpoint: none of
+// its runs has stored anything yet, so there is nothing to read (a tenant's first read found
+// no row and cost ClickHouse a fifth of its query CPU onboarding, docs/performance.md, "Ninth
+// session"). The checkpoint is created before the sync stores anything, so that a later
+// attempt reads what this one stored. Checkpoints outlive a tenant's connections.
+func (s *syncer) firstUsersOf(ctx context.Context, tenant string, cp checkpoint, rev *uint64) (*storage.UserSet, time.Time, error) {
+	if *rev != 0 {
+		return s.usersOf(ctx, tenant)
+	}
+	at := s.now()
+	n, err := s.checkpoints.save(ctx, tenant, cp, 0)
+	if err != nil {
+		return nil, at, err
+	}
+	*rev = n
+	return storage.NewUserSet(tenant, connectors.AppGreenhouse, slices.Values([]storage.UserRow(nil))), at, nil
 }
 
 // usersOf is the tenant's users as stored: held by the users cache for this job's tenure,

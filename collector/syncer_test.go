@@ -97,11 +97,13 @@ type fakeStore struct {
 	// event failAuditID fails with errAuditFailed.
 	auditMu     sync.Mutex
 	failAuditID string
+	usersReads  int // CurrentUsers calls
 }
 
 var errAuditFailed = errors.New("audit insert failed")
 
 func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage.UserRow) error) error {
+	f.usersReads++
 	ids := make([]int64, 0, len(f.users))
 	for id := range f.users {
 		ids = append(ids, id)
@@ -330,15 +332,16 @@ func TestSyncUsersFailuresOnFakes(t *testing.T) {
 		assert.Equal(t, greenhouse.CheckPermissions, r.err.check)
 		assert.Equal(t, greenhouse.CodeMissingScope, r.err.code)
 	})
-	t.Run("NATS refuses: the collector's own failure, on no check, no checkpoint", func(t *testing.T) {
+	t.Run("NATS refuses: the collector's own failure, on no check, the checkpoint unmoved", func(t *testing.T) {
 		f := newSyncerFixture(t)
 		f.bus.err = errors.New("nats: timeout")
 		r := f.s.syncUsers(t.Context(), "acme", storedConnection{}, f.gh)
 		require.NotNil(t, r.err)
 		assert.Equal(t, codeNATSUnavailable, r.err.code)
 		assert.Empty(t, r.err.check)
-		_, _, err := f.cps.Get(t.Context(), connectionKey("acme"))
-		assert.ErrorIs(t, err, events.ErrNotFound)
+		cp, _, err := f.cps.Get(t.Context(), connectionKey("acme"))
+		require.NoError(t, err, "created before anything was stored (firstUsersOf)")
+		assert.True(t, cp.UsersSyncedAt.IsZero(), "the checkpoint did not advance")
 		assert.Empty(t, f.store.users, "rows are stored after their events are published")
 		assert.Empty(t, f.store.changes, "and so are the user changes")
 		assert.Empty(t, f.store.usageCounts)
@@ -437,6 +440,24 @@ func TestSyncAuditCheckpointStopsBeforeAnUnstoredBatch(t *testing.T) {
 	assert.Len(t, stored, 5, "every event stored in the end")
 	assert.Empty(t, f.store.tallies, "the second attempt continues a backfill: no tally")
 	assert.Len(t, f.store.days, 31, "it reads the activity of every day backfilled back")
+}
+
+// A tenant's first users sync has nothing stored to read: it creates the checkpoint before it
+// stores a user, and the next sync (or a retry of the first) reads what is stored.
+func TestFirstUsersSyncReadsNothing(t *testing.T) {
+	f := newSyncerFixture(t)
+	ctx := t.Context()
+	f.store.failing = errors.New("clickhouse refused the write")
+	require.NotNil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Zero(t, f.store.usersReads, "a first sync reads no users")
+	cp, rev, err := f.cps.Get(ctx, connectionKey("acme"))
+	require.NoError(t, err)
+	assert.NotZero(t, rev, "the checkpoint was created before the users were written")
+	assert.True(t, cp.UsersSyncedAt.IsZero())
+
+	f.store.failing = nil
+	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.Equal(t, 1, f.store.usersReads, "the retry reads what the first attempt may have stored")
 }
 
 // A first backfill that stored nothing durable still leaves its start in the checkpoint: the
