@@ -118,6 +118,7 @@ func (s *syncer) firstUsersOf(ctx context.Context, tenant string, cp checkpoint,
 		return s.usersOf(ctx, tenant)
 	}
 	at := s.now()
+	cp.ObservedSince = time.Time{} // set by the sync's final save: observed once a sync succeeded
 	n, err := s.checkpoints.save(ctx, tenant, cp, 0)
 	if err != nil {
 		return nil, at, err

@@ -98,6 +98,9 @@ type fakeStore struct {
 	auditMu     sync.Mutex
 	failAuditID string
 	usersReads  int // CurrentUsers calls
+	// beforeWrite, when set, is called before each audit, user change or users write is
+	// stored (as a crash then would find the KV state).
+	beforeWrite func()
 }
 
 var errAuditFailed = errors.New("audit insert failed")
@@ -118,6 +121,9 @@ func (f *fakeStore) CurrentUsers(_ context.Context, _, _ string, fn func(storage
 }
 
 func (f *fakeStore) UpsertUsers(_ context.Context, rows []storage.UserRow) error {
+	if f.beforeWrite != nil {
+		f.beforeWrite()
+	}
 	for _, r := range rows {
 		f.users[r.UserID] = r
 	}
@@ -132,6 +138,9 @@ func (f *fakeStore) InsertLicenseCounts(_ context.Context, rows []storage.Licens
 func (f *fakeStore) InsertAuditEvents(_ context.Context, rows []storage.AuditEventRow) error {
 	f.auditMu.Lock()
 	defer f.auditMu.Unlock()
+	if f.beforeWrite != nil {
+		f.beforeWrite()
+	}
 	for _, r := range rows {
 		if r.EventID == f.failAuditID {
 			return errAuditFailed
@@ -380,6 +389,9 @@ func TestSyncAuditOnFakes(t *testing.T) {
 }
 
 func (f *fakeStore) InsertUserChanges(_ context.Context, rows []storage.UserChangeRow) error {
+	if f.beforeWrite != nil {
+		f.beforeWrite()
+	}
 	f.changes = append(f.changes, rows...)
 	return f.failing
 }
@@ -448,12 +460,20 @@ func TestFirstUsersSyncReadsNothing(t *testing.T) {
 	f := newSyncerFixture(t)
 	ctx := t.Context()
 	f.store.failing = errors.New("clickhouse refused the write")
+	created := false
+	f.store.beforeWrite = func() {
+		_, rev, err := f.cps.Get(ctx, connectionKey("acme"))
+		created = err == nil && rev != 0
+	}
 	require.NotNil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
+	assert.True(t, created, "the checkpoint existed when the first users were stored")
+	f.store.beforeWrite = nil
 	assert.Zero(t, f.store.usersReads, "a first sync reads no users")
 	cp, rev, err := f.cps.Get(ctx, connectionKey("acme"))
 	require.NoError(t, err)
 	assert.NotZero(t, rev, "the checkpoint was created before the users were written")
 	assert.True(t, cp.UsersSyncedAt.IsZero())
+	assert.True(t, cp.ObservedSince.IsZero(), "observed only once a sync succeeded")
 
 	f.store.failing = nil
 	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
@@ -469,11 +489,15 @@ func TestSyncAuditRetriedBackfillReadsActivityBack(t *testing.T) {
 	require.Nil(t, f.s.syncUsers(ctx, "acme", storedConnection{}, f.gh).err)
 	f.gh.audit = []greenhouse.AuditEvent{{ID: "e1", Time: f.now.Add(-2 * 24 * time.Hour), Type: "action", PerformerType: "user", PerformerID: "2"}}
 	f.store.failAuditID = "e1"
+	var atInsert checkpoint // as a replica killed during the INSERT would leave it
+	f.store.beforeWrite = func() {
+		if atInsert.BackfillFrom.IsZero() {
+			atInsert, _, _ = f.cps.Get(ctx, connectionKey("acme"))
+		}
+	}
 	require.NotNil(t, f.s.syncAudit(ctx, "acme", storedConnection{}, f.gh).err)
-	cp, _, err := f.cps.Get(ctx, connectionKey("acme"))
-	require.NoError(t, err)
-	assert.True(t, cp.AuditThrough.IsZero())
-	assert.Equal(t, f.now.Add(-auditRetention), cp.BackfillFrom, "saved before the first INSERT")
+	assert.Equal(t, f.now.Add(-auditRetention), atInsert.BackfillFrom, "saved before the first INSERT")
+	assert.True(t, atInsert.AuditThrough.IsZero())
 
 	f.store.failAuditID = ""
 	f.now = f.now.Add(time.Minute)

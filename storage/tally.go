@@ -3,9 +3,11 @@ package storage
 import (
 	"cmp"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,16 +20,27 @@ import (
 // as DateTime stores them, an event counted once however often it is added (uniqExact of
 // event_id), the newest event's type chosen by (event_time, event_id) as argMax does.
 //
-// It counts events at or after from (Unix seconds rounded up, as the queries bind times).
-// Users is exact for [from, to) when no event at or after to was added (Spans); the daily rows
-// when, besides, the tenant has nothing stored before from on from's day (a first backfill:
-// collector/sync_audit.go). It is not safe for concurrent use.
+// It counts what a tenant's first backfill from from stores, so that every event stored is one
+// it was given: the users' figures from the events at or after from (Unix seconds rounded up,
+// as the queries bind times), the daily rows from every event of from's UTC day on (the daily
+// read takes whole days, and Greenhouse may answer a window with events just before its start,
+// docs/greenhouse-wire.md). Both are exact for [from, to) when no event at or after to was
+// added (Spans). Past maxTallyEvents distinct events it gives up (Spans is then false, and the
+// caller reads back): its memory is bounded. It is not safe for concurrent use.
 type ActivityTally struct {
-	from, max int64 // max: the newest second added, from - 1 when none
-	seen      map[string]struct{}
+	from, firstDay, max int64 // max: the newest second added, from - 1 when none
+	// seen are the events counted: a connector's id (32 hex digits) as its 16 bytes, which
+	// the garbage collector need not scan; any other id as it is.
+	seen      map[[16]byte]struct{}
+	seenOther map[string]struct{}
+	over      bool // more than maxTallyEvents
 	users     map[int64]*tallyUser
 	days      map[userDay]*tallyDay
 }
+
+// maxTallyEvents bounds the distinct events a tally keeps: about 30 MB for the largest tenants
+// (a variable for the tests).
+var maxTallyEvents = 1 << 20
 
 type tallyUser struct {
 	events         uint64
@@ -42,26 +55,33 @@ type tallyDay struct {
 	at     int64
 }
 
-// NewActivityTally starts a tally of the events at or after from.
+// NewActivityTally starts a tally of a first backfill from from.
 func NewActivityTally(from time.Time) *ActivityTally {
 	f := unix(from)
-	return &ActivityTally{from: f, max: f - 1, seen: map[string]struct{}{},
-		users: map[int64]*tallyUser{}, days: map[userDay]*tallyDay{}}
+	return &ActivityTally{from: f, firstDay: floorDiv(f, 86400), max: f - 1, seen: map[[16]byte]struct{}{},
+		seenOther: map[string]struct{}{}, users: map[int64]*tallyUser{}, days: map[userDay]*tallyDay{}}
 }
 
-// Add counts the event r, as stored, when it is a seat use at or after the tally's start and
-// not counted before.
+// Add counts the event r, as stored, when it is a seat use not counted before.
 func (t *ActivityTally) Add(r *AuditEventRow) {
 	at := r.EventTime.Unix() // DateTime keeps whole seconds, cut towards the past
-	if at < t.from || !SeatUse(r.PerformerType, r.PerformerID, r.EventType, r.RequestType) {
+	day := floorDiv(at, 86400)
+	if t.over || day < t.firstDay || !SeatUse(r.PerformerType, r.PerformerID, r.EventType, r.RequestType) || !t.first(r.EventID) {
 		return
 	}
-	if _, ok := t.seen[r.EventID]; ok {
-		return
-	}
-	t.seen[r.EventID] = struct{}{}
 	t.max = max(t.max, at)
 	uid, _ := strconv.ParseInt(r.PerformerID, 10, 64) // SeatUse: 1..MaxInt64 in decimal
+	k := userDay{uid, day}
+	d := t.days[k]
+	if d == nil {
+		d = &tallyDay{}
+		t.days[k] = d
+	}
+	d.events++
+	d.at = max(d.at, at)
+	if at < t.from {
+		return // on from's day, before from: a daily figure, no user's
+	}
 	u := t.users[uid]
 	if u == nil {
 		u = &tallyUser{at: at - 1}
@@ -71,14 +91,29 @@ func (t *ActivityTally) Add(r *AuditEventRow) {
 	if at > u.at || at == u.at && r.EventID > u.lastID {
 		u.at, u.lastID, u.lastTy = at, r.EventID, r.EventType
 	}
-	k := userDay{uid, floorDiv(at, 86400)}
-	d := t.days[k]
-	if d == nil {
-		d = &tallyDay{}
-		t.days[k] = d
+}
+
+// first reports whether id is counted for the first time, and remembers it.
+func (t *ActivityTally) first(id string) bool {
+	if len(t.seen)+len(t.seenOther) >= maxTallyEvents {
+		*t = ActivityTally{from: t.from, firstDay: t.firstDay, over: true} // let the maps go
+		return false
 	}
-	d.events++
-	d.at = max(d.at, at)
+	var k [16]byte
+	if len(id) == 32 {
+		if _, err := hex.Decode(k[:], []byte(id)); err == nil && strings.ToLower(id) == id {
+			if _, ok := t.seen[k]; ok {
+				return false
+			}
+			t.seen[k] = struct{}{}
+			return true
+		}
+	}
+	if _, ok := t.seenOther[id]; ok {
+		return false
+	}
+	t.seenOther[id] = struct{}{}
+	return true
 }
 
 func floorDiv(a, b int64) int64 {
@@ -89,10 +124,10 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// Spans reports whether the tally started at from and every event added lies before to, so
-// that Users is what UserActivity gives for [from, to).
+// Spans reports whether the tally started at from, kept every event and was given none at
+// or after to, so that Users and the daily rows are what the queries give for [from, to).
 func (t *ActivityTally) Spans(from, to time.Time) bool {
-	return unix(from) == t.from && t.max < unix(to)
+	return !t.over && unix(from) == t.from && t.max < unix(to)
 }
 
 // Users is UserActivity's answer for [from, to) when Spans(from, to): per user, in user id
@@ -106,8 +141,7 @@ func (t *ActivityTally) Users() []UserActivity {
 	return out
 }
 
-// daily is dailyActivitySQL's answer for every UTC day the tally has events of, given that
-// nothing of the first day before from is stored (Spans).
+// daily is dailyActivitySQL's answer for every UTC day the tally has events of.
 func (t *ActivityTally) daily(tenant string, version uint64) []dailyRow {
 	out := make([]dailyRow, 0, len(t.days))
 	for k, d := range t.days {
@@ -122,7 +156,7 @@ func (t *ActivityTally) daily(tenant string, version uint64) []dailyRow {
 
 // WriteDailyActivity writes tenant's user_activity_daily rows of the tally's days, as
 // RefreshDailyActivity would write them after reading audit_events when tenant's stored events
-// are those the tally saw: its first day is counted from the tally's start.
+// are those the tally was given.
 func (s *Store) WriteDailyActivity(ctx context.Context, tenant string, t *ActivityTally) error {
 	if err := s.daily.write(ctx, t.daily(tenant, uint64(time.Now().UnixNano()))); err != nil {
 		return fmt.Errorf("write daily activity of tenant %q: %w", tenant, err)

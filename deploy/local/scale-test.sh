@@ -27,7 +27,7 @@
 # OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
 # CPU_PROFILE=S profiles the collector's CPU for the first S seconds of onboarding and prints
 # where it went at the end of onboarding.
-# GOMEMLIMIT, when set, reaches the collector only (as the Kubernetes manifest sets it from the
+# GOMEMLIMIT and GOGC, when set, reach the collector only (as the Kubernetes manifest sets them; GOMEMLIMIT from the
 # memory limit).
 #
 # Per-event CPU (docs/performance.md, "Per-event CPU"): after the run, with the collector and
@@ -45,7 +45,8 @@ cd "$(dirname "$0")/../.."
 # The collector's memory limit, kept from the simulator and the other Go tools: the simulator
 # holds every organisation in memory (4 GiB at 10,000 tenants) and would spend its CPU collecting.
 COLLECTOR_GOMEMLIMIT=${GOMEMLIMIT:-}
-unset GOMEMLIMIT
+COLLECTOR_GOGC=${GOGC:-}
+unset GOMEMLIMIT GOGC
 
 TENANTS=("$@")
 [ ${#TENANTS[@]} -gt 0 ] || TENANTS=(100 1000 3000)
@@ -222,7 +223,7 @@ run_one() {
     COLLECTOR_CLICKHOUSE_DATABASE=$db COLLECTOR_CONCURRENCY=$CONCURRENCY \
     COLLECTOR_ALLOW_ENDPOINT_OVERRIDE=true COLLECTOR_ALLOW_INSECURE_ENDPOINTS=true \
     COLLECTOR_ALLOWED_ENDPOINT_HOSTS=127.0.0.1 COLLECTOR_UNSAFE_ALLOW_LOOPBACK_ENDPOINTS_FOR_TESTS=true \
-    env ${COLLECTOR_GOMEMLIMIT:+GOMEMLIMIT=$COLLECTOR_GOMEMLIMIT} "$work/collector" >"$dir/collector.log" 2>&1 &
+    env ${COLLECTOR_GOMEMLIMIT:+GOMEMLIMIT=$COLLECTOR_GOMEMLIMIT} ${COLLECTOR_GOGC:+GOGC=$COLLECTOR_GOGC} "$work/collector" >"$dir/collector.log" 2>&1 &
   col_pid=$!
   for _ in $(seq 1 600); do
     curl -sf "$API/healthz" >/dev/null 2>&1 && break
