@@ -38,8 +38,8 @@ type ActivityTally struct {
 	days      map[userDay]*tallyDay
 }
 
-// maxTallyEvents bounds the distinct events a tally keeps: about 30 MB for the largest tenants
-// (a variable for the tests).
+// maxTallyEvents bounds the distinct events a tally keeps: 39 MB held at the cap
+// (BenchmarkActivityTallyAtTheCap; a variable for the tests).
 var maxTallyEvents = 1 << 20
 
 type tallyUser struct {

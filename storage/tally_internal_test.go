@@ -1,6 +1,9 @@
 package storage
 
 import (
+	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,4 +36,28 @@ func TestActivityTallyBounds(t *testing.T) {
 	assert.Nil(t, tally.seen, "its memory let go")
 	tally.Add(ev("fifth"))
 	assert.False(t, tally.Spans(from, to))
+}
+
+// BenchmarkActivityTallyAtTheCap fills a tally to maxTallyEvents (2,000 users, one event a
+// second) and reports the heap it holds: the bound docs/schema.md quotes.
+func BenchmarkActivityTallyAtTheCap(b *testing.B) {
+	from := time.Date(2026, 5, 3, 0, 0, 0, 0, time.UTC)
+	rows := make([]AuditEventRow, maxTallyEvents-1)
+	for i := range rows {
+		rows[i] = AuditEventRow{EventID: fmt.Sprintf("%032x", i), EventTime: from.Add(time.Duration(i) * time.Second),
+			EventType: "user_logged_in", PerformerType: "user", PerformerID: strconv.Itoa(1 + i%2000)}
+	}
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tally := NewActivityTally(from)
+		for i := range rows {
+			tally.Add(&rows[i])
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB-held")
+		runtime.KeepAlive(tally)
+	}
 }
