@@ -6,8 +6,9 @@
 #                                             prints the native address (host:port) on stdout
 #   deploy/local/clickhouse.sh stop DIR       stop the server started in DIR
 #
-# CH_QUERY_LOG=1 makes the server log every query to system.query_log (scale-test.sh's cost
-# per query); off by default, since the log costs the server work of its own.
+# CH_QUERY_LOG=1 makes the server log every query to system.query_log and every part written
+# or merged to system.part_log (scale-test.sh's cost per query and merges per table); off by
+# default, since the log costs the server work of its own.
 set -euo pipefail
 
 find_server() {
@@ -42,7 +43,8 @@ start() {
   while [ "$http" = "$tcp" ]; do http=$(free_port); done
   local query_log= log_queries=
   if [ "${CH_QUERY_LOG:-0}" = 1 ]; then
-    query_log='    <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></query_log>'
+    query_log='    <query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></query_log>
+    <part_log><database>system</database><table>part_log</table><flush_interval_milliseconds>7500</flush_interval_milliseconds></part_log>'
     log_queries='<log_queries>1</log_queries>'
   fi
   cat >"$dir/config.xml" <<XML

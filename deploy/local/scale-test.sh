@@ -128,6 +128,11 @@ query_costs() {
       substring(replaceRegexpAll(replaceRegexpAll(query, '[0-9]+', 'N'), '\\\\s+', ' '), 1, 110) AS q
     FROM system.query_log WHERE type = 2 AND event_time >= toDateTime($1) AND event_time < toDateTime($2)
     GROUP BY q ORDER BY cpu DESC LIMIT 25 FORMAT TabSeparated" | sed 's/^/    /' >&2 || true
+  echo "scale-test.sh: parts in $3 by table (new parts, rows inserted, merges, rows merged, merge wall s):" >&2
+  chq "SELECT table, countIf(event_type = 1), sumIf(rows, event_type = 1), countIf(event_type = 2),
+      sumIf(rows, event_type = 2), round(sumIf(duration_ms, event_type = 2) / 1e3, 1)
+    FROM system.part_log WHERE event_time >= toDateTime($1) AND event_time < toDateTime($2)
+    GROUP BY table ORDER BY sumIf(rows, event_type = 2) DESC FORMAT TabSeparated" | sed 's/^/    /' >&2 || true
 }
 
 go build -o "$work/collector" ./cmd/collector
