@@ -308,11 +308,18 @@ func (p *usersPass) flush(ctx context.Context) error {
 		return fmt.Errorf("publish user events: %w", err)
 	}
 	// Changes before users: a crash between the two repeats the change in the next sync.
-	if err := p.s.out.stored(p.s.store.InsertUserChanges(ctx, p.changes)); err != nil {
-		return fmt.Errorf("store user changes: %w", err)
-	}
-	if err := p.s.out.stored(p.s.store.UpsertUsers(ctx, p.rows)); err != nil {
-		return fmt.Errorf("store users: %w", err)
+	// Under load each waits for its table's next INSERT (up to storage's UserInsertGap): the
+	// worker is given back meanwhile.
+	var err error
+	idle(ctx, func() {
+		if err = p.s.out.stored(p.s.store.InsertUserChanges(ctx, p.changes)); err != nil {
+			err = fmt.Errorf("store user changes: %w", err)
+		} else if err = p.s.out.stored(p.s.store.UpsertUsers(ctx, p.rows)); err != nil {
+			err = fmt.Errorf("store users: %w", err)
+		}
+	})
+	if err != nil {
+		return err
 	}
 	p.envs, p.rows, p.changes = p.envs[:0], p.rows[:0], p.changes[:0]
 	return nil

@@ -38,8 +38,9 @@ func (c *auditCols) input() proto.Input {
 	}
 }
 
-// fill replaces the columns' contents with rows, growing each column once to its final size.
-func (c *auditCols) fill(rows []AuditEventRow, ingested time.Time) {
+// fill replaces the columns' contents with the rows of chunks, growing each column once to
+// its final size.
+func (c *auditCols) fill(chunks [][]AuditEventRow, ingested time.Time) {
 	field := []func(e *AuditEventRow) string{
 		func(e *AuditEventRow) string { return e.TenantID }, func(e *AuditEventRow) string { return e.EventID },
 		func(e *AuditEventRow) string { return e.EventType }, func(e *AuditEventRow) string { return e.TargetType },
@@ -51,26 +52,36 @@ func (c *auditCols) fill(rows []AuditEventRow, ingested time.Time) {
 	}
 	cols := []*proto.ColStr{&c.tenant, &c.id, &c.typ, &c.ttype, &c.tid, &c.ptype, &c.pid, &c.pname,
 		&c.pemail, &c.pip, &c.reqID, &c.reqType, &c.meta}
+	n := 0
+	for _, rows := range chunks {
+		n += len(rows)
+	}
 	for k, col := range cols {
 		get, size := field[k], 0
-		for i := range rows {
-			size += len(get(&rows[i]))
+		for _, rows := range chunks {
+			for i := range rows {
+				size += len(get(&rows[i]))
+			}
 		}
 		col.Reset()
 		col.Buf = slices.Grow(col.Buf, size)
-		col.Pos = slices.Grow(col.Pos, len(rows))
-		for i := range rows {
-			col.Append(get(&rows[i]))
+		col.Pos = slices.Grow(col.Pos, n)
+		for _, rows := range chunks {
+			for i := range rows {
+				col.Append(get(&rows[i]))
+			}
 		}
 	}
 	c.at.Reset()
 	c.ingested.Reset()
-	c.at.Data = slices.Grow(c.at.Data, len(rows))
-	c.ingested.Data = slices.Grow(c.ingested.Data, len(rows))
+	c.at.Data = slices.Grow(c.at.Data, n)
+	c.ingested.Data = slices.Grow(c.ingested.Data, n)
 	stamp := proto.ToDateTime(ingested)
-	for i := range rows {
-		c.at.Append(rows[i].EventTime)
-		c.ingested.Data = append(c.ingested.Data, stamp)
+	for _, rows := range chunks {
+		for i := range rows {
+			c.at.Append(rows[i].EventTime)
+			c.ingested.Data = append(c.ingested.Data, stamp)
+		}
 	}
 }
 
@@ -140,8 +151,25 @@ func (p *nativePool) dial(ctx context.Context) (*ch.Client, error) {
 	return c, nil
 }
 
-// insert runs one INSERT of rows with a pooled connection.
-func (p *nativePool) insert(ctx context.Context, query string, rows []AuditEventRow) error {
+// insert runs one INSERT of audit rows (the rows of chunks) with a pooled connection and its
+// columns.
+func (p *nativePool) insert(ctx context.Context, query string, chunks [][]AuditEventRow) error {
+	return p.with(ctx, func(nc *nativeConn) error {
+		nc.cols.fill(chunks, time.Now().UTC())
+		return nc.client.Do(ctx, ch.Query{Body: query + " VALUES", Input: nc.cols.input()})
+	})
+}
+
+// do runs one INSERT (query ends with VALUES) of input with a pooled connection.
+func (p *nativePool) do(ctx context.Context, query string, input proto.Input) error {
+	return p.with(ctx, func(nc *nativeConn) error {
+		return nc.client.Do(ctx, ch.Query{Body: query, Input: input})
+	})
+}
+
+// with calls fn with a pooled connection, dialled if needed; a connection fn failed on is
+// closed.
+func (p *nativePool) with(ctx context.Context, fn func(nc *nativeConn) error) error {
 	var nc *nativeConn
 	select {
 	case nc = <-p.free:
@@ -156,9 +184,7 @@ func (p *nativePool) insert(ctx context.Context, query string, rows []AuditEvent
 		}
 		nc.client = c
 	}
-	nc.cols.fill(rows, time.Now().UTC())
-	err := nc.client.Do(ctx, ch.Query{Body: query + " VALUES", Input: nc.cols.input()})
-	if err != nil {
+	if err := fn(nc); err != nil {
 		_ = nc.client.Close()
 		nc.client = nil
 		return err

@@ -209,16 +209,6 @@ func (s *Store) InsertUserChanges(ctx context.Context, rows []UserChangeRow) err
 	return nil
 }
 
-// sendUserChanges runs one INSERT of user-change rows.
-func (s *Store) sendUserChanges(ctx context.Context, rows []UserChangeRow) error {
-	return s.batch(ctx, `INSERT INTO {db}.user_changes (tenant_id, app, user_id, revision, changed_at, changed, status,
- license_type, site_admin, service_account, name, email, version)`, len(rows), func(i int) []any {
-		r := &rows[i]
-		return []any{r.TenantID, r.App, r.UserID, r.Revision, toDB(r.ChangedAt), strings.Join(r.Changed, ","), r.Status,
-			r.LicenseType, b2u(r.SiteAdmin), b2u(r.ServiceAccount), r.Name, r.Email, r.Version}
-	})
-}
-
 // UserHistory returns the stored revisions of one user, oldest first.
 func (s *Store) UserHistory(ctx context.Context, tenant, app string, userID int64) ([]UserChangeRow, error) {
 	rows, err := s.conn.Query(ctx, s.query("user_history"), named(tenant, app, "user", userID)...)

@@ -68,6 +68,11 @@ type Config struct {
 	// most instead of one per run (docs/performance.md, "Onboarding and memory"). Default
 	// 50 ms.
 	RowFlushInterval time.Duration
+	// UserInsertGap is the least time between two INSERTs into users and into user_changes
+	// that are not full (userChunk rows): under load, their rows wait for it so that these
+	// tables get larger parts, which ClickHouse merges less often; a row of an idle writer
+	// still waits RowFlushInterval only (docs/performance.md, "Tenth session"). Default 1 s.
+	UserInsertGap time.Duration
 	// InsertTimeout bounds one INSERT attempt. Default 2 minutes.
 	InsertTimeout time.Duration
 	// Compression of the native protocol's blocks: "lz4" (default) or "none". Compressing
@@ -109,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RowFlushInterval <= 0 {
 		c.RowFlushInterval = 50 * time.Millisecond
+	}
+	if c.UserInsertGap <= 0 {
+		c.UserInsertGap = time.Second
 	}
 	if c.InsertTimeout <= 0 {
 		c.InsertTimeout = 2 * time.Minute

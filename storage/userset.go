@@ -38,7 +38,6 @@ const noTime = math.MinInt64
 // would return them after they were written.
 func NewUserSet(tenant, app string, rows func(yield func(UserRow) bool)) *UserSet {
 	s := &UserSet{tenant: tenant, app: app}
-	byID := map[int64]int{}
 	for r := range rows {
 		c := compactUser{
 			id: r.UserID, name: r.Name, email: r.Email,
@@ -48,14 +47,20 @@ func NewUserSet(tenant, app string, rows func(yield func(UserRow) bool)) *UserSe
 			removed: storedPtrSec(r.RemovedAt), lastActivity: storedPtrSec(r.LastActivityAt), licensed: storedPtrSec(r.LicensedAt),
 			version: r.Version, revision: r.Revision, siteAdmin: r.SiteAdmin, serviceAccount: r.ServiceAccount,
 		}
-		if i, ok := byID[r.UserID]; ok {
-			s.users[i] = c
-			continue
-		}
-		byID[r.UserID] = len(s.users)
 		s.users = append(s.users, c)
 	}
-	slices.SortFunc(s.users, func(a, b compactUser) int { return cmp.Compare(a.id, b.id) })
+	// By id, a user's rows in the order given; the last of them is kept. Sorting replaces a
+	// map by id that grew with every set built (one a users sync or activity pass).
+	slices.SortStableFunc(s.users, func(a, b compactUser) int { return cmp.Compare(a.id, b.id) })
+	kept := s.users[:0]
+	for i, c := range s.users {
+		if i+1 < len(s.users) && s.users[i+1].id == c.id {
+			continue
+		}
+		kept = append(kept, c)
+	}
+	clear(s.users[len(kept):])
+	s.users = kept
 	s.bytes = int(unsafe.Sizeof(*s)) + cap(s.users)*int(unsafe.Sizeof(compactUser{}))
 	for _, c := range s.users {
 		s.bytes += len(c.name) + len(c.email)

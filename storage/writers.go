@@ -87,16 +87,6 @@ func (s *Store) UpsertUsers(ctx context.Context, rows []UserRow) error {
 	return nil
 }
 
-// sendUsers runs one INSERT of user rows.
-func (s *Store) sendUsers(ctx context.Context, rows []UserRow) error {
-	return s.batch(ctx, "INSERT INTO {db}.users ("+userColumns+")", len(rows), func(i int) []any {
-		u := &rows[i]
-		return []any{u.TenantID, u.App, u.UserID, u.Name, u.Email, u.Status, u.LicenseType, b2u(u.SiteAdmin), b2u(u.ServiceAccount),
-			toDB(u.CreatedAt), toDB(u.UpdatedAt), toDB(u.FirstSeenAt), toDB(u.LastSeenAt), toDBPtr(u.RemovedAt), toDBPtr(u.LastActivityAt),
-			u.LastActivityType, u.Revision, u.Version, toDBPtr(u.LicensedAt)}
-	})
-}
-
 // currentUsersSQL reads a tenant's users as CurrentUsers returns them.
 const currentUsersSQL = "SELECT " + userColumns + " FROM {db}.users WHERE tenant_id = ? AND app = ? ORDER BY user_id, version DESC LIMIT 1 BY user_id"
 
@@ -249,23 +239,26 @@ func (s *Store) sendSyncRuns(ctx context.Context, rows []SyncRunRow) error {
 // per small per-run table, which flush every RowFlushInterval or at userChunk rows.
 func (s *Store) startWriters(serverRevision uint64) {
 	c := s.cfg
-	s.native = newNativePool(c, c.AuditWorkers, serverRevision)
+	// A connection for each audit worker and one for each of the three native tables below.
+	s.native = newNativePool(c, c.AuditWorkers+3, serverRevision)
 	s.audit = newGroupWriter(s, "audit_events", groupOptions{batchRows: c.AuditBatchRows, bufferRows: c.AuditBufferRows,
 		workers: c.AuditWorkers, flushInterval: c.AuditFlushInterval}, s.sendAudit)
 	small := groupOptions{batchRows: userChunk, bufferRows: 8 * userChunk, workers: 1, flushInterval: c.RowFlushInterval}
-	s.users = newGroupWriter(s, "users", small, s.sendUsers)
-	s.userChanges = newGroupWriter(s, "user_changes", small, s.sendUserChanges)
-	s.licenseCounts = newGroupWriter(s, "license_counts", small, s.sendLicenseCounts)
-	s.usageCounts = newGroupWriter(s, "usage_counts", small, s.sendUsageCounts)
-	s.syncRuns = newGroupWriter(s, "sync_runs", small, s.sendSyncRuns)
+	bulky := small
+	bulky.minGap = c.UserInsertGap
+	s.users = newGroupWriter(s, "users", bulky, newNativeTable(s, "users", 1, userCols).send)
+	s.userChanges = newGroupWriter(s, "user_changes", bulky, newNativeTable(s, "user_changes", 1, userChangeCols).send)
+	s.licenseCounts = newGroupWriter(s, "license_counts", small, flat(s.sendLicenseCounts))
+	s.usageCounts = newGroupWriter(s, "usage_counts", small, flat(s.sendUsageCounts))
+	s.syncRuns = newGroupWriter(s, "sync_runs", small, flat(s.sendSyncRuns))
 	// The daily rows of a backfill's activity pass (thousands per tenant) flush as the audit
 	// rows do: every 50 ms, at 10 onboarding tenants a second, ClickHouse merged each small
 	// part into the month's part of every tenant (docs/performance.md, "Eighth session").
 	s.daily = newGroupWriter(s, "user_activity_daily", groupOptions{batchRows: c.AuditBatchRows, bufferRows: 4 * c.AuditBatchRows,
-		workers: 1, flushInterval: c.AuditFlushInterval}, s.sendDaily)
+		workers: 1, flushInterval: c.AuditFlushInterval}, newNativeTable(s, "user_activity_daily", 1, dailyCols).send)
 	once := small
 	once.once = true // the connection outbox keeps a change until it is stored
-	s.connEvents = newGroupWriter(s, "connection_events", once, s.sendConnectionEvents)
+	s.connEvents = newGroupWriter(s, "connection_events", once, flat(s.sendConnectionEvents))
 }
 
 // closeWriters flushes every writer's pending rows (Close).
@@ -409,14 +402,6 @@ func (s *Store) dailyActivity(ctx context.Context, q, tenant string, first, last
 		out = append(out, r)
 	}
 	return out, res.Err()
-}
-
-// sendDaily runs one INSERT of user_activity_daily rows.
-func (s *Store) sendDaily(ctx context.Context, rows []dailyRow) error {
-	return s.batch(ctx, `INSERT INTO {db}.user_activity_daily (tenant_id, app, user_id, day, events, last_event_at, version)`, len(rows), func(i int) []any {
-		r := &rows[i]
-		return []any{r.TenantID, auditApp, r.UserID, r.Day, r.Events, toDB(r.LastEventAt), r.Version}
-	})
 }
 
 // UserActivity is a user performer's activity within a time range of audit events.
