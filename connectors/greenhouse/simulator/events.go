@@ -103,23 +103,34 @@ func (o *Org) resolve(k *saKey) bool {
 	return false
 }
 
-// nextSearchAfter is the next_search_after of a page that ended with last; seq is the
-// request's quirk counter, which rotates the forms.
-func (s *Server) nextSearchAfter(last event, f Faults, seq int) any {
-	two := fmt.Sprintf("%d,%d", last.at, last.seq)
-	three := fmt.Sprintf("%d,%d,%016x", last.at, last.seq, last.rid)
+// appendNextSearchAfter appends the next_search_after of a page that ended with last: the
+// string "<seq>", "<epoch ms>,<seq>" or "<epoch ms>,<seq>,<16-hex request id>", or the list
+// [<epoch ms>,<seq>]; seq is the request's quirk counter, which rotates the forms.
+func (s *Server) appendNextSearchAfter(b []byte, last event, f Faults, seq int) []byte {
+	parts := 2
 	switch {
 	case f.SearchAfterTwoPartsOnly:
-		return three
+		parts = 3
 	case s.documented():
-		return [3]string{strconv.FormatUint(uint64(last.seq), 10), two, three}[seq%3]
+		parts = seq%3 + 1
+	case f.SearchAfterQuirk && seq%2 == 0:
+		parts = 3
 	case f.SearchAfterQuirk:
-		if seq%2 == 0 {
-			return three
-		}
-		return []any{last.at, last.seq}
+		b = appendInt(b, "[", last.at)
+		b = appendInt(b, ",", int64(last.seq))
+		return append(b, ']')
 	}
-	return two
+	b = append(b, '"')
+	if parts > 1 {
+		b = strconv.AppendInt(b, last.at, 10)
+		b = append(b, ',')
+	}
+	b = strconv.AppendUint(b, uint64(last.seq), 10)
+	if parts == 3 {
+		b = append(b, ',')
+		b = appendHex16(b, last.rid)
+	}
+	return append(b, '"')
 }
 
 // auditTime parses after_time and before_time: YYYY-MM-DDTHH:MM:SSZ only.
@@ -159,6 +170,7 @@ func (o *Org) scan(from, to int64, fl evFilter, maxSeq uint32, after *saKey, siz
 		})
 		start = min(start, k)
 	}
+	res = make([]event, 0, min(size, max(start-lo, 0)))
 	for i := start - 1; i >= lo && len(res) < size; i-- {
 		if e := evs[i]; e.seq < maxSeq && fl.match(e) {
 			res = append(res, e)
@@ -167,80 +179,95 @@ func (o *Org) scan(from, to int64, fl evFilter, maxSeq uint32, after *saKey, siz
 	return res, hits
 }
 
-type eventJSON struct {
-	Request struct {
-		ID   string `json:"id"`
-		Type string `json:"type"`
-	} `json:"request"`
-	Performer      performerJSON `json:"performer"`
-	OrganizationID int64         `json:"organization_id"`
-	Event          eventBodyJSON `json:"event"`
-	EventTime      string        `json:"event_time"`
-}
-
-type performerJSON struct {
-	Meta      any    `json:"meta"`
-	ID        any    `json:"id"`
-	IPAddress string `json:"ip_address"`
-	Type      string `json:"type"`
-}
-
-type eventBodyJSON struct {
-	Meta       any    `json:"meta"`
-	TargetType string `json:"target_type"`
-	TargetID   *int64 `json:"target_id"`
-	Type       string `json:"type"`
-}
-
-// render turns an event into its wire shape; the caller holds o.mu. The same event always
-// renders to the same JSON, so a client's content-derived event id is stable.
-func (o *Org) render(e event) eventJSON {
-	var j eventJSON
-	j.Request.ID = fmt.Sprintf("%016x", e.rid)
-	j.OrganizationID = o.orgID
-	j.EventTime = time.UnixMilli(e.at).UTC().Format(tsLayout)
-	j.Event.Type = o.types[e.typ]
+// appendEvent appends an event's wire JSON (request, performer, organization_id, event,
+// event_time); the caller holds o.mu. The same event always renders to the same JSON, so a
+// client's content-derived event id is stable.
+func (o *Org) appendEvent(b []byte, e event) []byte {
+	b = append(b, `{"request":{"id":"`...)
+	b = appendHex16(b, e.rid)
 	if e.perf <= 0 {
-		k := int(-e.perf-1) % len(apiKeyNames)
-		tt := targetTypes[int(e.tgt)%len(targetTypes)]
-		path := "/v3/" + strings.ToLower(tt) + "s"
-		j.Performer = performerJSON{Meta: map[string]string{"api_key_type": "harvest"}, ID: apiKeyNames[k],
-			IPAddress: fmt.Sprintf("203.0.113.%d", 10+k), Type: "api_key"}
-		j.Event.TargetType = tt
-		j.Event.Meta = map[string]string{"endpoint": path}
-		j.Request.Type = "GET " + path
-		return j
+		return o.appendAPIKeyEvent(b, e)
 	}
+	b = append(b, `","type":`...)
+	b = appendString(b, o.requestType(e))
 	name, email := "", ""
 	if u := o.byID[e.perf]; u != nil {
-		name, email = u.name(), u.Email
+		name, email = strings.TrimSpace(u.First+" "+u.Last), u.Email // u.name(), on the stack when short
 	}
-	j.Performer = performerJSON{Meta: map[string]string{"name": name, "username": email}, ID: e.perf,
-		IPAddress: fmt.Sprintf("10.%d.%d.%d", e.perf>>16&255, e.perf>>8&255, e.perf&255), Type: "user"}
-	j.Request.Type = o.requestType(e)
+	b = append(b, `},"performer":{"meta":{"name":`...)
+	b = appendString(b, name)
+	b = append(b, `,"username":`...)
+	b = appendString(b, email)
+	b = appendInt(b, `},"id":`, e.perf)
+	b = appendInt(b, `,"ip_address":"10.`, e.perf>>16&255)
+	b = appendInt(b, ".", e.perf>>8&255)
+	b = appendInt(b, ".", e.perf&255)
+	b = appendInt(b, `","type":"user"},"organization_id":`, o.orgID)
+	b = append(b, `,"event":{"meta":`...)
+	b = o.appendUserEventBody(b, e)
+	b = append(b, `,"type":`...)
+	b = appendString(b, o.types[e.typ])
+	b = append(b, `},"event_time":`...)
+	b = appendTime(b, time.UnixMilli(e.at))
+	return append(b, '}')
+}
+
+// appendUserEventBody appends a user's event's meta, target_type and target_id.
+func (o *Org) appendUserEventBody(b []byte, e event) []byte {
 	switch {
 	case e.ownReq && e.typ == typeHarvest: // the user's own Harvest request
-		j.Event.TargetType = harvestTargets[int(e.tgt)%len(harvestTargets)]
-		return j
+		b = append(b, `null,"target_type":`...)
+		b = appendString(b, harvestTargets[int(e.tgt)%len(harvestTargets)])
+		return append(b, `,"target_id":null`...)
 	case e.typ == typeAction:
 		an := actionNames[int(e.tgt)%len(actionNames)]
-		j.Event.TargetType = an
-		j.Event.Meta = map[string]string{"action": an}
-		return j
-	}
-	j.Event.TargetType = targetTypes[int(e.tgt)%len(targetTypes)]
-	if !e.ownReq {
-		tid := e.target
-		j.Event.TargetID = &tid
+		b = append(b, `{"action":`...)
+		b = appendString(b, an)
+		b = append(b, `},"target_type":`...)
+		b = appendString(b, an)
+		return append(b, `,"target_id":null`...)
 	}
 	switch e.typ {
 	case typeUpdate:
-		f := changeFields[e.rid%uint64(len(changeFields))]
-		j.Event.Meta = map[string][]string{f: {"v" + strconv.FormatUint(e.rid>>8%97, 10), "v" + strconv.FormatUint(e.rid>>16%97, 10)}}
+		b = append(b, '{')
+		b = appendString(b, changeFields[e.rid%uint64(len(changeFields))])
+		b = append(b, `:["v`...)
+		b = strconv.AppendUint(b, e.rid>>8%97, 10)
+		b = append(b, `","v`...)
+		b = strconv.AppendUint(b, e.rid>>16%97, 10)
+		b = append(b, `"]}`...)
 	case typeCreate:
-		j.Event.Meta = map[string]string{"source": "web"}
+		b = append(b, `{"source":"web"}`...)
+	default:
+		b = append(b, "null"...)
 	}
-	return j
+	b = append(b, `,"target_type":`...)
+	b = appendString(b, targetTypes[int(e.tgt)%len(targetTypes)])
+	if e.ownReq {
+		return append(b, `,"target_id":null`...)
+	}
+	return appendInt(b, `,"target_id":`, e.target)
+}
+
+// appendAPIKeyEvent appends the rest of an API key's event, after its request id.
+func (o *Org) appendAPIKeyEvent(b []byte, e event) []byte {
+	k := int(-e.perf-1) % len(apiKeyNames)
+	rt := apiKeyRequests[int(e.tgt)%len(targetTypes)] // "GET " + the endpoint
+	b = append(b, `","type":`...)
+	b = appendString(b, rt)
+	b = append(b, `},"performer":{"meta":{"api_key_type":"harvest"},"id":`...)
+	b = appendString(b, apiKeyNames[k])
+	b = appendInt(b, `,"ip_address":"203.0.113.`, int64(10+k))
+	b = appendInt(b, `","type":"api_key"},"organization_id":`, o.orgID)
+	b = append(b, `,"event":{"meta":{"endpoint":`...)
+	b = appendString(b, rt[len("GET "):])
+	b = append(b, `},"target_type":`...)
+	b = appendString(b, targetTypes[int(e.tgt)%len(targetTypes)])
+	b = append(b, `,"target_id":null,"type":`...)
+	b = appendString(b, o.types[e.typ])
+	b = append(b, `},"event_time":`...)
+	b = appendTime(b, time.UnixMilli(e.at))
+	return append(b, '}')
 }
 
 // requestType is an event's request.type; the caller holds o.mu.
@@ -262,7 +289,8 @@ func (o *Org) requestType(e event) string {
 // a page without paging, the first page of a new point in time, or a continuation of one.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	pitID := r.Header.Get("Pit-Id")
-	paged := r.URL.Query().Get("paging") == "true" || pitID != ""
+	q := r.URL.Query()
+	paged := q.Get("paging") == "true" || pitID != ""
 	if s.wrongHost(w, r) {
 		return
 	}
@@ -278,31 +306,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, msg(m))
 		return
 	}
-	eq, ok := s.eventsQuery(w, r, a)
+	eq, ok := s.eventsQuery(w, r, q, a)
 	if !ok {
 		return
 	}
-	pg, ok := s.eventsPage(w, a, eq, pitID, paged)
-	if !ok {
+	bp := getBuffer()
+	body, ok := s.eventsPage(w, a, eq, pitID, paged, *bp)
+	if !ok || a.f.Malformed != "" && breakBody(w, a, body, wrongEvents(a.seq)) {
+		putBuffer(bp, body)
 		return
 	}
-	var body any = map[string]any{"hits": pg.hits, "results": pg.out}
-	if paged {
-		var next any // null on the last, empty page
-		if len(pg.res) > 0 {
-			next = s.nextSearchAfter(pg.res[len(pg.res)-1], a.f, a.seq)
-		}
-		var sa any
-		if eq.searchAfter != "" {
-			sa = eq.searchAfter
-		}
-		body = map[string]any{"paging": map[string]any{"pit_id": pg.pitID, "search_after": sa, "size": eq.size, "next_search_after": next},
-			"hits": pg.hits, "results": pg.out}
-	}
-	if a.f.Malformed != "" && breakBody(w, a, body, wrongEvents(a.seq)) {
-		return
-	}
-	writeJSON(w, http.StatusOK, body)
+	writeRendered(w, http.StatusOK, bp, body)
 }
 
 // eventsQuery is what a GET /events asks for.
@@ -316,8 +330,7 @@ type eventsQuery struct {
 
 // eventsQuery reads a GET /events' size, time range and Search-After, answering 422 or 400
 // itself when one is wrong.
-func (s *Server) eventsQuery(w http.ResponseWriter, r *http.Request, a admitted) (eventsQuery, bool) {
-	q := r.URL.Query()
+func (s *Server) eventsQuery(w http.ResponseWriter, r *http.Request, q url.Values, a admitted) (eventsQuery, bool) {
 	eq := eventsQuery{q: q, size: 100, searchAfter: r.Header.Get("Search-After")}
 	sz := q.Get("size")
 	if sz == "" {
@@ -366,24 +379,23 @@ func (s *Server) eventsQuery(w http.ResponseWriter, r *http.Request, a admitted)
 	return eq, true
 }
 
-// eventsPage is a page of GET /events as rendered.
+// eventsPage is a page of GET /events.
 type eventsPage struct {
 	res   []event
-	out   []eventJSON
 	hits  int
 	pitID string
 }
 
-// eventsPage reads a page under the organisation's lock: a continuation of the point in time
-// pitID, the first page of a new one (paged), or a page without paging. It answers the
-// errors of a point in time itself.
-func (s *Server) eventsPage(w http.ResponseWriter, a admitted, eq eventsQuery, pitID string, paged bool) (eventsPage, bool) {
+// eventsPage reads a page under the organisation's lock and appends its answer to b: a
+// continuation of the point in time pitID, the first page of a new one (paged), or a page
+// without paging. It answers the errors of a point in time itself (false).
+func (s *Server) eventsPage(w http.ResponseWriter, a admitted, eq eventsQuery, pitID string, paged bool, b []byte) ([]byte, bool) {
 	o := a.org
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if eq.after != nil && !o.resolve(eq.after) {
 		writeJSON(w, http.StatusBadRequest, msg(fmt.Sprintf("Search-After %q names no event", eq.searchAfter)))
-		return eventsPage{}, false
+		return b, false
 	}
 	pg := eventsPage{pitID: pitID}
 	switch {
@@ -396,13 +408,13 @@ func (s *Server) eventsPage(w http.ResponseWriter, a admitted, eq eventsQuery, p
 		switch {
 		case p == nil && s.documented(): // the documented words; 400 and 404 alternately
 			writeJSON(w, [2]int{http.StatusBadRequest, http.StatusNotFound}[a.seq%2], msg("The Pit_Id has expired"))
-			return pg, false
+			return b, false
 		case p == nil:
 			writeJSON(w, http.StatusBadRequest, msg("Pit_Id "+pitID+" has expired"))
-			return pg, false
+			return b, false
 		case eq.after == nil:
 			writeJSON(w, http.StatusBadRequest, msg("Search-After is required with Pit-Id"))
-			return pg, false
+			return b, false
 		}
 		p.conts++
 		p.expires = a.now.Add(s.opts.PITLifetime) // each use keeps the point in time alive
@@ -422,11 +434,39 @@ func (s *Server) eventsPage(w http.ResponseWriter, a admitted, eq eventsQuery, p
 	default:
 		pg.res, pg.hits = o.scan(eq.from, eq.to, o.filter(eq.q), o.nextSeq, nil, eq.size, true)
 	}
-	pg.out = make([]eventJSON, len(pg.res))
-	for i, e := range pg.res {
-		pg.out[i] = o.render(e)
+	return s.appendEventsBody(b, a, eq, pg, paged), true
+}
+
+// appendEventsBody appends the answer of a page: hits, the paging object when paged, the
+// results (keys in encoding/json's sorted order). The caller holds o.mu.
+func (s *Server) appendEventsBody(b []byte, a admitted, eq eventsQuery, pg eventsPage, paged bool) []byte {
+	b = appendInt(b, `{"hits":`, int64(pg.hits))
+	if paged {
+		b = append(b, `,"paging":{"next_search_after":`...)
+		if len(pg.res) > 0 {
+			b = s.appendNextSearchAfter(b, pg.res[len(pg.res)-1], a.f, a.seq)
+		} else {
+			b = append(b, "null"...) // on the last, empty page
+		}
+		b = append(b, `,"pit_id":`...)
+		b = appendString(b, pg.pitID)
+		b = append(b, `,"search_after":`...)
+		if eq.searchAfter != "" {
+			b = appendString(b, eq.searchAfter)
+		} else {
+			b = append(b, "null"...)
+		}
+		b = appendInt(b, `,"size":`, int64(eq.size))
+		b = append(b, '}')
 	}
-	return pg, true
+	b = append(b, `,"results":[`...)
+	for i, e := range pg.res {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = a.org.appendEvent(b, e)
+	}
+	return append(b, "]}"...)
 }
 
 // wrongHost answers 404 {"message":"Resource not found"} for an organisation with

@@ -14,10 +14,27 @@ import (
 // Harvest v3's list endpoints: the wrapper every list goes through (harvest: auth, limits,
 // cursor rules, pagination, faults) and the lists with their JSON forms and filters.
 
-// listFunc lists one page of a Harvest collection in id-descending order: items with an id
-// below before (0: from the top) that match q, at most per of them; more tells whether
-// another matching item follows.
-type listFunc func(o *Org, q url.Values, before int64, per int) (items []any, more bool, err error)
+// listFunc lists one page of a Harvest collection in id-descending order into p: items with
+// an id below before (0: from the top) that match q, at most per of them; more tells whether
+// another matching item follows. The caller holds o.mu.
+type listFunc func(o *Org, q url.Values, before int64, per int, p *page) (more bool, err error)
+
+// page is a Harvest list page being rendered: its JSON array so far, and the number and last
+// id of its items.
+type page struct {
+	b    []byte
+	n    int
+	last int64
+}
+
+// item starts the next item, of id, in p.b.
+func (p *page) item(id int64) {
+	if p.n > 0 {
+		p.b = append(p.b, ',')
+	}
+	p.n++
+	p.last = id
+}
 
 // fieldError is a 422 on a query parameter.
 type fieldError struct{ field, msg string }
@@ -58,34 +75,41 @@ func (s *Server) harvest(scope string, target int, list listFunc) http.HandlerFu
 			}
 			per = n
 		}
-		a.org.mu.Lock()
-		items, more, err := list(a.org, q, before, per)
-		if err == nil && a.sub != 0 && s.documented() {
-			// Every answer from here on is a 200: the sub's own traffic enters its Audit Log.
-			a.org.recordHarvestAccess(a.sub, a.now, target, requestTarget(r))
-		}
-		a.org.mu.Unlock()
-		var fe *fieldError
-		if errors.As(err, &fe) {
-			writeJSON(w, http.StatusUnprocessableEntity, validation(fe.field, fe.msg))
-			return
-		}
-		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, msg("Internal Server Error"))
-			return
-		}
-		if items == nil {
-			items = []any{} // an empty page is [], never null
-		}
-		if more {
-			last := lastID(items[len(items)-1])
-			w.Header().Set("Link", fmt.Sprintf(`<%s%s?cursor=%s>; rel="next"`, origin(r), r.URL.Path, encodeCursor(q, last)))
-		}
-		if a.f.Malformed != "" && breakBody(w, a, items, wrongType(a.seq)) {
-			return
-		}
-		writeJSON(w, http.StatusOK, items)
+		s.listPage(w, r, a, q, before, per, target, list)
 	}
+}
+
+// listPage serves a page of list once the request passed the checks: the page (an empty one
+// is [], never null), its Link to the next one, the harvest_access event of the documented
+// profile, or the list's 422.
+func (s *Server) listPage(w http.ResponseWriter, r *http.Request, a admitted, q url.Values, before int64, per, target int, list listFunc) {
+	bp := getBuffer()
+	p := page{b: append(*bp, '[')}
+	a.org.mu.Lock()
+	more, err := list(a.org, q, before, per, &p)
+	if err == nil && a.sub != 0 && s.documented() {
+		// Every answer from here on is a 200: the sub's own traffic enters its Audit Log.
+		a.org.recordHarvestAccess(a.sub, a.now, target, requestTarget(r))
+	}
+	a.org.mu.Unlock()
+	p.b = append(p.b, ']')
+	var fe *fieldError
+	switch {
+	case errors.As(err, &fe):
+		writeJSON(w, http.StatusUnprocessableEntity, validation(fe.field, fe.msg))
+	case err != nil:
+		writeJSON(w, http.StatusInternalServerError, msg("Internal Server Error"))
+	default:
+		if more {
+			w.Header().Set("Link", fmt.Sprintf(`<%s%s?cursor=%s>; rel="next"`, origin(r), r.URL.Path, encodeCursor(q, p.last)))
+		}
+		if a.f.Malformed != "" && breakBody(w, a, p.b, wrongType(a.seq)) {
+			break
+		}
+		writeRendered(w, http.StatusOK, bp, p.b)
+		return
+	}
+	putBuffer(bp, p.b)
 }
 
 // requestTarget is the request's path and query as sent.
@@ -102,20 +126,6 @@ func origin(r *http.Request) string {
 		return "https://" + r.Host
 	}
 	return "http://" + r.Host
-}
-
-func lastID(item any) int64 {
-	switch v := item.(type) {
-	case userJSON:
-		return v.ID
-	case roleJSON:
-		return v.ID
-	case jobPermJSON:
-		return v.ID
-	case futurePermJSON:
-		return v.ID
-	}
-	return 0
 }
 
 // A cursor is opaque URL-safe base64 of the first request's query plus the last id served.
@@ -147,66 +157,69 @@ func decodeCursor(c string) (url.Values, int64, error) {
 
 const tsLayout = "2006-01-02T15:04:05.000Z"
 
-func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
-
-type userJSON struct {
-	ID                 int64          `json:"id"`
-	CreatedAt          string         `json:"created_at"`
-	UpdatedAt          string         `json:"updated_at"`
-	FirstName          string         `json:"first_name"`
-	LastName           string         `json:"last_name"`
-	Name               string         `json:"name"`
-	PrimaryEmail       string         `json:"primary_email"`
-	Emails             []string       `json:"emails"`
-	JobTitle           *string        `json:"job_title"`
-	AgencyID           *int64         `json:"agency_id"`
-	Deactivated        bool           `json:"deactivated"`
-	SiteAdmin          bool           `json:"site_admin"`
-	EmployeeID         *string        `json:"employee_id"`
-	LinkedCandidateIDs []int64        `json:"linked_candidate_ids"`
-	OfficeIDs          []int64        `json:"office_ids"`
-	DepartmentIDs      []int64        `json:"department_ids"`
-	InterviewerTags    []any          `json:"interviewer_tags"`
-	CustomFields       map[string]any `json:"custom_fields"`
-}
-
-func (u *user) json() userJSON {
-	emails := []string{}
+// appendUser appends a user's wire JSON.
+func appendUser(b []byte, u *user) []byte {
+	b = appendInt(b, `{"id":`, u.ID)
+	b = append(b, `,"created_at":`...)
+	b = appendTime(b, u.CreatedAt)
+	b = append(b, `,"updated_at":`...)
+	b = appendTime(b, u.UpdatedAt)
+	b = append(b, `,"first_name":`...)
+	b = appendString(b, u.First)
+	b = append(b, `,"last_name":`...)
+	b = appendString(b, u.Last)
+	b = append(b, `,"name":`...)
+	b = appendString(b, strings.TrimSpace(u.First+" "+u.Last)) // u.name(), on the stack when short
+	b = append(b, `,"primary_email":`...)
+	b = appendString(b, u.Email)
+	b = append(b, `,"emails":[`...)
 	if u.Email != "" {
-		emails = append(emails, u.Email)
+		b = appendString(b, u.Email)
 	}
-	return userJSON{ID: u.ID, CreatedAt: ts(u.CreatedAt), UpdatedAt: ts(u.UpdatedAt), FirstName: u.First, LastName: u.Last,
-		Name: u.name(), PrimaryEmail: u.Email, Emails: emails, Deactivated: u.Deactivated, SiteAdmin: u.SiteAdmin,
-		LinkedCandidateIDs: []int64{}, OfficeIDs: []int64{}, DepartmentIDs: []int64{}, InterviewerTags: []any{},
-		CustomFields: map[string]any{}}
+	b = append(b, `],"job_title":null,"agency_id":null,"deactivated":`...)
+	b = strconv.AppendBool(b, u.Deactivated)
+	b = append(b, `,"site_admin":`...)
+	b = strconv.AppendBool(b, u.SiteAdmin)
+	return append(b, `,"employee_id":null,"linked_candidate_ids":[],"office_ids":[],"department_ids":[],"interviewer_tags":[],"custom_fields":{}}`...)
 }
 
-type roleJSON struct {
-	ID        int64  `json:"id"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	RoleType  string `json:"role_type"`
-	Name      string `json:"name"`
+// rolesCreated is every role's created_at and updated_at.
+var rolesCreated = time.Date(2019, 3, 4, 10, 0, 0, 0, time.UTC)
+
+// appendRole appends a role's wire JSON.
+func appendRole(b []byte, rl role) []byte {
+	b = appendInt(b, `{"id":`, rl.ID)
+	b = append(b, `,"created_at":`...)
+	b = appendTime(b, rolesCreated)
+	b = append(b, `,"updated_at":`...)
+	b = appendTime(b, rolesCreated)
+	b = append(b, `,"role_type":`...)
+	b = appendString(b, rl.Type)
+	b = append(b, `,"name":`...)
+	b = appendString(b, rl.Name)
+	return append(b, '}')
 }
 
-type jobPermJSON struct {
-	ID        int64  `json:"id"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	JobID     int64  `json:"job_id"`
-	UserID    int64  `json:"user_id"`
-	RoleID    int64  `json:"role_id"`
-	Automated bool   `json:"automated"`
-}
-
-type futurePermJSON struct {
-	ID           int64  `json:"id"`
-	CreatedAt    string `json:"created_at"`
-	UpdatedAt    string `json:"updated_at"`
-	UserID       int64  `json:"user_id"`
-	RoleID       int64  `json:"role_id"`
-	DepartmentID *int64 `json:"department_id"`
-	OfficeID     *int64 `json:"office_id"`
+// appendPerm appends a job permission's wire JSON, or a future one's (future).
+func appendPerm(b []byte, p *perm, future bool) []byte {
+	b = appendInt(b, `{"id":`, p.ID)
+	b = append(b, `,"created_at":`...)
+	b = appendTime(b, p.CreatedAt)
+	b = append(b, `,"updated_at":`...)
+	b = appendTime(b, p.UpdatedAt)
+	if future {
+		b = appendInt(b, `,"user_id":`, p.UserID)
+		b = appendInt(b, `,"role_id":`, p.RoleID)
+		b = appendOptInt(b, `,"department_id":`, p.DepartmentID)
+		b = appendOptInt(b, `,"office_id":`, p.OfficeID)
+		return append(b, '}')
+	}
+	b = appendInt(b, `,"job_id":`, p.JobID)
+	b = appendInt(b, `,"user_id":`, p.UserID)
+	b = appendInt(b, `,"role_id":`, p.RoleID)
+	b = append(b, `,"automated":`...)
+	b = strconv.AppendBool(b, p.Automated)
+	return append(b, '}')
 }
 
 // pipeFilter parses "gte|t|lte|t" (operators gte, lte, gt, lt) into a predicate.
@@ -292,35 +305,34 @@ func startBelow(n int, id func(int) int64, before int64) int {
 	return lo - 1
 }
 
-func listUsers(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
+func listUsers(o *Org, q url.Values, before int64, per int, p *page) (bool, error) {
 	ids, err := idSet("ids", q.Get("ids"))
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if q.Get("created_at") != "" && q.Get("updated_at") != "" {
-		return nil, false, &fieldError{"updated_at", "do not send created_at and updated_at together"}
+		return false, &fieldError{"updated_at", "do not send created_at and updated_at together"}
 	}
 	var created, updated func(time.Time) bool
 	if v := q.Get("created_at"); v != "" {
 		if created, err = pipeFilter("created_at", v); err != nil {
-			return nil, false, err
+			return false, err
 		}
 	}
 	if v := q.Get("updated_at"); v != "" {
 		if updated, err = pipeFilter("updated_at", v); err != nil {
-			return nil, false, err
+			return false, err
 		}
 	}
 	deact, err := boolParam(q, "deactivated")
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	show, err := boolParam(q, "show_service_accounts")
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	email := q.Get("primary_email")
-	var out []any
 	for i := startBelow(len(o.users), func(i int) int64 { return o.users[i].ID }, before); i >= 0; i-- {
 		u := o.users[i]
 		switch {
@@ -329,71 +341,58 @@ func listUsers(o *Org, q url.Values, before int64, per int) ([]any, bool, error)
 			updated != nil && !updated(u.UpdatedAt), email != "" && !strings.EqualFold(email, u.Email):
 			continue
 		}
-		if len(out) == per {
-			return out, true, nil
+		if p.n == per {
+			return true, nil
 		}
-		out = append(out, u.json())
+		p.item(u.ID)
+		p.b = appendUser(p.b, u)
 	}
-	return out, false, nil
+	return false, nil
 }
 
-func listRoles(o *Org, _ url.Values, before int64, per int) ([]any, bool, error) {
-	created := ts(time.Date(2019, 3, 4, 10, 0, 0, 0, time.UTC))
-	var out []any
+func listRoles(o *Org, _ url.Values, before int64, per int, p *page) (bool, error) {
 	for i := startBelow(len(o.roles), func(i int) int64 { return o.roles[i].ID }, before); i >= 0; i-- {
-		if len(out) == per {
-			return out, true, nil
+		if p.n == per {
+			return true, nil
 		}
-		rl := o.roles[i]
-		out = append(out, roleJSON{ID: rl.ID, CreatedAt: created, UpdatedAt: created, RoleType: rl.Type, Name: rl.Name})
+		p.item(o.roles[i].ID)
+		p.b = appendRole(p.b, o.roles[i])
 	}
-	return out, false, nil
+	return false, nil
 }
 
-func listPerms(o *Org, q url.Values, before int64, per int, ps []perm, future bool) ([]any, bool, error) {
+func listPerms(o *Org, q url.Values, before int64, per int, pg *page, ps []perm, future bool) (bool, error) {
 	users, err := idSet("user_ids", q.Get("user_ids"))
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
 	var jobs map[int64]bool
 	if !future {
 		if jobs, err = idSet("job_ids", q.Get("job_ids")); err != nil {
-			return nil, false, err
+			return false, err
 		}
 	}
-	var out []any
 	for i := startBelow(len(ps), func(i int) int64 { return ps[i].ID }, before); i >= 0; i-- {
-		p := ps[i]
+		p := &ps[i]
 		if users != nil && !users[p.UserID] || jobs != nil && !jobs[p.JobID] {
 			continue
 		}
 		if u := o.byID[p.UserID]; u == nil || u.Removed {
 			continue
 		}
-		if len(out) == per {
-			return out, true, nil
+		if pg.n == per {
+			return true, nil
 		}
-		if future {
-			fp := futurePermJSON{ID: p.ID, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt), UserID: p.UserID, RoleID: p.RoleID}
-			if p.DepartmentID != 0 {
-				fp.DepartmentID = &p.DepartmentID
-			}
-			if p.OfficeID != 0 {
-				fp.OfficeID = &p.OfficeID
-			}
-			out = append(out, fp)
-			continue
-		}
-		out = append(out, jobPermJSON{ID: p.ID, CreatedAt: ts(p.CreatedAt), UpdatedAt: ts(p.UpdatedAt), JobID: p.JobID,
-			UserID: p.UserID, RoleID: p.RoleID, Automated: p.Automated})
+		pg.item(p.ID)
+		pg.b = appendPerm(pg.b, p, future)
 	}
-	return out, false, nil
+	return false, nil
 }
 
-func listJobPerms(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
-	return listPerms(o, q, before, per, o.jobPerms, false)
+func listJobPerms(o *Org, q url.Values, before int64, per int, p *page) (bool, error) {
+	return listPerms(o, q, before, per, p, o.jobPerms, false)
 }
 
-func listFuturePerms(o *Org, q url.Values, before int64, per int) ([]any, bool, error) {
-	return listPerms(o, q, before, per, o.futurePerms, true)
+func listFuturePerms(o *Org, q url.Values, before int64, per int, p *page) (bool, error) {
+	return listPerms(o, q, before, per, p, o.futurePerms, true)
 }

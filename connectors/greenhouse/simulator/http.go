@@ -278,9 +278,9 @@ func (s *Server) rateHeaders(w http.ResponseWriter, kind string, g gated) bool {
 	return true
 }
 
-// breakBody writes a malformed answer for the organisation's Malformed fault; false when the
-// fault leaves this answer alone.
-func breakBody(w http.ResponseWriter, a admitted, good, wrong any) bool {
+// breakBody writes a malformed answer for the organisation's Malformed fault instead of the
+// good body; false when the fault leaves this answer alone.
+func breakBody(w http.ResponseWriter, a admitted, good []byte, wrong any) bool {
 	switch a.f.Malformed {
 	case "wrong_type":
 		writeJSON(w, http.StatusOK, wrong)
@@ -291,10 +291,9 @@ func breakBody(w http.ResponseWriter, a admitted, good, wrong any) bool {
 		_, _ = w.Write([]byte("<!DOCTYPE html><html><head><title>Greenhouse</title></head><body><h1>We'll be right back</h1></body></html>"))
 		return true
 	case "truncated":
-		b, _ := json.Marshal(good)
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b[:len(b)/2])
+		_, _ = w.Write(good[:len(good)/2])
 		return true
 	case "hostile_link":
 		links := []string{
