@@ -139,6 +139,8 @@ type Store struct {
 	audit *groupWriter[AuditEventRow]
 	// native holds the audit writer's ch-go connections (native.go).
 	native *nativePool
+	// tablePools are the connections of the other tables written with ch-go (nativecols.go).
+	tablePools []*nativePool
 	// The small writes of every run, group-committed across tenants (writers.go).
 	users         *groupWriter[UserRow]
 	userChanges   *groupWriter[UserChangeRow]

@@ -239,15 +239,14 @@ func (s *Store) sendSyncRuns(ctx context.Context, rows []SyncRunRow) error {
 // per small per-run table, which flush every RowFlushInterval or at userChunk rows.
 func (s *Store) startWriters(serverRevision uint64) {
 	c := s.cfg
-	// A connection for each audit worker and one for each of the three native tables below.
-	s.native = newNativePool(c, c.AuditWorkers+3, serverRevision)
+	s.native = newNativePool(c, c.AuditWorkers, serverRevision)
 	s.audit = newGroupWriter(s, "audit_events", groupOptions{batchRows: c.AuditBatchRows, bufferRows: c.AuditBufferRows,
 		workers: c.AuditWorkers, flushInterval: c.AuditFlushInterval}, s.sendAudit)
 	small := groupOptions{batchRows: userChunk, bufferRows: 8 * userChunk, workers: 1, flushInterval: c.RowFlushInterval}
 	bulky := small
 	bulky.minGap = c.UserInsertGap
-	s.users = newGroupWriter(s, "users", bulky, newNativeTable(s, "users", 1, userCols).send)
-	s.userChanges = newGroupWriter(s, "user_changes", bulky, newNativeTable(s, "user_changes", 1, userChangeCols).send)
+	s.users = newGroupWriter(s, "users", bulky, newNativeTable(s, serverRevision, "users", userCols).send)
+	s.userChanges = newGroupWriter(s, "user_changes", bulky, newNativeTable(s, serverRevision, "user_changes", userChangeCols).send)
 	s.licenseCounts = newGroupWriter(s, "license_counts", small, flat(s.sendLicenseCounts))
 	s.usageCounts = newGroupWriter(s, "usage_counts", small, flat(s.sendUsageCounts))
 	s.syncRuns = newGroupWriter(s, "sync_runs", small, flat(s.sendSyncRuns))
@@ -255,7 +254,7 @@ func (s *Store) startWriters(serverRevision uint64) {
 	// rows do: every 50 ms, at 10 onboarding tenants a second, ClickHouse merged each small
 	// part into the month's part of every tenant (docs/performance.md, "Eighth session").
 	s.daily = newGroupWriter(s, "user_activity_daily", groupOptions{batchRows: c.AuditBatchRows, bufferRows: 4 * c.AuditBatchRows,
-		workers: 1, flushInterval: c.AuditFlushInterval}, newNativeTable(s, "user_activity_daily", 1, dailyCols).send)
+		workers: 1, flushInterval: c.AuditFlushInterval}, newNativeTable(s, serverRevision, "user_activity_daily", dailyCols).send)
 	once := small
 	once.once = true // the connection outbox keeps a change until it is stored
 	s.connEvents = newGroupWriter(s, "connection_events", once, flat(s.sendConnectionEvents))
@@ -269,6 +268,9 @@ func (s *Store) closeWriters() {
 	}
 	wg.Wait()
 	s.native.close()
+	for _, p := range s.tablePools {
+		p.close()
+	}
 }
 
 // ConnectionEventRow is one change of a connection's state or checks. Checks is the checks
