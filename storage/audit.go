@@ -93,7 +93,8 @@ type groupOptions struct {
 	// minGap: a batch that is not full leaves no sooner than minGap after the batch before
 	// it. An idle writer's row still waits flushInterval only, but under load a table gets
 	// at most one INSERT per minGap, so fewer and larger parts for ClickHouse to merge
-	// (docs/performance.md, "Tenth session").
+	// (docs/performance.md, "Tenth session"). A batch that a request does not fit into
+	// leaves at once (the request starts the next one), gap or not.
 	minGap time.Duration
 	// once: a failed INSERT fails its callers at once instead of being retried, for callers
 	// that keep what failed and retry it themselves (the connection outbox).

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -101,13 +102,14 @@ func nullTimeCol[R any](name string, get func(*R) *time.Time) nativeCol[R] {
 // encoding and compression buffers at the size of the largest block they sent, so sharing
 // the audit writer's (50,000 events a block) held about 130 MB more at 2,000 tenants.
 type nativeTable[R any] struct {
+	table string
 	pool  *nativePool
 	query string // with {db} replaced
 	cols  nativeCols[R]
 }
 
 func newNativeTable[R any](s *Store, serverRevision uint64, table string, cols func() nativeCols[R]) *nativeTable[R] {
-	t := &nativeTable[R]{pool: newNativePool(s.cfg, 1, serverRevision), cols: cols()}
+	t := &nativeTable[R]{table: table, pool: newNativePool(s.cfg, 1, serverRevision), cols: cols()}
 	t.query = s.sql(t.cols.query(table))
 	s.tablePools = append(s.tablePools, t.pool)
 	return t
@@ -115,7 +117,10 @@ func newNativeTable[R any](s *Store, serverRevision uint64, table string, cols f
 
 // send runs one INSERT of the rows of chunks; its writer's one worker calls it.
 func (t *nativeTable[R]) send(ctx context.Context, chunks [][]R) error {
-	return t.pool.do(ctx, t.query, t.cols.input(chunks))
+	if err := t.pool.do(ctx, t.query, t.cols.input(chunks)); err != nil {
+		return fmt.Errorf("insert into %s: %w", t.table, err)
+	}
+	return nil
 }
 
 func userCols() nativeCols[UserRow] {

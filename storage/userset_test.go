@@ -48,3 +48,13 @@ func TestUserSetIsTheStoredForm(t *testing.T) {
 	assert.Equal(t, stored[1], m[3])
 	assert.Greater(t, set.Bytes(), 3*100)
 }
+
+// Rows already in id order are not sorted again, and the last row of a user still wins.
+func TestUserSetSortedInputLastWins(t *testing.T) {
+	rows := []storage.UserRow{{UserID: 1, Status: "active"}, {UserID: 2, Status: "active"}, {UserID: 2, Status: "deactivated"},
+		{UserID: 2, Status: "removed"}, {UserID: 3, Status: "active"}}
+	held := slices.Collect(storage.NewUserSet("t", "greenhouse", slices.Values(rows)).All)
+	require.Len(t, held, 3)
+	assert.Equal(t, []int64{1, 2, 3}, []int64{held[0].UserID, held[1].UserID, held[2].UserID})
+	assert.Equal(t, "removed", held[1].Status)
+}
