@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"iter"
 	"slices"
 	"unicode/utf8"
 )
@@ -18,163 +17,303 @@ import (
 // onboarding (docs/performance.md). It gives exactly what decoding into maps (with UseNumber)
 // and writing them back with sorted keys gave, down to the id: a repeated key's last value
 // wins, strings are re-encoded as json.Marshal writes them, numbers are kept as written
-// (FuzzEventDecoderMatchesMaps compares the two). It is not safe for concurrent use; its
-// buffers are reused from event to event.
+// (FuzzEventDecoderMatchesMaps compares the two).
+//
+// It reads each event once: the canonical form is written while the event is read, each
+// object's members first in their order and then again sorted (nested values are copied, not
+// read again), and the fields the flattening needs are taken on the way (eventFields). Finding
+// each member's end before writing it, and reading the fields apart from the canonical form,
+// read the deeper bytes of an event five or six times over, and that was half of the
+// decoding's CPU (docs/performance.md, "Eleventh session"). It is not safe for concurrent use;
+// its buffers are reused from event to event.
 type eventDecoder struct {
-	canon bytes.Buffer
-	ms    []member // the members of the objects being written, a stack
-	keys  []byte   // unescaped keys, when a key has escapes
+	out  []byte  // the canonical form being written
+	ps   []piece // the members of the objects being written, a stack
+	keys []byte  // unescaped keys, when a key has escapes
+	got  [nSlots]taken
+	// recent holds each slot's last two texts, most recent first (text).
+	recent [nSlots][2]string
 }
 
 // member is an object's member: its unescaped key and its raw value.
 type member struct{ key, val []byte }
 
+// piece is a member being written: its unescaped key and its value's canonical form, out[start:end].
+type piece struct {
+	key        []byte
+	start, end int
+}
+
+// taken is a field the flattening reads: the first byte of its canonical form (0: absent)
+// and, for a leaf, its text.
+type taken struct {
+	kind byte
+	text string
+}
+
+// The fields of an event the flattening reads, by where they are.
+const (
+	sTime = iota
+	sEvent
+	sType
+	sTargetType
+	sTargetID
+	sMeta
+	sPerformer
+	sPerformerType
+	sPerformerID
+	sPerformerIP
+	sPerformerMeta
+	sPerformerName
+	sPerformerEmail
+	sRequest
+	sRequestID
+	sRequestType
+	nSlots
+)
+
+// field is a member the flattening reads from an object: its key, its slot and, for an object
+// it reads members of, their fields (inner; its slots follow slot, up to last).
+type field struct {
+	key   string
+	slot  int
+	inner []field
+	last  int
+	raw   bool // the text is the canonical form as is (event.meta), not a string's value
+}
+
+// eventFields are the members read from an event object.
+var eventFields = []field{
+	{key: "event_time", slot: sTime},
+	{key: "event", slot: sEvent, last: sMeta, inner: []field{
+		{key: "type", slot: sType}, {key: "target_type", slot: sTargetType},
+		{key: "target_id", slot: sTargetID}, {key: "meta", slot: sMeta, raw: true},
+	}},
+	{key: "performer", slot: sPerformer, last: sPerformerEmail, inner: []field{
+		{key: "type", slot: sPerformerType}, {key: "id", slot: sPerformerID},
+		{key: "ip_address", slot: sPerformerIP},
+		{key: "meta", slot: sPerformerMeta, last: sPerformerEmail, inner: []field{
+			{key: "name", slot: sPerformerName}, {key: "username", slot: sPerformerEmail},
+		}},
+	}},
+	{key: "request", slot: sRequest, last: sRequestType, inner: []field{
+		{key: "id", slot: sRequestID}, {key: "type", slot: sRequestType},
+	}},
+}
+
 // decode flattens one event, raw being a valid JSON value.
 func (d *eventDecoder) decode(raw []byte) (AuditEvent, error) {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return AuditEvent{}, errors.New("event is not an object")
+	e, _, err := d.decodeAt(raw, 0)
+	return e, err
+}
+
+// decodeAt flattens the event that starts at v[i], v being valid JSON, and returns the index
+// after it.
+func (d *eventDecoder) decodeAt(v []byte, i int) (AuditEvent, int, error) {
+	if i >= len(v) || v[i] != '{' {
+		return AuditEvent{}, i, errors.New("event is not an object")
 	}
-	d.canon.Reset()
-	d.keys = d.keys[:0]
-	d.canonical(&d.canon, raw)
-	sum := sha256.Sum256(d.canon.Bytes())
+	d.out, d.keys, d.got = d.out[:0], d.keys[:0], [nSlots]taken{}
+	end := d.object(v, i, eventFields)
+	sum := sha256.Sum256(d.out)
 	e := AuditEvent{ID: hex.EncodeToString(sum[:16])}
-	var top [4][]byte
-	d.fields(raw, &top, "event_time", "event", "performer", "request")
-	if len(top[0]) == 0 || top[0][0] != '"' {
-		return e, errors.New("event_time missing")
+	g := &d.got
+	if g[sTime].kind != '"' {
+		return e, end, errors.New("event_time missing")
 	}
-	t := unquote(top[0])
-	tm, err := parseTime(t)
+	tm, err := parseTime(g[sTime].text)
 	if err != nil || tm.IsZero() {
-		return e, fmt.Errorf("invalid event_time %q", t)
+		return e, end, fmt.Errorf("invalid event_time %q", g[sTime].text)
 	}
 	e.Time = tm
-	if !isObject(top[1]) {
-		return e, errors.New("event object missing")
+	if g[sEvent].kind != '{' {
+		return e, end, errors.New("event object missing")
 	}
-	var f [4][]byte
-	d.fields(top[1], &f, "type", "target_type", "target_id", "meta")
-	e.Type, e.TargetType, e.TargetID = d.str(f[0]), d.str(f[1]), d.str(f[2])
-	if len(f[3]) > 0 && string(f[3]) != "null" {
-		var b bytes.Buffer
-		d.canonical(&b, f[3])
-		e.Meta = b.String()
-	}
-	if isObject(top[2]) {
-		d.fields(top[2], &f, "type", "id", "ip_address", "meta")
-		e.PerformerType, e.PerformerID, e.PerformerIP = d.str(f[0]), d.str(f[1]), d.str(f[2])
-		if isObject(f[3]) {
-			d.fields(f[3], &f, "name", "username", "", "")
-			e.PerformerName, e.PerformerEmail = d.str(f[0]), d.str(f[1])
-		}
-	}
-	if isObject(top[3]) {
-		d.fields(top[3], &f, "id", "type", "", "")
-		e.RequestID, e.RequestType = d.str(f[0]), d.str(f[1])
-	}
+	e.Type, e.TargetType, e.TargetID, e.Meta = g[sType].text, g[sTargetType].text, g[sTargetID].text, g[sMeta].text
+	e.PerformerType, e.PerformerID, e.PerformerIP = g[sPerformerType].text, g[sPerformerID].text, g[sPerformerIP].text
+	e.PerformerName, e.PerformerEmail = g[sPerformerName].text, g[sPerformerEmail].text
+	e.RequestID, e.RequestType = g[sRequestID].text, g[sRequestType].text
 	if e.Type == "" {
-		return e, errors.New("event.type missing")
+		return e, end, errors.New("event.type missing")
 	}
-	return e, nil
+	return e, end, nil
 }
 
-func isObject(v []byte) bool { return len(v) > 0 && v[0] == '{' }
-
-// fields sets out[i] to the raw value of obj's member keys[i] (its last one), nil if absent.
-func (d *eventDecoder) fields(obj []byte, out *[4][]byte, keys ...string) {
-	*out = [4][]byte{}
-	start := len(d.ms)
-	d.ms = d.members(d.ms, obj)
-	for _, m := range d.ms[start:] {
-		for i, k := range keys {
-			if k != "" && string(m.key) == k {
-				out[i] = m.val
-			}
-		}
-	}
-	d.ms = d.ms[:start]
-}
-
-// str is a field as text: a string's value, a number as written, true or false, "" for null or
-// absent, and an object or a list as canonical JSON.
-func (d *eventDecoder) str(v []byte) string {
-	switch {
-	case len(v) == 0 || string(v) == "null":
-		return ""
-	case v[0] == '"':
-		return unquote(v)
-	case v[0] == '{' || v[0] == '[':
-		var b bytes.Buffer
-		d.canonical(&b, v)
-		return b.String()
-	}
-	return string(v)
-}
-
-// canonical writes the valid JSON value v with every object's keys sorted, no whitespace,
-// strings as json.Marshal writes them and numbers as written.
-func (d *eventDecoder) canonical(b *bytes.Buffer, v []byte) {
-	switch v[0] {
+// value writes the canonical form of the valid JSON value at v[i] (every object's keys sorted,
+// no whitespace, strings as json.Marshal writes them, numbers as written), taking fields from
+// it if it is an object, and returns the index after it.
+func (d *eventDecoder) value(v []byte, i int, fields []field) int {
+	switch v[i] {
 	case '{':
-		start := len(d.ms)
-		d.ms = d.members(d.ms, v)
-		slices.SortStableFunc(d.ms[start:], func(x, y member) int { return bytes.Compare(x.key, y.key) })
-		end := len(d.ms)
-		b.WriteByte('{')
-		first := true
-		for i := start; i < end; i++ {
-			if i+1 < end && bytes.Equal(d.ms[i].key, d.ms[i+1].key) {
-				continue // a repeated key: its last value wins, as in a map
-			}
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			writeKey(b, d.ms[i].key)
-			b.WriteByte(':')
-			d.canonical(b, d.ms[i].val) // may grow d.ms: index it afresh each time
-		}
-		b.WriteByte('}')
-		d.ms = d.ms[:start]
+		return d.object(v, i, fields)
 	case '[':
-		b.WriteByte('[')
-		for i, e := range elements(v) {
-			if i > 0 {
-				b.WriteByte(',')
+		d.out = append(d.out, '[')
+		i = skipSpace(v, i+1)
+		for n := 0; v[i] != ']'; n++ {
+			if n > 0 {
+				d.out = append(d.out, ',')
 			}
-			d.canonical(b, e)
+			i = skipSpace(v, d.value(v, i, nil))
+			if v[i] == ',' {
+				i = skipSpace(v, i+1)
+			}
 		}
-		b.WriteByte(']')
+		d.out = append(d.out, ']')
+		return i + 1
 	case '"':
-		if plainString(v[1 : len(v)-1]) {
-			b.Write(v)
-		} else {
-			writeString(b, unquote(v))
+		// The string's end, and whether json.Marshal writes it as it is (plainString), in one
+		// reading.
+		for j := i + 1; ; j++ {
+			switch c := v[j]; {
+			case c == '"':
+				d.out = append(d.out, v[i:j+1]...)
+				return j + 1
+			case c < 0x20 || c >= 0x7f || c == '\\' || c == '<' || c == '>' || c == '&':
+				end := stringEnd(v, i)
+				d.out = appendString(d.out, unquote(v[i:end]))
+				return end
+			}
 		}
-	default: // a number as written, true, false or null
-		b.Write(v)
+	}
+	end := scalarEnd(v, i) // a number as written, true, false or null
+	d.out = append(d.out, v[i:end]...)
+	return end
+}
+
+// object writes the object at v[i] as value does: its members in their order, each value in
+// canonical form, then the members again sorted by key (a repeated key's last value wins, as
+// in a map) in place of the first writing.
+func (d *eventDecoder) object(v []byte, i int, fields []field) int {
+	base, start := len(d.ps), len(d.out)
+	for i = skipSpace(v, i+1); v[i] != '}'; {
+		var key []byte
+		key, i = d.key(v, i)
+		i = skipSpace(v, skipSpace(v, i)+1) // past the ':'
+		f := findField(fields, key)
+		var inner []field
+		if f != nil && f.inner != nil {
+			clear(d.got[f.slot : f.last+1]) // an earlier member of that key is replaced
+			inner = f.inner
+		}
+		vs := len(d.out)
+		i = d.value(v, i, inner)
+		d.ps = append(d.ps, piece{key: key, start: vs, end: len(d.out)})
+		if f != nil {
+			d.take(f, d.out[vs:])
+		}
+		if i = skipSpace(v, i); v[i] == ',' {
+			i = skipSpace(v, i+1)
+		}
+	}
+	ps := d.ps[base:]
+	slices.SortStableFunc(ps, func(x, y piece) int { return bytes.Compare(x.key, y.key) })
+	sorted := len(d.out)
+	d.out = append(d.out, '{')
+	first := true
+	for k, p := range ps {
+		if k+1 < len(ps) && bytes.Equal(p.key, ps[k+1].key) {
+			continue
+		}
+		if !first {
+			d.out = append(d.out, ',')
+		}
+		first = false
+		d.out = appendKey(d.out, p.key)
+		d.out = append(d.out, ':')
+		d.out = append(d.out, d.out[p.start:p.end]...)
+	}
+	d.out = append(d.out, '}')
+	d.out = d.out[:start+copy(d.out[start:], d.out[sorted:])]
+	d.ps = d.ps[:base]
+	return i + 1
+}
+
+// key reads the key that starts at v[i] and returns it unescaped, and the index after it.
+func (d *eventDecoder) key(v []byte, i int) ([]byte, int) {
+	end := stringEnd(v, i)
+	key := v[i+1 : end-1]
+	if !plainKey(key) {
+		k := unquote(v[i:end])
+		n := len(d.keys)
+		d.keys = append(d.keys, k...)
+		key = d.keys[n:len(d.keys):len(d.keys)] // a later append does not move it
+	}
+	return key, end
+}
+
+// plainKey reports whether the key's raw bytes are its value: ASCII without escapes.
+func plainKey(k []byte) bool {
+	for _, c := range k {
+		if c == '\\' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// findField is the field of fields with key k, nil if none.
+func findField(fields []field, k []byte) *field {
+	for i := range fields {
+		if fields[i].key == string(k) {
+			return &fields[i]
+		}
+	}
+	return nil
+}
+
+// take keeps the member's canonical value c as f's text: a string's value, a number as
+// written, true or false, "" for null, and an object or a list as canonical JSON (event.meta
+// as canonical JSON whatever it is, "" for null).
+func (d *eventDecoder) take(f *field, c []byte) {
+	t := taken{kind: c[0]}
+	switch {
+	case f.inner != nil || string(c) == "null":
+	case f.raw || c[0] != '"':
+		t.text = d.text(f.slot, c)
+	case bytes.IndexByte(c, '\\') < 0 && utf8.Valid(c):
+		t.text = d.text(f.slot, c[1:len(c)-1])
+	default:
+		t.text = unquote(c)
+	}
+	d.got[f.slot] = t
+}
+
+// text is b as a string: one of the last two texts of the slot when b equals it, so that the
+// events of a page share their few types and their performers' repeated fields instead of
+// allocating each (13 strings an event before).
+func (d *eventDecoder) text(slot int, b []byte) string {
+	r := &d.recent[slot]
+	switch {
+	case r[0] == string(b):
+		return r[0]
+	case r[1] == string(b):
+		r[0], r[1] = r[1], r[0]
+		return r[0]
+	}
+	r[1], r[0] = r[0], string(b)
+	return r[0]
+}
+
+// stringEnd returns the index just after the valid JSON string that starts at b[i].
+func stringEnd(b []byte, i int) int {
+	for j := i + 1; ; j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
 	}
 }
 
-// elements yields the elements of the valid JSON array arr (nothing for an empty arr).
-func elements(arr []byte) iter.Seq2[int, []byte] {
-	return func(yield func(int, []byte) bool) {
-		if len(arr) == 0 {
-			return
-		}
-		for i, j := 0, skipSpace(arr, 1); arr[j] != ']'; i++ {
-			end := valueEnd(arr, j)
-			if !yield(i, arr[j:end]) {
-				return
-			}
-			j = skipSpace(arr, end)
-			if arr[j] == ',' {
-				j = skipSpace(arr, j+1)
-			}
-		}
+// scalarEnd returns the index just after the valid number, true, false or null at b[i].
+func scalarEnd(b []byte, i int) int {
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
 	}
+	return j
 }
 
 // members appends the members of the valid JSON object obj to ms, in their order.
@@ -212,20 +351,13 @@ func skipSpace(b []byte, i int) int {
 func valueEnd(b []byte, i int) int {
 	switch b[i] {
 	case '"':
-		for j := i + 1; ; j++ {
-			switch b[j] {
-			case '\\':
-				j++
-			case '"':
-				return j + 1
-			}
-		}
+		return stringEnd(b, i)
 	case '{', '[':
 		depth := 0
 		for j := i; ; j++ {
 			switch b[j] {
 			case '"':
-				j = valueEnd(b, j) - 1
+				j = stringEnd(b, j) - 1
 			case '{', '[':
 				depth++
 			case '}', ']':
@@ -235,11 +367,7 @@ func valueEnd(b []byte, i int) int {
 			}
 		}
 	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-		j++
-	}
-	return j
+	return scalarEnd(b, i)
 }
 
 // plainString reports whether s, a string's content (raw between its quotes, or unescaped),
@@ -254,15 +382,14 @@ func plainString(s []byte) bool {
 	return true
 }
 
-// writeKey writes an unescaped key as json.Marshal does.
-func writeKey(b *bytes.Buffer, k []byte) {
+// appendKey appends an unescaped key as json.Marshal writes it.
+func appendKey(b, k []byte) []byte {
 	if plainString(k) {
-		b.WriteByte('"')
-		b.Write(k)
-		b.WriteByte('"')
-		return
+		b = append(b, '"')
+		b = append(b, k...)
+		return append(b, '"')
 	}
-	writeString(b, string(k))
+	return appendString(b, string(k))
 }
 
 // unquote returns the value of the valid JSON string s (quotes included), as encoding/json

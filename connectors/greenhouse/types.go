@@ -327,12 +327,17 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 		p.Hits = n
 	}
 	p.Results = make([]AuditEvent, 0, min(p.Hits, auditPageSize)) // grown if a page holds more
-	for i, raw := range elements(r.Results) {
-		e, err := d.decode(raw)
-		if err != nil {
-			return p, fmt.Errorf("event %d: %w", i, err)
+	if arr := r.Results; arr != nil {
+		for n, i := 0, skipSpace(arr, 1); arr[i] != ']'; n++ {
+			e, end, err := d.decodeAt(arr, i)
+			if err != nil {
+				return p, fmt.Errorf("event %d: %w", n, err)
+			}
+			p.Results = append(p.Results, e)
+			if i = skipSpace(arr, end); arr[i] == ',' {
+				i = skipSpace(arr, i+1)
+			}
 		}
-		p.Results = append(p.Results, e)
 	}
 	if r.Hits == "" {
 		p.Hits = len(p.Results)
@@ -412,20 +417,22 @@ func twoParts(v string) string {
 	return v
 }
 
-// writeString writes s exactly as json.Marshal does (event ids depend on it): printable ASCII
-// without quote, backslash or HTML characters is written as is, anything else by json.Marshal.
-func writeString(b *bytes.Buffer, s string) {
+// appendString appends s exactly as json.Marshal writes it (event ids depend on it): printable
+// ASCII without quote, backslash or HTML characters as is, anything else by json.Marshal.
+func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			vb, _ := json.Marshal(s)
-			b.Write(vb)
-			return
+			return append(b, vb...)
 		}
 	}
-	b.WriteByte('"')
-	b.WriteString(s)
-	b.WriteByte('"')
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
+
+// writeString writes s as appendString appends it.
+func writeString(b *bytes.Buffer, s string) { b.Write(appendString(b.AvailableBuffer(), s)) }
 
 // decodeErrorBody extracts messages from Greenhouse's error envelopes:
 // {"message", "errors": [string | {message, field}]}, {"error", "error_description"}.
