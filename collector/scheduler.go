@@ -51,9 +51,9 @@ type scheduler struct {
 	owned   map[int]uint64 // shard → lease revision
 	// tenure is, per owned shard, the revision of the lease write that took it: what this
 	// replica knew of a tenant under an earlier tenure (usersCache) may be stale.
-	tenure map[int]uint64
-	fence  leaseFence // until when each owned shard may be acted on (fence.go)
-	sem    chan struct{}
+	tenure  map[int]uint64
+	fence   leaseFence // until when each owned shard may be acted on (fence.go)
+	workers *workerPool
 	// freshSem holds a place for each first sync that holds a worker: planDispatch starts one
 	// only while fewer than three quarters of the workers run them, and a first sync that
 	// gave its worker back (idle) takes a place again before its worker. A first sync
@@ -73,14 +73,14 @@ func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[
 		owned:    map[int]uint64{},
 		tenure:   map[int]uint64{},
 		fence:    newLeaseFence(),
-		sem:      make(chan struct{}, cfg.Concurrency),
+		workers:  newWorkerPool(cfg.Concurrency),
 		freshSem: make(chan struct{}, freshMax(cfg.Concurrency)),
 		wake:     make(chan struct{}, 1),
 	}
 }
 
 // allBusy reports whether every worker is taken.
-func (sch *scheduler) allBusy() bool { return len(sch.sem) >= cap(sch.sem) }
+func (sch *scheduler) allBusy() bool { return sch.workers.inUse() >= sch.workers.size }
 
 // poke makes the scheduler look at its tenants now rather than at the next tick.
 func (sch *scheduler) poke() {
@@ -328,9 +328,17 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 		}
 		due = append(due, d)
 	}
+	plan := planDispatch(due, sch.workers.size, sch.workers.inUse(), len(sch.freshSem))
+	admitted := false
 start:
-	for _, d := range planDispatch(due, cap(sch.sem), len(sch.sem), len(sch.freshSem)) {
+	for _, d := range plan {
 		var fresh chan struct{}
+		routine := !d.ts.fresh || d.requested
+		if !routine && !admitted {
+			// Routine runs first, then jobs taking their worker back, then new first syncs.
+			sch.workers.admit()
+			admitted = true
+		}
 		if d.ts.fresh {
 			fresh = sch.freshSem
 			select {
@@ -339,44 +347,52 @@ start:
 				continue // an idle first sync took the place back meanwhile
 			}
 		}
-		select {
-		case sch.sem <- struct{}{}:
-		default:
+		if !sch.workers.tryTake(routine) {
 			if fresh != nil {
 				<-fresh
 			}
-			break start // every worker is busy (planDispatch counted the free ones: not expected)
+			break start // every worker is busy, or given back to a waiting job meanwhile
 		}
-		ts := d.ts
-		if ts.fresh {
+		if d.ts.fresh {
 			waiting[0]--
 		} else {
 			waiting[1]--
 		}
-		ts.running = true
-		job := syncJob{tenant: d.tenant, sc: ts.sc, users: !now.Before(ts.nextUsers) || ts.fresh, audit: !now.Before(ts.nextAudit) || ts.fresh, fresh: ts.fresh}
-		if !job.users && !job.audit {
-			// Only an action is due: its chunk runs after an Audit Log poll, whose activity
-			// its guards read. Due syncs always go first, so an action never starves them.
-			job.action, job.audit = ts.sc.Actions[0], true
-		}
-		if d.requested {
-			job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
-		}
-		slot := &workerSlot{sem: sch.sem, fresh: fresh, held: true, freed: sch.poke}
-		jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
-		jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[ts.shard])
-		jctx = context.WithValue(jctx, jobUsersKey{}, &jobUsers{})
-		sch.wg.Add(1)
-		go func() {
-			defer sch.wg.Done()
-			defer slot.release()
-			sch.runJob(jctx, job)
-		}()
+		sch.launch(ctx, d, fresh, now)
 	}
+	if !admitted {
+		sch.workers.admit()
+	}
+	sch.workers.setYield(waiting[1] > 0)
 	sch.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
 	sch.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
 	sch.retryOutboxes(ctx, now)
+}
+
+// launch starts d's job on the worker dispatch took for it (and fresh, a first sync's place).
+// Called with sch.mu held.
+func (sch *scheduler) launch(ctx context.Context, d dueSync, fresh chan struct{}, now time.Time) {
+	ts := d.ts
+	ts.running = true
+	job := syncJob{tenant: d.tenant, sc: ts.sc, users: !now.Before(ts.nextUsers) || ts.fresh, audit: !now.Before(ts.nextAudit) || ts.fresh, fresh: ts.fresh}
+	if !job.users && !job.audit {
+		// Only an action is due: its chunk runs after an Audit Log poll, whose activity
+		// its guards read. Due syncs always go first, so an action never starves them.
+		job.action, job.audit = ts.sc.Actions[0], true
+	}
+	if d.requested {
+		job.runID, ts.served = ts.sc.SyncRequest, ts.sc.SyncRequest
+	}
+	slot := &workerSlot{pool: sch.workers, fresh: fresh, held: true, freed: sch.poke}
+	jctx := context.WithValue(sch.startJob(ctx, d.tenant), workerSlotKey{}, slot)
+	jctx = context.WithValue(jctx, tenureKey{}, sch.tenure[ts.shard])
+	jctx = context.WithValue(jctx, jobUsersKey{}, &jobUsers{})
+	sch.wg.Add(1)
+	go func() {
+		defer sch.wg.Done()
+		defer slot.release()
+		sch.runJob(jctx, job)
+	}()
 }
 
 // retryOutboxes delivers the queued connection changes of owned tenants that their own

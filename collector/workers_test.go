@@ -9,59 +9,109 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// held is a pool of size workers with n of them taken.
+func held(size, n int) *workerPool {
+	p := newWorkerPool(size)
+	for range n {
+		if !p.tryTake(true) {
+			panic("pool full")
+		}
+	}
+	return p
+}
+
+// waitingJobs is how many jobs wait to take a worker back.
+func waitingJobs(p *workerPool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waiters)
+}
+
+// eventually waits until cond holds (another goroutine reaching a point).
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 5*time.Second, time.Millisecond)
+}
+
 // A job waiting in idle holds no worker: another job takes the only one meanwhile, and the
-// waiting job gets it back (ahead of a later dispatch) once the other gives it up.
+// waiting job gets it back (ahead of a later first sync) once the other gives it up.
 func TestIdleGivesTheWorkerBack(t *testing.T) {
-	sem := make(chan struct{}, 1)
-	sem <- struct{}{}
+	pool := held(1, 1)
 	freed := 0
-	slot := &workerSlot{sem: sem, held: true, freed: func() { freed++ }}
+	slot := &workerSlot{pool: pool, held: true, freed: func() { freed++ }}
 	ctx := context.WithValue(t.Context(), workerSlotKey{}, slot)
 	other := make(chan struct{})
 	go func() {
 		<-other
-		time.Sleep(20 * time.Millisecond) // the idle job now waits to take a worker again
-		<-sem
+		eventually(t, func() bool { return waitingJobs(pool) == 1 }) // the idle job waits
+		pool.give()
 	}()
 	idle(ctx, func() {
 		require.False(t, slot.held)
-		select {
-		case sem <- struct{}{}: // another job's dispatch finds the worker free
-		default:
-			t.Fatal("the waiting job kept its worker")
-		}
+		require.True(t, pool.tryTake(false), "another job's dispatch finds the worker free")
 		close(other)
 	})
 	require.True(t, slot.held)
-	require.Len(t, sem, 1)
-	select {
-	case sem <- struct{}{}:
-		t.Fatal("two workers held with a concurrency of one")
-	default:
-	}
+	require.Equal(t, 1, pool.inUse())
+	require.False(t, pool.tryTake(true), "two workers held with a concurrency of one")
 	slot.release()
 	slot.release() // once only
-	require.Empty(t, sem)
+	require.Zero(t, pool.inUse())
 	assert.Equal(t, 2, freed, "the scheduler is told each time a worker is given back")
 }
 
 // A job whose context ends while it waits for a worker goes on without one and gives
 // nothing back that it does not hold; idle outside a scheduled job just waits.
 func TestIdleWithoutAWorker(t *testing.T) {
-	sem := make(chan struct{}, 1)
-	sem <- struct{}{}
-	slot := &workerSlot{sem: sem, held: true}
+	pool := held(1, 1)
+	slot := &workerSlot{pool: pool, held: true}
 	ctx, cancel := context.WithCancel(context.WithValue(t.Context(), workerSlotKey{}, slot))
 	idle(ctx, func() {
-		sem <- struct{}{} // taken by another job for good
+		require.True(t, pool.tryTake(true)) // taken by another job for good
 		cancel()
 	})
 	require.False(t, slot.held)
 	slot.release()
-	require.Len(t, sem, 1)
+	require.Equal(t, 1, pool.inUse())
+	require.Zero(t, waitingJobs(pool), "the job that gave up left the queue")
 	ran := false
 	idle(t.Context(), func() { ran = true })
 	require.True(t, ran)
+}
+
+// While routine runs are due that no worker was free for, a worker given back goes to the
+// dispatcher, not to a job taking its worker back: the routine run starts, and the waiting
+// job gets a worker when the dispatcher lets it in (before any new first sync), or when no
+// routine run is due any more.
+func TestDueRoutineRunsGoAheadOfJobsTakingWorkersBack(t *testing.T) {
+	pool := held(1, 1)
+	got := make(chan bool, 1)
+	go func() { got <- pool.take(t.Context()) }()
+	eventually(t, func() bool { return waitingJobs(pool) == 1 })
+	pool.setYield(true) // the dispatcher found a routine run due and no worker
+	pool.give()
+	assert.Zero(t, pool.inUse(), "the worker waits for the dispatcher")
+	assert.False(t, pool.tryTake(false), "not for a new first sync")
+	require.True(t, pool.tryTake(true), "the due routine run starts")
+	select {
+	case <-got:
+		t.Fatal("the waiting job took a worker the routine run holds")
+	case <-time.After(20 * time.Millisecond):
+	}
+	pool.give() // the routine run ends; another is due
+	pool.admit()
+	require.True(t, <-got, "the dispatcher lets the waiting job in")
+	require.Equal(t, 1, pool.inUse())
+
+	go func() { got <- pool.take(t.Context()) }()
+	eventually(t, func() bool { return waitingJobs(pool) == 1 })
+	pool.give()
+	assert.Zero(t, pool.inUse())
+	pool.setYield(false) // nothing routine due any more
+	require.True(t, <-got)
+	pool.give()
+	require.Zero(t, pool.inUse())
+	require.True(t, pool.tryTake(false))
 }
 
 // A first sync waiting in idle gives back its place among the first syncs with its worker:
@@ -69,36 +119,35 @@ func TestIdleWithoutAWorker(t *testing.T) {
 // waiting one takes the place again before a worker, so first syncs never hold more than
 // their share of the workers.
 func TestIdleFirstSyncLeavesRoomForAnother(t *testing.T) {
-	sem, fresh := make(chan struct{}, 2), make(chan struct{}, 1)
-	sem <- struct{}{}
+	pool, fresh := held(2, 1), make(chan struct{}, 1)
 	fresh <- struct{}{}
-	slot := &workerSlot{sem: sem, fresh: fresh, held: true}
+	slot := &workerSlot{pool: pool, fresh: fresh, held: true}
 	ctx := context.WithValue(t.Context(), workerSlotKey{}, slot)
-	other := &workerSlot{sem: sem, fresh: fresh}
+	other := &workerSlot{pool: pool, fresh: fresh}
 	done := make(chan struct{})
 	go func() {
 		<-done
 		time.Sleep(20 * time.Millisecond) // the idle job now waits for its place
 		assert.Len(t, fresh, 1)           // assert, not require: the release below must happen
-		assert.Len(t, sem, 1, "the idle first sync waits for its place, not holding a worker")
+		assert.Equal(t, 1, pool.inUse(), "the idle first sync waits for its place, not holding a worker")
 		other.release()
 	}()
 	idle(ctx, func() {
 		require.Empty(t, fresh)
-		require.Empty(t, sem)
+		require.Zero(t, pool.inUse())
 		require.True(t, other.acquire(t.Context()), "another first sync starts meanwhile")
 		close(done)
 	})
 	require.True(t, slot.held)
 	require.Len(t, fresh, 1)
-	require.Len(t, sem, 1)
+	require.Equal(t, 1, pool.inUse())
 	slot.release()
 	require.Empty(t, fresh)
-	require.Empty(t, sem)
+	require.Zero(t, pool.inUse())
 
 	// A context that ends while the job waits for its worker gives its place back.
-	sem <- struct{}{}
-	sem <- struct{}{}
+	require.True(t, pool.tryTake(true))
+	require.True(t, pool.tryTake(true))
 	cctx, cancel := context.WithCancel(t.Context())
 	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
 	assert.False(t, slot.acquire(cctx))
