@@ -27,6 +27,8 @@
 # OUT=FILE appends each result row (tab-separated) to FILE; KEEP=1 keeps the work directory.
 # CPU_PROFILE=S profiles the collector's CPU for the first S seconds of onboarding and prints
 # where it went at the end of onboarding.
+# COLLECTOR_GOEXPERIMENT, when set, is the collector's GOEXPERIMENT at build time (e.g.
+# nogreenteagc, Go 1.26's earlier garbage collector).
 # GOMEMLIMIT and GOGC, when set, reach the collector only (as the Kubernetes manifest sets them; GOMEMLIMIT from the
 # memory limit).
 #
@@ -135,7 +137,7 @@ query_costs() {
     GROUP BY table ORDER BY sumIf(rows, event_type = 2) DESC FORMAT TabSeparated" | sed 's/^/    /' >&2 || true
 }
 
-go build -o "$work/collector" ./cmd/collector
+GOEXPERIMENT=${COLLECTOR_GOEXPERIMENT:-${GOEXPERIMENT:-}} go build -o "$work/collector" ./cmd/collector
 go build -o "$work/scaletest" ./cmd/scaletest
 go build -o "$work/natsserver" ./events/bench/server
 # nats bench, the reference publisher of the per-event figures (natscli, as events/bench/compare.sh).
