@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,7 +22,7 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 		}
 	}
 	target := c.base[kindAudit].String() + "/events?" + v.Encode()
-	var p auditPage
+	p := auditPage{buf: eventBufs.Get().(*[]AuditEvent)}
 	_, err := c.sendRead(ctx, "read audit log", kindAudit, func() (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
@@ -36,16 +37,37 @@ func (c *Client) auditQuery(ctx context.Context, from, to time.Time, size int, p
 		}
 		return req, nil
 	}, true, func(body []byte) error {
+		buf := p.buf
 		var err error
-		if p, err = decodeAuditPage(body); err != nil {
+		if p, err = decodeAuditPage(body, *buf); err != nil {
+			p.buf = buf
 			return &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Err: err}
 		}
+		p.buf = buf
 		return nil
 	})
 	if err != nil {
+		p.release()
 		return auditPage{}, err
 	}
 	return p, nil
+}
+
+// eventBufs holds the event lists of audit pages already delivered, for the next pages to be
+// decoded into (AuditEvents' fn does not keep a batch's list): a new list of 500 events for
+// each page was a twentieth of the collector's allocation during an onboarding
+// (docs/performance.md, "Eleventh session").
+var eventBufs = sync.Pool{New: func() any { return new([]AuditEvent) }}
+
+// release gives the page's event list back to eventBufs; p.Results must not be used after.
+func (p *auditPage) release() {
+	if p.buf == nil {
+		return
+	}
+	clear(p.Results[:cap(p.Results)]) // holds no event's strings while pooled
+	*p.buf = p.Results[:0]
+	eventBufs.Put(p.buf)
+	p.buf, p.Results = nil, nil
 }
 
 func auditTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
@@ -64,7 +86,8 @@ const (
 // pagination (3 requests per 30 s). Windows overlap by one second and events are deduplicated
 // by ID within the call. Each batch's events are sorted by time; a batch with a non-zero
 // Through means every event in [from, Through) has been delivered, and Through never passes
-// to. fn's error is returned as is; every other error is an *APIError.
+// to. fn must not keep a batch's Events list (its events' fields it may keep): it is reused
+// once fn returns. fn's error is returned as is; every other error is an *APIError.
 func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(AuditBatch) error) error {
 	from, to = from.UTC().Truncate(time.Second), to.UTC()
 	if !to.After(from) {
@@ -104,6 +127,7 @@ func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(Au
 		// hits is not documented (a total, a capped total, or the page's count): a full page
 		// is never taken as the whole window, whatever hits says.
 		if p.Hits > len(p.Results) || len(p.Results) >= auditPageSize {
+			p.release()
 			span := end.Sub(start)
 			if span <= time.Second {
 				if err := c.auditPIT(ctx, qFrom, end, seen, fn); err != nil {
@@ -122,7 +146,9 @@ func (c *Client) AuditEvents(ctx context.Context, from, to time.Time, fn func(Au
 			width = max(time.Second, (span / time.Duration(parts)).Truncate(time.Second))
 			continue
 		}
-		if err := fn(AuditBatch{Events: dedup(p.Results, seen), Through: through(end)}); err != nil {
+		err = fn(AuditBatch{Events: dedup(p.Results, seen), Through: through(end)})
+		p.release()
+		if err != nil {
 			return err
 		}
 		prune(seen, end.Add(-time.Second))
@@ -225,13 +251,16 @@ func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume st
 		if pages > maxPages {
 			return last, progressed, &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Message: "too many pages"}
 		}
+		n := len(p.Results)
 		if evs := dedup(p.Results, seen); len(evs) > 0 {
 			progressed = true
-			if err := fn(AuditBatch{Events: evs}); err != nil {
-				return last, progressed, err
-			}
+			err = fn(AuditBatch{Events: evs})
 		}
-		if p.Paging == nil || p.Paging.Next == "" || len(p.Results) == 0 {
+		p.release()
+		if err != nil {
+			return last, progressed, err
+		}
+		if p.Paging == nil || p.Paging.Next == "" || n == 0 {
 			return last, progressed, nil
 		}
 		last = p.Paging.Next

@@ -163,7 +163,8 @@ func (c *Client) checkPermissions(ctx context.Context) error {
 // the Audit Log: none is named.
 func (c *Client) checkAuditLog(ctx context.Context) error {
 	now := c.now()
-	_, err := c.auditQuery(ctx, now.Add(-time.Hour), now.Add(time.Second), 100, "", "", false)
+	p, err := c.auditQuery(ctx, now.Add(-time.Hour), now.Add(time.Second), 100, "", "", false)
+	p.release()
 	return err
 }
 

@@ -275,7 +275,7 @@ func TestDecodeAuditPageFlattensAndIdentifies(t *testing.T) {
 	keyEv := `{ "event_time" : "2026-01-01T01:00:00+01:00", "event":{"type":"harvest_access","target_type":null,"meta":null},
 	  "performer":{"type":"api_key","id":"Harvest key","meta":{"api_key_type":"harvest"}} }`
 	body := `{"hits":2,"results":[` + userEv + `,` + keyEv + `]}`
-	p, err := decodeAuditPage([]byte(body))
+	p, err := decodeAuditPage([]byte(body), nil)
 	require.NoError(t, err)
 	require.Len(t, p.Results, 2)
 	u := p.Results[0]
@@ -306,7 +306,7 @@ func TestDecodeAuditPageFlattensAndIdentifies(t *testing.T) {
 	assert.False(t, ok)
 
 	// Whitespace and key order do not change an id.
-	p2, err := decodeAuditPage([]byte(`{"results":[{"event_time":"2026-01-01T00:00:00.123Z","organization_id":3,"event":{"type":"data_change_update","target_id":12,"target_type":"Job","meta":{"a":null,"z":[1, 2.50, "é"]}},"performer":{"type":"user","ip_address":"192.0.2.1","id":7,"meta":{"username":"ada@x.example","name":"Ada <A&B>"}},"request":{"type":"jobs#update","id":"r1"}}],"hits":1}`))
+	p2, err := decodeAuditPage([]byte(`{"results":[{"event_time":"2026-01-01T00:00:00.123Z","organization_id":3,"event":{"type":"data_change_update","target_id":12,"target_type":"Job","meta":{"a":null,"z":[1, 2.50, "é"]}},"performer":{"type":"user","ip_address":"192.0.2.1","id":7,"meta":{"username":"ada@x.example","name":"Ada <A&B>"}},"request":{"type":"jobs#update","id":"r1"}}],"hits":1}`), nil)
 	require.NoError(t, err)
 	assert.Equal(t, u.ID, p2.Results[0].ID)
 }
@@ -328,7 +328,7 @@ func TestDecodeAuditPageRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := decodeAuditPage([]byte(tt.body))
+			_, err := decodeAuditPage([]byte(tt.body), nil)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 		})
@@ -385,7 +385,7 @@ func TestDecodeUsers(t *testing.T) {
 func TestTimestampForms(t *testing.T) {
 	want := time.Date(2026, 1, 1, 10, 0, 0, 123e6, time.UTC)
 	for _, v := range []string{"2026-01-01T10:00:00.123Z", "2026-01-01T10:00:00.123+00:00", "2026-01-01T10:00:00.123+0000", "2026-01-01T05:00:00.123-0500"} {
-		p, err := decodeAuditPage([]byte(`{"hits":1,"results":[{"event_time":"` + v + `","event":{"type":"action"}}]}`))
+		p, err := decodeAuditPage([]byte(`{"hits":1,"results":[{"event_time":"` + v + `","event":{"type":"action"}}]}`), nil)
 		require.NoError(t, err, v)
 		assert.True(t, want.Equal(p.Results[0].Time), "%s read as %v", v, p.Results[0].Time)
 		users, err := decodeUsers([]byte(`[{"id":1,"primary_email":"a@x.example","created_at":"` + v + `"}]`))

@@ -290,7 +290,7 @@ func BenchmarkDecodeAuditPage(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if _, err := decodeAuditPage(body); err != nil {
+			if _, err := decodeAuditPage(body, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -326,7 +326,7 @@ func FuzzDecodeAuditPageMatchesMaps(f *testing.F) {
 	f.Add([]byte(`{"results":[{"event_time":"2026-01-01T00:00:00Z","event":{"type":"x"}}],"results":{}} `))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, wantErr := decodeAuditPageMaps(b)
-		got, err := decodeAuditPage(b)
+		got, err := decodeAuditPage(b, nil)
 		if (wantErr == nil) != (err == nil) {
 			t.Fatalf("%q: maps %v, bytes %v", b, wantErr, err)
 		}

@@ -111,7 +111,7 @@ func FuzzDecodeAuditPage(f *testing.F) {
 	f.Add([]byte(`{"hits":1,"results":[{"request":{"id":"r1","type":"jobs#update"},"performer":{"meta":{"name":"Ada","username":"ada@x.example"},"id":7,"ip_address":"192.0.2.1","type":"user"},"organization_id":3,"event":{"meta":{"status":["active","hired"]},"target_type":"Job","target_id":12,"type":"data_change_update"},"event_time":"2026-01-01T00:00:00.123Z"}]}`), uint64(1))
 	idHex := regexp.MustCompile(`^[0-9a-f]{32}$`)
 	f.Fuzz(func(t *testing.T, b []byte, seed uint64) {
-		p, err := decodeAuditPage(b)
+		p, err := decodeAuditPage(b, nil)
 		if err != nil {
 			return
 		}
@@ -121,7 +121,7 @@ func FuzzDecodeAuditPage(f *testing.F) {
 		if p.Paging != nil {
 			checkSearchAfter(t, p.Paging.Next)
 		}
-		again, err := decodeAuditPage(b)
+		again, err := decodeAuditPage(b, nil)
 		if err != nil {
 			t.Fatalf("second decode failed: %v", err)
 		}
@@ -163,7 +163,7 @@ func FuzzDecodeAuditPage(f *testing.F) {
 			writeShuffled(&shuffled, v, rng)
 		}
 		shuffled.WriteString("]}")
-		q, err := decodeAuditPage(shuffled.Bytes())
+		q, err := decodeAuditPage(shuffled.Bytes(), nil)
 		if err != nil {
 			t.Fatalf("shuffled page does not decode: %v\n%s", err, shuffled.Bytes())
 		}

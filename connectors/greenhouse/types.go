@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -265,6 +266,7 @@ type auditPage struct {
 	Hits    int
 	Results []AuditEvent
 	Paging  *auditPaging
+	buf     *[]AuditEvent // where Results came from (eventBufs), nil if not pooled
 }
 
 type auditPaging struct {
@@ -275,7 +277,7 @@ type auditPaging struct {
 // decodeAuditPage decodes an /events answer, flattening each event and giving it its id. The
 // page is validated once (validValue) and read from its bytes (eventDecoder); its top-level
 // members are matched as encoding/json matches a struct's fields (any case, the last wins).
-func decodeAuditPage(b []byte) (auditPage, error) {
+func decodeAuditPage(b []byte, dst []AuditEvent) (auditPage, error) {
 	var r struct {
 		Hits    json.Number
 		Results []byte // a list, flattened by an eventDecoder
@@ -326,7 +328,7 @@ func decodeAuditPage(b []byte) (auditPage, error) {
 		}
 		p.Hits = n
 	}
-	p.Results = make([]AuditEvent, 0, min(p.Hits, auditPageSize)) // grown if a page holds more
+	p.Results = slices.Grow(dst[:0], min(p.Hits, auditPageSize)) // grown if a page holds more
 	if arr := r.Results; arr != nil {
 		for n, i := 0, skipSpace(arr, 1); arr[i] != ']'; n++ {
 			e, end, err := d.decodeAt(arr, i)
