@@ -108,10 +108,12 @@ func (sch *scheduler) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			sch.workers.setYield(false) // no dispatch will let waiting jobs in any more
 			sch.wg.Wait()
 			sch.releaseAll()
 			return nil
 		case err := <-watchErr:
+			sch.workers.setYield(false)
 			sch.wg.Wait()
 			if ctx.Err() != nil {
 				return nil
@@ -312,6 +314,7 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 	due := sch.dueBuf[:0]
 	defer func() { clear(due); sch.dueBuf = due[:0] }() // a buffer reused by every dispatch
 	waiting := [2]int{}
+	ahead := 0         // due runs that go ahead of jobs taking their worker back (setYield)
 	wall := time.Now() // the fence's clock (fence.go), read once for every tenant
 	for tenant, ts := range sch.tenants {
 		if ts.running || !sch.ownsShard(ts.shard, wall) {
@@ -325,6 +328,9 @@ func (sch *scheduler) dispatch(ctx context.Context) {
 			waiting[0]++
 		} else {
 			waiting[1]++
+		}
+		if !ts.fresh || d.requested {
+			ahead++
 		}
 		due = append(due, d)
 	}
@@ -351,19 +357,19 @@ start:
 			if fresh != nil {
 				<-fresh
 			}
-			break start // every worker is busy, or given back to a waiting job meanwhile
+			break start // every worker is busy, or a first sync finds a job waiting for one
 		}
 		if d.ts.fresh {
 			waiting[0]--
 		} else {
 			waiting[1]--
 		}
+		if routine {
+			ahead--
+		}
 		sch.launch(ctx, d, fresh, now)
 	}
-	if !admitted {
-		sch.workers.admit()
-	}
-	sch.workers.setYield(waiting[1] > 0)
+	sch.workers.setYield(ahead > 0) // and lets waiting jobs have the workers left free
 	sch.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
 	sch.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
 	sch.retryOutboxes(ctx, now)

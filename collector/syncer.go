@@ -27,6 +27,7 @@ type greenhouseClient interface {
 	ListUserRoles(ctx context.Context, fn func([]greenhouse.UserRole) error) error
 	ListJobPermissions(ctx context.Context, fn func([]greenhouse.JobPermission) error) error
 	ListFutureJobPermissions(ctx context.Context, fn func([]greenhouse.FutureJobPermission) error) error
+	// AuditEvents' fn must not keep a batch's Events list once it returns (greenhouse.AuditBatch).
 	AuditEvents(ctx context.Context, from, to time.Time, fn func(greenhouse.AuditBatch) error) error
 	Stats() greenhouse.Stats
 }

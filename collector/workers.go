@@ -25,7 +25,7 @@ type workerPool struct {
 	size    int
 	busy    int
 	waiters []chan struct{} // jobs taking a worker back, in the order they asked
-	yield   bool            // routine runs were due with no worker free at the last dispatch
+	yield   bool            // the last dispatch left routine runs due and no worker free
 }
 
 func newWorkerPool(size int) *workerPool { return &workerPool{size: size} }
@@ -103,15 +103,16 @@ func (p *workerPool) admitLocked() {
 	}
 }
 
-// setYield records whether routine runs are due that the last dispatch could not start; when
-// none are, the jobs waiting to take a worker back have the free ones.
+// setYield ends a dispatch: the jobs waiting to take a worker back have the free workers, and
+// the workers given back go to the dispatcher until its next call if routineWaiting (routine
+// runs are due that it could not start) and no worker is left free. Routine runs held back
+// while workers are free (planDispatch's quarter for first syncs) do not stop waiting jobs
+// from taking those; nor does a stopped dispatcher (setYield(false)).
 func (p *workerPool) setYield(routineWaiting bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.yield = routineWaiting
-	if !p.yield {
-		p.admitLocked()
-	}
+	p.admitLocked()
+	p.yield = routineWaiting && p.busy >= p.size
 }
 
 // workerSlot is a job's place among the replica's workers. Only the job's own goroutine uses

@@ -114,6 +114,29 @@ func TestDueRoutineRunsGoAheadOfJobsTakingWorkersBack(t *testing.T) {
 	require.True(t, pool.tryTake(false))
 }
 
+// A dispatch that leaves a worker free (routine runs held back for first syncs' quarter, or
+// a first sync that found a job waiting) lets the waiting jobs have it, and does not make
+// workers given back wait for the dispatcher while one is free.
+func TestDispatchLeavesNoWorkerFreeToWaitingJobs(t *testing.T) {
+	pool := held(2, 2)
+	pool.setYield(true)
+	got := make(chan bool, 1)
+	go func() { got <- pool.take(t.Context()) }()
+	eventually(t, func() bool { return waitingJobs(pool) == 1 })
+	pool.give() // kept for the dispatcher
+	require.Equal(t, 1, pool.inUse())
+	pool.setYield(true) // it started nothing: the routine runs due are held back
+	require.True(t, <-got, "the free worker goes to the waiting job")
+	require.Equal(t, 2, pool.inUse())
+	pool.give()
+	pool.give()
+	pool.setYield(true)
+	pool.mu.Lock()
+	assert.False(t, pool.yield, "routine runs waiting while workers are free do not hold back jobs")
+	pool.mu.Unlock()
+	require.True(t, pool.take(t.Context()), "taken at once")
+}
+
 // A first sync waiting in idle gives back its place among the first syncs with its worker:
 // another first sync can start (with two workers and room for one first sync), and the
 // waiting one takes the place again before a worker, so first syncs never hold more than

@@ -64,8 +64,10 @@ func (p *auditPage) release() {
 	if p.buf == nil {
 		return
 	}
-	clear(p.Results[:cap(p.Results)]) // holds no event's strings while pooled
-	*p.buf = p.Results[:0]
+	if p.Results != nil { // nil: nothing was decoded into *p.buf
+		clear(p.Results[:cap(p.Results)]) // holds no event's strings while pooled
+		*p.buf = p.Results[:0]
+	}
 	eventBufs.Put(p.buf)
 	p.buf, p.Results = nil, nil
 }
@@ -249,6 +251,7 @@ func (c *Client) auditPITOnce(ctx context.Context, from, to time.Time, resume st
 	}
 	for pages := 0; ; pages++ {
 		if pages > maxPages {
+			p.release()
 			return last, progressed, &APIError{Op: "read audit log", Code: CodeUnexpectedResponse, Message: "too many pages"}
 		}
 		n := len(p.Results)

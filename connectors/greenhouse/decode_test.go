@@ -385,7 +385,7 @@ func TestDecodeUsers(t *testing.T) {
 func TestTimestampForms(t *testing.T) {
 	want := time.Date(2026, 1, 1, 10, 0, 0, 123e6, time.UTC)
 	for _, v := range []string{"2026-01-01T10:00:00.123Z", "2026-01-01T10:00:00.123+00:00", "2026-01-01T10:00:00.123+0000", "2026-01-01T05:00:00.123-0500"} {
-		p, err := decodeAuditPage([]byte(`{"hits":1,"results":[{"event_time":"` + v + `","event":{"type":"action"}}]}`), nil)
+		p, err := decodeAuditPage([]byte(`{"hits":1,"results":[{"event_time":"`+v+`","event":{"type":"action"}}]}`), nil)
 		require.NoError(t, err, v)
 		assert.True(t, want.Equal(p.Results[0].Time), "%s read as %v", v, p.Results[0].Time)
 		users, err := decodeUsers([]byte(`[{"id":1,"primary_email":"a@x.example","created_at":"` + v + `"}]`))

@@ -271,7 +271,7 @@ func (d *eventDecoder) take(f *field, c []byte) {
 	case f.inner != nil || string(c) == "null":
 	case f.raw || c[0] != '"':
 		t.text = d.text(f.slot, c)
-	case bytes.IndexByte(c, '\\') < 0 && utf8.Valid(c):
+	case bytes.IndexByte(c, '\\') < 0: // the canonical form is valid UTF-8
 		t.text = d.text(f.slot, c[1:len(c)-1])
 	default:
 		t.text = unquote(c)

@@ -73,7 +73,8 @@ func (e AuditEvent) UserID() (int64, bool) {
 }
 
 // AuditBatch is a part of an AuditEvents read; a non-zero Through means every event before it
-// has been delivered.
+// has been delivered. Events is valid only until the callback it was given to returns (the
+// list is reused; the events' fields may be kept).
 type AuditBatch struct {
 	Events  []AuditEvent
 	Through time.Time
