@@ -250,8 +250,14 @@ SELECT 'acme', ?, uid, d, events, last_event_at, toUInt64(?) FROM (` + fmt.Sprin
 	add("sync runs page", strings.ReplaceAll(q("sync_runs_page"), "{limit}", "LIMIT 2"), true,
 		nm("acme", "greenhouse", "kind", "", "status", "", "after", 0, "after_ts", int64(0), "after_run", "")...)
 	add("action outcomes", q("action_outcomes"), true, nm("acme", "greenhouse", "action", "a1")...)
-	// The inspectors (RowCounts, DumpText) after the merges are forced, so that row counts do
-	// not depend on when background merges ran.
+	// The inspectors (RowCounts, DumpText) after the buffers are flushed and the merges are
+	// forced, so that row counts depend neither on when a Buffer table flushed (5 seconds
+	// after its first row, somewhere in this test) nor on when background merges ran.
+	for _, table := range Tables {
+		if buffered[table] {
+			add("flush "+table+"_buffer", "OPTIMIZE TABLE {db}."+table+"_buffer", false)
+		}
+	}
 	for _, table := range Tables {
 		add("optimize "+table, "OPTIMIZE TABLE {db}."+table+" FINAL", false)
 	}
