@@ -66,7 +66,7 @@ func (s *syncer) applyActivity(ctx context.Context, tenant string, sc storedConn
 	if err != nil {
 		return fmt.Errorf("store user activity: %w", err)
 	}
-	s.keepUsers(ctx, tenant, sc, func(yield func(storage.UserRow) bool) {
+	s.keepUsers(ctx, tenant, sc, users.Len(), func(yield func(storage.UserRow) bool) {
 		for r := range users.All {
 			if i, ok := slices.BinarySearchFunc(rows, r.UserID, func(w storage.UserRow, id int64) int { return cmp.Compare(w.UserID, id) }); ok {
 				r = rows[i]

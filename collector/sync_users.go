@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"iter"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors"
@@ -124,7 +125,7 @@ func (s *syncer) firstUsersOf(ctx context.Context, tenant string, cp checkpoint,
 		return nil, at, err
 	}
 	*rev = n
-	return storage.NewUserSet(tenant, connectors.AppGreenhouse, slices.Values([]storage.UserRow(nil))), at, nil
+	return storage.NewUserSet(tenant, connectors.AppGreenhouse, 0, slices.Values([]storage.UserRow(nil))), at, nil
 }
 
 // usersOf is the tenant's users as stored: held by the users cache for this job's tenure,
@@ -149,19 +150,20 @@ func (s *syncer) usersOf(ctx context.Context, tenant string) (*storage.UserSet, 
 		return nil, at, internal(codeStorageUnavailable, fmt.Errorf("read stored users: %w", err))
 	}
 	s.metrics.usersReads.WithLabelValues("clickhouse").Inc()
-	return storage.NewUserSet(tenant, connectors.AppGreenhouse, slices.Values(rows)), at, nil
+	return storage.NewUserSet(tenant, connectors.AppGreenhouse, len(rows), slices.Values(rows)), at, nil
 }
 
 // keepUsers hands a tenant's users, as stored once a run's writes of them are durable and
 // read from ClickHouse at readAt or derived from that read, to the rest of the job (jobUsers)
-// and to the users cache, if its next users sync comes before they would expire there.
-func (s *syncer) keepUsers(ctx context.Context, tenant string, sc storedConnection, users iter.Seq[storage.UserRow], readAt time.Time) {
+// and to the users cache, if its next users sync comes before they would expire there; n is
+// about how many there are.
+func (s *syncer) keepUsers(ctx context.Context, tenant string, sc storedConnection, n int, users iter.Seq[storage.UserRow], readAt time.Time) {
 	j, _ := ctx.Value(jobUsersKey{}).(*jobUsers)
 	cache := s.users != nil && s.cfg.settingsOf(sc.Doc).usersEvery < usersCacheTTL
 	if j == nil && !cache {
 		return
 	}
-	set := storage.NewUserSet(tenant, connectors.AppGreenhouse, users)
+	set := storage.NewUserSet(tenant, connectors.AppGreenhouse, n, users)
 	if j != nil {
 		j.set, j.readAt = set, readAt
 	}
@@ -183,6 +185,7 @@ type usersPass struct {
 	hasPerm  map[int64]struct{}
 	alerts   *alertState
 	counts   map[[2]string]uint32 // license type and status → users
+	bufs     *passBuffers         // where rows, changes and envs come from, nil once given back
 	rows     []storage.UserRow
 	changes  []storage.UserChangeRow // the history of GET …/users/{user_id}, with each user event
 	envs     []events.Envelope
@@ -195,15 +198,50 @@ type usersPass struct {
 	readAt    time.Time // when diff.prev was read from ClickHouse (usersOf)
 }
 
+// passBuffers are the lists a usersPass keeps its rows and events in between two flushes,
+// reused from pass to pass: grown anew by every pass, they were a tenth of what the
+// collector allocated onboarding, and garbage the collector paid for (docs/performance.md,
+// "Twelfth session"). A pass gives them back only once its writes succeeded (a write given up
+// on may still be read by storage's writer), each element cleared by the flush that wrote it.
+type passBuffers struct {
+	rows    []storage.UserRow
+	changes []storage.UserChangeRow
+	envs    []events.Envelope
+}
+
+var passBufferPool = sync.Pool{New: func() any { return new(passBuffers) }}
+
+// maxPooledRows bounds the lists kept for reuse: a pass that buffered more (a flush holds
+// flushRows rows, and a page more) leaves them to the garbage collector.
+const maxPooledRows = 2 * flushRows
+
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
+	b := passBufferPool.Get().(*passBuffers)
 	p := &usersPass{
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
 		params:  usageParams(s.cfg.settingsOf(sc.Doc), sc.Policy, cp, start, cp.ActivityThrough),
 		diff:    newUserDiff(tenant, start, uint64(start.UnixNano()), prev),
 		hasPerm: hasPerm, alerts: alerts, counts: map[[2]string]uint32{}, written: map[int64]storage.UserRow{},
+		bufs: b, rows: b.rows[:0], changes: b.changes[:0], envs: b.envs[:0],
 	}
 	p.diff.listedAt = p.params.ListedAt
 	return p
+}
+
+// release gives the pass's lists back for another pass, everything in them flushed and
+// cleared.
+func (p *usersPass) release() {
+	b := p.bufs
+	if b == nil || len(p.rows)+len(p.changes)+len(p.envs) > 0 {
+		return
+	}
+	p.bufs = nil
+	if cap(p.rows) > maxPooledRows || cap(p.changes) > maxPooledRows || cap(p.envs) > 2*maxPooledRows {
+		return
+	}
+	b.rows, b.changes, b.envs = p.rows, p.changes, p.envs
+	p.rows, p.changes, p.envs = nil, nil, nil
+	passBufferPool.Put(b)
 }
 
 // page merges one page of the listing, and flushes when flushRows are buffered.
@@ -254,7 +292,8 @@ func (p *usersPass) end(ctx context.Context) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	p.s.keepUsers(ctx, p.tenant, p.sc, p.stored, p.readAt)
+	p.release()
+	p.s.keepUsers(ctx, p.tenant, p.sc, len(p.diff.prev)+len(p.newUsers), p.stored, p.readAt)
 	if len(p.newUsers) > 0 && !p.cp.ActivityThrough.IsZero() {
 		p.activated = true
 		return p.s.applyActivity(ctx, p.tenant, p.sc, activityRange{from: p.cp.BackfillFrom, through: p.cp.ActivityThrough, ids: p.newUsers}, p.alerts)
@@ -321,6 +360,9 @@ func (p *usersPass) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	clear(p.envs)
+	clear(p.rows)
+	clear(p.changes)
 	p.envs, p.rows, p.changes = p.envs[:0], p.rows[:0], p.changes[:0]
 	return nil
 }

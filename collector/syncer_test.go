@@ -290,7 +290,7 @@ func (f *syncerFixture) assertCacheIsStored(t *testing.T, tenant string) bool {
 	if !ok {
 		return false
 	}
-	want := storage.NewUserSet(tenant, connectors.AppGreenhouse, maps.Values(f.store.users))
+	want := storage.NewUserSet(tenant, connectors.AppGreenhouse, len(f.store.users), maps.Values(f.store.users))
 	return assert.Equal(t, slices.Collect(want.All), slices.Collect(e.set.All), "the cache holds the users as stored")
 }
 

@@ -16,7 +16,7 @@ func userSet(tenant string, n int) *storage.UserSet {
 	for i := range rows {
 		rows[i] = storage.UserRow{TenantID: tenant, App: "greenhouse", UserID: int64(i + 1), Name: "User", Status: "active", Version: 1}
 	}
-	return storage.NewUserSet(tenant, "greenhouse", slices.Values(rows))
+	return storage.NewUserSet(tenant, "greenhouse", len(rows), slices.Values(rows))
 }
 
 // An entry serves one run of its tenure before usersCacheTTL has passed since its users were

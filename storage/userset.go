@@ -35,9 +35,10 @@ type compactUser struct {
 const noTime = math.MinInt64
 
 // NewUserSet holds rows of tenant and app, the last row of a user winning, as ClickHouse
-// would return them after they were written.
-func NewUserSet(tenant, app string, rows func(yield func(UserRow) bool)) *UserSet {
-	s := &UserSet{tenant: tenant, app: app}
+// would return them after they were written; n is how many rows are expected (0: unknown),
+// so that the set is allocated once.
+func NewUserSet(tenant, app string, n int, rows func(yield func(UserRow) bool)) *UserSet {
+	s := &UserSet{tenant: tenant, app: app, users: make([]compactUser, 0, max(n, 0))}
 	for r := range rows {
 		c := compactUser{
 			id: r.UserID, name: r.Name, email: r.Email,
@@ -61,7 +62,7 @@ func NewUserSet(tenant, app string, rows func(yield func(UserRow) bool)) *UserSe
 // replaces a map by id that grew with every set built (one a users sync or activity pass).
 // Rows already in id order (ClickHouse's answer, another set's) are not sorted; others (a
 // map's order) are sorted through their positions, not moved as often as a stable sort of
-// 160-byte rows would.
+// 160-byte rows would, and then put in that order in place, each row moved once.
 func lastByID(users []compactUser) []compactUser {
 	if !slices.IsSortedFunc(users, func(a, b compactUser) int { return cmp.Compare(a.id, b.id) }) {
 		pos := make([]int, len(users))
@@ -74,11 +75,7 @@ func lastByID(users []compactUser) []compactUser {
 			}
 			return cmp.Compare(a, b)
 		})
-		sorted := make([]compactUser, len(users))
-		for i, p := range pos {
-			sorted[i] = users[p]
-		}
-		users = sorted
+		permute(users, pos)
 	}
 	kept := users[:0]
 	for i, c := range users {
@@ -89,6 +86,26 @@ func lastByID(users []compactUser) []compactUser {
 	}
 	clear(users[len(kept):])
 	return kept
+}
+
+// permute puts users in the order pos gives (the user at i becomes the one at pos[i]) in
+// place, following each cycle of the permutation; pos is spent.
+func permute(users []compactUser, pos []int) {
+	for i := range users {
+		if pos[i] < 0 {
+			continue
+		}
+		first, j := users[i], i
+		for {
+			k := pos[j]
+			pos[j] = -1
+			if k == i {
+				users[j] = first
+				break
+			}
+			users[j], j = users[k], k
+		}
+	}
 }
 
 // Len is the number of users.

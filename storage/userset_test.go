@@ -1,6 +1,8 @@
 package storage_test
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -36,7 +38,7 @@ func TestUserSetIsTheStoredForm(t *testing.T) {
 
 	var stored []storage.UserRow
 	require.NoError(t, s.CurrentUsers(ctx, "set", "greenhouse", func(u storage.UserRow) error { stored = append(stored, u); return nil }))
-	set := storage.NewUserSet("set", "greenhouse", slices.Values(written))
+	set := storage.NewUserSet("set", "greenhouse", len(written), slices.Values(written))
 	held := slices.Collect(set.All)
 	require.Len(t, stored, 3)
 	assert.Equal(t, stored, held)
@@ -53,8 +55,33 @@ func TestUserSetIsTheStoredForm(t *testing.T) {
 func TestUserSetSortedInputLastWins(t *testing.T) {
 	rows := []storage.UserRow{{UserID: 1, Status: "active"}, {UserID: 2, Status: "active"}, {UserID: 2, Status: "deactivated"},
 		{UserID: 2, Status: "removed"}, {UserID: 3, Status: "active"}}
-	held := slices.Collect(storage.NewUserSet("t", "greenhouse", slices.Values(rows)).All)
+	held := slices.Collect(storage.NewUserSet("t", "greenhouse", 0, slices.Values(rows)).All)
 	require.Len(t, held, 3)
 	assert.Equal(t, []int64{1, 2, 3}, []int64{held[0].UserID, held[1].UserID, held[2].UserID})
 	assert.Equal(t, "removed", held[1].Status)
+}
+
+// Rows in any order, ids repeated, give the set a map by id would: every id once, in id
+// order, its last row winning (the sort through positions and the moves in place).
+func TestUserSetAnyOrderMatchesAMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		n := rng.IntN(300)
+		rows := make([]storage.UserRow, n)
+		want := map[int64]storage.UserRow{}
+		for i := range rows {
+			rows[i] = storage.UserRow{UserID: rng.Int64N(int64(n/2 + 1)), Version: uint64(i), Status: "active", Name: fmt.Sprint("u", i)}
+			want[rows[i].UserID] = rows[i]
+		}
+		hint := []int{0, n, n / 2, n * 2}[round%4]
+		held := slices.Collect(storage.NewUserSet("t", "greenhouse", hint, slices.Values(rows)).All)
+		require.Len(t, held, len(want), "round %d", round)
+		for i, u := range held {
+			if i > 0 {
+				require.Less(t, held[i-1].UserID, u.UserID, "round %d: in id order", round)
+			}
+			require.Equal(t, want[u.UserID].Version, u.Version, "round %d: the last row of user %d", round, u.UserID)
+			require.Equal(t, want[u.UserID].Name, u.Name)
+		}
+	}
 }
