@@ -3,6 +3,8 @@ package collector
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
@@ -174,8 +176,35 @@ const maxPendingInserts = 8
 // done: the batch had nothing new to store).
 type pendingInsert struct {
 	done         chan error
+	rows         *[]storage.AuditEventRow // what is being inserted, given back once stored
 	through      time.Time
 	stored, used int
+}
+
+// auditRowsPool holds lists of audit_events rows for reuse: one allocated for every batch of
+// every poll was a sixteenth of what the collector allocated onboarding (docs/performance.md,
+// "Twelfth session"). A list goes back only once its INSERT succeeded (an INSERT given up on
+// may still be read by storage's writer), cleared.
+var auditRowsPool = sync.Pool{New: func() any { return new([]storage.AuditEventRow) }}
+
+// maxPooledAuditRows bounds the lists kept for reuse.
+const maxPooledAuditRows = 4096
+
+// auditRows is a list from the pool with room for n rows.
+func auditRows(n int) *[]storage.AuditEventRow {
+	rows := auditRowsPool.Get().(*[]storage.AuditEventRow)
+	*rows = slices.Grow((*rows)[:0], n)
+	return rows
+}
+
+// recycleAuditRows gives a list whose INSERT succeeded back to the pool.
+func recycleAuditRows(rows *[]storage.AuditEventRow) {
+	if rows == nil || cap(*rows) > maxPooledAuditRows {
+		return
+	}
+	clear(*rows)
+	*rows = (*rows)[:0]
+	auditRowsPool.Put(rows)
 }
 
 // batch hands a batch's events to the store, but those the last poll stored in its overlap
@@ -183,7 +212,8 @@ type pendingInsert struct {
 // once it and every batch before it are stored, and saves it at most every checkpointEvery.
 func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error {
 	p := pendingInsert{through: b.Through}
-	rows := make([]storage.AuditEventRow, 0, len(b.Events))
+	list := auditRows(len(b.Events))
+	rows := *list
 	for _, e := range b.Events {
 		if !e.Time.Before(w.keepFrom) {
 			w.read = append(w.read, readEvent{id: e.ID, at: e.Time})
@@ -198,9 +228,12 @@ func (w *auditWriter) batch(ctx context.Context, b greenhouse.AuditBatch) error 
 			}
 		}
 	}
+	*list = rows
 	if len(rows) > 0 {
-		p.stored, p.done = len(rows), make(chan error, 1)
+		p.stored, p.done, p.rows = len(rows), make(chan error, 1), list
 		go func() { p.done <- w.s.store.InsertAuditEvents(ctx, rows) }()
+	} else {
+		recycleAuditRows(list)
 	}
 	w.pending = append(w.pending, p)
 	if err := w.settle(ctx, len(w.pending)-maxPendingInserts); err != nil {
@@ -237,6 +270,9 @@ func (w *auditWriter) settle(ctx context.Context, wait int) error {
 			if err != nil && !w.failed {
 				w.pending, w.failed = w.pending[1:], true
 				return fmt.Errorf("store audit events: %w", w.s.out.stored(err))
+			}
+			if err == nil {
+				recycleAuditRows(p.rows)
 			}
 		}
 		wait--

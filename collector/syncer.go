@@ -37,7 +37,8 @@ type clientSource interface {
 	client(ctx context.Context, tenant string, sc storedConnection) (greenhouseClient, error)
 }
 
-// syncStore is the ClickHouse a sync reads and writes: *storage.Store.
+// syncStore is the ClickHouse a sync reads and writes: *storage.Store. A write that returned
+// nil no longer reads its rows: the collector reuses the lists (passBuffers, auditRowsPool).
 type syncStore interface {
 	CurrentUsers(ctx context.Context, tenant, app string, fn func(storage.UserRow) error) error
 	UpsertUsers(ctx context.Context, rows []storage.UserRow) error
