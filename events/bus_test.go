@@ -3,6 +3,8 @@ package events_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +130,34 @@ func TestPublishDeduplicates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, envs[0].ID, msg.Header.Get(jetstream.MsgIDHeader))
 	assert.JSONEq(t, string(mustJSON(t, envs[0])), string(msg.Data))
+}
+
+// Calls one after another reuse the buffer, messages and headers of the calls before them
+// (after all their acks): every stored message is still its own envelope under its own id,
+// whatever the sizes of the calls and their events.
+func TestPublishReusedMessagesKeepTheirContent(t *testing.T) {
+	_, _, b := setup(t)
+	ctx := t.Context()
+	stream, err := b.JetStream().Stream(ctx, "SAAS")
+	require.NoError(t, err)
+	want := map[string][]byte{}
+	for call, n := range []int{7, 2, 9, 1, 5} {
+		envs := userEvents(t, fmt.Sprint("t", call), n, 16+300*(call%2))
+		require.NoError(t, b.Publish(ctx, envs))
+		for _, env := range envs {
+			want[env.ID] = mustJSON(t, env)
+		}
+	}
+	require.Equal(t, uint64(len(want)), streamMsgs(t, b), "no id dropped as a duplicate of a reused header")
+	for seq := uint64(1); seq <= uint64(len(want)); seq++ {
+		msg, err := stream.GetMsg(ctx, seq)
+		require.NoError(t, err)
+		id := msg.Header.Get(jetstream.MsgIDHeader)
+		require.Contains(t, want, id)
+		assert.JSONEq(t, string(want[id]), string(msg.Data), "message %d (%s)", seq, id)
+		assert.Equal(t, events.Subject(strings.Split(id, ":")[0], events.TypeUserChanged), msg.Subject)
+		delete(want, id)
+	}
 }
 
 func TestPublishRejectsInvalidEnvelope(t *testing.T) {

@@ -67,30 +67,11 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 	if len(envs) == 0 {
 		return nil
 	}
-	size := 0
-	for i := range envs {
-		env := &envs[i]
-		if err := env.Validate(); err != nil {
-			return fmt.Errorf("publish events: event %d (%q): %w", i, env.ID, err)
-		}
-		size += encodedSizeHint(env)
+	enc, err := encode(envs)
+	if err != nil {
+		return err
 	}
-	// One buffer for the whole call: one allocation instead of one per message.
-	buf := make([]byte, 0, size)
-	msgs := make([]*nats.Msg, len(envs))
-	for i := range envs {
-		env := &envs[i]
-		start := len(buf)
-		var err error
-		if buf, err = env.appendJSON(buf); err != nil {
-			return fmt.Errorf("publish events: encode event %d (%q): %w", i, env.ID, err)
-		}
-		msgs[i] = &nats.Msg{
-			Subject: Subject(env.Tenant, env.Type),
-			Data:    buf[start:len(buf):len(buf)],
-			Header:  nats.Header{jetstream.MsgIDHeader: []string{env.ID}},
-		}
-	}
+	msgs := enc.msgs
 
 	if b.nc.IsClosed() {
 		b.stats.failed.Add(uint64(len(msgs)))
@@ -112,6 +93,7 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 			last = roundErr
 		}
 		if err == nil && permanent == nil && len(failed) == 0 {
+			enc.release()
 			return nil
 		}
 		reason := err
@@ -140,6 +122,82 @@ func (b *Bus) Publish(ctx context.Context, envs []Envelope) error {
 		b.stats.failed.Add(uint64(unacked))
 		return &PublishError{Total: len(msgs), Unacked: unacked, Err: reason, Last: last}
 	}
+}
+
+// encoded are the messages of a Publish call, in one buffer. Once every message of the call
+// is acknowledged, nothing refers to them any more (nats.go copies a message into its
+// connection's buffer as it sends it, and forgets it with its ack), and a later call reuses
+// them, buffer, messages and headers: allocated afresh for every call, they were a tenth of
+// what the collector allocated onboarding (docs/performance.md, "Twelfth session"). A call
+// that gave up keeps them: an unacknowledged message may still be read.
+type encoded struct {
+	buf  []byte
+	msgs []*nats.Msg
+}
+
+var encodedPool = sync.Pool{New: func() any { return new(encoded) }}
+
+// Bounds on what is kept for reuse.
+const (
+	maxPooledBytes = 4 << 20
+	maxPooledMsgs  = 8192
+)
+
+// encode validates envs and writes them as messages, each with its Nats-Msg-Id header.
+func encode(envs []Envelope) (*encoded, error) {
+	size := 0
+	for i := range envs {
+		env := &envs[i]
+		if err := env.Validate(); err != nil {
+			return nil, fmt.Errorf("publish events: event %d (%q): %w", i, env.ID, err)
+		}
+		size += encodedSizeHint(env)
+	}
+	enc := encodedPool.Get().(*encoded)
+	buf := slices.Grow(enc.buf[:0], size)
+	msgs := enc.msgs[:cap(enc.msgs)]
+	for i := range envs {
+		env := &envs[i]
+		start := len(buf)
+		var err error
+		if buf, err = env.appendJSON(buf); err != nil {
+			return nil, fmt.Errorf("publish events: encode event %d (%q): %w", i, env.ID, err)
+		}
+		if i == len(msgs) {
+			msgs = append(msgs, nil)
+		}
+		msgs[i] = message(msgs[i], Subject(env.Tenant, env.Type), buf[start:len(buf):len(buf)], env.ID)
+	}
+	enc.buf, enc.msgs = buf, msgs[:len(envs)]
+	return enc, nil
+}
+
+// message is m, or a new message when m is nil, set to subject, data and id.
+func message(m *nats.Msg, subject string, data []byte, id string) *nats.Msg {
+	if m == nil {
+		return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: []string{id}}}
+	}
+	h := m.Header
+	if v := h[jetstream.MsgIDHeader]; len(h) == 1 && len(v) == 1 {
+		v[0] = id
+	} else {
+		h = nats.Header{jetstream.MsgIDHeader: []string{id}}
+	}
+	*m = nats.Msg{Subject: subject, Data: data, Header: h}
+	return m
+}
+
+// release keeps the messages for a later call, every one of them acknowledged.
+func (enc *encoded) release() {
+	if cap(enc.buf) > maxPooledBytes || cap(enc.msgs) > maxPooledMsgs {
+		return
+	}
+	enc.buf = enc.buf[:0]
+	for _, m := range enc.msgs {
+		m.Data = nil
+	}
+	enc.msgs = enc.msgs[:0]
+	encodedPool.Put(enc)
 }
 
 // encodedSizeHint is an upper estimate of an envelope's JSON size (escapes aside).
