@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/seatwatch/greenhouse-collector/connectors/greenhouse"
@@ -181,30 +180,38 @@ type pendingInsert struct {
 	stored, used int
 }
 
-// auditRowsPool holds lists of audit_events rows for reuse: one allocated for every batch of
-// every poll was a sixteenth of what the collector allocated onboarding (docs/performance.md,
-// "Twelfth session"). A list goes back only once its INSERT succeeded (an INSERT given up on
-// may still be read by storage's writer), cleared.
-var auditRowsPool = sync.Pool{New: func() any { return new([]storage.AuditEventRow) }}
+// auditRowsList holds lists of audit_events rows for reuse, a few (Effective Go's leaky
+// buffer): one allocated for every batch of every poll was a sixteenth of what the collector
+// allocated onboarding (docs/performance.md, "Twelfth session"). A list goes back only once
+// its INSERT succeeded (an INSERT given up on may still be read by storage's writer), cleared.
+var auditRowsList = make(chan *[]storage.AuditEventRow, 32)
 
-// maxPooledAuditRows bounds the lists kept for reuse.
-const maxPooledAuditRows = 4096
+// maxPooledAuditRows bounds the lists kept: a batch is a page, at most 500 events.
+const maxPooledAuditRows = 1024
 
-// auditRows is a list from the pool with room for n rows.
+// auditRows is a list with room for n rows, reused if one is free.
 func auditRows(n int) *[]storage.AuditEventRow {
-	rows := auditRowsPool.Get().(*[]storage.AuditEventRow)
+	var rows *[]storage.AuditEventRow
+	select {
+	case rows = <-auditRowsList:
+	default:
+		rows = new([]storage.AuditEventRow)
+	}
 	*rows = slices.Grow((*rows)[:0], n)
 	return rows
 }
 
-// recycleAuditRows gives a list whose INSERT succeeded back to the pool.
+// recycleAuditRows keeps a list whose INSERT succeeded for reuse.
 func recycleAuditRows(rows *[]storage.AuditEventRow) {
 	if rows == nil || cap(*rows) > maxPooledAuditRows {
 		return
 	}
 	clear(*rows)
 	*rows = (*rows)[:0]
-	auditRowsPool.Put(rows)
+	select {
+	case auditRowsList <- rows:
+	default:
+	}
 }
 
 // batch hands a batch's events to the store, but those the last poll stored in its overlap

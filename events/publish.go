@@ -135,12 +135,14 @@ type encoded struct {
 	msgs []*nats.Msg
 }
 
-var encodedPool = sync.Pool{New: func() any { return new(encoded) }}
+// encodedList holds a few for reuse (Effective Go's leaky buffer; a sync.Pool kept every
+// call's between two collections, tens of MB in use for nothing).
+var encodedList = make(chan *encoded, 16)
 
 // Bounds on what is kept for reuse.
 const (
-	maxPooledBytes = 4 << 20
-	maxPooledMsgs  = 8192
+	maxPooledBytes = 1 << 20
+	maxPooledMsgs  = 4096
 )
 
 // encode validates envs and writes them as messages, each with its Nats-Msg-Id header.
@@ -153,7 +155,12 @@ func encode(envs []Envelope) (*encoded, error) {
 		}
 		size += encodedSizeHint(env)
 	}
-	enc := encodedPool.Get().(*encoded)
+	var enc *encoded
+	select {
+	case enc = <-encodedList:
+	default:
+		enc = new(encoded)
+	}
 	buf := slices.Grow(enc.buf[:0], size)
 	msgs := enc.msgs[:cap(enc.msgs)]
 	for i := range envs {
@@ -197,7 +204,10 @@ func (enc *encoded) release() {
 		m.Data = nil
 	}
 	enc.msgs = enc.msgs[:0]
-	encodedPool.Put(enc)
+	select {
+	case encodedList <- enc:
+	default:
+	}
 }
 
 // encodedSizeHint is an upper estimate of an envelope's JSON size (escapes aside).
