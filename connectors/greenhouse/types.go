@@ -80,21 +80,6 @@ type AuditBatch struct {
 	Through time.Time
 }
 
-type rawUser struct {
-	ID             *int64          `json:"id"`
-	Name           *string         `json:"name"`
-	FirstName      *string         `json:"first_name"`
-	LastName       *string         `json:"last_name"`
-	PrimaryEmail   *string         `json:"primary_email"`
-	Emails         []string        `json:"emails"`
-	Deactivated    bool            `json:"deactivated"`
-	SiteAdmin      bool            `json:"site_admin"`
-	ServiceAccount *bool           `json:"service_account"`
-	CreatedAt      string          `json:"created_at"`
-	UpdatedAt      string          `json:"updated_at"`
-	Extra          json.RawMessage `json:"-"`
-}
-
 // decodeArray decodes a bare JSON array of objects.
 func decodeArray(b []byte, v any) error {
 	b = bytes.TrimSpace(b)
@@ -129,48 +114,6 @@ func parseTime(v string) (time.Time, error) {
 }
 
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700"}
-
-// decodeUsers decodes a users page.
-func decodeUsers(b []byte) ([]User, error) {
-	var raw []rawUser
-	if err := decodeArray(b, &raw); err != nil {
-		return nil, err
-	}
-	out := make([]User, 0, len(raw))
-	for i, r := range raw {
-		if r.ID == nil || *r.ID <= 0 {
-			return nil, fmt.Errorf("user %d of the page has no valid id", i)
-		}
-		u := User{ID: *r.ID, Emails: r.Emails, Deactivated: r.Deactivated, SiteAdmin: r.SiteAdmin}
-		if r.Name != nil {
-			u.Name = *r.Name
-		}
-		if r.FirstName != nil {
-			u.FirstName = *r.FirstName
-		}
-		if r.LastName != nil {
-			u.LastName = *r.LastName
-		}
-		if u.Name == "" {
-			u.Name = strings.TrimSpace(u.FirstName + " " + u.LastName)
-		}
-		if r.PrimaryEmail != nil {
-			u.PrimaryEmail = *r.PrimaryEmail
-		}
-		// Greenhouse marks integration service users by a primary email that is null, "" or
-		// absent (docs/greenhouse-wire.md, "Assumptions", row 10); an explicit flag can only add.
-		u.ServiceAccount = strings.TrimSpace(u.PrimaryEmail) == "" || r.ServiceAccount != nil && *r.ServiceAccount
-		var err error
-		if u.CreatedAt, err = parseTime(r.CreatedAt); err != nil {
-			return nil, fmt.Errorf("user %d: created_at: %w", u.ID, err)
-		}
-		if u.UpdatedAt, err = parseTime(r.UpdatedAt); err != nil {
-			return nil, fmt.Errorf("user %d: updated_at: %w", u.ID, err)
-		}
-		out = append(out, u)
-	}
-	return out, nil
-}
 
 // unknownExpiry is the lifetime assumed of a token whose answer gives no expiry the connector
 // can read: short, so a token is renewed long before Greenhouse's documented hour; a 401
