@@ -59,7 +59,7 @@ func NewEnvelope(tenant string, t Type, id, subject string, at time.Time, data a
 	if err := validateEvent(tenant, t, id, subject, at); err != nil {
 		return Envelope{}, fmt.Errorf("new envelope %q: %w", id, err)
 	}
-	raw, err := json.Marshal(data)
+	raw, err := marshalData(data)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("new envelope %q: encode data: %w", id, err)
 	}
