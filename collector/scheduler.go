@@ -68,6 +68,11 @@ type scheduler struct {
 	wake     chan struct{}
 	dueBuf   []dueSync // dispatch's list of due syncs, reused
 	ownedBuf []bool    // dispatch's owned shards, reused
+	// cands are the first due syncs the last full dispatch found, at candAt (wall clock), and
+	// the tenants connection changes made due since; candCut: it found more than it kept.
+	cands   []dueSync
+	candAt  time.Time
+	candCut bool
 }
 
 func newScheduler(cfg Config, conns *connections, sy *syncer, leases *events.KV[lease], disconnected func(string), m *metrics, log zerolog.Logger, now func() time.Time) *scheduler {
@@ -127,7 +132,11 @@ func (sch *scheduler) run(ctx context.Context) error {
 			if err := sch.refreshLeases(ctx); err != nil && ctx.Err() == nil {
 				log.Warn().Err(err).Msg("shard leases")
 			}
+			sch.dispatch(ctx, true) // shards taken: their tenants are no candidates yet
+			continue
 		case <-tick.C:
+			sch.dispatch(ctx, true)
+			continue
 		case <-sch.wake:
 			if sch.allBusy() {
 				// Nothing could start: a worker given back wakes the loop again, and the
@@ -138,7 +147,7 @@ func (sch *scheduler) run(ctx context.Context) error {
 				continue
 			}
 		}
-		sch.dispatch(ctx)
+		sch.dispatch(ctx, false)
 	}
 }
 
@@ -160,6 +169,7 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 				shard: shardOf(tenant, sch.cfg.Shards)}
 			sch.tenants[tenant] = ts
 			sch.resume(ts, sc)
+			sch.candidate(tenant, ts)
 		} else if !ts.running && !sch.owns(tenant) {
 			// Another replica runs it: follow its runs, so that taking the shard over
 			// continues the schedule instead of syncing everything at once.
@@ -168,6 +178,7 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 		ts.sc = sc
 		if sc.SyncRequest != "" && sc.SyncRequest != ts.served {
 			ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
+			sch.candidate(tenant, ts)
 		}
 		sch.poke()
 	})
@@ -310,33 +321,31 @@ func dueOf(tenant string, ts *tenantSchedule, now time.Time) (dueSync, bool) {
 }
 
 // dispatch starts the due syncs of owned tenants while workers are free, in planDispatch's
-// order.
-func (sch *scheduler) dispatch(ctx context.Context) {
+// order. A full dispatch (every tick) looks at every tenant and keeps the first due syncs it
+// found as candidates; a dispatch woken by a worker given back or a connection change looks
+// at those only, unless they are too few and it left others out, or they are older than a
+// tick. At 10,000 tenants onboarding, dispatches looking at every tenant after each run were
+// 6 % of the collector's CPU (docs/performance.md, "Twelfth session").
+func (sch *scheduler) dispatch(ctx context.Context, full bool) {
 	now := sch.now()
 	sch.mu.Lock()
 	defer sch.mu.Unlock()
-	due := sch.dueBuf[:0]
-	defer func() { clear(due); sch.dueBuf = due[:0] }() // a buffer reused by every dispatch
-	waiting := [2]int{}
-	ahead := 0                        // due runs that go ahead of jobs taking their worker back (setYield)
 	owned := sch.ownedNow(time.Now()) // the fence's clock (fence.go), read once for every tenant
-	for tenant, ts := range sch.tenants {
-		if ts.running || !owned[ts.shard] {
-			continue
-		}
-		d, ok := dueOf(tenant, ts, now)
-		if !ok {
-			continue
-		}
-		if ts.fresh {
-			waiting[0]++
-		} else {
-			waiting[1]++
-		}
-		if !ts.fresh || d.requested {
+	due, ok := []dueSync(nil), false
+	if !full {
+		due, ok = sch.dueCandidates(now, owned)
+	}
+	if !ok {
+		due = sch.dueTenants(now, owned)
+	}
+	defer func() { clear(due); sch.dueBuf = due[:0] }() // a buffer reused by every dispatch
+	waiting := [2]int{}                                 // first syncs, routine runs
+	ahead := 0                                          // due runs that go ahead of jobs taking their worker back (setYield)
+	for _, d := range due {
+		waiting[b2i(!d.ts.fresh)]++
+		if !d.ts.fresh || d.requested {
 			ahead++
 		}
-		due = append(due, d)
 	}
 	plan := planDispatch(due, sch.workers.size, sch.workers.inUse(), len(sch.freshSem))
 	admitted := false
@@ -363,20 +372,89 @@ start:
 			}
 			break start // every worker is busy, or a first sync finds a job waiting for one
 		}
-		if d.ts.fresh {
-			waiting[0]--
-		} else {
-			waiting[1]--
-		}
+		waiting[b2i(!d.ts.fresh)]--
 		if routine {
 			ahead--
 		}
 		sch.launch(ctx, d, fresh, now)
 	}
 	sch.workers.setYield(ahead > 0) // and lets waiting jobs have the workers left free
-	sch.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
-	sch.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
+	if !ok {                        // counted over every tenant
+		sch.metrics.runsWaiting.WithLabelValues("first_sync").Set(float64(waiting[0]))
+		sch.metrics.runsWaiting.WithLabelValues("routine").Set(float64(waiting[1]))
+	}
 	sch.retryOutboxes(ctx, now)
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// candidateTTL is how long a full dispatch's candidates serve: its tick.
+const candidateTTL = 250 * time.Millisecond
+
+// dueTenants is every owned tenant's due sync, and keeps the first of them in dispatch's
+// order as candidates: as many of each kind as four times the workers. Called with sch.mu
+// held.
+func (sch *scheduler) dueTenants(now time.Time, owned []bool) []dueSync {
+	due := sch.dueBuf[:0]
+	for tenant, ts := range sch.tenants {
+		if ts.running || !owned[ts.shard] {
+			continue
+		}
+		if d, ok := dueOf(tenant, ts, now); ok {
+			due = append(due, d)
+		}
+	}
+	k := 4 * sch.workers.size
+	routine, fresh := sch.cands[:0], make([]dueSync, 0, k+1)
+	for _, d := range due {
+		if d.ts.fresh && !d.requested {
+			fresh = keepFirst(fresh, d, k)
+		} else {
+			routine = keepFirst(routine, d, k)
+		}
+	}
+	sch.cands = append(routine, fresh...)
+	sch.candAt, sch.candCut = time.Now(), len(due) > len(sch.cands)
+	return due
+}
+
+// dueCandidates is the due syncs among the candidates, the others dropped; false when a full
+// look is needed: the candidates are older than candidateTTL, or fewer than the free workers
+// while the full look that kept them left due syncs out. Called with sch.mu held.
+func (sch *scheduler) dueCandidates(now time.Time, owned []bool) ([]dueSync, bool) {
+	if sch.candAt.IsZero() || time.Since(sch.candAt) >= candidateTTL {
+		return nil, false
+	}
+	kept := sch.cands[:0]
+	for _, c := range sch.cands {
+		ts := c.ts
+		if sch.tenants[c.tenant] != ts || ts.running || !owned[ts.shard] {
+			continue
+		}
+		if d, ok := dueOf(c.tenant, ts, now); ok {
+			kept = append(kept, d)
+		}
+	}
+	clear(sch.cands[len(kept):])
+	sch.cands = kept
+	if sch.candCut && len(kept) < sch.workers.size-sch.workers.inUse() {
+		return nil, false
+	}
+	return append(sch.dueBuf[:0], kept...), true
+}
+
+// candidate adds a tenant a connection change made due (connected, reconnected, or asked to
+// sync) to the candidates, once. Called with sch.mu held.
+func (sch *scheduler) candidate(tenant string, ts *tenantSchedule) {
+	if !slices.ContainsFunc(sch.cands, func(c dueSync) bool { return c.ts == ts }) {
+		sch.cands = append(sch.cands, dueSync{tenant: tenant, ts: ts})
+	}
 }
 
 // ownedNow is, by shard, whether this replica owns it at wall (ownsShard), for a dispatch:

@@ -158,3 +158,63 @@ func TestPlanDispatchPicksAsAFullSort(t *testing.T) {
 	assert.Equal(t, "a", first[0].tenant)
 	assert.Equal(t, "b", first[1].tenant)
 }
+
+// Dispatches between two full looks take the due syncs from the candidates the last full look
+// kept: those started since, no longer due or gone are dropped, a tenant a connection change
+// made due is added once; a full look is needed when the candidates are older than a tick,
+// or too few for the free workers while the full look left due syncs out.
+func TestDispatchCandidates(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	sch := &scheduler{tenants: map[string]*tenantSchedule{}, workers: newWorkerPool(2)} // keeps 8 of each kind
+	owned := []bool{true, false}
+	add := func(name string, ts *tenantSchedule) *tenantSchedule {
+		sch.tenants[name] = ts
+		return ts
+	}
+	for i := range 20 {
+		ago := now.Add(-time.Duration(i) * time.Second) // f19 connected first
+		add(fmt.Sprintf("f%02d", i), &tenantSchedule{fresh: true, nextUsers: ago, nextAudit: ago})
+	}
+	add("routine", &tenantSchedule{nextUsers: now.Add(time.Hour), nextAudit: now.Add(-time.Minute)})
+	add("elsewhere", &tenantSchedule{shard: 1, nextAudit: now.Add(-time.Hour)})
+	add("running", &tenantSchedule{running: true, nextAudit: now.Add(-time.Hour)})
+	names := func(ds []dueSync) []string {
+		out := make([]string, len(ds))
+		for i, d := range ds {
+			out[i] = d.tenant
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	due := sch.dueTenants(now, owned)
+	assert.Len(t, due, 21, "every owned tenant due and not running")
+	assert.Equal(t, []string{"f12", "f13", "f14", "f15", "f16", "f17", "f18", "f19", "routine"}, names(sch.cands))
+	assert.True(t, sch.candCut)
+
+	sch.tenants["f19"].running = true                                                      // started
+	sch.tenants["f18"].fresh, sch.tenants["f18"].nextUsers = false, now.Add(time.Hour)     // synced
+	sch.tenants["f18"].nextAudit = now.Add(time.Hour)                                      //
+	delete(sch.tenants, "f17")                                                             // disconnected
+	sch.tenants["f16"] = &tenantSchedule{fresh: true, nextUsers: now, nextAudit: now}      // reconnected: another schedule
+	asked := add("asked", &tenantSchedule{nextUsers: time.Time{}, nextAudit: time.Time{}}) // a sync now
+	sch.candidate("asked", asked)
+	sch.candidate("asked", asked)
+	got, ok := sch.dueCandidates(now, owned)
+	require.True(t, ok)
+	assert.Equal(t, []string{"asked", "f12", "f13", "f14", "f15", "routine"}, names(got))
+
+	for _, c := range sch.cands {
+		c.ts.running = true
+	}
+	_, ok = sch.dueCandidates(now, owned)
+	assert.False(t, ok, "none left for the two free workers, and others are due: a full look")
+	sch.dueTenants(now, owned)
+	sch.candCut = false
+	got, ok = sch.dueCandidates(now, owned)
+	assert.True(t, ok, "fewer than the free workers, but the full look kept every due sync")
+	assert.Len(t, got, len(sch.cands))
+	sch.candAt = time.Now().Add(-candidateTTL)
+	_, ok = sch.dueCandidates(now, owned)
+	assert.False(t, ok, "a tick old: a full look")
+}
