@@ -169,7 +169,7 @@ func (sch *scheduler) watchConnections(ctx context.Context) error {
 				shard: shardOf(tenant, sch.cfg.Shards)}
 			sch.tenants[tenant] = ts
 			sch.resume(ts, sc)
-			sch.candidate(tenant, ts)
+			sch.cands = append(sch.cands, dueSync{tenant: tenant, ts: ts}) // new: not a candidate yet
 		} else if !ts.running && !sch.owns(tenant) {
 			// Another replica runs it: follow its runs, so that taking the shard over
 			// continues the schedule instead of syncing everything at once.
@@ -553,7 +553,8 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 	}
 	ts.running = false
 	if ts.generation != job.sc.Generation {
-		return // replaced meanwhile: its own schedule starts now
+		sch.candidate(job.tenant, ts) // replaced meanwhile: its own schedule starts now
+		return
 	}
 	if (!job.users || usersOK) && (!job.audit || auditOK) {
 		ts.failures = 0
@@ -596,6 +597,7 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 		// again now rather than at the schedule just set, or the request would wait a
 		// whole interval.
 		ts.nextUsers, ts.nextAudit = time.Time{}, time.Time{}
+		sch.candidate(job.tenant, ts)
 	}
 }
 

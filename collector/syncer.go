@@ -38,7 +38,7 @@ type clientSource interface {
 }
 
 // syncStore is the ClickHouse a sync reads and writes: *storage.Store. A write that returned
-// nil no longer reads its rows: the collector reuses the lists (passBuffers, auditRowsPool).
+// nil no longer reads its rows: the collector reuses the lists (passBuffers, auditRowsList).
 type syncStore interface {
 	CurrentUsers(ctx context.Context, tenant, app string, fn func(storage.UserRow) error) error
 	UpsertUsers(ctx context.Context, rows []storage.UserRow) error

@@ -88,7 +88,7 @@ func lastByID(users []compactUser) []compactUser {
 	return kept
 }
 
-// permute puts users in the order pos gives (the user at i becomes the one at pos[i]) in
+// permute puts users in the order pos gives (the user at pos[i] comes to i) in
 // place, following each cycle of the permutation; pos is spent.
 func permute(users []compactUser, pos []int) {
 	for i := range users {
