@@ -105,7 +105,7 @@ func DefaultConfig() Config {
 		Shards:                   64,
 		LeaseTTL:                 30 * time.Second,
 		StreamReplicas:           1,
-		DuplicateWindow:          5 * time.Minute, // events.DefaultDuplicateWindow (docs/events.md, "Deduplication")
+		DuplicateWindow:          2 * time.Minute, // events.DefaultDuplicateWindow (docs/events.md, "Deduplication")
 		ActionChunk:              25,
 		ActionEvery:              30 * time.Second,
 		UsersCacheMiB:            256,

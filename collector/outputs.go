@@ -22,9 +22,12 @@ type outputs struct {
 	metrics *metrics
 }
 
-// publish publishes envelopes and counts the outcome.
+// publish publishes envelopes and counts the outcome. Within a sync step's run (sentMemory),
+// it leaves out the events an earlier failed run of the step published, and records those
+// acknowledged.
 func (o outputs) publish(ctx context.Context, envs []events.Envelope) error {
-	if len(envs) == 0 {
+	t := trackerOf(ctx)
+	if envs = t.unsent(envs); len(envs) == 0 {
 		return nil
 	}
 	if err := o.bus.Publish(ctx, envs); err != nil {
@@ -33,6 +36,7 @@ func (o outputs) publish(ctx context.Context, envs []events.Envelope) error {
 		}
 		return internal(codeNATSUnavailable, err)
 	}
+	t.published(envs)
 	o.metrics.eventsPublished.Add(float64(len(envs)))
 	return nil
 }

@@ -72,10 +72,12 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		conns: conns, now: now, log: deps.Logger}
 	sy := &syncer{cfg: cfg, clients: clients, store: deps.Store, out: out, conns: conns, checkpoints: checkpoints, actions: acts,
 		alerts: alertStore{kv: events.BucketKV[alertState](deps.Bus, events.BucketAlerts)}, metrics: m,
-		observer: deps.RunObserver, now: now, log: deps.Logger, users: newUsersCache(cfg.UsersCacheMiB << 20)}
+		observer: deps.RunObserver, now: now, log: deps.Logger, users: newUsersCache(cfg.UsersCacheMiB << 20),
+		sent: newSentMemory(maxRemembered)}
 	disconnected := func(tenant string) {
 		clients.drop(tenant)
 		sy.users.drop(tenant)
+		sy.sent.drop(tenant)
 		m.forgetTenant(tenant)
 	}
 	s := &Service{metrics: m,

@@ -182,9 +182,11 @@ type pendingInsert struct {
 
 // auditRowsList holds lists of audit_events rows for reuse, a few (Effective Go's leaky
 // buffer): one allocated for every batch of every poll was a sixteenth of what the collector
-// allocated onboarding (docs/performance.md, "Twelfth session"). A list goes back only once
+// allocated onboarding (docs/performance.md, "Twelfth session"). It holds as many as the
+// INSERTs 16 workers' polls can have under way at once (maxPendingInserts each): with 32,
+// most batches still allocated theirs ("Thirteenth session"). A list goes back only once
 // its INSERT succeeded (an INSERT given up on may still be read by storage's writer), cleared.
-var auditRowsList = make(chan *[]storage.AuditEventRow, 32)
+var auditRowsList = make(chan *[]storage.AuditEventRow, 96)
 
 // maxPooledAuditRows bounds the lists kept: a batch is a page, at most 500 events.
 const maxPooledAuditRows = 1024

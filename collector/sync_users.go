@@ -214,15 +214,21 @@ type passBuffers struct {
 // pay for in collections.
 var passBufferList = make(chan *passBuffers, 8)
 
-// maxPooledRows bounds the lists kept: a flush holds flushRows rows, and a page more.
-const maxPooledRows = flushRows + 1000
+// passRows is the room the lists are made with, so that they never grow: a flush holds
+// flushRows rows and a page more (per_page=500); a user has up to two events in handle and
+// one more in evaluate, rarely more than two in all. Grown by append from nothing, the lists
+// of the big tenants were never given back, and more than a tenth of what the collector
+// allocated onboarding 10,000 tenants (docs/performance.md, "Thirteenth session"). A list
+// that grew past its room all the same (a page longer than asked for) is not kept.
+const passRows = flushRows + 500
 
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
 	var b *passBuffers
 	select {
 	case b = <-passBufferList:
 	default:
-		b = new(passBuffers)
+		b = &passBuffers{rows: make([]storage.UserRow, 0, passRows),
+			changes: make([]storage.UserChangeRow, 0, passRows), envs: make([]events.Envelope, 0, 2*passRows)}
 	}
 	p := &usersPass{
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,
@@ -243,7 +249,7 @@ func (p *usersPass) release() {
 		return
 	}
 	p.bufs = nil
-	if cap(p.rows) > maxPooledRows || cap(p.changes) > maxPooledRows || cap(p.envs) > 2*maxPooledRows {
+	if cap(p.rows) > passRows || cap(p.changes) > passRows || cap(p.envs) > 2*passRows {
 		return
 	}
 	b.rows, b.changes, b.envs = p.rows, p.changes, p.envs

@@ -77,7 +77,7 @@ const (
 	// idempotent so the overlap costs no duplicates.
 	auditOverlap = 10 * time.Minute
 	// flushRows bounds the rows and events buffered during a users listing.
-	flushRows = 5000
+	flushRows = 2000
 	// checkpointEvery bounds how often a long backfill saves its position.
 	checkpointEvery = 5 * time.Second
 )
@@ -95,6 +95,7 @@ type syncer struct {
 	metrics     *metrics
 	observer    func(RunInfo) // nil: none
 	users       *usersCache   // nil: every run reads its users from ClickHouse
+	sent        *sentMemory   // nil: a failed step's retry publishes its events again
 	now         func() time.Time
 	log         zerolog.Logger
 }
@@ -179,7 +180,7 @@ func (s *syncer) run(ctx context.Context, job syncJob) (usersOK, auditOK bool, u
 	}
 	var results []runResult
 	if job.users {
-		r := s.syncUsers(ctx, job.tenant, job.sc, gc)
+		r := s.remembering(ctx, job.tenant, "users", func(ctx context.Context) runResult { return s.syncUsers(ctx, job.tenant, job.sc, gc) })
 		r.summary.FinishedAt = s.now() // before the Audit Log part of the job
 		usersEnd = r.summary.FinishedAt
 		results = append(results, job.requested(r))
@@ -187,7 +188,7 @@ func (s *syncer) run(ctx context.Context, job syncJob) (usersOK, auditOK bool, u
 	}
 	// Credentials or admin user failing: the Audit Log would fail the same way.
 	if job.audit && (!job.users || usersOK || !failsEveryRun(results[0].err)) {
-		r := s.syncAudit(ctx, job.tenant, job.sc, gc)
+		r := s.remembering(ctx, job.tenant, "audit", func(ctx context.Context) runResult { return s.syncAudit(ctx, job.tenant, job.sc, gc) })
 		r.summary.FinishedAt = s.now()
 		results = append(results, job.requested(r))
 		auditOK = r.err == nil
@@ -208,6 +209,15 @@ func (s *syncer) run(ctx context.Context, job syncJob) (usersOK, auditOK bool, u
 		s.finish(ctx, job, r)
 	}
 	return usersOK, auditOK, usersEnd
+}
+
+// remembering runs a sync step with the tenant's sentMemory: the step does not publish again
+// what its failed runs published, and a failure of this run remembers what it published.
+func (s *syncer) remembering(ctx context.Context, tenant, step string, run func(context.Context) runResult) runResult {
+	ctx, t := s.sent.begin(ctx, tenant, step, s.now())
+	r := run(ctx)
+	s.sent.end(tenant, step, t, r.err == nil, s.now())
+	return r
 }
 
 // requested gives a run of a requested job the job's run id: one requested sync, its parts

@@ -17,7 +17,7 @@ import (
 const (
 	DefaultStream          = "SAAS"
 	DefaultSubject         = "saas.>"
-	DefaultDuplicateWindow = 5 * time.Minute
+	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultKVPrefix        = "saas"
 	DefaultLeaseTTL        = 30 * time.Second
 	DefaultMaxInFlight     = 512
@@ -54,7 +54,7 @@ type Config struct {
 	Replicas        int           // stream and bucket replicas; default 1
 	MaxAge          time.Duration // 0 = unlimited
 	MaxBytes        int64         // 0 = unlimited
-	DuplicateWindow time.Duration // default 5m (docs/events.md, "Deduplication"); capped at MaxAge when MaxAge is set
+	DuplicateWindow time.Duration // default 2m (docs/events.md, "Deduplication"); capped at MaxAge when MaxAge is set
 	KVPrefix        string        // default "saas"; buckets <prefix>_connections, _checkpoints, _alerts, _leases
 	LeaseTTL        time.Duration // default 30s: the leases bucket's TTL (entries vanish unless refreshed)
 	MaxInFlight     int           // bound on un-acked async publishes across all Publish calls; default 512

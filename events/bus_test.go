@@ -35,7 +35,7 @@ func TestNewBusStreamConfig(t *testing.T) {
 				assert.Equal(t, jetstream.FileStorage, c.Storage)
 				assert.Equal(t, jetstream.LimitsPolicy, c.Retention)
 				assert.Equal(t, jetstream.DiscardOld, c.Discard)
-				assert.Equal(t, 5*time.Minute, c.Duplicates)
+				assert.Equal(t, 2*time.Minute, c.Duplicates)
 				assert.Equal(t, time.Duration(0), c.MaxAge)
 				assert.Equal(t, int64(-1), c.MaxBytes)
 				assert.Equal(t, 1, c.Replicas)

@@ -137,12 +137,14 @@ type encoded struct {
 
 // encodedList holds a few for reuse (Effective Go's leaky buffer; a sync.Pool kept every
 // call's between two collections, tens of MB in use for nothing).
-var encodedList = make(chan *encoded, 16)
+var encodedList = make(chan *encoded, 8)
 
-// Bounds on what is kept for reuse.
+// Bounds on what is kept for reuse: a users flush's events (docs/performance.md, "Thirteenth
+// session": with 1 MiB, the calls that publish most were never reused, and their buffers
+// were a sixteenth of what the collector allocated onboarding).
 const (
-	maxPooledBytes = 1 << 20
-	maxPooledMsgs  = 4096
+	maxPooledBytes = 4 << 20
+	maxPooledMsgs  = 8192
 )
 
 // encode validates envs and writes them as messages, each with its Nats-Msg-Id header.
