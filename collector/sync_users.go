@@ -212,23 +212,23 @@ type passBuffers struct {
 // sync.Pool kept every list of the passes that ended between two collections, 100 MB more
 // in use at the end of a 2,000-tenant onboarding, which a memory limit makes the collector
 // pay for in collections.
-var passBufferList = make(chan *passBuffers, 8)
+//
+// More passes can be under way than there are workers (a pass waiting for its INSERT gives its
+// worker back), so the list holds 32: with 8, most passes of a 10,000-tenant onboarding
+// allocated theirs (docs/performance.md, "Thirteenth session").
+var passBufferList = make(chan *passBuffers, 32)
 
-// passRows is the room the lists are made with, so that they never grow: a flush holds
-// flushRows rows and a page more (per_page=500); a user has up to two events in handle and
-// one more in evaluate, rarely more than two in all. Grown by append from nothing, the lists
-// of the big tenants were never given back, and more than a tenth of what the collector
-// allocated onboarding 10,000 tenants (docs/performance.md, "Thirteenth session"). A list
-// that grew past its room all the same (a page longer than asked for) is not kept.
-const passRows = flushRows + 500
+// passRows bounds the lists kept: a flush holds flushRows rows and a page more (per_page=500),
+// as grown by append; a user has up to two events in handle and one more in evaluate,
+// rarely more than two in all.
+const passRows = 2 * flushRows
 
 func (s *syncer) newUsersPass(tenant string, sc storedConnection, cp checkpoint, start time.Time, prev map[int64]storage.UserRow, hasPerm map[int64]struct{}, alerts *alertState) *usersPass {
 	var b *passBuffers
 	select {
 	case b = <-passBufferList:
 	default:
-		b = &passBuffers{rows: make([]storage.UserRow, 0, passRows),
-			changes: make([]storage.UserChangeRow, 0, passRows), envs: make([]events.Envelope, 0, 2*passRows)}
+		b = new(passBuffers)
 	}
 	p := &usersPass{
 		s: s, tenant: tenant, sc: sc, cp: cp, start: start,

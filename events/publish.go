@@ -137,7 +137,7 @@ type encoded struct {
 
 // encodedList holds a few for reuse (Effective Go's leaky buffer; a sync.Pool kept every
 // call's between two collections, tens of MB in use for nothing).
-var encodedList = make(chan *encoded, 8)
+var encodedList = make(chan *encoded, 16)
 
 // Bounds on what is kept for reuse: a users flush's events (docs/performance.md, "Thirteenth
 // session": with 1 MiB, the calls that publish most were never reused, and their buffers
