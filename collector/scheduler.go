@@ -534,13 +534,16 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 		}()
 		usersOK, auditOK, usersEnd = sch.syncer.run(ctx, job)
 	}()
-	sch.reschedule(job, usersOK, auditOK, usersEnd)
+	sch.reschedule(job, usersOK, auditOK, usersEnd, ctx.Err() != nil)
 }
 
 // reschedule sets a tenant's next runs after a job: an interval after a success, a backoff
 // after a failure (15 s doubling, at most the users interval), at once when a sync was asked
-// for while the job ran.
-func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd time.Time) {
+// for while the job ran. A job abandoned (its shard's lease lost, or the replica shutting
+// down) did not fail: what it did not finish stays due, for whoever owns the shard now. Taken
+// for a failure, it waited out a backoff when the same replica took the shard back (the
+// cluster test saw a routine poll 8.6 s later than the lease TTL allows).
+func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd time.Time, abandoned bool) {
 	st := sch.cfg.settingsOf(job.sc.Doc)
 	usersEvery, auditEvery := st.usersEvery, st.auditEvery
 	now := sch.now()
@@ -556,9 +559,14 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 		sch.candidate(job.tenant, ts) // replaced meanwhile: its own schedule starts now
 		return
 	}
-	if (!job.users || usersOK) && (!job.audit || auditOK) {
+	switch {
+	case (!job.users || usersOK) && (!job.audit || auditOK):
 		ts.failures = 0
-	} else {
+	case abandoned:
+		job.audit = job.audit && auditOK // what did not finish keeps its due time
+		job.users = job.users && usersOK
+		sch.candidate(job.tenant, ts)
+	default:
 		ts.failures++
 	}
 	backoff := time.Duration(1<<min(ts.failures, 10)) * 15 * time.Second

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -217,4 +218,34 @@ func TestDispatchCandidates(t *testing.T) {
 	sch.candAt = time.Now().Add(-candidateTTL)
 	_, ok = sch.dueCandidates(now, owned)
 	assert.False(t, ok, "a tick old: a full look")
+}
+
+// TestRescheduleAbandonedJob: a job whose context ended (its shard's lease lost) did not fail.
+// What it finished is scheduled an interval on; what it did not stays due, without a backoff
+// and without counting a failure, and the tenant is a dispatch candidate.
+func TestRescheduleAbandonedJob(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 51, 12, 0, time.UTC)
+	due := now.Add(-time.Second)
+	setup := func() (*scheduler, *tenantSchedule) {
+		ts := &tenantSchedule{running: true, nextUsers: due, nextAudit: due}
+		sch := &scheduler{cfg: DefaultConfig(), tenants: map[string]*tenantSchedule{"acme": ts},
+			now: func() time.Time { return now }}
+		sch.fence.cancels = map[string]context.CancelFunc{}
+		return sch, ts
+	}
+	job := syncJob{tenant: "acme", users: true, audit: true}
+	usersEvery := DefaultConfig().DefaultUsersInterval
+
+	sch, ts := setup()
+	sch.reschedule(job, true, false, now, true)
+	assert.False(t, ts.running)
+	assert.Zero(t, ts.failures, "abandoned is not failed")
+	assert.Equal(t, due, ts.nextAudit, "the Audit Log poll it did not finish stays due")
+	assert.WithinDuration(t, now.Add(usersEvery), ts.nextUsers, usersEvery/10+time.Second, "its users sync finished")
+	assert.Len(t, sch.cands, 1)
+
+	sch, ts = setup()
+	sch.reschedule(job, true, false, now, false)
+	assert.Equal(t, 1, ts.failures, "failed")
+	assert.WithinDuration(t, now.Add(30*time.Second), ts.nextAudit, 3*time.Second+time.Millisecond, "a backoff")
 }
