@@ -19,14 +19,16 @@ import (
 // "The duplicate window"; docs/performance.md, "Thirteenth session").
 //
 // What it remembers is bounded (maxRemembered ids in all; past that, a failed step's ids are
-// left to the window) and forgotten when the step next succeeds, after sentMemoryTTL, or when
-// the tenant is disconnected. It is the replica's own: a tenant that moves to another replica
-// has its step repeated there, within the window.
+// left to the window) and forgotten when the step next succeeds, sentMemoryTTL after the
+// step's last failure, or when the tenant is disconnected. It is the replica's own: a tenant
+// that moves to another replica has its failed step repeated there, and only the window
+// keeps those ids out of the stream.
 type sentMemory struct {
 	mu    sync.Mutex
 	steps map[sentKey]*sentIDs
 	total int // ids in steps
 	max   int
+	swept time.Time // the last sweep
 }
 
 // sentKey is a tenant's sync step.
@@ -101,17 +103,22 @@ func (m *sentMemory) end(tenant, step string, t *sentTracker, ok bool, now time.
 		}
 		return
 	}
+	m.sweep(now)
+	if s = m.steps[k]; s != nil {
+		s.at = now // kept 6 hours from the step's last failure, whatever it published
+	}
 	t.mu.Lock()
 	acked := t.acked
 	t.mu.Unlock()
-	if len(acked) == 0 {
+	if len(acked) == 0 || m.total >= m.max {
 		return
 	}
 	if s == nil {
-		s = &sentIDs{ids: make(map[string]struct{}, len(acked))}
+		s = &sentIDs{ids: make(map[string]struct{}, len(acked)), at: now}
 		m.steps[k] = s
-	} else if t.before != nil && len(s.ids) > 0 {
-		// The map is read by runs under way without the lock: add to a copy.
+	} else {
+		// A run under way may be reading the map without the lock (two jobs of one tenant
+		// can overlap across a disconnect and a reconnect): add to a copy.
 		s.ids = cloneIDs(s.ids, len(acked))
 	}
 	for _, id := range acked {
@@ -123,7 +130,22 @@ func (m *sentMemory) end(tenant, step string, t *sentTracker, ok bool, now time.
 			m.total++
 		}
 	}
-	s.at = now
+}
+
+// sweep forgets the steps not failed for sentMemoryTTL: those of tenants no longer run here
+// (their shard moved to another replica) would otherwise be kept for good. Called with m.mu
+// held, at a failure, at most once a minute (a ClickHouse outage fails every tenant's steps).
+func (m *sentMemory) sweep(now time.Time) {
+	if now.Sub(m.swept) < time.Minute {
+		return
+	}
+	m.swept = now
+	for k, s := range m.steps {
+		if now.Sub(s.at) > sentMemoryTTL {
+			m.total -= len(s.ids)
+			delete(m.steps, k)
+		}
+	}
 }
 
 // cloneIDs copies ids with room for n more.

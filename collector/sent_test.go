@@ -117,3 +117,28 @@ func TestSentMemoryBounds(t *testing.T) {
 		assert.Same(t, &in[0], &out[0])
 	})
 }
+
+// TestSentMemoryKeepsFailingSteps: the TTL runs from a step's last failure even when that
+// failure published nothing new (every id skipped), and a failure sweeps away the steps of
+// tenants that no longer run here.
+func TestSentMemoryKeepsFailingSteps(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	m := newSentMemory(100)
+	fail := func(tenant string, ids []string, at time.Time) {
+		_, tr := m.begin(t.Context(), tenant, "users", at)
+		envs := make([]events.Envelope, len(ids))
+		for i, id := range ids {
+			envs[i].ID = id
+		}
+		tr.published(tr.unsent(envs))
+		m.end(tenant, "users", tr, false, at)
+	}
+	fail("a", []string{"a1", "a2"}, now)
+	fail("gone", []string{"g1"}, now) // its shard moves away: never begun here again
+	for h := 1; h <= 12; h++ {        // an outage of 12 hours, a failure an hour
+		fail("a", []string{"a1", "a2"}, now.Add(time.Duration(h)*time.Hour))
+	}
+	_, tr := m.begin(t.Context(), "a", "users", now.Add(12*time.Hour+time.Minute))
+	assert.Empty(t, tr.unsent([]events.Envelope{{ID: "a1"}, {ID: "a2"}}), "still remembered after 12 hours of failures")
+	assert.Equal(t, 2, m.remembered(), "gone's id was swept")
+}
