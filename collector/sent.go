@@ -40,15 +40,15 @@ type sentKey struct {
 // sentIDs are the ids a step's failed runs published.
 type sentIDs struct {
 	ids map[string]struct{}
-	at  time.Time // when the last ones were added
+	at  time.Time // the step's last failure
 }
 
 const (
 	// maxRemembered bounds the ids remembered, in all: a ClickHouse outage fails every
 	// tenant's step after its first publish, and a first sync publishes up to a flush of
-	// events (about 110 bytes each, remembered).
+	// events (about 90 bytes each, remembered: BenchmarkSentMemorySize).
 	maxRemembered = 200_000
-	// sentMemoryTTL is how long a step's ids are kept without being added to.
+	// sentMemoryTTL is how long a step's ids are kept after its last failure.
 	sentMemoryTTL = 6 * time.Hour
 )
 
@@ -74,10 +74,10 @@ func (m *sentMemory) begin(ctx context.Context, tenant, step string, now time.Ti
 	}
 	t := &sentTracker{}
 	m.mu.Lock()
-	if s := m.steps[sentKey{tenant, step}]; s != nil {
+	k := sentKey{tenant, step}
+	if s := m.steps[k]; s != nil {
 		if now.Sub(s.at) > sentMemoryTTL {
-			m.total -= len(s.ids)
-			delete(m.steps, sentKey{tenant, step})
+			m.forget(k, s)
 		} else {
 			t.before = s.ids
 		}
@@ -98,8 +98,7 @@ func (m *sentMemory) end(tenant, step string, t *sentTracker, ok bool, now time.
 	s := m.steps[k]
 	if ok {
 		if s != nil {
-			m.total -= len(s.ids)
-			delete(m.steps, k)
+			m.forget(k, s)
 		}
 		return
 	}
@@ -142,10 +141,15 @@ func (m *sentMemory) sweep(now time.Time) {
 	m.swept = now
 	for k, s := range m.steps {
 		if now.Sub(s.at) > sentMemoryTTL {
-			m.total -= len(s.ids)
-			delete(m.steps, k)
+			m.forget(k, s)
 		}
 	}
+}
+
+// forget drops a step's ids. Called with m.mu held.
+func (m *sentMemory) forget(k sentKey, s *sentIDs) {
+	m.total -= len(s.ids)
+	delete(m.steps, k)
 }
 
 // cloneIDs copies ids with room for n more.
@@ -166,8 +170,7 @@ func (m *sentMemory) drop(tenant string) {
 	defer m.mu.Unlock()
 	for k, s := range m.steps {
 		if k.tenant == tenant {
-			m.total -= len(s.ids)
-			delete(m.steps, k)
+			m.forget(k, s)
 		}
 	}
 }

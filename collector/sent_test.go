@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -141,4 +142,31 @@ func TestSentMemoryKeepsFailingSteps(t *testing.T) {
 	_, tr := m.begin(t.Context(), "a", "users", now.Add(12*time.Hour+time.Minute))
 	assert.Empty(t, tr.unsent([]events.Envelope{{ID: "a1"}, {ID: "a2"}}), "still remembered after 12 hours of failures")
 	assert.Equal(t, 2, m.remembered(), "gone's id was swept")
+}
+
+// BenchmarkSentMemorySize reports the heap a full memory holds per id: 100 tenants' failed
+// first syncs of 2,000 user events each, ids as the collector makes them (docs/reliability.md,
+// "The duplicate window"). go test -run '^$' -bench BenchmarkSentMemorySize ./collector
+func BenchmarkSentMemorySize(b *testing.B) {
+	now := time.Now()
+	for range b.N {
+		m := newSentMemory(maxRemembered)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for tn := range 100 {
+			tenant := fmt.Sprintf("tenant-%05d", tn)
+			_, tr := m.begin(b.Context(), tenant, "users", now)
+			envs := make([]events.Envelope, 2000)
+			for i := range envs {
+				envs[i].ID = userEventID(tenant, int64(4_000_000+i), 1)
+			}
+			tr.published(envs)
+			m.end(tenant, "users", tr, false, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(m.remembered()), "bytes/id")
+		runtime.KeepAlive(m)
+	}
 }
