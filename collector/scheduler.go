@@ -540,7 +540,7 @@ func (sch *scheduler) runJob(ctx context.Context, job syncJob) {
 // reschedule sets a tenant's next runs after a job: an interval after a success, a backoff
 // after a failure (15 s doubling, at most the users interval), at once when a sync was asked
 // for while the job ran. A job abandoned (its shard's lease lost, or the replica shutting
-// down) did not fail: what it did not finish stays due, for whoever owns the shard now. Taken
+// down) did not fail, and was not recorded: it stays due, for whoever owns the shard now. Taken
 // for a failure, it waited out a backoff when the same replica took the shard back (the
 // cluster test saw a routine poll 8.6 s later than the lease TTL allows).
 func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd time.Time, abandoned bool) {
@@ -563,8 +563,10 @@ func (sch *scheduler) reschedule(job syncJob, usersOK, auditOK bool, usersEnd ti
 	case (!job.users || usersOK) && (!job.audit || auditOK):
 		ts.failures = 0
 	case abandoned:
-		job.audit = job.audit && auditOK // what did not finish keeps its due time
-		job.users = job.users && usersOK
+		// Nothing of it was recorded (run returns before finish): every part stays due, the
+		// finished ones too, or a users sync that ended just before the cancel would set
+		// the next one an interval after a run that no record shows.
+		job.users, job.audit = false, false
 		sch.candidate(job.tenant, ts)
 	default:
 		ts.failures++

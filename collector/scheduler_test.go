@@ -220,9 +220,10 @@ func TestDispatchCandidates(t *testing.T) {
 	assert.False(t, ok, "a tick old: a full look")
 }
 
-// TestRescheduleAbandonedJob: a job whose context ended (its shard's lease lost) did not fail.
-// What it finished is scheduled an interval on; what it did not stays due, without a backoff
-// and without counting a failure, and the tenant is a dispatch candidate.
+// TestRescheduleAbandonedJob: a job whose context ended (its shard's lease lost) did not fail
+// and recorded nothing: all of it stays due, even a users sync that finished before the
+// cancel, without a backoff and without counting a failure, and the tenant is a dispatch
+// candidate.
 func TestRescheduleAbandonedJob(t *testing.T) {
 	now := time.Date(2026, 12, 3, 10, 51, 12, 0, time.UTC)
 	due := now.Add(-time.Second)
@@ -241,11 +242,12 @@ func TestRescheduleAbandonedJob(t *testing.T) {
 	assert.False(t, ts.running)
 	assert.Zero(t, ts.failures, "abandoned is not failed")
 	assert.Equal(t, due, ts.nextAudit, "the Audit Log poll it did not finish stays due")
-	assert.WithinDuration(t, now.Add(usersEvery), ts.nextUsers, usersEvery/10+time.Second, "its users sync finished")
+	assert.Equal(t, due, ts.nextUsers, "so does its users sync, finished but not recorded")
 	assert.Len(t, sch.cands, 1)
 
 	sch, ts = setup()
 	sch.reschedule(job, true, false, now, false)
+	assert.WithinDuration(t, now.Add(usersEvery), ts.nextUsers, usersEvery/10+time.Second, "a recorded users sync: an interval on")
 	assert.Equal(t, 1, ts.failures, "failed")
 	assert.WithinDuration(t, now.Add(30*time.Second), ts.nextAudit, 3*time.Second+time.Millisecond, "a backoff")
 }
